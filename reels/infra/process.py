@@ -82,6 +82,7 @@ class ManagedProcess:
         )
         log.close()
         if self.ready is not None:
+
             def check() -> bool:
                 assert self.proc is not None
                 if self.proc.poll() is not None:

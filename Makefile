@@ -1,0 +1,42 @@
+# Reels — one Makefile for set-up, code generation, lint, tests, the local mesh.
+SHELL := /bin/bash
+PY := .venv/bin/python
+USER ?= dev-user
+
+.PHONY: setup gen check-gen lint test up down demo token models bench clean
+
+setup:            ## install everything the project needs (idempotent)
+	@bash scripts/setup.sh
+
+gen: setup        ## regenerate gen/ (python stubs, type stubs, Envoy descriptor set)
+	@bash scripts/gen.sh
+	@$(PY) -m reels.infra.envoy render >/dev/null
+
+check-gen: setup  ## fail when gen/ or envoy/envoy.yaml is stale
+	@bash scripts/check_gen.sh
+
+lint: setup       ## buf lint (default rules) + ruff
+	@bash scripts/lint.sh
+
+models: setup     ## build the ONNX models Triton serves
+	@bash scripts/models.sh
+
+test: setup       ## run the whole test suite against real components
+	@bash scripts/test.sh
+
+up: setup         ## start the whole mesh on loopback (Envoy on 127.0.0.1:8080)
+	@bash scripts/up.sh
+
+demo: up
+
+down:             ## stop exactly what `make up` started
+	@bash scripts/down.sh
+
+token: setup      ## print a dev JWT: make token USER=alice
+	@$(PY) -m reels token --user "$(USER)"
+
+bench: setup      ## benchmarks (each prints its figure beside a same-run baseline)
+	@bash scripts/bench.sh
+
+clean: down
+	rm -rf var .pytest_cache

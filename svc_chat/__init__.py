@@ -1,0 +1,1 @@
+"""svc_chat: live streams and their real-time chat."""

@@ -1,0 +1,1 @@
+"""svc_rank: the feed (recall, scoring, dedup, saturation, cursor) and trending pages."""

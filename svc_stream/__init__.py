@@ -1,0 +1,1 @@
+"""svc_stream: playback, watch/engagement events, analytics (sole owner of chDB)."""

@@ -1,0 +1,9 @@
+"""`python -m svc_stream`: serve until SIGTERM, then drain and exit."""
+
+import asyncio
+
+from reels.server import serve_forever
+from svc_stream.server import build
+
+if __name__ == "__main__":
+    asyncio.run(serve_forever("stream", build))

@@ -1,0 +1,1 @@
+"""svc_transcode: the Kafka-driven worker that turns an original into an HLS ladder."""

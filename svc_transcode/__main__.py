@@ -1,0 +1,9 @@
+"""`python -m svc_transcode`: serve until SIGTERM, then drain and exit."""
+
+import asyncio
+
+from reels.server import serve_forever
+from svc_transcode.server import build
+
+if __name__ == "__main__":
+    asyncio.run(serve_forever("transcode", build))
