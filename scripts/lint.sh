@@ -12,6 +12,11 @@ PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 BUF_VERSION="1.75.0"
 BUF="$ROOT/.tools/buf/node_modules/.bin/buf"
 
+if ! command -v npm >/dev/null; then
+  echo "lint.sh: installing npm (buf ships through the npm registry)"
+  SUDO=""; [[ "$(id -u)" != "0" ]] && SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq npm
+fi
 if [[ ! -x "$BUF" ]] || [[ "$("$BUF" --version 2>/dev/null)" != "$BUF_VERSION" ]]; then
   echo "lint.sh: installing buf $BUF_VERSION into .tools/buf"
   npm install --silent --no-audit --no-fund --prefix "$ROOT/.tools/buf" "@bufbuild/buf@$BUF_VERSION"
