@@ -1,0 +1,120 @@
+"""Running ffmpeg/ffprobe as asyncio subprocesses, and the two ways a run can fail.
+
+Every media step shells out to ffmpeg. Doing that through one helper guarantees three
+things the worker depends on: the event loop is never blocked (the worker also serves
+gRPC health and consumes Kafka), a cancelled job never leaves an orphan ffmpeg burning
+the two cores, and a failure always carries the tail of ffmpeg's stderr so an operator
+can see *why* without re-running the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+FFMPEG = os.environ.get("REELS_FFMPEG", "ffmpeg")
+FFPROBE = os.environ.get("REELS_FFPROBE", "ffprobe")
+
+STDERR_TAIL_LINES = 40
+
+
+class UnusableMedia(Exception):
+    """The input itself is the problem: retrying will never help (dead-letter the job).
+
+    `reason` is written for the person who uploaded the file, e.g. "no video stream".
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TranscodeError(Exception):
+    """ffmpeg failed for a reason outside the input (crash, kill, full disk).
+
+    `transient=True` tells the job runner to retry with backoff; `stderr_tail` is the
+    evidence kept for the failed-job view.
+    """
+
+    def __init__(self, message: str, *, transient: bool = True, stderr_tail: str = "") -> None:
+        full = f"{message}\n--- ffmpeg stderr (tail) ---\n{stderr_tail}" if stderr_tail else message
+        super().__init__(full)
+        self.transient = transient
+        self.stderr_tail = stderr_tail
+
+
+@dataclass(frozen=True)
+class Completed:
+    """What a finished subprocess left behind (stdout only when it was captured)."""
+
+    returncode: int
+    stdout: bytes
+    stderr_tail: str
+
+
+async def _drain_lines(stream: asyncio.StreamReader, keep: deque[str]) -> None:
+    while line := await stream.readline():
+        keep.append(line.decode("utf-8", "replace").rstrip())
+
+
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    """SIGKILL the process group and reap it, so nothing is left running or zombied."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    await proc.wait()
+
+
+async def run(
+    argv: Sequence[str],
+    *,
+    stdout_handler: Callable[[asyncio.StreamReader], Awaitable[None]] | None = None,
+    capture_stdout: bool = False,
+    timeout_s: float | None = None,
+) -> Completed:
+    """Run a command; stdout goes to `stdout_handler`, to memory, or nowhere.
+
+    stderr is always read concurrently (a full pipe would otherwise stall ffmpeg) and
+    only its last lines are kept. On cancellation or timeout the whole process group is
+    killed before the exception propagates.
+    """
+    want_stdout = stdout_handler is not None or capture_stdout
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE if want_stdout else asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,  # own process group: killpg reaches any helper it spawns
+    )
+    tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+    chunks: list[bytes] = []
+
+    async def read_stdout() -> None:
+        assert proc.stdout is not None
+        if stdout_handler is not None:
+            await stdout_handler(proc.stdout)
+            await proc.stdout.read()  # drain whatever the handler left
+        else:
+            chunks.append(await proc.stdout.read())
+
+    async def body() -> None:
+        assert proc.stderr is not None
+        readers = [_drain_lines(proc.stderr, tail)]
+        if want_stdout:
+            readers.append(read_stdout())
+        await asyncio.gather(*readers)
+        await proc.wait()
+
+    try:
+        await asyncio.wait_for(body(), timeout_s)
+    except BaseException:
+        await asyncio.shield(_kill(proc))
+        raise
+    return Completed(proc.returncode or 0, b"".join(chunks), "\n".join(tail))
