@@ -35,6 +35,7 @@ class EnvoySettings:
     admin_port: int = 9901
     service_ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     media_port: int = 8090
+    upload_http_port: int = 50061  # svc_upload's tus endpoint (HTTP/1.1)
     otlp_port: int = 4317
     descriptor: Path = DESCRIPTOR
     jwks_path: Path = field(default_factory=lambda: AuthConfig().jwks_path)
@@ -120,6 +121,12 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
         max_age="86400",
     )
     routes: list[dict[str, Any]] = [
+        {
+            # tus 1.0 resumable uploads, served by svc_upload over HTTP (same JWT rule).
+            "name": "tus",
+            "match": {"prefix": "/api/v1/uploads/tus/"},
+            "route": {"cluster": "upload_http", "timeout": "0s", "idle_timeout": "300s"},
+        },
         {
             "name": "media",
             "match": {"prefix": "/media/"},
@@ -284,6 +291,7 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
     )
     clusters = [_cluster(f"svc_{key}", settings.service_ports[key]) for key in SERVICE_NAMES]
     clusters.append(_cluster("media_origin", settings.media_port, http2=False, health=False))
+    clusters.append(_cluster("upload_http", settings.upload_http_port, http2=False, health=False))
     clusters.append(_cluster("otel_collector", settings.otlp_port, health=False))
     return {
         "admin": {
@@ -380,6 +388,7 @@ def settings_from_env() -> EnvoySettings:
         admin_port=int(os.environ.get("REELS_ENVOY_ADMIN_PORT", 9901)),
         service_ports=ports,
         media_port=int(os.environ.get("REELS_MEDIA_PORT", 8090)),
+        upload_http_port=int(os.environ.get("REELS_UPLOAD_HTTP_PORT", 50061)),
         otlp_port=int(os.environ.get("REELS_OTLP_PORT", 4317)),
         rate_limit_tokens=int(os.environ.get("REELS_RATE_LIMIT_TOKENS", 1000)),
     )
