@@ -1,0 +1,54 @@
+"""Run Alembic migrations from code (services at startup, tests, ``python -m reels.db``).
+
+Alembic's commands are synchronous; from async code they run on one async
+connection through ``run_sync``, so no second event loop or thread is needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.pool import NullPool
+
+from reels.db.engine import database_url, make_engine
+
+ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
+
+
+def alembic_config(url: str | URL | None = None) -> Config:
+    """Alembic config pointing into the package, with the URL filled in."""
+    cfg = Config(str(ALEMBIC_INI))
+    cfg.set_main_option("script_location", str(ALEMBIC_INI.parent / "migrations"))
+    target = url or database_url()
+    rendered = target if isinstance(target, str) else target.render_as_string(hide_password=False)
+    # ConfigParser interpolation: a literal % in a password must be doubled.
+    cfg.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))
+    return cfg
+
+
+async def _run(url: str | URL | None, action: str, revision: str) -> None:
+    cfg = alembic_config(url)
+    engine = make_engine(url or database_url(), poolclass=NullPool)
+
+    def run(connection: Connection) -> None:
+        cfg.attributes["connection"] = connection
+        getattr(command, action)(cfg, revision)
+
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(run)
+    finally:
+        await engine.dispose()
+
+
+async def migrate(url: str | URL | None = None, revision: str = "head") -> None:
+    """``alembic upgrade head`` on the given (or configured) database."""
+    await _run(url, "upgrade", revision)
+
+
+async def downgrade(url: str | URL | None = None, revision: str = "base") -> None:
+    """``alembic downgrade base`` by default: for tests and throwaway databases."""
+    await _run(url, "downgrade", revision)

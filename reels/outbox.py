@@ -1,0 +1,279 @@
+"""Transactional outbox: events commit with the state change, a relay publishes them.
+
+A service never writes to Kafka inside a request: it calls :func:`enqueue` in the
+same database transaction as its own writes, so an event exists if and only if
+the change committed. :class:`OutboxRelay` then publishes unsent rows in id order
+and stamps ``sent_at``; a crash between "acked by Kafka" and "stamped" resends
+the row, which idempotent consumers (``reels.events.IdempotentConsumer``) skip.
+
+``python -m reels.outbox`` runs a relay until SIGTERM/SIGINT (env: REELS_DATABASE_URL,
+REELS_KAFKA_BOOTSTRAP, REELS_OUTBOX_BATCH rows per round, default 100).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import psycopg
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from reels.db.models import Outbox
+from reels.events import (
+    EVENT_ID_HEADER,
+    EventProducer,
+    OutgoingEvent,
+    ensure_topics,
+    inject_trace_headers,
+)
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "reels_outbox"
+# pg advisory lock id for "the one relay that sends right now" (ordered mode).
+RELAY_LOCK_KEY = 0x5245454C  # "REEL"
+
+
+async def enqueue(
+    session: AsyncSession,
+    topic: str,
+    key: bytes | str | None,
+    payload: bytes,
+    event_id: uuid.UUID | str,
+    headers: Mapping[str, str] | None = None,
+) -> uuid.UUID:
+    """Add an event to the caller's transaction; it is published only if that commits.
+
+    Does not commit. The current trace context is captured now, so the consumer's
+    work joins the trace of the request that caused the event.
+    """
+    eid = event_id if isinstance(event_id, uuid.UUID) else uuid.UUID(str(event_id))
+    stored = inject_trace_headers(headers)
+    stored[EVENT_ID_HEADER] = str(eid)
+    await session.execute(
+        Outbox.__table__.insert().values(
+            event_id=eid,
+            topic=topic,
+            key=key.encode() if isinstance(key, str) else key,
+            payload=payload,
+            headers=stored,
+        )
+    )
+    # Delivered at commit only (and dropped on rollback): wakes relays at once.
+    await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+    return eid
+
+
+class RelayError(Exception):
+    """The broker refused or timed out on a row; the row stays unsent for a retry."""
+
+
+@dataclass(frozen=True)
+class _Row:
+    id: int
+    topic: str
+    key: bytes | None
+    payload: bytes
+    headers: dict[str, str]
+
+
+class OutboxRelay:
+    """Publishes outbox rows to Kafka in id order, at least once, surviving crashes.
+
+    Each round claims up to ``batch_size`` unsent rows with ``FOR UPDATE SKIP
+    LOCKED``, sends them (waiting for acks), stamps the acknowledged prefix and
+    commits. A broker error stops the round at the first unacknowledged row, so
+    later rows never overtake it; the relay then backs off (exponential, capped)
+    and tries again. With ``ordered=True`` (default) relays take a transaction
+    advisory lock, so one sends at a time and the others are hot standbys: order
+    holds across relays. With ``ordered=False`` several relays share the work
+    (SKIP LOCKED keeps them off each other's rows) and order holds only per relay.
+    """
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        producer: EventProducer,
+        *,
+        batch_size: int = 100,
+        poll_interval: float = 0.2,
+        max_backoff: float = 5.0,
+        ordered: bool = True,
+        listen: bool = True,
+        create_topics: bool = True,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.producer = producer
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.max_backoff = max_backoff
+        self.ordered = ordered
+        self.listen = listen
+        self.create_topics = create_topics
+        self.sent = 0
+        """Rows this relay stamped as sent (for metrics and tests)."""
+        self._known_topics: set[str] = set()
+        self._stopping = asyncio.Event()
+        self._wakeup = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask ``run()`` to return after the current round."""
+        self._stopping.set()
+        self._wakeup.set()
+
+    async def drain_once(self) -> int:
+        """One round: claim, send, stamp. Returns rows sent; raises RelayError on broker trouble."""
+        error: BaseException | None = None
+        async with self.sessionmaker() as session, session.begin():
+            if self.ordered:
+                got = await session.scalar(select(func.pg_try_advisory_xact_lock(RELAY_LOCK_KEY)))
+                if not got:
+                    return 0
+            result = await session.execute(
+                select(Outbox.id, Outbox.topic, Outbox.key, Outbox.payload, Outbox.headers)
+                .where(Outbox.sent_at.is_(None))
+                .order_by(Outbox.id)
+                .limit(self.batch_size)
+                .with_for_update(skip_locked=True)
+            )
+            rows = [_Row(*r) for r in result.all()]
+            if not rows:
+                return 0
+            acked: list[int] = []
+            try:
+                await self._ensure_topics({r.topic for r in rows})
+                results = await self.producer.send_many(
+                    [OutgoingEvent(r.topic, r.key, r.payload, r.headers) for r in rows]
+                )
+            except Exception as exc:  # noqa: BLE001 - broker trouble of any kind: retry later
+                results = [exc]
+            for row, res in zip(rows, results, strict=False):
+                if isinstance(res, BaseException):
+                    error = res
+                    await session.execute(
+                        update(Outbox)
+                        .where(Outbox.id == row.id)
+                        .values(attempts=Outbox.attempts + 1, last_error=repr(res)[:2000])
+                    )
+                    break
+                acked.append(row.id)
+            if error is None and len(acked) < len(rows):
+                error = RelayError("producer returned fewer results than rows")
+            if acked:
+                await session.execute(
+                    update(Outbox)
+                    .where(Outbox.id.in_(acked))
+                    .values(sent_at=func.now(), attempts=Outbox.attempts + 1, last_error=None)
+                )
+        self.sent += len(acked)
+        if error is not None:
+            self._known_topics.clear()  # the broker may have restarted and lost them
+            raise RelayError(f"sent {len(acked)} of {len(rows)} rows: {error!r}") from error
+        return len(acked)
+
+    async def _ensure_topics(self, topics: set[str]) -> None:
+        """Create missing topics before the producer's metadata request auto-creates them."""
+        missing = topics - self._known_topics
+        if missing and self.create_topics:
+            await ensure_topics(missing, bootstrap=self.producer.bootstrap)
+        self._known_topics |= missing
+
+    async def run(self) -> None:
+        """Relay until ``stop()`` or cancellation; broker errors only slow it down."""
+        failures = 0
+        listener = asyncio.create_task(self._listen()) if self.listen else None
+        try:
+            while not self._stopping.is_set():
+                try:
+                    count = await self.drain_once()
+                    failures = 0
+                except Exception as exc:  # noqa: BLE001 - keep relaying whatever happened
+                    failures += 1
+                    delay = min(self.max_backoff, 0.1 * 2 ** min(failures, 10))
+                    delay *= 0.5 + random.random() / 2
+                    log.warning("outbox relay: %s; retrying in %.2fs", exc, delay)
+                    await self._sleep(delay)
+                    continue
+                if count < self.batch_size:
+                    await self._sleep(self.poll_interval)
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await listener
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), seconds)
+        self._wakeup.clear()
+
+    async def _listen(self) -> None:
+        """LISTEN for enqueue notifications, so a new event goes out without waiting a poll."""
+        engine = self.sessionmaker.kw.get("bind")
+        url = getattr(engine, "url", None)
+        if url is None:
+            return
+        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while not self._stopping.is_set():
+            try:
+                async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    async for _ in conn.notifies():
+                        self._wakeup.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - polling still works without it
+                log.debug("outbox relay: LISTEN connection lost: %s", exc)
+                await asyncio.sleep(1.0)
+
+
+async def purge_sent(session: AsyncSession, older_than_s: float = 7 * 86400) -> int:
+    """Delete rows sent long ago; the outbox is a queue, not an archive."""
+    result = await session.execute(
+        text(
+            "DELETE FROM outbox WHERE sent_at IS NOT NULL "
+            "AND sent_at < now() - make_interval(secs => :age)"
+        ),
+        {"age": older_than_s},
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def _main() -> None:
+    """Relay with the configured database and broker until SIGTERM/SIGINT."""
+    from reels.db.engine import make_engine, make_sessionmaker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    engine = make_engine()
+    producer = EventProducer()
+    batch_size = int(os.environ.get("REELS_OUTBOX_BATCH", "100"))
+    relay = OutboxRelay(make_sessionmaker(engine), producer, batch_size=batch_size)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, relay.stop)
+    while True:
+        try:
+            await producer.start()
+            break
+        except Exception as exc:  # noqa: BLE001 - broker not up yet: wait for it
+            log.warning("outbox relay: broker not reachable (%s); retrying", exc)
+            await asyncio.sleep(1.0)
+            producer = EventProducer()
+            relay.producer = producer
+    try:
+        await relay.run()
+    finally:
+        await producer.stop()
+        await engine.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(_main())
