@@ -18,7 +18,7 @@ async def _main(args: argparse.Namespace) -> None:
     if args.action == "upgrade" and await create_database(url):
         print(f"created database {url.rsplit('/', 1)[-1]}")
     if args.action == "upgrade":
-        await migrate(url, args.revision or "head")
+        await migrate(url, args.revision or "heads")
     else:
         await downgrade(url, args.revision or "-1")
 

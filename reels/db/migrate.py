@@ -44,8 +44,8 @@ async def _run(url: str | URL | None, action: str, revision: str) -> None:
         await engine.dispose()
 
 
-async def migrate(url: str | URL | None = None, revision: str = "head") -> None:
-    """``alembic upgrade head`` on the given (or configured) database."""
+async def migrate(url: str | URL | None = None, revision: str = "heads") -> None:
+    """``alembic upgrade heads`` (every service owns a branch) on the given (or configured) database."""
     await _run(url, "upgrade", revision)
 
 
