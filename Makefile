@@ -32,7 +32,8 @@ demo: up
 down:             ## stop exactly what `make up` started
 	@bash scripts/down.sh
 
-token: setup      ## print a dev JWT: make token USER=alice
+token:            ## print a dev JWT: make token USER=alice
+	@bash scripts/setup.sh >/dev/null
 	@$(PY) -m reels token --user "$(USER)"
 
 bench: setup      ## benchmarks (each prints its figure beside a same-run baseline)
