@@ -1,5 +1,11 @@
-"""StreamService: playback, events, engagement and analytics (later releases) and
-ListTrending, which svc_rank calls to build trending pages."""
+"""StreamService: one servicer composed of RPC groups, each in its own module.
+
+Groups: playback (playback_rpc), events + analytics (events_rpc), engagement
+(engagement_rpc), and ListTrending here, which svc_rank calls for trending pages.
+Each group module may expose `async def start(ctx: StreamContext) -> None` that
+starts its background work (consumers, HTTP origin, jobs) and appends stop hooks
+to ctx.on_stop; build() calls them in order.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +18,21 @@ from reels.v1 import stream_pb2, stream_pb2_grpc
 from reels import errors
 from reels.cache import redis_client
 from reels.server import Registration
-from svc_stream import trending
+from svc_stream import engagement_rpc, events_rpc, playback_rpc, trending
+from svc_stream.context import StreamContext
 
 MAX_TRENDING_PAGE = 500
 
 
-class StreamService(stream_pb2_grpc.StreamServiceServicer):
-    def __init__(self, redis: aioredis.Redis) -> None:
-        self.redis = redis
+class StreamService(
+    playback_rpc.PlaybackRpcs,
+    events_rpc.EventsRpcs,
+    engagement_rpc.EngagementRpcs,
+    stream_pb2_grpc.StreamServiceServicer,
+):
+    def __init__(self, ctx: StreamContext) -> None:
+        self.ctx = ctx
+        self.redis = ctx.redis
 
     async def ListTrending(  # noqa: N802 - generated name
         self, request: stream_pb2.ListTrendingRequest, context: grpc.aio.ServicerContext
@@ -43,16 +56,23 @@ class StreamService(stream_pb2_grpc.StreamServiceServicer):
         )
 
 
-def registrations(redis: aioredis.Redis) -> list[Registration]:
+def registrations(ctx: StreamContext | aioredis.Redis) -> list[Registration]:
+    if not isinstance(ctx, StreamContext):
+        ctx = StreamContext(redis=ctx)
     return [
         (
             stream_pb2_grpc.add_StreamServiceServicer_to_server,
-            StreamService(redis),
+            StreamService(ctx),
             "reels.v1.StreamService",
         )
     ]
 
 
 async def build() -> tuple[list[Registration], list[Callable[[], Awaitable[None]]]]:
-    redis = redis_client()
-    return registrations(redis), [redis.aclose]
+    ctx = StreamContext(redis=redis_client())
+    for group in (playback_rpc, events_rpc, engagement_rpc):
+        start = getattr(group, "start", None)
+        if start is not None:
+            await start(ctx)
+    # Stop in reverse start order; the shared Redis client goes last.
+    return registrations(ctx), [*reversed(ctx.on_stop), ctx.redis.aclose]
