@@ -45,7 +45,10 @@ async def _run(url: str | URL | None, action: str, revision: str) -> None:
 
 
 async def migrate(url: str | URL | None = None, revision: str = "heads") -> None:
-    """``alembic upgrade heads`` (every service owns a branch) on the given (or configured) database."""
+    """``alembic upgrade heads`` on the given (or configured) database.
+
+    Every service owns a migration branch, hence "heads".
+    """
     await _run(url, "upgrade", revision)
 
 
