@@ -25,6 +25,7 @@ escape the store.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import shutil
 import tempfile
@@ -120,6 +121,28 @@ class ObjectStore(Protocol):
     async def list(self, prefix: str = "") -> list[str]:
         """Sorted keys of the objects under ``prefix``."""
         ...
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with renameat2(RENAME_EXCHANGE); False if unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+    rc = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    return rc == 0
 
 
 class LocalObjectStore:
@@ -299,10 +322,11 @@ class LocalObjectStore:
     async def publish_prefix(self, tmp_prefix: str, final_prefix: str) -> int:
         """Rename the ``tmp_prefix`` folder to ``final_prefix`` in one ``rename(2)``.
 
-        An existing ``final_prefix`` is first moved aside (also one rename) and removed
-        afterwards, so readers see the old complete set or the new complete set; the
-        gap between the two renames is a window where the prefix is briefly absent,
-        never half-written.
+        An existing ``final_prefix`` is swapped with the new folder in one
+        ``renameat2(RENAME_EXCHANGE)`` (Linux), so readers see the old complete set or
+        the new complete set and never a missing or half-written one; the old set is
+        removed afterwards. Where the exchange is unavailable, the old folder is moved
+        aside first, leaving a brief window where the prefix is absent.
         """
         src = self._prefix_path(validate_key(tmp_prefix))
         dst = self._prefix_path(validate_key(final_prefix))
@@ -316,6 +340,9 @@ class LocalObjectStore:
             dst.parent.mkdir(parents=True, exist_ok=True)
             old = None
             if dst.exists():
+                if _exchange(src, dst):
+                    shutil.rmtree(src, ignore_errors=True)  # src now holds the old set
+                    return count
                 old = dst.with_name(f"{_TMP_PREFIX}old-{uuid.uuid4().hex}")
                 os.replace(dst, old)
             os.replace(src, dst)
