@@ -7,6 +7,7 @@ import asyncio
 import json
 import struct
 import time
+import uuid
 
 import aiohttp
 import grpc
@@ -72,18 +73,90 @@ CALLS = {
     ),
 }
 IMPLEMENTED = {"rank"}
+# Implemented services whose representative call names nothing that exists: the answer
+# still comes from the service itself (e.g. TranscodeService: job "j-1" is not a job).
+NOT_FOUND = {"transcode", "upload", "stream"}
+HTTP_STATUS = {grpc.StatusCode.UNIMPLEMENTED: 501, grpc.StatusCode.NOT_FOUND: 404}
+
+
+def expected_code(service: str) -> grpc.StatusCode:
+    return grpc.StatusCode.NOT_FOUND if service in NOT_FOUND else grpc.StatusCode.UNIMPLEMENTED
+
+
+# Three published videos whose trending order comes from real watch events.
+VID_A, VID_B, VID_C = (f"00000000-0000-4000-8000-00000000000{c}" for c in "abc")
 
 
 @pytest.fixture(scope="module")
 async def trending(mesh: Mesh) -> None:
-    from reels.cache import redis_client
+    """Publish three videos, record completions 3:2:1 through svc_stream, and wait until
+    the trending job ranks them: the feed then has real data end to end."""
+    from datetime import UTC, datetime
 
-    client = redis_client()
-    key = f"{mesh.redis_prefix}trending:global"
-    await client.zadd(key, {"vid-a": 30.0, "vid-b": 20.0, "vid-c": 10.0})
-    yield
-    await client.delete(key)
-    await client.aclose()
+    from google.protobuf import duration_pb2, timestamp_pb2
+    from reels.v1 import common_pb2, events_pb2
+
+    from tests.publishing import send_published
+
+    now = timestamp_pb2.Timestamp()
+    now.FromDatetime(datetime.now(UTC))
+    for vid in (VID_A, VID_B, VID_C):
+        await send_published(
+            mesh.backends.kafka_bootstrap,
+            events_pb2.VideoPublished(
+                meta=events_pb2.EventMeta(event_id=str(uuid.uuid4()), occurred_at=now),
+                video_id=vid,
+                creator_id="creator-1",
+                duration=duration_pb2.Duration(seconds=10),
+                width=720,
+                height=1280,
+                master_playlist_key=f"videos/{vid}/master.m3u8",
+                published_at=now,
+                title=f"video {vid[-1]}",
+            ),
+        )
+    completions = {VID_A: 3, VID_B: 2, VID_C: 1}
+    events = []
+    for vid, n in completions.items():
+        for i in range(n):
+            for kind in (common_pb2.EVENT_TYPE_WATCH_START, common_pb2.EVENT_TYPE_WATCH_COMPLETE):
+                events.append(
+                    stream_pb2.PlayerEvent(
+                        client_event_id=f"{vid}-{i}-{kind}",
+                        video_id=vid,
+                        type=kind,
+                        occurred_at=now,
+                        position_seconds=10.0
+                        if kind == common_pb2.EVENT_TYPE_WATCH_COMPLETE
+                        else 0,
+                        watch_seconds=10.0 if kind == common_pb2.EVENT_TYPE_WATCH_COMPLETE else 0,
+                        session_id=f"s-{i}",
+                        device=common_pb2.DEVICE_WEB,
+                    )
+                )
+    async with grpc.aio.insecure_channel(mesh.addr("stream")) as channel:
+        stub = stream_pb2_grpc.StreamServiceStub(channel)
+        deadline = time.monotonic() + 60
+        while True:  # until the catalog has applied video.published
+            reply = await stub.RecordEvents(
+                stream_pb2.RecordEventsRequest(events=events),
+                metadata=tuple(_auth("viewer").items()),
+                timeout=10,
+            )
+            if reply.accepted_count == len(events):
+                break
+            assert time.monotonic() < deadline, reply
+            await asyncio.sleep(0.5)
+        while True:  # until the trending job has ranked them
+            page = await stub.ListTrending(
+                stream_pb2.ListTrendingRequest(limit=3),
+                metadata=tuple(_auth().items()),
+                timeout=5,
+            )
+            if [e.video_id for e in page.entries] == [VID_A, VID_B, VID_C]:
+                break
+            assert time.monotonic() < deadline, page
+            await asyncio.sleep(0.5)
 
 
 def test_rendered_and_committed_envoy_configs_validate(tmp_path) -> None:
@@ -103,14 +176,15 @@ async def test_native_grpc_through_envoy_reaches_each_service(
         call = getattr(stub_cls(channel), method)
         if service in IMPLEMENTED:
             reply = await call(request, metadata=tuple(_auth().items()), timeout=5)
-            assert [i.video_id for i in reply.items] == ["vid-a", "vid-b"]
+            assert [i.video_id for i in reply.items] == [VID_A, VID_B]
             assert reply.next_cursor
         else:
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await call(request, metadata=tuple(_auth().items()), timeout=5)
             # The answer comes from the service itself, not from Envoy.
-            assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
-            assert "not implemented yet" in info.value.details()
+            assert info.value.code() == expected_code(service)
+            if service not in NOT_FOUND:
+                assert "not implemented yet" in info.value.details()
 
 
 @pytest.mark.parametrize("service", list(CALLS))
@@ -123,13 +197,15 @@ async def test_json_through_envoy_reaches_each_service(
             body = await resp.json(content_type=None)
             if service in IMPLEMENTED:
                 assert resp.status == 200, body
-                assert [i["videoId"] for i in body["items"]] == ["vid-a", "vid-b"]
+                assert [i["videoId"] for i in body["items"]] == [VID_A, VID_B]
                 assert body["items"][0]["reason"] == "FEED_REASON_TRENDING"
                 assert body["items"][0]["explanation"] == "Trending now"
             else:
-                assert resp.status == 501, body
-                assert body["code"] == grpc.StatusCode.UNIMPLEMENTED.value[0]
-                assert "not implemented yet" in body["message"]
+                code = expected_code(service)
+                assert resp.status == HTTP_STATUS[code], body
+                assert body["code"] == code.value[0]
+                if service not in NOT_FOUND:
+                    assert "not implemented yet" in body["message"]
 
 
 def _grpc_web_frame(message: bytes) -> bytes:
@@ -185,9 +261,9 @@ async def test_grpc_web_through_envoy_reaches_each_service(
     if service in IMPLEMENTED:
         assert status == "0"
         reply = rank_pb2.GetFeedResponse.FromString(messages[0])
-        assert [i.video_id for i in reply.items] == ["vid-a", "vid-b"]
+        assert [i.video_id for i in reply.items] == [VID_A, VID_B]
     else:
-        assert status == str(grpc.StatusCode.UNIMPLEMENTED.value[0])
+        assert status == str(expected_code(service).value[0])
 
 
 async def test_cors_preflight_is_answered_without_a_token(envoy: EnvoySettings) -> None:

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from reels.db.engine import make_engine
-from reels.db.migrate import downgrade, migrate
+from reels.db.migrate import alembic_config, downgrade, migrate
 from reels.db.models import Base
 from reels.events import (
     EVENT_ID_HEADER,
@@ -120,7 +121,11 @@ async def test_migrations_create_tables(empty_database_url: str) -> None:
         async with engine.connect() as conn:
             assert APP_TABLES <= await conn.run_sync(tables)
             assert await conn.run_sync(model_drift) == []
-            assert await conn.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+            # Every service's branch is applied (`upgrade heads`).
+            versions = set((await conn.execute(text("SELECT version_num FROM alembic_version")))
+                           .scalars().all())
+            assert versions == set(ScriptDirectory.from_config(alembic_config()).get_heads())
+            assert "t0002" in versions
 
         await downgrade(empty_database_url, "base")
         async with engine.connect() as conn:

@@ -1,0 +1,206 @@
+"""Player events end to end into ClickHouse vs a raw chDB insert of the same rows.
+
+End to end = RecordEvents over gRPC (JWT auth, per-item validation against the
+catalog) -> Kafka (Tansu, acks=all) -> the analytics sink consumer (batches of up to
+1,000) -> chDB ``video_events`` (+ ``watch_history`` and the Redis counters, which
+the sink writes too). The clock stops when ClickHouse holds every event.
+Baseline = the same rows inserted straight into a table of the same schema with
+clickhouse-connect in 1,000-row blocks, in the same process, in the same run.
+
+Goals (issue 4): >= 0.5x the raw insert rate and >= 20,000 events/s.
+Everything runs on loopback: a Tansu broker on a free port, a throwaway Postgres
+database, a Redis key prefix of its own, chDB under a temp directory.
+
+Run: .venv/bin/python bench/bench_events.py [--events 100000] [--clients 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gen"))
+
+import grpc  # noqa: E402
+from google.protobuf import duration_pb2, timestamp_pb2  # noqa: E402
+from reels.v1 import common_pb2, events_pb2, stream_pb2, stream_pb2_grpc  # noqa: E402
+from sqlalchemy import make_url  # noqa: E402
+
+from reels.analytics import Analytics  # noqa: E402
+from reels.auth import ensure_dev_keys, mint_token  # noqa: E402
+from reels.cache import delete_prefix, redis_client  # noqa: E402
+from reels.db.engine import (  # noqa: E402
+    create_database,
+    database_url,
+    drop_database,
+    make_engine,
+    make_sessionmaker,
+)
+from reels.db.migrate import migrate  # noqa: E402
+from reels.events import ensure_topics  # noqa: E402
+from reels.infra.process import free_port  # noqa: E402
+from reels.infra.tansu import tansu_process  # noqa: E402
+from reels.server import start_server  # noqa: E402
+
+VIDEOS = 50
+BATCH = 500
+SINK_BATCH = 1000
+TYPES = (
+    common_pb2.EventType.EVENT_TYPE_WATCH_START,
+    common_pb2.EventType.EVENT_TYPE_PROGRESS_25,
+    common_pb2.EventType.EVENT_TYPE_PROGRESS_50,
+    common_pb2.EventType.EVENT_TYPE_PROGRESS_75,
+    common_pb2.EventType.EVENT_TYPE_WATCH_COMPLETE,
+)
+
+
+def _batches(total: int, clients: int) -> list[list[stream_pb2.RecordEventsRequest]]:
+    """Per client, its requests: sessions of 5 events over VIDEOS videos of 20 s."""
+    now = timestamp_pb2.Timestamp()
+    now.FromDatetime(datetime.now(UTC))
+    per_client: list[list[stream_pb2.RecordEventsRequest]] = [[] for _ in range(clients)]
+    n = 0
+    while n < total:
+        client = (n // BATCH) % clients
+        events = []
+        for i in range(min(BATCH, total - n)):
+            k = n + i
+            session, step = divmod(k, len(TYPES))
+            events.append(stream_pb2.PlayerEvent(
+                client_event_id=f"e{k}", video_id=f"bench-v{session % VIDEOS}",
+                type=TYPES[step], occurred_at=now, position_seconds=step * 5.0,
+                watch_seconds=5.0 if step else 0.0, rendition="720p",
+                device=common_pb2.Device.DEVICE_IOS, country="US", session_id=f"s{session}",
+            ))
+        per_client[client].append(stream_pb2.RecordEventsRequest(events=events))
+        n += len(events)
+    return per_client
+
+
+async def _wait_count(store: Analytics, table: str, expected: int, within: float) -> None:
+    deadline = time.perf_counter() + within
+    while True:
+        count = (await store.query_rows(f"SELECT count() FROM {table}"))[0][0]  # noqa: S608
+        if count >= expected:
+            return
+        if time.perf_counter() > deadline:
+            raise SystemExit(f"only {count} of {expected} events reached {table}")
+        await asyncio.sleep(0.02)
+
+
+async def main(total: int, clients: int) -> None:
+    from svc_stream import events_rpc
+    from svc_stream.catalog import Catalog
+    from svc_stream.context import StreamContext
+    from svc_stream.event_sink import SCHEMA, VIDEO_EVENT_COLUMNS, Batch
+    from svc_stream.server import registrations
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-events-"))
+    port = free_port()
+    broker = tansu_process(port, log_dir=tmp)
+    await asyncio.to_thread(broker.start)
+    bootstrap = f"127.0.0.1:{port}"
+    url = make_url(database_url()).set(database=f"reels_bench_{uuid.uuid4().hex[:10]}")
+    url_s = url.render_as_string(hide_password=False)
+    await create_database(url_s)
+    prefix = f"reels-bench-{uuid.uuid4().hex[:8]}:"
+    os.environ["REELS_REDIS_PREFIX"] = prefix
+    os.environ["REELS_TRENDING_INTERVAL_S"] = "3600"
+    engine = make_engine(url_s)
+    redis = redis_client()
+    store = Analytics(f"chdb://{tmp / 'chdb'}")
+    try:
+        await migrate(url_s)
+        await ensure_topics(["video.events", "engagement.events", "video.published"],
+                            bootstrap=bootstrap)
+        sm = make_sessionmaker(engine)
+        catalog = Catalog(sm)
+        for i in range(VIDEOS):
+            await catalog.apply_published(events_pb2.VideoPublished(
+                video_id=f"bench-v{i}", creator_id="bench-creator",
+                duration=duration_pb2.Duration(seconds=20), master_playlist_key="m.m3u8"))
+        ctx = StreamContext(redis=redis, extras={
+            "sessionmaker": sm, "catalog": catalog, "analytics": store,
+            "kafka_bootstrap": bootstrap,
+            "consumer_options": {"session_timeout_ms": 3000, "heartbeat_interval_ms": 500},
+        })
+        await events_rpc.start(ctx)
+        ensure_dev_keys()
+        server = await start_server("stream", registrations(ctx), port=0)
+        while "analytics_consumer" not in ctx.extras:  # noqa: ASYNC110 - set by a task
+            await asyncio.sleep(0.05)
+        await ctx.analytics_consumer.wait_assigned()
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+        stub = stream_pb2_grpc.StreamServiceStub(channel)
+        # Warm-up: connections, catalog cache, topic metadata (not timed, not counted).
+        warm = stream_pb2.RecordEventsRequest(events=[stream_pb2.PlayerEvent(
+            client_event_id="warm", video_id="bench-v0", type=TYPES[0],
+            occurred_at=timestamp_pb2.Timestamp(seconds=int(time.time())))])
+        await stub.RecordEvents(warm, metadata=(("authorization",
+                                                 f"Bearer {mint_token('warm')}"),))
+        await _wait_count(store, "video_events", 1, 30)
+
+        plan = _batches(total, clients)
+        tokens = [mint_token(f"bench-user-{c}") for c in range(clients)]
+
+        async def client(c: int) -> None:
+            md = (("authorization", f"Bearer {tokens[c]}"),)
+            for request in plan[c]:
+                reply = await stub.RecordEvents(request, metadata=md, timeout=60)
+                assert reply.accepted_count == len(request.events), reply
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client(c) for c in range(clients)))
+        acked = time.perf_counter() - started
+        await _wait_count(store, "video_events", total + 1, 300)
+        e2e = time.perf_counter() - started
+        await channel.close()
+        await server.stop(1.0)
+        for hook in reversed(ctx.on_stop):
+            await hook()
+
+        # Baseline: the very rows the sink wrote, straight into a same-schema table.
+        rows = await store.query_rows(
+            f"SELECT {', '.join(VIDEO_EVENT_COLUMNS)} FROM video_events "  # noqa: S608
+            "WHERE client_event_id != 'warm'")
+        assert len(rows) == total and Batch is not None
+        await store.command(SCHEMA[0].replace("video_events", "video_events_raw"))
+        started = time.perf_counter()
+        for i in range(0, len(rows), SINK_BATCH):
+            await store.insert_rows("video_events_raw", rows[i : i + SINK_BATCH],
+                                    VIDEO_EVENT_COLUMNS)
+        raw = time.perf_counter() - started
+        await _wait_count(store, "video_events_raw", total, 10)
+
+        e2e_rate, raw_rate = total / e2e, total / raw
+        print(f"events: {total} in batches of {BATCH}, {clients} concurrent clients")
+        print(f"RecordEvents acked (Kafka acks=all):   {total / acked:10.0f} events/s "
+              f"({acked:.2f} s)")
+        print(f"end to end into ClickHouse:           {e2e_rate:10.0f} events/s ({e2e:.2f} s)")
+        print(f"raw chDB insert, {SINK_BATCH}-row blocks:     {raw_rate:10.0f} events/s "
+              f"({raw:.2f} s)")
+        print(f"ratio end-to-end / raw: {e2e_rate / raw_rate:.2f}x "
+              f"(goal >= 0.5x; >= 20,000 events/s: {'met' if e2e_rate >= 20_000 else 'NOT met'})")
+    finally:
+        await store.aclose()
+        await delete_prefix(redis, prefix)
+        await redis.aclose()
+        await engine.dispose()
+        await drop_database(url_s)
+        await asyncio.to_thread(broker.stop, 5.0)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--clients", type=int, default=4)
+    args = parser.parse_args()
+    asyncio.run(main(args.events, args.clients))

@@ -1,0 +1,324 @@
+"""The analytics sink: Kafka topics -> ClickHouse tables and Redis counters, in batches.
+
+One consumer group (``svc_stream.analytics``) reads ``video.events``,
+``engagement.events`` and ``video.published`` (one group join instead of three) and
+applies what it read as one batch: up to ``max_batch`` records or ``linger_s`` after
+the first one, whichever comes first, because ClickHouse wants few large inserts.
+
+Exactly-once *effects* on an at-least-once log, without a per-event ledger in
+Postgres (which would cap throughput at the database's insert rate):
+
+* ClickHouse tables are ``ReplacingMergeTree`` whose sorting key ends in the event id
+  (``watch_history`` and ``videos``: the natural key), so a replayed row is the same
+  row. Background merges collapse duplicates eventually; analytics queries read with
+  ``FINAL`` so the numbers are exact at every moment, not only after a merge.
+* Redis counters are guarded by a per-event ledger key inside one atomic Lua script
+  (see ``counters.py``).
+
+Offsets are committed only after both stores took the batch; a crash in between
+replays the batch, which both stores then ignore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from google.protobuf.message import DecodeError
+from reels.v1 import common_pb2, events_pb2
+
+from reels.analytics import Analytics
+from reels.events import EventConsumer, ReceivedEvent, event_id_of
+from svc_stream.counters import CounterDelta, Counters, creator_counters_key, video_counters_key
+
+log = logging.getLogger(__name__)
+
+TOPIC_VIDEO_EVENTS = "video.events"
+TOPIC_ENGAGEMENT = "engagement.events"
+TOPIC_PUBLISHED = "video.published"
+SINK_GROUP = "svc_stream.analytics"
+
+ET = common_pb2.EventType
+GT = events_pb2.EngagementType
+WATCH_TYPES = frozenset(
+    {
+        ET.EVENT_TYPE_WATCH_START,
+        ET.EVENT_TYPE_PROGRESS_25,
+        ET.EVENT_TYPE_PROGRESS_50,
+        ET.EVENT_TYPE_PROGRESS_75,
+        ET.EVENT_TYPE_WATCH_COMPLETE,
+    }
+)
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS video_events (
+        event_id String, video_id String, user_id String, session_id String,
+        client_event_id String, type UInt8,
+        occurred_at DateTime64(3, 'UTC'), received_at DateTime64(3, 'UTC'),
+        position_s Float64, watch_s Float64,
+        rendition LowCardinality(String), device LowCardinality(String),
+        country LowCardinality(String)
+    ) ENGINE = ReplacingMergeTree ORDER BY (video_id, event_id)""",
+    """CREATE TABLE IF NOT EXISTS watch_history (
+        user_id String, video_id String, session_id String,
+        position_s Float64, completed UInt8, last_event_at DateTime64(3, 'UTC'),
+        version UInt64
+    ) ENGINE = ReplacingMergeTree(version) ORDER BY (user_id, video_id, session_id)""",
+    """CREATE TABLE IF NOT EXISTS engagement_events (
+        event_id String, type UInt8, user_id String, video_id String, creator_id String,
+        comment_id String, channel LowCardinality(String), occurred_at DateTime64(3, 'UTC')
+    ) ENGINE = ReplacingMergeTree ORDER BY (video_id, event_id)""",
+    """CREATE TABLE IF NOT EXISTS videos (
+        video_id String, creator_id String, duration_s Float64, title String,
+        published_at DateTime64(3, 'UTC'), version UInt64
+    ) ENGINE = ReplacingMergeTree(version) ORDER BY video_id""",
+)
+VIDEO_EVENT_COLUMNS = (
+    "event_id", "video_id", "user_id", "session_id", "client_event_id", "type",
+    "occurred_at", "received_at", "position_s", "watch_s", "rendition", "device", "country",
+)
+WATCH_HISTORY_COLUMNS = (
+    "user_id", "video_id", "session_id", "position_s", "completed", "last_event_at", "version",
+)
+ENGAGEMENT_COLUMNS = (
+    "event_id", "type", "user_id", "video_id", "creator_id", "comment_id", "channel",
+    "occurred_at",
+)
+VIDEO_COLUMNS = ("video_id", "creator_id", "duration_s", "title", "published_at", "version")
+
+_DEVICE_NAMES = {v: n.removeprefix("DEVICE_").lower() for n, v in common_pb2.Device.items()}
+
+
+async def ensure_schema(analytics: Analytics) -> None:
+    """Create the analytics tables if missing (idempotent; runs at every start)."""
+    for ddl in SCHEMA:
+        await analytics.command(ddl)
+
+
+def device_name(device: int) -> str:
+    return _DEVICE_NAMES.get(device, "unspecified")
+
+
+def _ts(msg: Any) -> datetime:
+    return msg.ToDatetime(tzinfo=UTC)
+
+
+class Batch:
+    """Rows and counter deltas decoded from one consumed batch."""
+
+    def __init__(self) -> None:
+        self.video_events: list[tuple[Any, ...]] = []
+        self.engagement: list[tuple[Any, ...]] = []
+        self.videos: list[tuple[Any, ...]] = []
+        self.deltas: list[CounterDelta] = []
+        # (user, video, session) -> watch_history row with the highest version.
+        self.history: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+
+    def add(self, event: ReceivedEvent) -> None:
+        try:
+            if event.topic == TOPIC_VIDEO_EVENTS:
+                self._video_event(event)
+            elif event.topic == TOPIC_ENGAGEMENT:
+                self._engagement(event)
+            elif event.topic == TOPIC_PUBLISHED:
+                self._published(event)
+        except (DecodeError, ValueError, OverflowError) as exc:
+            # A poison record must not wedge the partition: log it and move on.
+            log.error("analytics sink: skipping undecodable %s record %s: %s",
+                      event.topic, event.event_id, exc)
+
+    def _video_event(self, event: ReceivedEvent) -> None:
+        m = events_pb2.VideoEvent.FromString(event.value)
+        occurred = _ts(m.occurred_at)
+        self.video_events.append((
+            event.event_id, m.video_id, m.user_id, m.session_id, m.client_event_id, m.type,
+            occurred, _ts(m.meta.occurred_at), m.position_seconds, m.watch_seconds,
+            m.rendition, device_name(m.device), m.country,
+        ))
+        if m.type not in WATCH_TYPES:
+            return  # player-reported like/share/comment: telemetry only (see engagement)
+        completed = m.type == ET.EVENT_TYPE_WATCH_COMPLETE
+        version = (int(completed) << 40) | int(m.position_seconds * 1000)
+        hkey = (m.user_id, m.video_id, m.session_id)
+        old = self.history.get(hkey)
+        if old is None or old[-1] < version:
+            self.history[hkey] = (
+                m.user_id, m.video_id, m.session_id, m.position_seconds, int(completed),
+                occurred, version,
+            )
+        inc = {"watch_ms": round(m.watch_seconds * 1000)}
+        if m.type == ET.EVENT_TYPE_WATCH_START:
+            inc["views"] = 1
+        elif completed:
+            inc["completions"] = 1
+        self.deltas.append(CounterDelta(event.event_id, video_counters_key(m.video_id), inc))
+
+    def _engagement(self, event: ReceivedEvent) -> None:
+        m = events_pb2.EngagementEvent.FromString(event.value)
+        self.engagement.append((
+            event.event_id, m.type, m.user_id, m.video_id, m.creator_id, m.comment_id,
+            m.channel, _ts(m.meta.occurred_at),
+        ))
+        video_field = {
+            GT.ENGAGEMENT_TYPE_LIKE: ("likes", 1),
+            GT.ENGAGEMENT_TYPE_UNLIKE: ("likes", -1),
+            GT.ENGAGEMENT_TYPE_COMMENT: ("comments", 1),
+            GT.ENGAGEMENT_TYPE_SHARE: ("shares", 1),
+        }.get(m.type)
+        if video_field is not None and m.video_id:
+            self.deltas.append(CounterDelta(
+                event.event_id, video_counters_key(m.video_id), {video_field[0]: video_field[1]}
+            ))
+        elif m.type in (GT.ENGAGEMENT_TYPE_FOLLOW, GT.ENGAGEMENT_TYPE_UNFOLLOW) and m.creator_id:
+            step = 1 if m.type == GT.ENGAGEMENT_TYPE_FOLLOW else -1
+            self.deltas.append(CounterDelta(
+                event.event_id, creator_counters_key(m.creator_id), {"followers": step}
+            ))
+
+    def _published(self, event: ReceivedEvent) -> None:
+        m = events_pb2.VideoPublished.FromString(event.value)
+        if not m.video_id:
+            return
+        published = _ts(m.published_at) if m.HasField("published_at") else datetime.now(UTC)
+        version = m.meta.occurred_at.ToNanoseconds() if m.HasField("meta") else 0
+        self.videos.append((
+            m.video_id, m.creator_id, m.duration.ToNanoseconds() / 1e9, m.title, published,
+            version or int(published.timestamp() * 1e9),
+        ))
+
+
+class AnalyticsSink:
+    """Writes decoded batches to ClickHouse and Redis (both idempotent)."""
+
+    def __init__(self, analytics: Analytics, counters: Counters) -> None:
+        self.analytics = analytics
+        self.counters = counters
+        self.applied_batches = 0
+        self.rows = 0
+
+    async def apply(self, events: Sequence[ReceivedEvent]) -> None:
+        batch = Batch()
+        for event in events:
+            batch.add(event)
+        # ClickHouse first, Redis second: if Redis fails the batch is replayed and
+        # ClickHouse's replacing tables absorb the repeated rows.
+        inserts = (
+            ("videos", batch.videos, VIDEO_COLUMNS),
+            ("video_events", batch.video_events, VIDEO_EVENT_COLUMNS),
+            ("watch_history", list(batch.history.values()), WATCH_HISTORY_COLUMNS),
+            ("engagement_events", batch.engagement, ENGAGEMENT_COLUMNS),
+        )
+        for table, rows, columns in inserts:
+            if rows:
+                await self.analytics.insert_rows(table, rows, columns)
+        if batch.deltas:
+            await self.counters.apply(batch.deltas)
+        self.applied_batches += 1
+        self.rows += len(batch.video_events)
+
+
+BatchHandler = Callable[[Sequence[ReceivedEvent]], Awaitable[None]]
+
+
+class BatchConsumer(EventConsumer):
+    """A consumer group member that hands records to ``apply`` in batches.
+
+    Reuses EventConsumer's group handling (rejoin and rewind after a broker restart,
+    commit-failure reconnects); only the loop differs: records of all assigned
+    partitions are gathered for up to ``linger_s`` (or ``max_batch`` records), applied
+    in one call, and only then committed. A failed apply rewinds every partition of
+    the batch and retries after a capped backoff.
+    """
+
+    def __init__(
+        self,
+        topics: Sequence[str],
+        group_id: str,
+        apply: BatchHandler,
+        *,
+        max_batch: int = 1000,
+        linger_s: float = 0.2,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(topics, group_id, None, max_records=max_batch, **kwargs)
+        self.apply = apply
+        self.max_batch = max_batch
+        self.linger_s = linger_s
+        self.failures = 0
+
+    async def run(self) -> None:
+        if self._consumer is None:
+            await self._reconnect()
+        loop = asyncio.get_running_loop()
+        while not self._stopping.is_set():
+            consumer = self._consumer
+            if consumer is None:
+                break
+            pending: dict[TopicPartition, list[ConsumerRecord]] = {}
+            count = 0
+            deadline: float | None = None
+            try:
+                while count < self.max_batch and not self._stopping.is_set():
+                    wait = 0.5 if deadline is None else deadline - loop.time()
+                    if wait <= 0:
+                        break
+                    fetched = await consumer.getmany(
+                        timeout_ms=max(1, int(wait * 1000)), max_records=self.max_batch - count
+                    )
+                    if not fetched:
+                        if deadline is None:
+                            break  # idle: go round (lets stop() and reconnects act)
+                        continue
+                    rewound = await self._check_group_offsets(consumer, fetched)
+                    for tp in rewound:
+                        count -= len(pending.pop(tp, []))
+                    for tp, records in fetched.items():
+                        if tp in rewound or not records:
+                            continue
+                        pending.setdefault(tp, []).extend(records)
+                        count += len(records)
+                    if deadline is None and count:
+                        deadline = loop.time() + self.linger_s
+            except KafkaError as exc:
+                log.warning("consumer %s: fetch failed: %s", self.group_id, exc)
+                self._rewind(consumer, pending)
+                await self._sleep(1.0)
+                continue
+            if not pending:
+                continue
+            events = []
+            for records in pending.values():
+                for record in records:
+                    event_id, headers = event_id_of(record)
+                    events.append(ReceivedEvent(
+                        event_id, record.topic, record.partition, record.offset, record.key,
+                        record.value or b"", headers,
+                    ))
+            try:
+                await self.apply(events)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.failures += 1
+                delay = min(self.retry_backoff_max, 0.1 * 2 ** min(self.failures, 10))
+                log.exception("consumer %s: batch of %d failed; retrying in %.1fs",
+                              self.group_id, len(events), delay)
+                self._rewind(consumer, pending)
+                await self._sleep(delay)
+                continue
+            self.failures = 0
+            for tp, records in pending.items():
+                await self._commit(consumer, tp, records[-1].offset + 1)
+
+    @staticmethod
+    def _rewind(consumer: Any, pending: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        for tp, records in pending.items():
+            try:
+                consumer.seek(tp, records[0].offset)
+            except Exception as exc:  # noqa: BLE001 - partition may be gone after a rebalance
+                log.debug("rewind of %s failed: %s", tp, exc)

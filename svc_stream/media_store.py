@@ -1,0 +1,151 @@
+"""The object store as playback reads it: bounded in time, cached where it is hot.
+
+Every call has a deadline (``REELS_MEDIA_STORE_TIMEOUT_S``, default 5 s): a stuck disk
+or a slow S3 becomes :class:`StorageUnavailable` (the origin answers 503 with
+Retry-After, RPCs UNAVAILABLE) instead of a request that hangs. A missing object is
+told apart from a missing *store*: for a local store whose root is gone or unreadable
+every key would look missing, so a miss is double-checked against the root before it
+becomes a 404.
+
+Two small TTL caches keep the hot path off the disk: playlist bytes (tiny, read on
+every manifest request) and existence of variant playlists (checked on every
+GetPlayback to drop missing renditions). Both are short (5 s) because objects can be
+republished or removed underneath us.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from reels.storage import LocalObjectStore, ObjectStore
+
+DEFAULT_TIMEOUT_S = 5.0
+DEFAULT_TTL_S = 5.0
+MAX_CACHED_BYTES = 64 * 1024  # playlists only; segments are never cached in memory
+MAX_ENTRIES = 50_000
+
+T = TypeVar("T")
+V = TypeVar("V")
+
+
+class StorageUnavailable(Exception):
+    """The store did not answer in time or is not there at all: retry later."""
+
+
+def store_timeout_s() -> float:
+    return float(os.environ.get("REELS_MEDIA_STORE_TIMEOUT_S", DEFAULT_TIMEOUT_S))
+
+
+class _TtlCache(Generic[V]):
+    def __init__(self, ttl_s: float, clock: Callable[[], float]) -> None:
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._items: dict[str, tuple[float, V]] = {}
+
+    def get(self, key: str) -> tuple[bool, V | None]:
+        hit = self._items.get(key)
+        if hit is not None and hit[0] > self._clock():
+            return True, hit[1]
+        return False, None
+
+    def put(self, key: str, value: V) -> None:
+        if len(self._items) >= MAX_ENTRIES:
+            self._items.clear()  # crude but bounded; entries live seconds anyway
+        self._items[key] = (self._clock() + self.ttl_s, value)
+
+
+class MediaStore:
+    """Read-only, deadline-bounded view of an :class:`ObjectStore` for playback."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        *,
+        timeout_s: float | None = None,
+        ttl_s: float = DEFAULT_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.timeout_s = store_timeout_s() if timeout_s is None else timeout_s
+        self._exists = _TtlCache[bool](ttl_s, clock)
+        self._small = _TtlCache[bytes](ttl_s, clock)
+
+    async def _bounded(self, awaitable: Awaitable[T]) -> T:
+        try:
+            return await asyncio.wait_for(awaitable, self.timeout_s)
+        except TimeoutError as exc:
+            raise StorageUnavailable(f"object store did not answer in {self.timeout_s:g}s") from exc
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise  # the object is missing: the caller decides between 404 and 503
+        except OSError as exc:  # permissions, I/O errors, a vanished mount
+            raise StorageUnavailable(f"object store error: {exc}") from exc
+
+    async def healthy(self) -> bool:
+        """Whether the store itself is reachable (its root exists and is readable)."""
+        if isinstance(self.store, LocalObjectStore):
+            root: Path = self.store.root
+            try:
+                return await asyncio.wait_for(
+                    asyncio.to_thread(lambda: root.is_dir() and os.access(root, os.R_OK | os.X_OK)),
+                    self.timeout_s,
+                )
+            except TimeoutError:
+                return False
+        return True
+
+    async def _missing(self, key: str) -> FileNotFoundError:
+        """The exception for a miss: a 404 only if the store itself is fine."""
+        if not await self.healthy():
+            raise StorageUnavailable("object store is not reachable")
+        return FileNotFoundError(key)
+
+    async def exists(self, key: str) -> bool:
+        hit, value = self._exists.get(key)
+        if hit:
+            return bool(value)
+        found = await self._bounded(self.store.exists(key))
+        if not found and not await self.healthy():
+            raise StorageUnavailable("object store is not reachable")
+        self._exists.put(key, found)
+        return found
+
+    async def read_small(self, key: str) -> bytes:
+        """A whole small object (a playlist), cached briefly."""
+        hit, value = self._small.get(key)
+        if hit and value is not None:
+            return value
+        try:
+            data: bytes = await self._bounded(self.store.get_bytes(key))
+        except FileNotFoundError:
+            raise await self._missing(key) from None
+        if len(data) <= MAX_CACHED_BYTES:
+            self._small.put(key, data)
+        return data
+
+    async def size(self, key: str) -> int:
+        try:
+            return await self._bounded(self.store.size(key))
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise await self._missing(key) from None
+
+    async def stream(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
+        """Bytes ``[start, end)`` chunk by chunk, each chunk under the deadline."""
+        chunks = aiter(self.store.open_range(key, start, end))
+        try:
+            while True:
+                try:
+                    chunk = await self._bounded(anext(chunks))
+                except StopAsyncIteration:
+                    return
+                yield chunk
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()

@@ -1,0 +1,234 @@
+"""The media origin: ``GET /media/<key>?exp=..&sig=..`` straight from the object store.
+
+Envoy routes ``/media/`` here without a JWT (players and CDNs cannot attach one); the
+signed URL is the credential. What a player gets:
+
+* playlists rewritten on the fly so every URI inside carries its own signature (same
+  expiry as the URL that fetched it), the master filtered to the device's ladder and
+  to variants that exist, start rendition first; ``Cache-Control: public, max-age=5``
+  (short: rewritten per signature bucket, and a republish must show up quickly);
+* segments, images, preview: streamed in chunks (never whole in memory), single
+  ``Range`` requests (206 + Content-Range; 416 + ``Content-Range: bytes */size`` when
+  unsatisfiable), ``Cache-Control: public, max-age=31536000, immutable`` (an object
+  key never changes content: a republish writes new segments);
+* CORS for browser players (hls.js): ``Access-Control-Allow-Origin: *``, Range allowed,
+  Content-Range/Content-Length/Accept-Ranges exposed, OPTIONS preflight answered
+  without a signature;
+* 403 for a missing, wrong or expired signature; 404 for an unknown key; 503 with
+  ``Retry-After`` when the store is unreachable or too slow (every store call has a
+  deadline, so nothing hangs). Error responses are ``no-store``.
+
+Production: this origin is swapped for S3 + a CDN by configuration alone. Point
+``REELS_MEDIA_BASE_URL`` at the CDN and give the CDN the signing secret
+(``REELS_MEDIA_SIGNING_KEY``) in an edge function that performs :meth:`UrlSigner.verify`
+(or switch ``UrlSigner`` to the CDN's native signed-URL format); the playlist rewrite
+runs at the edge or in this origin kept as the CDN's origin for ``*.m3u8`` only, while
+segments come straight from the bucket.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import re
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from reels.storage import validate_key
+from svc_stream import manifest
+from svc_stream.devices import parse_device
+from svc_stream.media_store import MediaStore, StorageUnavailable
+from svc_stream.signing import SignatureError, UrlSigner
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8090
+DEFAULT_HOST = "127.0.0.1"
+RETRY_AFTER_S = 2
+PLAYLIST_CACHE = "public, max-age=5"
+IMMUTABLE_CACHE = "public, max-age=31536000, immutable"
+CONTENT_TYPES = {
+    ".m3u8": manifest.CONTENT_TYPE,
+    ".ts": "video/mp2t",
+    ".m4s": "video/iso.segment",
+    ".mp4": "video/mp4",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".vtt": "text/vtt",
+    ".json": "application/json",
+}
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "Content-Range, Content-Length, Accept-Ranges, ETag",
+}
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def media_port() -> int:
+    return int(os.environ.get("REELS_MEDIA_PORT", DEFAULT_PORT))
+
+
+def media_host() -> str:
+    return os.environ.get("REELS_MEDIA_HOST", DEFAULT_HOST)
+
+
+class Unsatisfiable(Exception):
+    pass
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """``[start, end)`` of a single byte range, None to serve the whole object.
+
+    Malformed or multi-range headers are ignored (RFC 9110 allows serving 200);
+    a well-formed range outside the object raises :class:`Unsatisfiable`.
+    """
+    if not header:
+        return None
+    m = _RANGE.match(header.strip())
+    if m is None:
+        return None
+    first, last = m.group(1), m.group(2)
+    if first == "" and last == "":
+        return None
+    if first == "":  # suffix: the last N bytes
+        n = int(last)
+        if n == 0 or size == 0:
+            raise Unsatisfiable
+        return max(0, size - n), size
+    start = int(first)
+    end = size if last == "" else min(int(last) + 1, size)
+    if start >= size or (last != "" and int(last) < start):
+        raise Unsatisfiable
+    return start, end
+
+
+def _error(status: int, message: str, **headers: str) -> web.Response:
+    return web.Response(
+        status=status,
+        text=message + "\n",
+        headers={**CORS_HEADERS, "Cache-Control": "no-store", **headers},
+    )
+
+
+class MediaOrigin:
+    """aiohttp application serving signed media from a :class:`MediaStore`."""
+
+    def __init__(self, store: MediaStore, signer: UrlSigner) -> None:
+        self.store = store
+        self.signer = signer
+        self.app = web.Application()
+        self.app.router.add_route("GET", "/media/{key:.+}", self.get)
+        self.app.router.add_route("HEAD", "/media/{key:.+}", self.get)
+        self.app.router.add_route("OPTIONS", "/media/{key:.+}", self.options)
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def start(self, host: str | None = None, port: int | None = None) -> int:
+        """Listen (port 0 picks a free one); returns the bound port."""
+        self._runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        bind_port = media_port() if port is None else port
+        site = web.TCPSite(self._runner, host or media_host(), bind_port)
+        await site.start()
+        server = site._server  # noqa: SLF001 - aiohttp exposes no public bound address
+        self.port = server.sockets[0].getsockname()[1] if server and server.sockets else bind_port
+        return int(self.port or 0)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def options(self, request: web.Request) -> web.Response:
+        return web.Response(
+            status=204,
+            headers={
+                **CORS_HEADERS,
+                "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+                "Access-Control-Allow-Headers": request.headers.get(
+                    "Access-Control-Request-Headers", "Range"
+                ),
+                "Access-Control-Max-Age": "86400",
+            },
+        )
+
+    async def get(self, request: web.Request) -> web.StreamResponse:
+        try:
+            key = validate_key(unquote(request.match_info["key"]))
+        except ValueError:
+            return _error(404, "no such object")
+        try:
+            signed = self.signer.verify(key, dict(request.query))
+        except SignatureError as exc:
+            return _error(403, f"forbidden: {exc.reason}")
+        try:
+            if key.endswith(".m3u8"):
+                return await self._playlist(key, signed)
+            return await self._object(request, key)
+        except FileNotFoundError:
+            return _error(404, "no such object")
+        except StorageUnavailable as exc:
+            log.warning("origin: storage unavailable for %s: %s", key, exc)
+            return _error(503, "media storage unavailable, retry shortly",
+                          **{"Retry-After": str(RETRY_AFTER_S)})
+
+    async def _playlist(self, key: str, signed: dict[str, str]) -> web.Response:
+        text = (await self.store.read_small(key)).decode("utf-8", errors="replace")
+        exp = int(signed["exp"])
+        sign = manifest.relative_signed(lambda k: self.signer.query(k, exp))
+        if manifest.is_master(text):
+            present = await self.present_variants(text, key)
+            body = manifest.render_master(text, key, parse_device(signed.get("dev")), present, sign)
+        else:
+            body = manifest.sign_media_playlist(text, key, sign)
+        return web.Response(
+            body=body.encode(),
+            headers={
+                **CORS_HEADERS,
+                "Content-Type": manifest.CONTENT_TYPE,
+                "Cache-Control": PLAYLIST_CACHE,
+            },
+        )
+
+    async def present_variants(self, text: str, key: str) -> set[str]:
+        keys = manifest.variant_keys(text, key)
+        return {k for k in keys if await self.store.exists(k)}
+
+    async def _object(self, request: web.Request, key: str) -> web.StreamResponse:
+        size = await self.store.size(key)
+        headers = {
+            **CORS_HEADERS,
+            "Content-Type": CONTENT_TYPES.get(
+                posixpath.splitext(key)[1].lower(), "application/octet-stream"
+            ),
+            "Cache-Control": IMMUTABLE_CACHE,
+            "Accept-Ranges": "bytes",
+        }
+        try:
+            wanted = parse_range(request.headers.get("Range"), size)
+        except Unsatisfiable:
+            return _error(416, "range not satisfiable", **{"Content-Range": f"bytes */{size}"})
+        start, end = wanted if wanted is not None else (0, size)
+        response = web.StreamResponse(status=206 if wanted is not None else 200, headers=headers)
+        if wanted is not None:
+            response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        response.content_length = end - start
+        await response.prepare(request)
+        if request.method == "HEAD":
+            return response
+        try:
+            async for chunk in self.store.stream(key, start, end):
+                await response.write(chunk)
+        except StorageUnavailable as exc:
+            # Headers are out: the only honest signal left is a short body, so cut the
+            # connection; the player retries the segment (with a Range if it likes).
+            log.warning("origin: storage failed mid-body for %s: %s", key, exc)
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        await response.write_eof()
+        return response

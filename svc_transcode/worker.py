@@ -1,0 +1,537 @@
+"""The transcode worker: claims jobs from Postgres, runs the pipeline, publishes the outcome.
+
+Each worker process runs up to ``REELS_TRANSCODE_CONCURRENCY`` jobs at once (default
+1: one ladder encode already saturates two cores); more processes, on this machine
+or others, mean more throughput, since claims use ``FOR UPDATE SKIP LOCKED``.
+
+A claimed job is leased (``REELS_TRANSCODE_LEASE_S``, default 30 s) and a heartbeat
+renews the lease every ``REELS_TRANSCODE_HEARTBEAT_S`` (default a third of it). The
+heartbeat is also how a worker learns it must stop: when the renewal finds the job
+cancelled, or taken over after its lease ran out, the job's task is cancelled, which
+kills ffmpeg's process group and cleans the staging prefix. A worker that dies
+(SIGKILL, OOM, lost node) simply stops renewing; once the lease runs out the next
+claim redoes the job from the start.
+
+Failures are routed by kind, never by parsing messages:
+
+* permanent (``UnusableMedia``: the file is corrupt, not a video, ...) → ``failed``
+  at once, with the reason a person can read;
+* transient (ffmpeg crash or kill, storage, svc_upload or Triton unavailable, any
+  unexpected error) → retried after an exponential backoff
+  (``REELS_TRANSCODE_BACKOFF_MIN_S`` 5 s doubling up to ``REELS_TRANSCODE_BACKOFF_MAX_S``
+  30 s, ±20 % jitter) until ``REELS_TRANSCODE_MAX_ATTEMPTS`` (3), then ``dead_lettered``.
+
+Both terminal failures report FAILED to svc_upload and write the original event to
+``video.uploaded.dlq`` and a ``video.failed`` event through the outbox, in the same
+transaction as the state change. Success reports PUBLISHED and writes
+``video.published`` the same way. The work directory is always removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import shutil
+import socket
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from opentelemetry import trace
+from reels.v1 import common_pb2, events_pb2, upload_pb2
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from reels.db.models import TranscodeJob
+from reels.events import extract_trace_context
+from reels.media.ffmpeg_run import TranscodeError, UnusableMedia
+from reels.storage import ObjectStore
+from svc_transcode import hls, jobs, messages, pipeline, publish
+from svc_transcode.embeddings import EmbeddingUnavailable, TextEmbedder, video_text
+from svc_transcode.status import StatusReporter, StatusReportError
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("svc_transcode.worker")
+
+# Share of the progress bar each step gets; the pipeline's own 0-100 maps into PIPELINE_END.
+PIPELINE_END = 95.0
+EMBEDDINGS_AT, UPLOAD_AT, PUBLISH_AT = 95.5, 96.0, 99.0
+FAILED_REPORT_TRIES = 3
+CANCELLED_REASON = "processing was cancelled by an operator"
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Worker settings; ``from_env`` reads the ``REELS_TRANSCODE_*`` variables."""
+
+    concurrency: int = 1
+    lease_s: float = 30.0
+    heartbeat_s: float = 10.0
+    poll_s: float = 1.0
+    max_attempts: int = 3
+    backoff_min_s: float = 5.0
+    backoff_max_s: float = 30.0
+    preset: str = hls.DEFAULT_PRESET
+    work_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
+    progress_interval_s: float = 0.5
+    progress_step: float = 1.0
+
+    @classmethod
+    def from_env(cls) -> WorkerConfig:
+        lease = _env_float("REELS_TRANSCODE_LEASE_S", 30.0)
+        return cls(
+            concurrency=max(1, _env_int("REELS_TRANSCODE_CONCURRENCY", 1)),
+            lease_s=lease,
+            heartbeat_s=_env_float("REELS_TRANSCODE_HEARTBEAT_S", lease / 3),
+            poll_s=_env_float("REELS_TRANSCODE_POLL_S", 1.0),
+            max_attempts=max(1, _env_int("REELS_TRANSCODE_MAX_ATTEMPTS", 3)),
+            backoff_min_s=_env_float("REELS_TRANSCODE_BACKOFF_MIN_S", 5.0),
+            backoff_max_s=_env_float("REELS_TRANSCODE_BACKOFF_MAX_S", 30.0),
+            preset=os.environ.get("REELS_TRANSCODE_PRESET") or hls.DEFAULT_PRESET,
+            work_root=Path(os.environ.get("REELS_TRANSCODE_WORK_DIR") or tempfile.gettempdir()),
+        )
+
+
+def backoff_delay(attempt: int, config: WorkerConfig) -> float:
+    """Exponential from the minimum, capped, with jitter so a burst of failures
+    (svc_upload restarting) does not come back as a burst of retries."""
+    base = config.backoff_min_s * 2 ** max(0, attempt - 1)
+    jittered = base * random.uniform(0.8, 1.2)
+    return max(config.backoff_min_s, min(config.backoff_max_s, jittered))
+
+
+def classify(exc: BaseException) -> tuple[str, bool]:
+    """(reason, transient) for a failed attempt."""
+    if isinstance(exc, UnusableMedia):
+        return exc.reason, False
+    if isinstance(exc, TranscodeError):
+        return str(exc), exc.transient
+    if isinstance(exc, StatusReportError):
+        return str(exc), exc.transient
+    if isinstance(exc, (publish.StorageError, EmbeddingUnavailable, OSError)):
+        return str(exc) or repr(exc), True
+    # A bug or an outage we did not foresee: retrying costs little, and after the
+    # last attempt the job is dead-lettered where an operator sees it.
+    return f"unexpected error: {exc!r}", True
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), text)
+
+
+@dataclass
+class _Run:
+    """One attempt of one job, as the worker's tasks share it."""
+
+    job: TranscodeJob
+    uploaded: events_pb2.VideoUploaded
+    stage: str = "starting"
+    percent: float = 0.0
+    lost: bool = False
+    sent_stage: str = ""
+    sent_percent: float = -100.0
+    sent_at: float = 0.0
+    progress_due: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def job_id(self) -> uuid.UUID:
+        return self.job.id
+
+    @property
+    def video_id(self) -> str:
+        return self.job.video_id
+
+
+class TranscodeWorker:
+    """Claims and runs jobs until ``stop()``; see the module docstring for the protocol."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        store: ObjectStore,
+        reporter: StatusReporter,
+        embedder: TextEmbedder,
+        config: WorkerConfig | None = None,
+        *,
+        worker_id: str | None = None,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.store = store
+        self.reporter = reporter
+        self.embedder = embedder
+        self.config = config or WorkerConfig.from_env()
+        self.worker_id = worker_id or (
+            f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        )
+        self.active: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self.finished = 0
+        """Attempts this worker finished (any outcome); for tests and metrics."""
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._draining = False
+
+    # ----------------------------------------------------------------------- loop
+
+    def wake(self) -> None:
+        """Look for work now instead of at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Claim jobs while there is room, until ``stop()``; database outages only slow it."""
+        failures = 0
+        while not self._stopping.is_set():
+            if len(self.active) >= self.config.concurrency:
+                await self._sleep(self.config.poll_s)
+                continue
+            try:
+                job = await jobs.claim(self.sessionmaker, self.worker_id, self.config.lease_s)
+                failures = 0
+            except Exception as exc:  # noqa: BLE001 - Postgres down: keep trying, slowly
+                failures += 1
+                delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+                log.warning("transcode worker: claiming failed (%r); retrying in %.1fs", exc, delay)
+                await self._sleep(delay)
+                continue
+            if job is None:
+                await self._sleep(self.config.poll_s)
+                continue
+            if self._stopping.is_set():  # stop() came while we were claiming: give it back
+                await jobs.release(self.sessionmaker, job.id, self.worker_id)
+                break
+            task = asyncio.create_task(self._run_job(job), name=f"transcode-{job.id}")
+            self.active[job.id] = task
+            task.add_done_callback(lambda _t, jid=job.id: self._done(jid))
+
+    def _done(self, job_id: uuid.UUID) -> None:
+        self.active.pop(job_id, None)
+        self.finished += 1
+        self._wake.set()
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop claiming; give running jobs ``grace_s`` to finish, then release their leases.
+
+        A released job goes back to ``queued`` (the attempt is not counted), so another
+        worker picks it up at once instead of waiting for the lease to run out.
+        """
+        self._stopping.set()
+        self._wake.set()
+        tasks = list(self.active.values())
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=grace_s)
+        if pending:
+            self._draining = True
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
+
+    # ----------------------------------------------------------------------- one job
+
+    async def _run_job(self, job: TranscodeJob) -> None:
+        try:
+            uploaded = events_pb2.VideoUploaded.FromString(job.payload)
+        except Exception:  # noqa: BLE001 - the consumer checked it; be safe anyway
+            uploaded = events_pb2.VideoUploaded(video_id=job.video_id)
+        run = _Run(job, uploaded)
+        parent = extract_trace_context(dict(uploaded.meta.trace_context))
+        me = asyncio.current_task()
+        assert me is not None
+        with tracer.start_as_current_span(
+            "transcode.job",
+            context=parent,
+            attributes={
+                "reels.video_id": job.video_id,
+                "reels.job_id": str(job.id),
+                "reels.attempt": job.attempts,
+            },
+        ):
+            helpers = [
+                asyncio.create_task(self._heartbeat(run, me)),
+                asyncio.create_task(self._progress_pump(run, me)),
+            ]
+            stopped = False
+            try:
+                await self._attempt(run)
+            except Exception:  # noqa: BLE001 - outside the attempt's own routing (no work dir)
+                # The lease runs out and the next claim retries it; say why meanwhile.
+                log.exception("job %s: attempt could not start", job.id)
+            except asyncio.CancelledError:
+                if not (run.lost and not self._draining):
+                    if self._draining:
+                        with contextlib.suppress(Exception):
+                            await asyncio.shield(
+                                jobs.release(self.sessionmaker, job.id, self.worker_id)
+                            )
+                        log.info("job %s released for another worker (draining)", job.id)
+                    raise
+                # Cancelled by an operator, or another worker took over: not an error.
+                me.uncancel()
+                stopped = True
+            finally:
+                for helper in helpers:
+                    helper.cancel()
+                await asyncio.gather(*helpers, return_exceptions=True)
+            if stopped:
+                await self._after_stop(run)
+
+    async def _after_stop(self, run: _Run) -> None:
+        """Once ffmpeg is dead and no progress report is in flight, tell svc_upload
+        about a cancellation (a takeover needs nothing: the new owner reports)."""
+        async with self.sessionmaker() as session:
+            state = await session.scalar(
+                select(TranscodeJob.state).where(TranscodeJob.id == run.job_id)
+            )
+        log.info("job %s (video %s) stopped: it is %s", run.job_id, run.video_id, state)
+        if state == jobs.JobState.CANCELLED:
+            await self._report_failed(run, CANCELLED_REASON, stage="cancelled")
+
+    async def _attempt(self, run: _Run) -> None:
+        job, cfg = run.job, self.config
+        if job.attempts > job.max_attempts:
+            # Claimed again after its lease ran out, with the budget spent: the worker
+            # died during every attempt (a file that crashes or OOMs the machine).
+            await self._fail(
+                run,
+                f"the worker stopped (crash, kill or lost node) during each of "
+                f"{job.max_attempts} attempts",
+                transient=True,
+            )
+            return
+        log.info("job %s: attempt %d/%d for video %s",
+                 job.id, job.attempts, job.max_attempts, job.video_id)
+        work_dir = Path(
+            await asyncio.to_thread(
+                tempfile.mkdtemp, prefix=f"transcode-{job.id}-", dir=cfg.work_root
+            )
+        )
+        staging = publish.staging_prefix(job.video_id, str(job.id))
+        published = False
+        try:
+            self._progress(run, "download", 0.0, force=True)
+            src = work_dir / ("source" + PurePosixPath(job.original_key).suffix[:10])
+            await publish.download(self.store, job.original_key, src)
+
+            def on_progress(stage: str, percent: float) -> None:
+                self._progress(run, stage, percent * PIPELINE_END / 100.0)
+
+            result = await pipeline.transcode(
+                src, work_dir / "out", on_progress, preset=cfg.preset
+            )
+            self._progress(run, "embeddings", EMBEDDINGS_AT, force=True)
+            embedding = await self.embedder.embed_text(
+                video_text(run.uploaded.title, run.uploaded.description,
+                           list(run.uploaded.hashtags))
+            )
+            self._progress(run, "upload", UPLOAD_AT, force=True)
+            staged = await publish.stage(self.store, work_dir / "out", staging)
+            self._progress(run, "publish", PUBLISH_AT, force=True)
+            if not await jobs.renew_lease(
+                self.sessionmaker, job.id, self.worker_id, cfg.lease_s, stage="publish"
+            ):
+                run.lost = True
+                raise asyncio.CancelledError("job no longer ours")
+            final = publish.final_prefix(job.video_id)
+            await publish.publish(self.store, staged, staging, final)
+            published = True
+            await self._succeed(run, publish.PublishedVideo(job.video_id, result), embedding)
+        except Exception as exc:  # noqa: BLE001 - every failure is routed by classify()
+            reason, transient = classify(exc)
+            log.warning("job %s failed at %s (%s): %s", job.id, run.stage,
+                        "transient" if transient else "permanent", _first_line(reason))
+            await self._fail(run, reason, transient=transient)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, work_dir, True)
+            if not published:
+                await publish.discard(self.store, staging)
+
+    # ----------------------------------------------------------------------- outcomes
+
+    async def _succeed(
+        self, run: _Run, video: publish.PublishedVideo, embedding: list[float]
+    ) -> None:
+        result = video.result
+        request = upload_pb2.UpdateVideoStatusRequest(
+            video_id=run.video_id,
+            status=common_pb2.VIDEO_STATUS_PUBLISHED,
+            stage="done",
+            percent=100.0,
+            duration=messages.duration_of(result.duration_s),
+            width=result.width,
+            height=result.height,
+            renditions=messages.renditions_of(video),
+            thumbnail_key=video.thumbnail_key,
+            preview_key=video.preview_key,
+            storyboard_key=video.storyboard_key,
+            master_playlist_key=video.master_playlist_key,
+            job_id=str(run.job_id),
+        )
+        async with self.sessionmaker() as session, session.begin():
+            locked = await jobs.lock_owned(session, run.job_id, self.worker_id)
+            if locked is None:
+                run.lost = True
+                log.warning("job %s was cancelled or taken over as it finished", run.job_id)
+                return
+            try:
+                await self.reporter.update(request)
+            except StatusReportError as exc:
+                if not exc.transient:
+                    # svc_upload refuses the video (deleted meanwhile): take the outputs down.
+                    await publish.discard(self.store, video.prefix)
+                raise
+            await jobs.mark_succeeded(
+                session, locked, [messages.video_published(run.uploaded, video, embedding)]
+            )
+        log.info("job %s: video %s published (%d renditions)",
+                 run.job_id, run.video_id, len(result.renditions))
+
+    async def _fail(self, run: _Run, reason: str, *, transient: bool) -> None:
+        """Retry later, or finish as failed / dead-lettered with the events and report."""
+        async with self.sessionmaker() as session, session.begin():
+            locked = await jobs.lock_owned(session, run.job_id, self.worker_id)
+            if locked is None:
+                run.lost = True
+                return
+            if transient and locked.attempts < locked.max_attempts:
+                delay = backoff_delay(locked.attempts, self.config)
+                await jobs.schedule_retry(session, locked, error=reason, delay_s=delay)
+                log.info("job %s: retry %d/%d in %.1fs", run.job_id, locked.attempts + 1,
+                         locked.max_attempts, delay)
+                return
+            permanent = not transient
+            human = (
+                reason
+                if permanent
+                else f"processing failed {locked.attempts} times; last error: {_first_line(reason)}"
+            )
+            await self._report_failed(run, human)
+            await jobs.mark_terminal_failure(
+                session,
+                locked,
+                reason=reason if permanent else f"{human}\n{reason}",
+                permanent=permanent,
+                stage=run.stage,
+                messages=[
+                    messages.dead_letter(locked, reason=human, permanent=permanent),
+                    messages.video_failed(locked, reason=human, stage=run.stage),
+                ],
+            )
+        log.warning("job %s: %s: %s", run.job_id,
+                    "failed" if permanent else "dead-lettered", _first_line(human))
+
+    async def _report_failed(self, run: _Run, reason: str, *, stage: str | None = None) -> None:
+        """FAILED to svc_upload, retried briefly; never blocks the terminal transition.
+
+        If svc_upload stays unreachable the job still ends and video.failed is still
+        published (the durable record); the report failure is logged for operators.
+        """
+        request = upload_pb2.UpdateVideoStatusRequest(
+            video_id=run.video_id,
+            status=common_pb2.VIDEO_STATUS_FAILED,
+            stage=stage or run.stage,
+            percent=run.percent,
+            failure_reason=reason,
+            job_id=str(run.job_id),
+        )
+        for attempt in range(FAILED_REPORT_TRIES):
+            try:
+                await self.reporter.update(request)
+                return
+            except StatusReportError as exc:
+                if not exc.transient or attempt == FAILED_REPORT_TRIES - 1:
+                    log.error("job %s: could not report FAILED to svc_upload: %s",
+                              run.job_id, exc)
+                    return
+                await asyncio.sleep(0.5 * 2**attempt)
+
+    # ----------------------------------------------------------------------- progress & lease
+
+    def _progress(self, run: _Run, stage: str, percent: float, *, force: bool = False) -> None:
+        """Record progress; send it when the stage changed, or it moved ≥ 1 % and ≥ 0.5 s
+        passed since the last report (the pipeline reports much more often)."""
+        percent = max(run.percent, min(100.0, percent))
+        run.stage, run.percent = stage, percent
+        now = time.monotonic()
+        if (
+            force
+            or stage != run.sent_stage
+            or (
+                percent - run.sent_percent >= self.config.progress_step
+                and now - run.sent_at >= self.config.progress_interval_s
+            )
+        ):
+            run.sent_stage, run.sent_percent, run.sent_at = stage, percent, now
+            run.progress_due.set()
+
+    async def _progress_pump(self, run: _Run, job_task: asyncio.Task[None]) -> None:
+        """Delivers the latest progress to the job row and svc_upload, off the pipeline's path.
+
+        Only the newest value matters, so a slow svc_upload delays reports, never ffmpeg.
+        """
+        while True:
+            await run.progress_due.wait()
+            run.progress_due.clear()
+            stage, percent = run.stage, run.percent
+            try:
+                ours = await jobs.renew_lease(
+                    self.sessionmaker, run.job_id, self.worker_id, self.config.lease_s,
+                    stage=stage, percent=percent,
+                )
+            except Exception as exc:  # noqa: BLE001 - progress is best effort
+                log.debug("job %s: progress not recorded: %r", run.job_id, exc)
+                ours = True
+            if not ours:
+                self._lose(run, job_task)
+                return
+            try:
+                await self.reporter.update(
+                    upload_pb2.UpdateVideoStatusRequest(
+                        video_id=run.video_id,
+                        status=common_pb2.VIDEO_STATUS_PROCESSING,
+                        stage=stage,
+                        percent=percent,
+                        job_id=str(run.job_id),
+                    )
+                )
+            except StatusReportError as exc:
+                log.debug("job %s: progress not reported: %s", run.job_id, exc)
+
+    async def _heartbeat(self, run: _Run, job_task: asyncio.Task[None]) -> None:
+        """Renew the lease; cancel the job when it is no longer ours."""
+        while True:
+            await asyncio.sleep(self.config.heartbeat_s)
+            try:
+                ours = await jobs.renew_lease(
+                    self.sessionmaker, run.job_id, self.worker_id, self.config.lease_s
+                )
+            except Exception as exc:  # noqa: BLE001 - a DB blip; the lease has slack
+                log.warning("job %s: lease renewal failed: %r", run.job_id, exc)
+                continue
+            if not ours:
+                self._lose(run, job_task)
+                return
+
+    def _lose(self, run: _Run, job_task: asyncio.Task[None]) -> None:
+        if not run.lost:
+            log.info("job %s: cancelled or taken over; stopping it", run.job_id)
+            run.lost = True
+            job_task.cancel()

@@ -1,0 +1,201 @@
+"""Staged upload files: append + fsync, incremental sha256, then one move into storage.
+
+A staged file lives beside the object store (``<store root>/.part-uploads/`` for a
+local store; ``REELS_UPLOAD_STAGING_DIR`` overrides), so finishing an upload is a
+rename on the same filesystem instead of a second 500 MB copy. The store hides
+``.part-`` names, so half-uploaded files never show up as objects.
+
+The database offset is the truth: the staged file may be longer than it after a
+crash between fsync and the offset update, so every write first truncates the file
+to the committed offset. The running sha256 lives in memory (hashlib cannot
+export its state); when it is missing or behind (service restart, a cancelled
+write), the staged bytes are rehashed once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from reels.storage import LocalObjectStore, ObjectStore
+
+READ_PIECE = 1024 * 1024
+
+
+@dataclass
+class RunningHash:
+    """sha256 of the first ``offset`` bytes of a staged file."""
+
+    offset: int
+    hasher: hashlib._Hash  # type: ignore[name-defined]
+
+
+def default_staging_dir(store: ObjectStore) -> Path:
+    configured = os.environ.get("REELS_UPLOAD_STAGING_DIR")
+    if configured:
+        return Path(configured)
+    if isinstance(store, LocalObjectStore):
+        return store.root / ".part-uploads"
+    from reels.config import var_dir
+
+    return var_dir() / "uploads"
+
+
+class StagingArea:
+    """Staged files by upload id, and the running hashes that go with them."""
+
+    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.fsync = fsync
+        self._hashes: dict[str, RunningHash] = {}
+
+    def path(self, upload_id: str) -> Path:
+        return self.root / upload_id
+
+    # -- writes (called with the upload's lock held) -------------------------------
+
+    def open_at(self, upload_id: str, offset: int) -> StagedWriter:
+        """A writer appending at ``offset`` (the committed offset)."""
+        return StagedWriter(self, upload_id, offset)
+
+    async def running_hash(self, upload_id: str, offset: int) -> RunningHash:
+        """The running hash at exactly ``offset``, rehashing the staged file if needed."""
+        current = self._hashes.get(upload_id)
+        if current is not None and current.offset == offset:
+            return current
+        path = self.path(upload_id)
+
+        def rehash() -> RunningHash:
+            hasher = hashlib.sha256()
+            remaining = offset
+            if remaining:
+                with open(path, "rb") as fh:
+                    while remaining:
+                        piece = fh.read(min(READ_PIECE * 4, remaining))
+                        if not piece:
+                            raise FileNotFoundError(f"staged file {path} is shorter than {offset}")
+                        hasher.update(piece)
+                        remaining -= len(piece)
+            return RunningHash(offset, hasher)
+
+        current = await asyncio.to_thread(rehash)
+        self._hashes[upload_id] = current
+        return current
+
+    def forget_hash(self, upload_id: str) -> None:
+        self._hashes.pop(upload_id, None)
+
+    async def read_range(self, upload_id: str, offset: int, length: int) -> bytes:
+        """Stored bytes at [offset, offset+length): to check a repeated chunk."""
+
+        def read() -> bytes:
+            with open(self.path(upload_id), "rb") as fh:
+                fh.seek(offset)
+                return fh.read(length)
+
+        return await asyncio.to_thread(read)
+
+    async def discard(self, upload_id: str) -> None:
+        self.forget_hash(upload_id)
+        await asyncio.to_thread(self.path(upload_id).unlink, missing_ok=True)
+
+    async def publish(self, upload_id: str, store: ObjectStore, key: str) -> None:
+        """Move the staged file to ``key``: a rename when the store is local, else a stream."""
+        src = self.path(upload_id)
+        if isinstance(store, LocalObjectStore):
+            dest = store.path(key)
+
+            def move() -> bool:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.chmod(src, 0o644)
+                    os.replace(src, dest)
+                except OSError as exc:
+                    if exc.errno != 18:  # EXDEV: staging on another filesystem
+                        raise
+                    return False
+                return True
+
+            if await asyncio.to_thread(move):
+                self.forget_hash(upload_id)
+                return
+
+        async def pieces():  # type: ignore[no-untyped-def]
+            fh = await asyncio.to_thread(open, src, "rb")
+            try:
+                while piece := await asyncio.to_thread(fh.read, READ_PIECE):
+                    yield piece
+            finally:
+                fh.close()
+
+        await store.put_stream(key, pieces())
+        await self.discard(upload_id)
+
+
+class StagedWriter:
+    """Appends pieces to one staged file, hashing them; ``commit`` makes them durable.
+
+    Pieces go to disk as they arrive (a tus PATCH body of any size never sits in
+    memory); the hash given to ``commit`` is a copy, so a write that is abandoned
+    (checksum mismatch, dropped connection) leaves the running hash untouched.
+    """
+
+    def __init__(self, area: StagingArea, upload_id: str, offset: int) -> None:
+        self.area = area
+        self.upload_id = upload_id
+        self.start = offset
+        self.offset = offset
+        self._fh: object | None = None
+        self._hash: RunningHash | None = None
+
+    async def open(self) -> StagedWriter:
+        running = await self.area.running_hash(self.upload_id, self.start)
+        self._hash = RunningHash(self.start, running.hasher.copy())
+        path = self.area.path(self.upload_id)
+
+        def open_file():  # type: ignore[no-untyped-def]
+            fh = open(path, "r+b" if path.exists() else "w+b")  # noqa: SIM115 - closed in close()
+            fh.truncate(self.start)
+            fh.seek(self.start)
+            return fh
+
+        self._fh = await asyncio.to_thread(open_file)
+        return self
+
+    async def write(self, data: bytes) -> None:
+        assert self._fh is not None and self._hash is not None
+        fh, hasher = self._fh, self._hash.hasher
+
+        def write() -> None:
+            fh.write(data)  # type: ignore[attr-defined]
+            hasher.update(data)  # releases the GIL for large buffers
+
+        await asyncio.to_thread(write)
+        self.offset += len(data)
+
+    async def flush(self) -> None:
+        """Make everything written so far durable (before the offset is committed)."""
+        assert self._fh is not None
+        fh, fsync = self._fh, self.area.fsync
+
+        def sync() -> None:
+            fh.flush()  # type: ignore[attr-defined]
+            if fsync:
+                # fdatasync: the data and the file size, not the mtime (one disk write less).
+                os.fdatasync(fh.fileno())  # type: ignore[attr-defined]
+
+        await asyncio.to_thread(sync)
+
+    def adopt_hash(self) -> None:
+        """Call once the offset is committed: the written bytes now count."""
+        assert self._hash is not None
+        self.area._hashes[self.upload_id] = RunningHash(self.offset, self._hash.hasher.copy())
+
+    async def close(self) -> None:
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            await asyncio.to_thread(fh.close)  # type: ignore[attr-defined]

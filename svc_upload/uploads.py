@@ -1,0 +1,522 @@
+"""The upload core: create, write at an offset, complete, terminate.
+
+gRPC (server.py) and tus (tus.py) are two thin front ends over this module, so
+limits, ownership, offsets, checksums and the probe mean the same thing whichever
+protocol a client speaks.
+
+Completion is the one place a video becomes real: the staged file is verified
+(size, sha256, ffprobe), moved to ``originals/<video_id>/original<ext>``, and one
+Postgres transaction sets the video to ``processing`` and writes the
+``video.uploaded`` outbox row; the relay publishes it after commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import grpc
+from google.protobuf import duration_pb2, timestamp_pb2
+from google.rpc import error_details_pb2
+from reels.v1 import events_pb2
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from reels import errors
+from reels.db.models import Upload, Video, VideoStatus
+from reels.events import inject_trace_headers, new_event_id
+from reels.media.probe import ProbeResult, UnusableMedia, probe
+from reels.outbox import enqueue
+from reels.storage import ObjectStore
+from svc_upload.limits import (
+    NewUpload,
+    UploadLimits,
+    seconds_until_utc_midnight,
+    utc_day_start,
+    validate,
+)
+from svc_upload.locks import KeyedLocks
+from svc_upload.staging import StagedWriter, StagingArea
+from svc_upload.status import StatusChannel, check_transition
+from svc_upload.videos import snapshot_of
+
+log = logging.getLogger(__name__)
+
+TOPIC_VIDEO_UPLOADED = "video.uploaded"
+PRODUCER = "svc_upload"
+# A long tus PATCH commits its offset this often, so a dropped connection loses little.
+COMMIT_EVERY_BYTES = 16 * 1024 * 1024
+
+CONTENT_TYPES = {
+    1: "original",
+    2: "challenge",
+    3: "duet",
+    4: "reaction",
+}
+EXT_BY_MIME = {
+    "video/mp4": ".mp4",
+    "video/quicktime": ".mov",
+    "video/webm": ".webm",
+    "video/x-matroska": ".mkv",
+    "video/3gpp": ".3gp",
+}
+
+
+class UploadState:
+    OPEN = "open"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TERMINATED = "terminated"
+
+
+class OffsetMismatch(errors.FailedPrecondition):
+    """The chunk is not at the current offset; the client resumes at ``expected``."""
+
+    def __init__(self, expected: int, got: int, why: str = "") -> None:
+        super().__init__(
+            f"offset {got} does not match the upload's current offset {expected}"
+            f"{': ' + why if why else ''}; resume at offset {expected}"
+        )
+        self.expected = expected
+
+    def details(self) -> list[object]:
+        return [
+            error_details_pb2.ErrorInfo(
+                reason="UPLOAD_OFFSET_MISMATCH",
+                domain="reels.v1.UploadService",
+                metadata={"expected_offset": str(self.expected)},
+            )
+        ]
+
+
+class OutOfRange(errors.ReelsError):
+    """Bytes past the declared size."""
+
+    code = grpc.StatusCode.OUT_OF_RANGE
+
+
+class ChecksumMismatch(errors.InvalidArgument):
+    """A tus Upload-Checksum did not match the PATCH body; nothing of it was kept."""
+
+
+@dataclass(frozen=True)
+class UploadView:
+    """What front ends report about an upload."""
+
+    upload_id: str
+    video_id: str
+    offset: int
+    size: int
+    state: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Completed:
+    video_id: str
+    status: str
+
+
+def parse_uuid(value: str, kind: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        raise errors.NotFound(kind, value) from None
+
+
+def _view(upload: Upload) -> UploadView:
+    return UploadView(
+        str(upload.id),
+        str(upload.video_id),
+        upload.received_bytes,
+        upload.declared_size,
+        upload.state,
+        upload.expires_at,
+    )
+
+
+def original_key(video_id: str, filename: str, mime_type: str) -> str:
+    """``originals/<id>/original<ext>``: the extension from the name, else the mime type."""
+    match = re.search(r"(\.[A-Za-z0-9]{1,8})$", filename or "")
+    ext = match.group(1).lower() if match else EXT_BY_MIME.get((mime_type or "").lower(), ".bin")
+    return f"originals/{video_id}/original{ext}"
+
+
+class UploadCore:
+    """Everything about an upload that does not depend on the wire protocol."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        store: ObjectStore,
+        staging: StagingArea,
+        channel: StatusChannel,
+        limits: UploadLimits | None = None,
+        *,
+        probe_fn: Callable[..., object] = probe,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.store = store
+        self.staging = staging
+        self.channel = channel
+        self.limits = limits or UploadLimits()
+        self.locks = KeyedLocks()
+        self._probe = probe_fn
+
+    # -- create ---------------------------------------------------------------------
+
+    async def create(self, user: str, meta: NewUpload) -> UploadView:
+        """Validate, check the daily quota, and create the video and its upload session.
+
+        The quota counts videos created since UTC midnight, from Postgres, under a
+        per-user advisory lock so two concurrent creates cannot both take the last slot.
+        """
+        meta = validate(meta, self.limits)
+        video_id, upload_id = uuid.uuid4(), uuid.uuid4()
+        async with self.sessionmaker() as session, session.begin():
+            await session.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"upload-quota:{user}"}
+            )
+            used = await session.scalar(
+                select(func.count())
+                .select_from(Video)
+                .where(Video.creator_id == user, Video.created_at >= utc_day_start())
+            )
+            if (used or 0) >= self.limits.daily_quota:
+                raise errors.ResourceExhausted(
+                    f"daily upload quota reached ({self.limits.daily_quota} uploads per UTC day); "
+                    "try again after midnight UTC",
+                    retry_after_seconds=seconds_until_utc_midnight(),
+                )
+            session.add(
+                Video(
+                    id=video_id,
+                    creator_id=user,
+                    title=meta.title,
+                    description=meta.description,
+                    hashtags=meta.hashtags,
+                    content_type=CONTENT_TYPES.get(meta.content_type, "original"),
+                    audio_attribution=meta.audio_attribution or None,
+                    status=VideoStatus.UPLOADING.value,
+                    stage="upload",
+                    size_bytes=meta.declared_size,
+                    filename=meta.filename or None,
+                    mime_type=meta.mime_type or None,
+                )
+            )
+            await session.flush()
+            upload = Upload(
+                id=upload_id,
+                video_id=video_id,
+                creator_id=user,
+                declared_size=meta.declared_size,
+                received_bytes=0,
+                state=UploadState.OPEN,
+                expires_at=self.limits.expires_at(),
+                expected_sha256=meta.sha256_hex,
+                filename=meta.filename or None,
+                mime_type=meta.mime_type or None,
+            )
+            session.add(upload)
+        return _view(upload)
+
+    # -- read -----------------------------------------------------------------------
+
+    async def _load(self, session: AsyncSession, user: str, upload_id: str) -> Upload:
+        """The caller's upload. Someone else's is NOT_FOUND: ids never leak existence."""
+        uid = parse_uuid(upload_id, "upload")
+        upload = await session.get(Upload, uid)
+        if upload is None or upload.creator_id != user or upload.state == UploadState.TERMINATED:
+            raise errors.NotFound("upload", upload_id)
+        return upload
+
+    async def get(self, user: str, upload_id: str) -> UploadView:
+        async with self.sessionmaker() as session:
+            return _view(await self._load(session, user, upload_id))
+
+    def _require_open(self, upload: Upload) -> None:
+        if upload.state == UploadState.OPEN:
+            if upload.expires_at < datetime.now(UTC):
+                raise errors.NotFound("upload", str(upload.id), f"upload {upload.id} expired")
+            return
+        if upload.state == UploadState.COMPLETED:
+            raise errors.FailedPrecondition(f"upload {upload.id} is already complete")
+        raise errors.FailedPrecondition(
+            f"upload {upload.id} failed: {upload.failure_reason or 'unknown reason'}"
+        )
+
+    # -- write ----------------------------------------------------------------------
+
+    async def write_chunk(
+        self, user: str, upload_id: str, offset: int, data: bytes
+    ) -> tuple[int, int]:
+        """Append ``data`` at ``offset``; a repeat of stored bytes is a no-op.
+
+        Returns the offset after the write (the current offset for a repeat) and the
+        declared size.
+        """
+        async with self.locks.hold(upload_id):
+            async with self.sessionmaker() as session:
+                upload = await self._load(session, user, upload_id)
+            self._require_open(upload)
+            current, size = upload.received_bytes, upload.declared_size
+            if offset < 0:
+                raise errors.InvalidArgument("offset must be >= 0", [("offset", "must be >= 0")])
+            if offset < current:
+                if offset + len(data) <= current:
+                    stored = await self.staging.read_range(upload_id, offset, len(data))
+                    if stored == data:
+                        return current, size
+                    raise OffsetMismatch(current, offset, "the bytes differ from the stored ones")
+                raise OffsetMismatch(current, offset, "the chunk overlaps stored bytes")
+            if offset > current:
+                raise OffsetMismatch(current, offset, "the chunk would leave a gap")
+            if offset + len(data) > size:
+                raise OutOfRange(
+                    f"chunk ends at {offset + len(data)}, past the declared size {size}"
+                )
+            if not data:
+                return current, size
+            writer = await self.staging.open_at(upload_id, current).open()
+            try:
+                await writer.write(data)
+                await writer.flush()
+                await self._commit_offset(upload.id, current, writer)
+            finally:
+                await writer.close()
+            return writer.offset, size
+
+    async def write_stream(
+        self,
+        user: str,
+        upload_id: str,
+        offset: int,
+        pieces: AsyncIterator[bytes],
+        *,
+        length: int | None = None,
+        checksum: tuple[str, bytes] | None = None,
+    ) -> int:
+        """Append a body streamed in pieces (tus PATCH) at exactly the current offset.
+
+        Without a checksum the offset is committed every 16 MB and when the body
+        ends or breaks, so a dropped connection keeps what arrived (tus core). With
+        a checksum the whole body is one unit: kept only when it matches.
+        """
+        async with self.locks.hold(upload_id):
+            async with self.sessionmaker() as session:
+                upload = await self._load(session, user, upload_id)
+            self._require_open(upload)
+            current, size = upload.received_bytes, upload.declared_size
+            if offset != current:
+                raise OffsetMismatch(current, offset)
+            if length is not None and offset + length > size:
+                raise OutOfRange(f"body ends at {offset + length}, past the declared size {size}")
+            piece_hash = hashlib.new(checksum[0]) if checksum else None
+            writer = await self.staging.open_at(upload_id, current).open()
+            committed = current
+            try:
+                try:
+                    async for piece in pieces:
+                        if writer.offset + len(piece) > size:
+                            raise OutOfRange(f"the body runs past the declared size {size}")
+                        await writer.write(piece)
+                        if piece_hash is not None:
+                            piece_hash.update(piece)
+                        elif writer.offset - committed >= COMMIT_EVERY_BYTES:
+                            await writer.flush()
+                            await self._commit_offset(upload.id, committed, writer)
+                            committed = writer.offset
+                except Exception:
+                    # The connection broke (or the body was too long): keep what arrived.
+                    if piece_hash is None and writer.offset > committed:
+                        await writer.flush()
+                        await self._commit_offset(upload.id, committed, writer)
+                    raise
+                if piece_hash is not None and checksum is not None:
+                    if piece_hash.digest() != checksum[1]:
+                        raise ChecksumMismatch(
+                            f"Upload-Checksum ({checksum[0]}) does not match the body; "
+                            f"resend from offset {committed}"
+                        )
+                if writer.offset > committed:
+                    await writer.flush()
+                    await self._commit_offset(upload.id, committed, writer)
+            finally:
+                await writer.close()
+            return writer.offset
+
+    async def _commit_offset(self, upload_id: uuid.UUID, old: int, writer: StagedWriter) -> None:
+        """Compare-and-set the offset: only the writer that started at ``old`` may move it."""
+        async with self.sessionmaker() as session, session.begin():
+            result = await session.execute(
+                update(Upload)
+                .where(
+                    Upload.id == upload_id,
+                    Upload.received_bytes == old,
+                    Upload.state == UploadState.OPEN,
+                )
+                .values(received_bytes=writer.offset, updated_at=func.now())
+            )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            self.staging.forget_hash(str(upload_id))
+            raise errors.FailedPrecondition(
+                f"upload {upload_id} changed while writing; ask for the offset and resume"
+            )
+        writer.adopt_hash()
+
+    # -- complete -------------------------------------------------------------------
+
+    async def complete(self, user: str, upload_id: str) -> Completed:
+        """Verify and hand over to transcoding; a second call returns the first result."""
+        async with self.locks.hold(upload_id, wait_s=120):
+            async with self.sessionmaker() as session:
+                upload = await self._load(session, user, upload_id)
+                video = await session.get(Video, upload.video_id)
+            assert video is not None
+            if upload.state == UploadState.COMPLETED:
+                return Completed(str(video.id), video.status)
+            self._require_open(upload)
+            if upload.received_bytes != upload.declared_size:
+                raise errors.FailedPrecondition(
+                    f"upload incomplete: {upload.received_bytes} of {upload.declared_size} "
+                    f"bytes received; resume at offset {upload.received_bytes}"
+                )
+            running = await self.staging.running_hash(upload_id, upload.received_bytes)
+            sha = running.hasher.hexdigest()
+            if upload.expected_sha256 and upload.expected_sha256 != sha:
+                reason = f"sha256 mismatch: declared {upload.expected_sha256}, received {sha}"
+                await self._fail(upload, reason)
+                raise errors.InvalidArgument(reason, [("sha256_hex", "does not match the file")])
+            try:
+                info: ProbeResult = await self._probe(self.staging.path(upload_id))  # type: ignore[misc]
+            except UnusableMedia as exc:
+                reason = str(exc)
+                await self._fail(upload, reason)
+                raise errors.InvalidArgument(
+                    f"not a usable video: {reason}", [("file", reason)]
+                ) from exc
+            key = original_key(str(video.id), upload.filename or "", upload.mime_type or "")
+            await self.staging.publish(upload_id, self.store, key)
+            return await self._hand_over(upload, sha, key, info)
+
+    async def _hand_over(
+        self, upload: Upload, sha: str, key: str, info: ProbeResult
+    ) -> Completed:
+        """One transaction: video -> processing, upload -> completed, outbox row."""
+        async with self.sessionmaker() as session, session.begin():
+            video = await session.get(Video, upload.video_id, with_for_update=True)
+            assert video is not None
+            current = VideoStatus(video.status)
+            if current == VideoStatus.DELETED:
+                raise errors.FailedPrecondition(f"video {video.id} was deleted during the upload")
+            check_transition(current, VideoStatus.PROCESSING, str(video.id))
+            now = datetime.now(UTC)
+            video.status = VideoStatus.PROCESSING.value
+            video.stage = "queued"
+            video.percent = 0
+            video.failure_reason = None
+            video.size_bytes = upload.declared_size
+            video.sha256 = sha
+            video.original_key = key
+            video.duration_s = info.duration_s
+            video.width = info.width
+            video.height = info.height
+            video.updated_at = now
+            await session.execute(
+                update(Upload)
+                .where(Upload.id == upload.id)
+                .values(state=UploadState.COMPLETED, updated_at=func.now())
+            )
+            event_id = new_event_id()
+            await enqueue(
+                session,
+                TOPIC_VIDEO_UPLOADED,
+                str(video.id),
+                self._uploaded_event(video, event_id, now, info).SerializeToString(),
+                event_id,
+            )
+        await self.channel.publish(snapshot_of(video))
+        log.info("upload complete", extra={"fields": {"video_id": str(video.id), "key": key}})
+        return Completed(str(video.id), video.status)
+
+    @staticmethod
+    def _uploaded_event(
+        video: Video, event_id: uuid.UUID, now: datetime, info: ProbeResult
+    ) -> events_pb2.VideoUploaded:
+        occurred = timestamp_pb2.Timestamp()
+        occurred.FromDatetime(now)
+        duration = duration_pb2.Duration()
+        duration.FromNanoseconds(int(info.duration_s * 1e9))
+        content = {v: k for k, v in CONTENT_TYPES.items()}.get(video.content_type or "", 0)
+        return events_pb2.VideoUploaded(
+            meta=events_pb2.EventMeta(
+                event_id=str(event_id),
+                occurred_at=occurred,
+                trace_context=inject_trace_headers({}),
+                producer=PRODUCER,
+            ),
+            video_id=str(video.id),
+            creator_id=video.creator_id,
+            original_key=video.original_key or "",
+            size_bytes=video.size_bytes or 0,
+            sha256_hex=video.sha256 or "",
+            content_type=content,  # type: ignore[arg-type]
+            mime_type=video.mime_type or "",
+            title=video.title,
+            description=video.description,
+            hashtags=list(video.hashtags),
+            audio_attribution=video.audio_attribution or "",
+            probe=events_pb2.ProbeInfo(
+                duration=duration,
+                width=info.width,
+                height=info.height,
+                container=info.format_name,
+                video_codec=info.video_codec,
+                audio_codec=info.audio_codec or "",
+                frame_rate=info.fps,
+                bit_rate=info.bit_rate or 0,
+                rotation=info.rotation,
+            ),
+        )
+
+    async def _fail(self, upload: Upload, reason: str) -> None:
+        """Video -> failed(reason), upload -> failed, staged bytes dropped; nothing queued."""
+        async with self.sessionmaker() as session, session.begin():
+            video = await session.get(Video, upload.video_id, with_for_update=True)
+            assert video is not None
+            if check_transition(VideoStatus(video.status), VideoStatus.FAILED, str(video.id)):
+                video.status = VideoStatus.FAILED.value
+                video.failure_reason = reason
+                video.stage = "validate"
+                video.updated_at = datetime.now(UTC)
+            await session.execute(
+                update(Upload)
+                .where(Upload.id == upload.id)
+                .values(state=UploadState.FAILED, failure_reason=reason, updated_at=func.now())
+            )
+        await self.staging.discard(str(upload.id))
+        await self.channel.publish(snapshot_of(video))
+
+    # -- terminate ------------------------------------------------------------------
+
+    async def terminate(self, user: str, upload_id: str) -> None:
+        """tus termination: drop the staged bytes; an unfinished video is deleted."""
+        async with self.locks.hold(upload_id):
+            async with self.sessionmaker() as session, session.begin():
+                upload = await self._load(session, user, upload_id)
+                video = await session.get(Video, upload.video_id, with_for_update=True)
+                upload.state = UploadState.TERMINATED
+                upload.updated_at = datetime.now(UTC)
+                changed = False
+                if video is not None and video.status == VideoStatus.UPLOADING.value:
+                    video.status = VideoStatus.DELETED.value
+                    video.deleted_at = video.updated_at = datetime.now(UTC)
+                    changed = True
+            await self.staging.discard(upload_id)
+        if changed and video is not None:
+            await self.channel.publish(snapshot_of(video))
