@@ -27,7 +27,8 @@ test: setup       ## run the whole test suite against real components
 up: setup         ## start the whole mesh on loopback (Envoy on 127.0.0.1:8080)
 	@bash scripts/up.sh
 
-demo: up
+demo: up         ## run the mesh, then push one reel through it (upload → publish → play)
+	@$(PY) -m reels.demo
 
 down:             ## stop exactly what `make up` started
 	@bash scripts/down.sh

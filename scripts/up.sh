@@ -9,7 +9,6 @@ fi
 bash scripts/datastores.sh start
 export REELS_DATABASE_URL=${REELS_DATABASE_URL:-postgresql+psycopg://postgres:postgres@127.0.0.1:5432/reels}
 export OTEL_EXPORTER_OTLP_ENDPOINT=${OTEL_EXPORTER_OTLP_ENDPOINT:-http://127.0.0.1:4317}
-export REELS_SERVICE_TOKEN=${REELS_SERVICE_TOKEN:-$(.venv/bin/python -m reels token --user svc-internal --ttl 2592000)}
 .venv/bin/python -m reels.db upgrade
 setsid .venv/bin/honcho start -f Procfile >var/log/mesh.log 2>&1 < /dev/null &
 echo $! > var/run/honcho.pid
