@@ -44,7 +44,14 @@ class RunningServer:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(grace)
         for hook in self.on_stop:
-            await hook()
+            # A hook waiting on a dead dependency (broker gone, say) must not keep
+            # the process alive: SIGTERM means exit, after a bounded drain.
+            try:
+                await asyncio.wait_for(hook(), timeout=grace + 5.0)
+            except TimeoutError:
+                log.warning("stop hook timed out", extra={"fields": {"hook": repr(hook)}})
+            except Exception:
+                log.exception("stop hook failed")
 
 
 async def start_server(
