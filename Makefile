@@ -37,7 +37,7 @@ token:            ## print a dev JWT: make token USER=alice
 	@bash scripts/setup.sh >/dev/null
 	@$(PY) -m reels token --user "$(USER)"
 
-bench: setup      ## benchmarks (each prints its figure beside a same-run baseline)
+bench: setup      ## benchmarks, each beside a same-run baseline (B=upload for one)
 	@bash scripts/bench.sh
 
 clean: down
