@@ -173,6 +173,12 @@ def reset_peak(pid: int) -> None:
         pass  # not permitted here: the printed peaks are then cumulative
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) used so far by process ``pid``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def vm_kb(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -185,6 +191,9 @@ async def main() -> None:
     parser.add_argument("--mb", type=int, default=500, help="file size in MiB (default 500)")
     parser.add_argument("--chunk-mb", type=int, default=4, help="gRPC chunk (default 4 MiB)")
     parser.add_argument("--tus-chunk-mb", type=int, default=16, help="tus PATCH size")
+    parser.add_argument(
+        "--only", action="append", default=[], help="run only these paths (repeatable)"
+    )
     args = parser.parse_args()
     size = args.mb * MB
 
@@ -229,15 +238,20 @@ async def main() -> None:
         addr = f"127.0.0.1:{grpc_port}"
         tus_url = f"http://127.0.0.1:{http_port}/api/v1/uploads/tus/"
         peaks: dict[str, float] = {}
+        cpu: dict[str, tuple[float, float]] = {}
         runs = {
             "grpc chunks": lambda: grpc_chunks(addr, src, sha, args.chunk_mb * MB),
             "grpc stream": lambda: grpc_stream(addr, src, sha, args.chunk_mb * MB),
             "tus": lambda: asyncio.to_thread(tus_upload, tus_url, src, sha, args.tus_chunk_mb * MB),
         }
         for name, run in runs.items():
+            if args.only and name not in args.only:
+                continue
             reset_peak(pid)
+            svc0, me0 = cpu_s(pid), cpu_s(os.getpid())
             results[name] = await run()
             peaks[name] = vm_kb(pid, "VmHWM") / 1024
+            cpu[name] = (cpu_s(pid) - svc0, cpu_s(os.getpid()) - me0)
             shutil.rmtree(work / "objects" / "originals", ignore_errors=True)
         peak_rss = max(peaks.values())
 
@@ -246,15 +260,17 @@ async def main() -> None:
               "includes sha256 check, ffprobe, move to store, outbox row)")  # fmt: skip
         print(
             f"{'path':<14}{'seconds':>9}{'MiB/s':>9}{'vs copy':>9}{'vs copy+fsync':>15}"
-            f"{'svc peak RSS MiB':>18}"
+            f"{'svc peak RSS MiB':>18}{'svc CPU s':>11}{'client CPU s':>14}"
         )
         for name, seconds in results.items():
             rate = mb / seconds
             peak = f"{peaks[name]:.0f}" if name in peaks else "-"
+            svc_cpu, client_cpu = (f"{c:.2f}" for c in cpu.get(name, (0.0, 0.0)))
             print(
                 f"{name:<14}{seconds:>9.2f}{rate:>9.0f}"
                 f"{results['copy'] / seconds:>9.2f}{results['copy+fsync'] / seconds:>15.2f}"
-                f"{peak:>18}"
+                f"{peak:>18}{svc_cpu if name in cpu else '-':>11}"
+                f"{client_cpu if name in cpu else '-':>14}"
             )
         verdict = "ok" if peak_rss < GOAL_RSS_MB else "OVER"
         print(f"\nsvc_upload RSS idle {idle_rss:.0f} MiB, peak (VmHWM) {peak_rss:.0f} MiB "

@@ -61,17 +61,24 @@ async def start_server(
     host: str = "127.0.0.1",
     port: int = 0,
     auth: AuthConfig | None = None,
+    options: Sequence[tuple[str, Any]] = (),
 ) -> RunningServer:
-    """Start serving on host:port (0 = pick a free one) and return at once."""
+    """Start serving on host:port (0 = pick a free one) and return at once.
+
+    ``options`` are extra gRPC channel arguments; they override the defaults here.
+    """
     setup_telemetry(f"svc_{service}")
     auth = auth or AuthConfig()
     verifier = TokenVerifier(auth) if auth.required else None
     server = grpc.aio.server(
         interceptors=[*server_interceptors(), ReelsServerInterceptor(verifier, service)],
-        options=[
-            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-            ("grpc.so_reuseport", 0),
-        ],
+        options=list(
+            {
+                "grpc.max_receive_message_length": 16 * 1024 * 1024,
+                "grpc.so_reuseport": 0,
+                **dict(options),
+            }.items()
+        ),
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -96,12 +103,16 @@ async def start_server(
 async def serve_forever(
     service: str,
     build: Callable[[], Awaitable[tuple[list[Registration], list[Callable[[], Awaitable[None]]]]]],
+    *,
+    options: Sequence[tuple[str, Any]] = (),
 ) -> None:
     """`python -m svc_x` entry: start, then drain and exit on SIGTERM/SIGINT."""
     setup_logging(f"svc_{service}")
     cfg = ServerConfig.for_service(service)
     registrations, on_stop = await build()
-    running = await start_server(service, registrations, host=cfg.host, port=cfg.port)
+    running = await start_server(
+        service, registrations, host=cfg.host, port=cfg.port, options=options
+    )
     running.on_stop.extend(on_stop)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -28,23 +28,48 @@ FIELDS = ("views", "completions", "watch_ms", "likes", "shares", "comments")
 # Follower counts per creator live beside them, same mechanism.
 CREATOR_FIELDS = ("followers",)
 
+# ARGV: ttl, ledger key prefix, then groups of events that touch the same hash and
+# fields: hash, field count F, event count E, F field names, then E times
+# (event id, F amounts). Every event is still guarded by its own ledger key; only
+# the increments of the fresh ones are summed, so each hash field gets one HINCRBY
+# per group instead of one per event.
 _APPLY = """
 local ttl = tonumber(ARGV[1])
+local prefix = ARGV[2]
 local applied = 0
-local i = 2
+local i = 3
 local n = #ARGV
 while i <= n do
-  local seen = ARGV[i]
-  local hash = ARGV[i + 1]
-  local count = tonumber(ARGV[i + 2])
-  local fresh = redis.call('SET', seen, '1', 'NX', 'EX', ttl)
-  for j = 0, count - 1 do
-    if fresh then
-      redis.call('HINCRBY', hash, ARGV[i + 3 + 2 * j], ARGV[i + 4 + 2 * j])
+  local hash = ARGV[i]
+  local nf = tonumber(ARGV[i + 1])
+  local ne = tonumber(ARGV[i + 2])
+  local names = i + 3
+  local acc = {}
+  local touched = {}
+  for j = 1, nf do
+    acc[j] = 0
+    touched[j] = false
+  end
+  local e = names + nf
+  for _ = 1, ne do
+    if redis.call('SET', prefix .. ARGV[e], '1', 'NX', 'EX', ttl) then
+      applied = applied + 1
+      for j = 1, nf do
+        local amount = tonumber(ARGV[e + j])
+        if amount ~= 0 then
+          acc[j] = acc[j] + amount
+          touched[j] = true
+        end
+      end
+    end
+    e = e + 1 + nf
+  end
+  for j = 1, nf do
+    if touched[j] then
+      redis.call('HINCRBY', hash, ARGV[names + j - 1], string.format('%d', acc[j]))
     end
   end
-  if fresh then applied = applied + 1 end
-  i = i + 3 + 2 * count
+  i = e
 end
 return applied
 """
@@ -76,17 +101,36 @@ class Counters:
         self._script = redis.register_script(_APPLY)
 
     async def apply(self, deltas: Sequence[CounterDelta]) -> int:
-        """Apply the deltas of events not applied before; returns how many events were new."""
-        applied = 0
+        """Apply the deltas of events not applied before; returns how many events were new.
+
+        Each chunk of ``chunk`` events is one atomic script call; all chunks go to
+        Redis in one pipelined round trip.
+        """
+        if not deltas:
+            return 0
+        calls: list[list[str | int]] = []
+        prefix = key("counted", "")
         for start in range(0, len(deltas), self.chunk):
-            args: list[str | int] = [LEDGER_TTL_S]
+            groups: dict[tuple[str, tuple[str, ...]], list[str | int]] = {}
             for d in deltas[start : start + self.chunk]:
-                items = [(f, a) for f, a in d.increments.items() if a]
-                args += [key("counted", d.event_id), d.hash_key, len(items)]
-                for name, amount in items:
-                    args += [name, amount]
-            applied += int(await self._script(keys=[], args=args))
-        return applied
+                fields = tuple(d.increments)
+                args = groups.get((d.hash_key, fields))
+                if args is None:
+                    args = groups[(d.hash_key, fields)] = []
+                args.append(d.event_id)
+                args.extend(d.increments.values())
+            call: list[str | int] = [LEDGER_TTL_S, prefix]
+            for (hash_key, fields), args in groups.items():
+                call += [hash_key, len(fields), len(args) // (len(fields) + 1), *fields]
+                call += args
+            calls.append(call)
+        if len(calls) == 1:
+            return int(await self._script(keys=[], args=calls[0]))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for call in calls:
+                await self._script(keys=[], args=call, client=pipe)
+            results = await pipe.execute()
+        return sum(int(r) for r in results)
 
     async def video(self, video_id: str) -> dict[str, int]:
         """The video's counters (zeros for what never happened)."""

@@ -16,7 +16,7 @@ Postgres (which would cap throughput at the database's insert rate):
   (see ``counters.py``).
 
 Offsets are committed only after both stores took the batch; a crash in between
-replays the batch, which both stores then ignore.
+(or a failure of either store) replays the batch, which both stores then ignore.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
@@ -91,6 +91,9 @@ ENGAGEMENT_COLUMNS = (
 )
 VIDEO_COLUMNS = ("video_id", "creator_id", "duration_s", "title", "published_at", "version")
 
+# Plain ints: attribute access on a protobuf enum wrapper is a Python __getattr__ call.
+_WATCH_START = int(ET.EVENT_TYPE_WATCH_START)
+_WATCH_COMPLETE = int(ET.EVENT_TYPE_WATCH_COMPLETE)
 _DEVICE_NAMES = {v: n.removeprefix("DEVICE_").lower() for n, v in common_pb2.Device.items()}
 
 
@@ -104,8 +107,19 @@ def device_name(device: int) -> str:
     return _DEVICE_NAMES.get(device, "unspecified")
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _ts(msg: Any) -> datetime:
-    return msg.ToDatetime(tzinfo=UTC)
+    """``msg.ToDatetime(tzinfo=UTC)``, without its validation and time-zone round trip.
+
+    Out-of-range values still raise (OverflowError, or ToDatetime's ValueError for
+    invalid nanos), so a poison record is still skipped by ``Batch.add``.
+    """
+    nanos = msg.nanos
+    if not 0 <= nanos < 1_000_000_000:
+        return msg.ToDatetime(tzinfo=UTC)  # type: ignore[no-any-return]
+    return _EPOCH + timedelta(seconds=msg.seconds, microseconds=nanos // 1000)
 
 
 class Batch:
@@ -142,7 +156,7 @@ class Batch:
         ))
         if m.type not in WATCH_TYPES:
             return  # player-reported like/share/comment: telemetry only (see engagement)
-        completed = m.type == ET.EVENT_TYPE_WATCH_COMPLETE
+        completed = m.type == _WATCH_COMPLETE
         version = (int(completed) << 40) | int(m.position_seconds * 1000)
         hkey = (m.user_id, m.video_id, m.session_id)
         old = self.history.get(hkey)
@@ -152,7 +166,7 @@ class Batch:
                 occurred, version,
             )
         inc = {"watch_ms": round(m.watch_seconds * 1000)}
-        if m.type == ET.EVENT_TYPE_WATCH_START:
+        if m.type == _WATCH_START:
             inc["views"] = 1
         elif completed:
             inc["completions"] = 1
@@ -205,19 +219,29 @@ class AnalyticsSink:
         batch = Batch()
         for event in events:
             batch.add(event)
-        # ClickHouse first, Redis second: if Redis fails the batch is replayed and
-        # ClickHouse's replacing tables absorb the repeated rows.
+        # ClickHouse and Redis at the same time (chDB works on its own thread while the
+        # Lua script runs): both are idempotent, so if either fails the whole batch is
+        # replayed and ClickHouse's replacing tables and the Redis ledger absorb what
+        # the other store already took.
         inserts = (
             ("videos", batch.videos, VIDEO_COLUMNS),
             ("video_events", batch.video_events, VIDEO_EVENT_COLUMNS),
             ("watch_history", list(batch.history.values()), WATCH_HISTORY_COLUMNS),
             ("engagement_events", batch.engagement, ENGAGEMENT_COLUMNS),
         )
-        for table, rows, columns in inserts:
-            if rows:
-                await self.analytics.insert_rows(table, rows, columns)
+
+        async def clickhouse() -> None:
+            for table, rows, columns in inserts:
+                if rows:
+                    await self.analytics.insert_rows(table, rows, columns)
+
+        jobs = [clickhouse()]
         if batch.deltas:
-            await self.counters.apply(batch.deltas)
+            jobs.append(self.counters.apply(batch.deltas))
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         self.applied_batches += 1
         self.rows += len(batch.video_events)
 
@@ -241,7 +265,7 @@ class BatchConsumer(EventConsumer):
         group_id: str,
         apply: BatchHandler,
         *,
-        max_batch: int = 1000,
+        max_batch: int = 5000,
         linger_s: float = 0.2,
         **kwargs: Any,
     ) -> None:
@@ -274,16 +298,16 @@ class BatchConsumer(EventConsumer):
                         if deadline is None:
                             break  # idle: go round (lets stop() and reconnects act)
                         continue
-                    rewound = await self._check_group_offsets(consumer, fetched)
-                    for tp in rewound:
-                        count -= len(pending.pop(tp, []))
                     for tp, records in fetched.items():
-                        if tp in rewound or not records:
-                            continue
-                        pending.setdefault(tp, []).extend(records)
-                        count += len(records)
+                        if records:
+                            pending.setdefault(tp, []).extend(records)
+                            count += len(records)
                     if deadline is None and count:
                         deadline = loop.time() + self.linger_s
+                # Once per batch, before anything of it is applied: a broker that lost
+                # our committed offsets (memory-only restart) makes us re-read instead.
+                for tp in await self._check_group_offsets(consumer, pending):
+                    pending.pop(tp, None)
             except KafkaError as exc:
                 log.warning("consumer %s: fetch failed: %s", self.group_id, exc)
                 self._rewind(consumer, pending)
@@ -312,8 +336,9 @@ class BatchConsumer(EventConsumer):
                 await self._sleep(delay)
                 continue
             self.failures = 0
-            for tp, records in pending.items():
-                await self._commit(consumer, tp, records[-1].offset + 1)
+            await self._commit_offsets(
+                consumer, {tp: records[-1].offset + 1 for tp, records in pending.items()}
+            )
 
     @staticmethod
     def _rewind(consumer: Any, pending: dict[TopicPartition, list[ConsumerRecord]]) -> None:

@@ -142,7 +142,7 @@ class Producer:
             return
         try:
             producer = await self._ensure()
-            results = await producer.send_many(events)
+            results = await producer.send_batched(events)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -32,6 +32,7 @@ from svc_upload.status import StatusChannel
 from svc_upload.tus import TusApp, start_http
 from svc_upload.uploads import UploadCore
 from svc_upload.videos import STATUS_TO_PROTO, VideoBook, status_fields, video_proto
+from svc_upload.wire import UPLOAD_SWAPS, swap_deserializers
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,9 @@ class UploadService(upload_pb2_grpc.UploadServiceServicer):
                     raise errors.InvalidArgument(
                         "metadata may only be sent once", [("metadata", "only the first message")]
                     )
-                yield message.chunk
+                chunk = message.chunk
+                del message  # the chunk alone stays referenced, not the message too
+                yield chunk
 
         await self.core.write_stream(user, view.upload_id, 0, chunks())
         done = await self.core.complete(user, view.upload_id)
@@ -223,7 +226,10 @@ class UploadProcess:
     def registrations(self) -> list[Registration]:
         return [
             (
-                upload_pb2_grpc.add_UploadServiceServicer_to_server,
+                # UploadChunk / UploadVideo parse their chunk without copying it.
+                swap_deserializers(
+                    upload_pb2_grpc.add_UploadServiceServicer_to_server, UPLOAD_SWAPS
+                ),
                 UploadService(self.core, self.book),
                 "reels.v1.UploadService",
             )

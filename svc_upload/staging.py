@@ -22,6 +22,8 @@ from pathlib import Path
 
 from reels.storage import LocalObjectStore, ObjectStore
 
+Buffer = bytes | bytearray | memoryview
+
 READ_PIECE = 1024 * 1024
 
 
@@ -85,6 +87,36 @@ class StagingArea:
         current = await asyncio.to_thread(rehash)
         self._hashes[upload_id] = current
         return current
+
+    async def append_durably(self, upload_id: str, offset: int, data: Buffer) -> StagedWriter:
+        """Write ``data`` at ``offset`` (the committed offset), hash it, fdatasync.
+
+        One worker-thread call. Returns the writer; its ``snapshot()`` is the hash to
+        adopt once the new offset is committed.
+        """
+        running = await self.running_hash(upload_id, offset)
+        hasher = running.hasher.copy()
+        path, fsync = self.path(upload_id), self.fsync
+
+        def work() -> None:
+            with open(path, "r+b" if path.exists() else "w+b") as fh:
+                fh.truncate(offset)
+                fh.seek(offset)
+                fh.write(data)
+                hasher.update(data)
+                fh.flush()
+                if fsync:
+                    os.fdatasync(fh.fileno())
+
+        await asyncio.to_thread(work)
+        writer = StagedWriter(self, upload_id, offset)
+        writer.offset = offset + len(data)
+        writer._hash = RunningHash(writer.offset, hasher)
+        return writer
+
+    def adopt(self, upload_id: str, running: RunningHash) -> None:
+        """``running`` is the hash at the newly committed offset."""
+        self._hashes[upload_id] = running
 
     def forget_hash(self, upload_id: str) -> None:
         self._hashes.pop(upload_id, None)
@@ -166,16 +198,41 @@ class StagedWriter:
         self._fh = await asyncio.to_thread(open_file)
         return self
 
-    async def write(self, data: bytes) -> None:
+    def _write_fn(self, data: Buffer, extra: object | None = None):  # type: ignore[no-untyped-def]
         assert self._fh is not None and self._hash is not None
         fh, hasher = self._fh, self._hash.hasher
 
         def write() -> None:
+            # One worker-thread call per piece: the write and the hash both release the
+            # GIL for large buffers, so they overlap with the event loop reading the next.
             fh.write(data)  # type: ignore[attr-defined]
-            hasher.update(data)  # releases the GIL for large buffers
+            hasher.update(data)
+            if extra is not None:
+                extra.update(data)  # type: ignore[attr-defined]
 
-        await asyncio.to_thread(write)
-        self.offset += len(data)
+        return write
+
+    async def write(self, data: Buffer, extra: object | None = None) -> None:
+        """Write and hash ``data`` (and feed it to ``extra``, a hashlib object, if given)."""
+        await asyncio.to_thread(self._write_fn(data, extra))
+        self.offset += len(data)  # type: ignore[arg-type]
+
+    def start_write(self, data: Buffer, extra: object | None = None) -> asyncio.Future[None]:
+        """Like ``write`` but returns at once; ``finish_write`` must follow before the next.
+
+        Lets the caller receive the next piece while this one is written and hashed.
+        """
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(None, self._write_fn(data, extra))
+
+    async def finish_write(self, pending: asyncio.Future[None], length: int) -> None:
+        """Wait for a ``start_write``; the piece counts (offset moves) only once written.
+
+        Shielded: a cancelled caller still waits (in its cleanup) for the thread to
+        finish before the file is flushed or closed.
+        """
+        await asyncio.shield(pending)
+        self.offset += length
 
     async def flush(self) -> None:
         """Make everything written so far durable (before the offset is committed)."""
@@ -192,8 +249,26 @@ class StagedWriter:
 
     def adopt_hash(self) -> None:
         """Call once the offset is committed: the written bytes now count."""
+        self.area.adopt(self.upload_id, self.snapshot())
+
+    def snapshot(self) -> RunningHash:
+        """The hash of everything written so far (call with no write in flight)."""
         assert self._hash is not None
-        self.area._hashes[self.upload_id] = RunningHash(self.offset, self._hash.hasher.copy())
+        return RunningHash(self.offset, self._hash.hasher.copy())
+
+    def flush_buffer(self) -> None:
+        """Hand Python's write buffer to the OS (cheap: pieces are large and unbuffered)."""
+        assert self._fh is not None
+        self._fh.flush()  # type: ignore[attr-defined]
+
+    async def sync_data(self) -> None:
+        """fdatasync: everything handed to the OS before this call is on disk after it.
+
+        Safe while later pieces are being written: those may or may not be included.
+        """
+        if self.area.fsync:
+            assert self._fh is not None
+            await asyncio.to_thread(os.fdatasync, self._fh.fileno())  # type: ignore[attr-defined]
 
     async def close(self) -> None:
         fh, self._fh = self._fh, None

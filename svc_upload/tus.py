@@ -96,25 +96,36 @@ def parse_metadata(header: str) -> dict[str, str]:
     return out
 
 
-async def coalesce(request: web.Request, size: int = WRITE_PIECE) -> AsyncIterator[bytes]:
-    """The request body in pieces of about ``size`` bytes (at most one piece held)."""
-    buffer = bytearray()
+async def coalesce(request: web.Request, size: int = WRITE_PIECE) -> AsyncIterator[memoryview]:
+    """The request body in pieces of about ``size`` bytes.
+
+    Socket reads are copied once, into a preallocated buffer (no regrowing); each full
+    buffer is handed over as a view and a fresh one collects the next piece while the
+    consumer writes this one.
+    """
+    buffer = memoryview(bytearray(size))
+    filled = 0
     try:
         async for data in request.content.iter_any():
-            buffer += data
-            if len(buffer) >= size:
-                yield bytes(buffer)
-                buffer.clear()
+            if filled + len(data) > len(buffer):
+                if filled:
+                    yield buffer[:filled]
+                buffer, filled = memoryview(bytearray(max(size, len(data)))), 0
+            buffer[filled : filled + len(data)] = data
+            filled += len(data)
+            if filled >= size:
+                yield buffer[:filled]
+                buffer, filled = memoryview(bytearray(size)), 0
     except Exception:
         # The body broke off: hand over what did arrive (tus keeps it), then fail.
         # aiohttp raises the connection error before returning bytes it had already
         # buffered; its private reader still hands them out.
-        buffer += getattr(request.content, "_read_nowait", lambda n: b"")(-1)
-        if buffer:
-            yield bytes(buffer)
+        rest = getattr(request.content, "_read_nowait", lambda n: b"")(-1)
+        if filled or rest:
+            yield memoryview(bytes(buffer[:filled]) + rest)
         raise
-    if buffer:
-        yield bytes(buffer)
+    if filled:
+        yield buffer[:filled]
 
 
 class TusApp:

@@ -12,6 +12,8 @@ Postgres transaction sets the video to ``processing`` and writes the
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 import re
@@ -41,7 +43,7 @@ from svc_upload.limits import (
     validate,
 )
 from svc_upload.locks import KeyedLocks
-from svc_upload.staging import StagedWriter, StagingArea
+from svc_upload.staging import RunningHash, StagingArea
 from svc_upload.status import StatusChannel, check_transition
 from svc_upload.videos import snapshot_of
 
@@ -253,7 +255,7 @@ class UploadCore:
     # -- write ----------------------------------------------------------------------
 
     async def write_chunk(
-        self, user: str, upload_id: str, offset: int, data: bytes
+        self, user: str, upload_id: str, offset: int, data: bytes | memoryview
     ) -> tuple[int, int]:
         """Append ``data`` at ``offset``; a repeat of stored bytes is a no-op.
 
@@ -282,13 +284,9 @@ class UploadCore:
                 )
             if not data:
                 return current, size
-            writer = await self.staging.open_at(upload_id, current).open()
-            try:
-                await writer.write(data)
-                await writer.flush()
-                await self._commit_offset(upload.id, current, writer)
-            finally:
-                await writer.close()
+            # Write, hash and fdatasync in one worker-thread call; then the offset.
+            writer = await self.staging.append_durably(upload_id, current, data)
+            await self._commit_offset(upload.id, current, writer.snapshot())
             return writer.offset, size
 
     async def write_stream(
@@ -296,7 +294,7 @@ class UploadCore:
         user: str,
         upload_id: str,
         offset: int,
-        pieces: AsyncIterator[bytes],
+        pieces: AsyncIterator[bytes | bytearray | memoryview],
         *,
         length: int | None = None,
         checksum: tuple[str, bytes] | None = None,
@@ -319,23 +317,70 @@ class UploadCore:
             piece_hash = hashlib.new(checksum[0]) if checksum else None
             writer = await self.staging.open_at(upload_id, current).open()
             committed = current
+            # One piece is written and hashed in a worker thread while the next one is
+            # read from the network; a piece counts (moves writer.offset) once written.
+            pending: tuple[asyncio.Future[None], int] | None = None
+            # A group commit (fdatasync, then the offset) runs while later pieces are
+            # written; the next one starts only after it, so offsets move in order.
+            committing: asyncio.Task[None] | None = None
+
+            async def finish() -> None:
+                nonlocal pending
+                if pending is not None:
+                    future, length = pending
+                    try:
+                        await writer.finish_write(future, length)
+                    finally:
+                        if future.done():  # else cancelled: the cleanup below waits
+                            pending = None
+
+            async def settle() -> None:
+                nonlocal committing
+                if committing is not None:
+                    task = committing
+                    try:
+                        await asyncio.shield(task)
+                    finally:
+                        if task.done():
+                            committing = None
+
+            async def commit_upto(old: int, running: RunningHash) -> None:
+                await writer.sync_data()
+                await self._commit_offset(upload.id, old, running)
+
+            def start_commit() -> None:
+                # Called with no write in flight: the snapshot is exactly what was written.
+                nonlocal committing, committed
+                writer.flush_buffer()
+                running = writer.snapshot()
+                committing = asyncio.create_task(commit_upto(committed, running))
+                committed = running.offset
+
+            async def commit_now() -> None:
+                await settle()
+                if writer.offset > committed:
+                    start_commit()
+                    await settle()
+
             try:
                 try:
                     async for piece in pieces:
-                        if writer.offset + len(piece) > size:
+                        queued = writer.offset + (pending[1] if pending else 0)
+                        if queued + len(piece) > size:
                             raise OutOfRange(f"the body runs past the declared size {size}")
-                        await writer.write(piece)
-                        if piece_hash is not None:
-                            piece_hash.update(piece)
-                        elif writer.offset - committed >= COMMIT_EVERY_BYTES:
-                            await writer.flush()
-                            await self._commit_offset(upload.id, committed, writer)
-                            committed = writer.offset
+                        await finish()
+                        if piece_hash is None and writer.offset - committed >= COMMIT_EVERY_BYTES:
+                            await settle()
+                            start_commit()
+                        if piece:
+                            pending = (writer.start_write(piece, piece_hash), len(piece))
+                        del piece
+                    await finish()
                 except Exception:
                     # The connection broke (or the body was too long): keep what arrived.
-                    if piece_hash is None and writer.offset > committed:
-                        await writer.flush()
-                        await self._commit_offset(upload.id, committed, writer)
+                    await finish()
+                    if piece_hash is None:
+                        await commit_now()
                     raise
                 if piece_hash is not None and checksum is not None:
                     if piece_hash.digest() != checksum[1]:
@@ -343,15 +388,21 @@ class UploadCore:
                             f"Upload-Checksum ({checksum[0]}) does not match the body; "
                             f"resend from offset {committed}"
                         )
-                if writer.offset > committed:
-                    await writer.flush()
-                    await self._commit_offset(upload.id, committed, writer)
+                await commit_now()
             finally:
+                # Cancelled mid-write or mid-commit: let the threads finish before closing.
+                for leftover in (pending[0] if pending else None, committing):
+                    if leftover is not None:
+                        with contextlib.suppress(BaseException):
+                            await asyncio.shield(leftover)
                 await writer.close()
             return writer.offset
 
-    async def _commit_offset(self, upload_id: uuid.UUID, old: int, writer: StagedWriter) -> None:
-        """Compare-and-set the offset: only the writer that started at ``old`` may move it."""
+    async def _commit_offset(self, upload_id: uuid.UUID, old: int, running: RunningHash) -> None:
+        """Compare-and-set the offset: only the writer that started at ``old`` may move it.
+
+        ``running`` is the hash at the new offset; the bytes up to it are durable.
+        """
         async with self.sessionmaker() as session, session.begin():
             result = await session.execute(
                 update(Upload)
@@ -360,14 +411,15 @@ class UploadCore:
                     Upload.received_bytes == old,
                     Upload.state == UploadState.OPEN,
                 )
-                .values(received_bytes=writer.offset, updated_at=func.now())
+                .values(received_bytes=running.offset, updated_at=func.now())
+                .execution_options(synchronize_session=False)
             )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             self.staging.forget_hash(str(upload_id))
             raise errors.FailedPrecondition(
                 f"upload {upload_id} changed while writing; ask for the offset and resume"
             )
-        writer.adopt_hash()
+        self.staging.adopt(str(upload_id), running)
 
     # -- complete -------------------------------------------------------------------
 

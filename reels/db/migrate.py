@@ -7,19 +7,27 @@ connection through ``run_sync``, so no second event loop or thread is needed.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import NullPool
 
 from reels.db.engine import database_url, make_engine
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
 
 
 def alembic_config(url: str | URL | None = None) -> Config:
-    """Alembic config pointing into the package, with the URL filled in."""
+    """Alembic config pointing into the package, with the URL filled in.
+
+    Alembic is imported here, not at module level: every service imports ``reels.db``
+    but only migrations need Alembic (about 11 MB of RSS).
+    """
+    from alembic.config import Config
+
     cfg = Config(str(ALEMBIC_INI))
     cfg.set_main_option("script_location", str(ALEMBIC_INI.parent / "migrations"))
     target = url or database_url()
@@ -32,6 +40,8 @@ def alembic_config(url: str | URL | None = None) -> Config:
 async def _run(url: str | URL | None, action: str, revision: str) -> None:
     cfg = alembic_config(url)
     engine = make_engine(url or database_url(), poolclass=NullPool)
+
+    from alembic import command
 
     def run(connection: Connection) -> None:
         cfg.attributes["connection"] = connection
