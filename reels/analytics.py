@@ -31,7 +31,8 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ProgrammingError
 
-_REPO_ROOT = Path(__file__).resolve().parents[1]
+from reels.config import var_dir
+
 T = TypeVar("T")
 
 
@@ -44,8 +45,7 @@ def default_dsn() -> str:
     dsn = os.environ.get("REELS_CLICKHOUSE_DSN")
     if dsn:
         return dsn
-    var_dir = Path(os.environ.get("REELS_VAR_DIR", _REPO_ROOT / "var"))
-    return f"chdb://{(var_dir / 'chdb').resolve()}"
+    return f"chdb://{(var_dir() / 'chdb').resolve()}"
 
 
 def is_embedded(dsn: str) -> bool:

@@ -7,6 +7,7 @@ and every exception, whatever the RPC shape, leaves as a gRPC status.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
@@ -129,10 +130,9 @@ def _wrap_handler(
                 before(context)
                 response = await behavior(request, context)
             except BaseException as exc:
-                if _is_abort(exc):
-                    _record(method, started, _code_of(exc, context))
-                    raise
                 _record(method, started, _code_of(exc, context))
+                if _is_abort(exc):
+                    raise
                 await _fail(context, exc, method)
                 raise  # unreachable: abort raises
             _record(method, started, grpc.StatusCode.OK)
@@ -152,10 +152,9 @@ def _wrap_handler(
                 else:
                     await result
             except BaseException as exc:
-                if _is_abort(exc):
-                    _record(method, started, _code_of(exc, context))
-                    raise
                 _record(method, started, _code_of(exc, context))
+                if _is_abort(exc):
+                    raise
                 await _fail(context, exc, method)
                 raise
             _record(method, started, grpc.StatusCode.OK)
@@ -189,6 +188,4 @@ def _wrap_handler(
 
 def _is_abort(exc: BaseException) -> bool:
     """context.abort() raises AbortError; cancellation must propagate untouched."""
-    import asyncio
-
     return isinstance(exc, (grpc.aio.AbortError, asyncio.CancelledError, GeneratorExit))

@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import IO, Protocol, runtime_checkable
 from urllib.parse import unquote, urlparse
 
-_REPO_ROOT = Path(__file__).resolve().parents[1]
+from reels.config import var_dir
+
 DEFAULT_READ_CHUNK = 1024 * 1024
 # Internal names (in-progress writes, folders being deleted or replaced) start with
 # this; keys may not, so no key can collide with them and list() can hide them.
@@ -47,8 +48,7 @@ def default_storage_url() -> str:
     url = os.environ.get("REELS_STORAGE_URL")
     if url:
         return url
-    var_dir = Path(os.environ.get("REELS_VAR_DIR", _REPO_ROOT / "var"))
-    return (var_dir / "objects").resolve().as_uri()
+    return (var_dir() / "objects").resolve().as_uri()
 
 
 def validate_key(key: str, *, prefix: bool = False) -> str:

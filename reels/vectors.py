@@ -31,7 +31,8 @@ from typing import Any
 
 from pymilvus import DataType, MilvusClient
 
-_REPO_ROOT = Path(__file__).resolve().parents[1]
+from reels.config import var_dir
+
 _LITE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,36}$")
 INDEX_TYPES = ("FLAT", "IVF_FLAT", "AUTOINDEX")
 METRICS = ("COSINE", "IP", "L2")
@@ -50,8 +51,7 @@ def default_uri() -> str:
     uri = os.environ.get("REELS_MILVUS_URI")
     if uri:
         return uri
-    var_dir = Path(os.environ.get("REELS_VAR_DIR", _REPO_ROOT / "var"))
-    return str(var_dir / "milvus" / "reels.db")
+    return str(var_dir() / "milvus" / "reels.db")
 
 
 def is_lite(uri: str) -> bool:

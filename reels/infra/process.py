@@ -10,8 +10,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from reels.config import var_dir
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-VAR_DIR = Path(os.environ.get("REELS_VAR_DIR", REPO_ROOT / "var"))
 
 
 def free_port() -> int:
@@ -59,7 +60,7 @@ class ManagedProcess:
         self.name = name
         self.argv = list(argv)
         self.env = {**os.environ, **(env or {})}
-        self.log_dir = log_dir or VAR_DIR / "log"
+        self.log_dir = log_dir or var_dir() / "log"
         self.cwd = cwd or REPO_ROOT
         self.ready = ready
         self.ready_timeout = ready_timeout

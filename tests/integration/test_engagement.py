@@ -11,8 +11,9 @@ from reels.v1 import events_pb2, stream_pb2
 from sqlalchemy import text
 
 from reels import errors
-from tests.fixtures.stream import StreamHarness, eventually
+from tests.fixtures.stream import StreamHarness
 from tests.fixtures.stream import stream as stream  # noqa: F401,PLC0414 - the fixture
+from tests.polling import eventually
 
 GT = events_pb2.EngagementType
 

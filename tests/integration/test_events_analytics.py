@@ -19,8 +19,9 @@ from reels.v1 import common_pb2, stream_pb2
 
 from reels import errors
 from svc_stream import trending
-from tests.fixtures.stream import StreamHarness, eventually, player_event
+from tests.fixtures.stream import StreamHarness, player_event
 from tests.fixtures.stream import stream as stream  # noqa: F401,PLC0414 - the fixture
+from tests.polling import eventually
 
 ET = common_pb2.EventType
 START, P25, P50, P75, DONE = (

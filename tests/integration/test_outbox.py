@@ -8,7 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +33,7 @@ from reels.events import (
 )
 from reels.infra.process import REPO_ROOT
 from reels.outbox import OutboxRelay, enqueue
+from tests.polling import eventually as _eventually
 
 if TYPE_CHECKING:
     from tests.fixtures.infra import TansuBroker
@@ -46,17 +47,6 @@ FAST_GROUP = {"session_timeout_ms": 3000, "heartbeat_interval_ms": 500, "commit_
 
 def _unique(prefix: str) -> str:
     return f"{prefix}.{uuid.uuid4().hex[:10]}"
-
-
-async def _eventually(
-    check: Callable[[], Awaitable[bool]], within: float, what: str, interval: float = 0.05
-) -> None:
-    """Poll an async check until it holds; fail with ``what`` after ``within`` seconds."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(what)
-        await asyncio.sleep(interval)
 
 
 async def _read_event_ids(bootstrap: str, topic: str, settle: float = 1.0) -> list[str]:
@@ -122,8 +112,11 @@ async def test_migrations_create_tables(empty_database_url: str) -> None:
             assert APP_TABLES <= await conn.run_sync(tables)
             assert await conn.run_sync(model_drift) == []
             # Every service's branch is applied (`upgrade heads`).
-            versions = set((await conn.execute(text("SELECT version_num FROM alembic_version")))
-                           .scalars().all())
+            versions = set(
+                (await conn.execute(text("SELECT version_num FROM alembic_version")))
+                .scalars()
+                .all()
+            )
             assert versions == set(ScriptDirectory.from_config(alembic_config()).get_heads())
             assert "t0002" in versions
 
@@ -202,8 +195,9 @@ async def test_every_event_reaches_kafka_exactly_once_across_relay_and_broker_re
             text("INSERT INTO sink_events (event_id) VALUES (:e)"), {"e": event.event_id}
         )
 
-    consumer = IdempotentConsumer([topic], group, record, sessionmaker,
-                                  bootstrap=kafka.bootstrap, **FAST_GROUP)
+    consumer = IdempotentConsumer(
+        [topic], group, record, sessionmaker, bootstrap=kafka.bootstrap, **FAST_GROUP
+    )
     consumer_task = asyncio.create_task(consumer.run())
     relay_process: asyncio.subprocess.Process | None = None
     written: list[str] = []
@@ -229,11 +223,18 @@ async def test_every_event_reaches_kafka_exactly_once_across_relay_and_broker_re
         written += await _enqueue_batches(sessionmaker, topic, 100, per_tx=20)
         with open(tmp_path / "relay.log", "wb") as log:  # noqa: ASYNC230 - tiny, local
             relay_process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "reels.outbox",
+                sys.executable,
+                "-m",
+                "reels.outbox",
                 cwd=REPO_ROOT,
-                env={**os.environ, "REELS_DATABASE_URL": migrated_database_url,
-                     "REELS_KAFKA_BOOTSTRAP": kafka.bootstrap, "REELS_OUTBOX_BATCH": "5"},
-                stdout=log, stderr=subprocess.STDOUT,
+                env={
+                    **os.environ,
+                    "REELS_DATABASE_URL": migrated_database_url,
+                    "REELS_KAFKA_BOOTSTRAP": kafka.bootstrap,
+                    "REELS_OUTBOX_BATCH": "5",
+                },
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
 
         async def relay_progressed() -> bool:
@@ -248,11 +249,14 @@ async def test_every_event_reaches_kafka_exactly_once_across_relay_and_broker_re
         # the consumer caught up (what it had not read yet is gone with the broker's
         # memory; the relay already stamped it sent).
         async def caught_up() -> bool:
-            return await _scalar(
-                sessionmaker,
-                "SELECT count(*) FROM outbox o WHERE o.sent_at IS NOT NULL AND NOT EXISTS "
-                "(SELECT 1 FROM sink_events s WHERE s.event_id = o.event_id::text)",
-            ) == 0
+            return (
+                await _scalar(
+                    sessionmaker,
+                    "SELECT count(*) FROM outbox o WHERE o.sent_at IS NOT NULL AND NOT EXISTS "
+                    "(SELECT 1 FROM sink_events s WHERE s.event_id = o.event_id::text)",
+                )
+                == 0
+            )
 
         await _eventually(caught_up, 20, "consumer did not catch up before the restart")
         generation = consumer.generation
@@ -273,10 +277,12 @@ async def test_every_event_reaches_kafka_exactly_once_across_relay_and_broker_re
             relay_task = asyncio.create_task(relay.run())
 
             async def all_handled() -> bool:
-                unsent = await _scalar(sessionmaker, "SELECT count(*) FROM outbox "
-                                                     "WHERE sent_at IS NULL")
-                handled = await _scalar(sessionmaker,
-                                        "SELECT count(DISTINCT event_id) FROM sink_events")
+                unsent = await _scalar(
+                    sessionmaker, "SELECT count(*) FROM outbox WHERE sent_at IS NULL"
+                )
+                handled = await _scalar(
+                    sessionmaker, "SELECT count(DISTINCT event_id) FROM sink_events"
+                )
                 return unsent == 0 and handled >= len(written)
 
             try:
@@ -318,10 +324,12 @@ async def test_idempotent_consumer_skips_redelivered_event(
         for eid in (repeated, repeated, other, repeated):
             await producer.send(topic, "same-key", b"payload", {EVENT_ID_HEADER: eid})
 
-    consumer = IdempotentConsumer([topic], _unique("dedup"), handler, sessionmaker,
-                                  bootstrap=kafka.bootstrap, **FAST_GROUP)
+    consumer = IdempotentConsumer(
+        [topic], _unique("dedup"), handler, sessionmaker, bootstrap=kafka.bootstrap, **FAST_GROUP
+    )
     task = asyncio.create_task(consumer.run())
     try:
+
         async def done() -> bool:
             return consumer.skipped >= 2 and len(handled) >= 2
 
@@ -356,10 +364,18 @@ async def test_failed_handler_is_retried_until_it_succeeds(
         for eid in (first, second):
             await producer.send(topic, "one-key", b"payload", {EVENT_ID_HEADER: eid})
 
-    consumer = IdempotentConsumer([topic], _unique("retry"), flaky, sessionmaker,
-                                  bootstrap=kafka.bootstrap, retry_backoff_max=0.2, **FAST_GROUP)
+    consumer = IdempotentConsumer(
+        [topic],
+        _unique("retry"),
+        flaky,
+        sessionmaker,
+        bootstrap=kafka.bootstrap,
+        retry_backoff_max=0.2,
+        **FAST_GROUP,
+    )
     task = asyncio.create_task(consumer.run())
     try:
+
         async def done() -> bool:
             return len(applied) == 2
 

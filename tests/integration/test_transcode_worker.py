@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,6 +47,7 @@ from svc_transcode.server import TranscodeService, registrations
 from svc_transcode.status import NoStatusReporter, StatusReporter
 from svc_transcode.worker import WorkerConfig
 from tests.media import MediaFactory, corrupt_copy, decode_errors, ffprobe_json, make_clip
+from tests.polling import eventually
 
 if TYPE_CHECKING:
     from tests.fixtures.infra import TansuBroker
@@ -194,16 +195,6 @@ async def transcode_service(
         await channel.close()
         await server.stop(0.5)
         await runtime.stop(2.0)
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], within: float, what: str, interval: float = 0.05
-) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for: {what}")
-        await asyncio.sleep(interval)
 
 
 async def wait_state(svc: Service, video_id: str, *states: str, within: float = 60) -> TranscodeJob:

@@ -1,0 +1,17 @@
+"""Waiting for an outcome in tests, bounded: poll a check, fail naming what never happened."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], within: float, what: str, interval: float = 0.05
+) -> None:
+    """Poll ``check`` until it holds; after ``within`` seconds fail naming ``what``."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for: {what}")
+        await asyncio.sleep(interval)
