@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,28 +67,12 @@ class PublishedVideo:
 
 async def download(store: ObjectStore, key: str, dest: Path) -> int:
     """Copy an object to a local file chunk by chunk (the original may be 500 MB)."""
-    fh = await asyncio.to_thread(open, dest, "wb")
-    size = 0
     try:
-        async for chunk in store.open_range(key):
-            await asyncio.to_thread(fh.write, chunk)
-            size += len(chunk)
+        return await store.get_file(key, dest)
     except FileNotFoundError as exc:
         raise StorageError(f"the original {key!r} is not in object storage") from exc
     except OSError as exc:
         raise StorageError(f"reading the original {key!r} failed: {exc}") from exc
-    finally:
-        await asyncio.to_thread(fh.close)
-    return size
-
-
-async def _read_file(path: Path) -> AsyncIterator[bytes]:
-    fh = await asyncio.to_thread(open, path, "rb")
-    try:
-        while chunk := await asyncio.to_thread(fh.read, READ_CHUNK):
-            yield chunk
-    finally:
-        await asyncio.to_thread(fh.close)
 
 
 def _local_files(root: Path) -> list[str]:
@@ -106,7 +89,8 @@ async def stage(store: ObjectStore, out_dir: Path, prefix: str) -> list[str]:
         await store.delete_prefix(prefix)  # leftovers of a worker killed mid-upload
         relative = await asyncio.to_thread(_local_files, out_dir)
         for rel in relative:
-            await store.put_stream(f"{prefix}/{rel}", _read_file(out_dir / rel))
+            # The work dir is thrown away after the job: let the store take the files.
+            await store.put_file(f"{prefix}/{rel}", out_dir / rel, move=True)
     except OSError as exc:
         raise StorageError(f"staging outputs under {prefix!r} failed: {exc}") from exc
     return [f"{prefix}/{rel}" for rel in relative]

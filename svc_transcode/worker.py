@@ -61,7 +61,7 @@ tracer = trace.get_tracer("svc_transcode.worker")
 # Share of the progress bar each step gets; the pipeline's own 0-100 maps into PIPELINE_END.
 PIPELINE_END = 95.0
 EMBEDDINGS_AT, UPLOAD_AT, PUBLISH_AT = 95.5, 96.0, 99.0
-FAILED_REPORT_TRIES = 3
+FINAL_REPORT_TRIES = 3
 CANCELLED_REASON = "processing was cancelled by an operator"
 
 
@@ -147,6 +147,10 @@ class _Run:
     sent_percent: float = -100.0
     sent_at: float = 0.0
     progress_due: asyncio.Event = field(default_factory=asyncio.Event)
+    # Held while a status report is in flight; once `final` is set (PUBLISHED or
+    # FAILED sent) no PROCESSING report may follow and overtake it.
+    report_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    final: bool = False
 
     @property
     def job_id(self) -> uuid.UUID:
@@ -392,7 +396,9 @@ class TranscodeWorker:
                 log.warning("job %s was cancelled or taken over as it finished", run.job_id)
                 return
             try:
-                await self.reporter.update(request)
+                # Retried here: the outputs are already published, and a brief svc_upload
+                # outage must not send the whole job back through the encoder.
+                await self._report_final(run, request)
             except StatusReportError as exc:
                 if not exc.transient:
                     # svc_upload refuses the video (deleted meanwhile): take the outputs down.
@@ -452,16 +458,26 @@ class TranscodeWorker:
             failure_reason=reason,
             job_id=str(run.job_id),
         )
-        for attempt in range(FAILED_REPORT_TRIES):
-            try:
-                await self.reporter.update(request)
-                return
-            except StatusReportError as exc:
-                if not exc.transient or attempt == FAILED_REPORT_TRIES - 1:
-                    log.error("job %s: could not report FAILED to svc_upload: %s",
-                              run.job_id, exc)
+        try:
+            await self._report_final(run, request)
+        except StatusReportError as exc:
+            log.error("job %s: could not report FAILED to svc_upload: %s", run.job_id, exc)
+
+    async def _report_final(
+        self, run: _Run, request: upload_pb2.UpdateVideoStatusRequest
+    ) -> None:
+        """PUBLISHED or FAILED: after any in-flight progress report, retried briefly on
+        transient errors, and never followed by another PROCESSING report."""
+        async with run.report_lock:
+            run.final = True
+            for attempt in range(FINAL_REPORT_TRIES):
+                try:
+                    await self.reporter.update(request)
                     return
-                await asyncio.sleep(0.5 * 2**attempt)
+                except StatusReportError as exc:
+                    if not exc.transient or attempt == FINAL_REPORT_TRIES - 1:
+                        raise
+                    await asyncio.sleep(0.5 * 2**attempt)
 
     # ----------------------------------------------------------------------- progress & lease
 
@@ -503,15 +519,18 @@ class TranscodeWorker:
                 self._lose(run, job_task)
                 return
             try:
-                await self.reporter.update(
-                    upload_pb2.UpdateVideoStatusRequest(
-                        video_id=run.video_id,
-                        status=common_pb2.VIDEO_STATUS_PROCESSING,
-                        stage=stage,
-                        percent=percent,
-                        job_id=str(run.job_id),
+                async with run.report_lock:
+                    if run.final:
+                        return
+                    await self.reporter.update(
+                        upload_pb2.UpdateVideoStatusRequest(
+                            video_id=run.video_id,
+                            status=common_pb2.VIDEO_STATUS_PROCESSING,
+                            stage=stage,
+                            percent=percent,
+                            job_id=str(run.job_id),
+                        )
                     )
-                )
             except StatusReportError as exc:
                 log.debug("job %s: progress not reported: %s", run.job_id, exc)
 

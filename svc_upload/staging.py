@@ -136,36 +136,16 @@ class StagingArea:
         await asyncio.to_thread(self.path(upload_id).unlink, missing_ok=True)
 
     async def publish(self, upload_id: str, store: ObjectStore, key: str) -> None:
-        """Move the staged file to ``key``: a rename when the store is local, else a stream."""
-        src = self.path(upload_id)
-        if isinstance(store, LocalObjectStore):
-            dest = store.path(key)
+        """Hand the staged file to the store under ``key`` (a rename on local disk)."""
+        await store.put_file(key, self.path(upload_id), move=True)
+        self.forget_hash(upload_id)
 
-            def move() -> bool:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    os.chmod(src, 0o644)
-                    os.replace(src, dest)
-                except OSError as exc:
-                    if exc.errno != 18:  # EXDEV: staging on another filesystem
-                        raise
-                    return False
-                return True
-
-            if await asyncio.to_thread(move):
-                self.forget_hash(upload_id)
-                return
-
-        async def pieces():  # type: ignore[no-untyped-def]
-            fh = await asyncio.to_thread(open, src, "rb")
-            try:
-                while piece := await asyncio.to_thread(fh.read, READ_PIECE):
-                    yield piece
-            finally:
-                fh.close()
-
-        await store.put_stream(key, pieces())
-        await self.discard(upload_id)
+    async def restore(self, upload_id: str, store: ObjectStore, key: str) -> None:
+        """Undo ``publish`` when the hand-over transaction failed, so the client's retry
+        of complete finds its bytes staged again instead of a missing file."""
+        await store.get_file(key, self.path(upload_id))
+        await store.delete(key)
+        self.forget_hash(upload_id)
 
 
 class StagedWriter:

@@ -452,9 +452,19 @@ class UploadCore:
                 raise errors.InvalidArgument(
                     f"not a usable video: {reason}", [("file", reason)]
                 ) from exc
+            except (TimeoutError, OSError) as exc:
+                # ffprobe hung or could not run: our problem, not the file's; the upload
+                # stays complete-able.
+                raise errors.Unavailable(
+                    f"could not check the video right now ({exc!r}); retry complete", 5.0
+                ) from exc
             key = original_key(str(video.id), upload.filename or "", upload.mime_type or "")
             await self.staging.publish(upload_id, self.store, key)
-            return await self._hand_over(upload, sha, key, info)
+            try:
+                return await self._hand_over(upload, sha, key, info)
+            except BaseException:
+                await asyncio.shield(self.staging.restore(upload_id, self.store, key))
+                raise
 
     async def _hand_over(
         self, upload: Upload, sha: str, key: str, info: ProbeResult
