@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextvars
 import json
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -55,14 +56,15 @@ def ensure_dev_keys(config: AuthConfig | None = None) -> AuthConfig:
         return config
     config.private_key_path.parent.mkdir(parents=True, exist_ok=True)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    config.private_key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
     )
-    config.private_key_path.chmod(0o600)
+    # Created owner-only: the private key is never readable by others, not even briefly.
+    fd = os.open(config.private_key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
     public = key.public_key()
     config.public_key_path.write_bytes(
         public.public_bytes(

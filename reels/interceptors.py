@@ -15,13 +15,28 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiokafka.errors
 import grpc
+import redis.exceptions
+import sqlalchemy.exc
 
 from reels import errors
 from reels.auth import AuthError, TokenVerifier, current_token, current_user
 from reels.telemetry import rpc_server_duration
 
 log = logging.getLogger("reels.rpc")
+
+# Failures of a dependency rather than of the request: mapped to UNAVAILABLE + RetryInfo.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    aiokafka.errors.KafkaConnectionError,
+    aiokafka.errors.KafkaTimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
 
 # Infrastructure RPCs anyone may call: load balancers and grpcurl need them.
 PUBLIC_PREFIXES = (
@@ -83,6 +98,16 @@ async def _fail(context: grpc.aio.ServicerContext, exc: BaseException, method: s
         code, message, details = exc.code, exc.message, exc.details()
         if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
             log.error("rpc failed", extra={"fields": {"method": method}}, exc_info=exc)
+        elif code == grpc.StatusCode.UNAVAILABLE and exc.__cause__ is not None:
+            log.warning("rpc unavailable: %r", exc.__cause__, extra={"fields": {"method": method}})
+    elif isinstance(exc, TRANSIENT_ERRORS):
+        # A dependency (database, cache, broker) is down: the client should retry,
+        # which INTERNAL would not tell it. The cause stays in our log.
+        log.warning("dependency unavailable: %r", exc, extra={"fields": {"method": method}})
+        retry = errors.Unavailable(
+            "a backing service is unavailable, retry shortly", retry_after_seconds=1.0
+        )
+        code, message, details = retry.code, retry.message, retry.details()
     else:
         ref = uuid.uuid4().hex[:12]
         log.error(

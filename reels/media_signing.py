@@ -37,8 +37,10 @@ def ensure_media_signing_key(path: Path | None = None) -> bytes:
         return _read(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    tmp.write_text(secrets.token_hex(32) + "\n")
-    tmp.chmod(0o600)
+    # Created owner-only: the secret is never readable by others, not even briefly.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(32) + "\n")
     try:
         os.link(tmp, path)
     except FileExistsError:

@@ -62,12 +62,8 @@ class EventsRpcs(stream_pb2_grpc.StreamServiceServicer):
             )
         catalog = resources.catalog(self.ctx)
         producer = resources.producer(self.ctx)
-        try:
-            verdicts = await validate_batch(request.events, catalog.get)
-        except errors.ReelsError:
-            raise
-        except Exception as exc:
-            raise errors.Unavailable("video catalog unavailable, retry shortly", 1.0) from exc
+        # A catalog (database) outage surfaces as UNAVAILABLE through the interceptor.
+        verdicts = await validate_batch(request.events, catalog.get)
         received = timestamp_pb2.Timestamp()
         received.GetCurrentTime()
         headers = inject_trace_headers()
@@ -97,10 +93,14 @@ class EventsRpcs(stream_pb2_grpc.StreamServiceServicer):
                 session_id=item.session_id,
             )
             message.meta.event_id = event_id
-            outgoing.append(OutgoingEvent(
-                TOPIC_VIDEO_EVENTS, item.video_id, message.SerializeToString(),
-                {**headers, EVENT_ID_HEADER: event_id},
-            ))
+            outgoing.append(
+                OutgoingEvent(
+                    TOPIC_VIDEO_EVENTS,
+                    item.video_id,
+                    message.SerializeToString(),
+                    {**headers, EVENT_ID_HEADER: event_id},
+                )
+            )
         await producer.publish(outgoing)
         return stream_pb2.RecordEventsResponse(
             accepted_count=sum(1 for v in verdicts if v.accepted),

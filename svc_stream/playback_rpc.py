@@ -28,11 +28,10 @@ from reels.v1 import stream_pb2, stream_pb2_grpc
 from sqlalchemy.exc import SQLAlchemyError
 
 from reels import errors
-from reels.db.engine import make_engine, make_sessionmaker
 from reels.events import ensure_topics
 from reels.media_signing import media_signing_key
 from reels.storage import open_object_store
-from svc_stream import manifest
+from svc_stream import manifest, resources
 from svc_stream.catalog import TOPIC_PUBLISHED, Catalog, PublishedVideo
 from svc_stream.context import StreamContext
 from svc_stream.devices import DeviceClass, choose_ladder, resolve_device
@@ -170,24 +169,24 @@ async def _run_catalog_consumer(catalog: Catalog, stopping: asyncio.Event) -> No
             backoff = min(backoff * 2, CONSUMER_RETRY_MAX_S)
             continue
         catalog.active_consumer = consumer
+        backoff = 1.0
         try:
             await consumer.run()
+            return
+        except Exception:  # noqa: BLE001 - never stop filling the catalog silently
+            log.exception("catalog consumer failed; restarting it")
         finally:
             await consumer.stop()
-        return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), backoff)
 
 
 async def start(ctx: StreamContext) -> None:
     """Build the playback parts, start the catalog consumer and the media origin."""
     extras = ctx.extras
-    if "sessionmaker" not in extras:
-        engine = make_engine()
-        extras["sessionmaker"] = make_sessionmaker(engine)
-        ctx.on_stop.append(engine.dispose)
     if "store" not in extras:
         extras["store"] = open_object_store()
-    catalog = extras.get("catalog") or Catalog(extras["sessionmaker"])
-    extras["catalog"] = catalog
+    catalog = resources.catalog(ctx)
     signer = extras.get("media_signer") or UrlSigner(media_signing_key())
     extras["media_signer"] = signer
     media = MediaStore(extras["store"])
