@@ -10,7 +10,7 @@ setup:            ## install everything the project needs (idempotent)
 
 gen: setup        ## regenerate gen/ (python stubs, type stubs, Envoy descriptor set)
 	@bash scripts/gen.sh
-	@$(PY) -m reels.infra.envoy render >/dev/null
+	@$(PY) -m reels_dev.infra.envoy render >/dev/null
 
 check-gen: setup  ## fail when gen/ or envoy/envoy.yaml is stale
 	@bash scripts/check_gen.sh
@@ -28,14 +28,14 @@ up: setup         ## start the whole mesh on loopback (Envoy on 127.0.0.1:8080)
 	@bash scripts/up.sh
 
 demo: up         ## run the mesh, then push one reel through it (upload → publish → play)
-	@$(PY) -m reels.demo
+	@$(PY) -m reels_dev.demo
 
 down:             ## stop exactly what `make up` started
 	@bash scripts/down.sh
 
 token:            ## print a dev JWT: make token USER=alice
 	@bash scripts/setup.sh >/dev/null
-	@$(PY) -m reels token --user "$(USER)"
+	@$(PY) -m reels_dev token --user "$(USER)"
 
 bench: setup      ## benchmarks, each beside a same-run baseline (B=upload for one)
 	@bash scripts/bench.sh

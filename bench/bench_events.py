@@ -35,7 +35,7 @@ from reels.v1 import common_pb2, events_pb2, stream_pb2, stream_pb2_grpc  # noqa
 from sqlalchemy import make_url  # noqa: E402
 
 from reels.analytics import Analytics  # noqa: E402
-from reels.auth import ensure_dev_keys, mint_token  # noqa: E402
+from reels_dev.keys import ensure_dev_keys, mint_token  # noqa: E402
 from reels.cache import delete_prefix, redis_client  # noqa: E402
 from reels.db.engine import (  # noqa: E402
     create_database,
@@ -46,8 +46,8 @@ from reels.db.engine import (  # noqa: E402
 )
 from reels.db.migrate import migrate  # noqa: E402
 from reels.events import ensure_topics  # noqa: E402
-from reels.infra.process import free_port  # noqa: E402
-from reels.infra.tansu import tansu_process  # noqa: E402
+from reels_dev.infra.process import free_port  # noqa: E402
+from reels_dev.infra.tansu import tansu_process  # noqa: E402
 from reels.server import start_server  # noqa: E402
 
 VIDEOS = 50
@@ -97,10 +97,10 @@ async def _wait_count(store: Analytics, table: str, expected: int, within: float
 
 
 async def main(total: int, clients: int) -> None:
-    from svc_stream import events_rpc
-    from svc_stream.catalog import Catalog
+    from svc_stream.events import rpc as events_rpc
+    from svc_stream.playback.catalog import Catalog
     from svc_stream.context import StreamContext
-    from svc_stream.event_sink import SCHEMA, VIDEO_EVENT_COLUMNS, Batch
+    from svc_stream.events.sink import SCHEMA, VIDEO_EVENT_COLUMNS, Batch
     from svc_stream.server import registrations
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-events-"))

@@ -41,11 +41,11 @@ from reels.db.engine import (  # noqa: E402
 )
 from reels.db.migrate import migrate  # noqa: E402
 from reels.storage import LocalObjectStore  # noqa: E402
-from svc_stream.catalog import Catalog  # noqa: E402
+from svc_stream.playback.catalog import Catalog  # noqa: E402
 from svc_stream.context import StreamContext  # noqa: E402
-from svc_stream.media_store import MediaStore  # noqa: E402
-from svc_stream.playback_rpc import Playback, PlaybackRpcs  # noqa: E402
-from svc_stream.signing import UrlSigner  # noqa: E402
+from svc_stream.playback.media_store import MediaStore  # noqa: E402
+from svc_stream.playback.rpc import Playback, PlaybackRpcs  # noqa: E402
+from svc_stream.playback.signing import UrlSigner  # noqa: E402
 from tests.publishing import publish_to_store, transcode_ladder  # noqa: E402
 
 GOAL_P99_MS = 5.0

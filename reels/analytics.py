@@ -20,7 +20,6 @@ chDB rules worth knowing (measured, see shared DESIGN.md):
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,21 +30,15 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ProgrammingError
 
-from reels.config import var_dir
+from reels.config import platform
 
 T = TypeVar("T")
 
 
 def default_dsn() -> str:
-    """The DSN to use when none is given: env ``REELS_CLICKHOUSE_DSN``, else a local chDB.
-
-    Resolved at call time (not import time) so tests and dev commands can point
-    ``REELS_VAR_DIR`` somewhere else before opening the store.
-    """
-    dsn = os.environ.get("REELS_CLICKHOUSE_DSN")
-    if dsn:
-        return dsn
-    return f"chdb://{(var_dir() / 'chdb').resolve()}"
+    """The DSN to use when none is given: ``REELS_CLICKHOUSE_DSN`` (PlatformSettings),
+    else a chDB directory under the var dir."""
+    return platform().clickhouse_dsn
 
 
 def is_embedded(dsn: str) -> bool:

@@ -1,4 +1,4 @@
-"""Dev JWT keys, tokens, and verification (RS256).
+"""JWT verification (RS256); dev keys and tokens are minted by ``reels_dev.keys``.
 
 Envoy verifies every client request against the JWKS written here (jwt_authn) and
 forwards the token; each service verifies it again in its interceptor, so a call
@@ -7,18 +7,11 @@ that bypasses Envoy inside the mesh is held to the same rule.
 
 from __future__ import annotations
 
-import base64
 import contextvars
-import json
-import os
-import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from reels.config import AuthConfig
 
@@ -42,77 +35,6 @@ class AuthError(Exception):
 class Principal:
     user_id: str
     claims: dict[str, object]
-
-
-def _b64url_uint(value: int) -> str:
-    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def ensure_dev_keys(config: AuthConfig | None = None) -> AuthConfig:
-    """Create the dev RSA key pair and JWKS once; later calls leave them alone."""
-    config = config or AuthConfig()
-    if config.private_key_path.exists() and config.jwks_path.exists():
-        return config
-    config.private_key_path.parent.mkdir(parents=True, exist_ok=True)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    # Created owner-only: the private key is never readable by others, not even briefly.
-    fd = os.open(config.private_key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
-    public = key.public_key()
-    config.public_key_path.write_bytes(
-        public.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    numbers = public.public_numbers()
-    jwks = {
-        "keys": [
-            {
-                "kty": "RSA",
-                "alg": "RS256",
-                "use": "sig",
-                "kid": KEY_ID,
-                "n": _b64url_uint(numbers.n),
-                "e": _b64url_uint(numbers.e),
-            }
-        ]
-    }
-    config.jwks_path.write_text(json.dumps(jwks, indent=2))
-    return config
-
-
-def mint_token(
-    user_id: str,
-    *,
-    config: AuthConfig | None = None,
-    ttl_seconds: int = 24 * 3600,
-    audience: str | None = None,
-    issuer: str | None = None,
-    now: float | None = None,
-    extra_claims: dict[str, object] | None = None,
-) -> str:
-    """A dev token for `user_id`; the overrides exist so tests can make bad tokens."""
-    config = ensure_dev_keys(config)
-    issued = int(now if now is not None else time.time())
-    claims: dict[str, object] = {
-        "sub": user_id,
-        "iss": issuer or config.issuer,
-        "aud": audience or config.audience,
-        "iat": issued,
-        "nbf": issued - 5,
-        "exp": issued + ttl_seconds,
-        "jti": str(uuid.uuid4()),
-        **(extra_claims or {}),
-    }
-    private_key = config.private_key_path.read_bytes()
-    return jwt.encode(claims, private_key, algorithm="RS256", headers={"kid": KEY_ID})
 
 
 class TokenVerifier:

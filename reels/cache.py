@@ -9,24 +9,35 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
+
+from reels.config import platform
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PREFIX = "reels:"
 
 
 def redis_url(url: str | None = None) -> str:
-    """``url``, else env ``REELS_REDIS_URL``, else the local default."""
-    return url or os.environ.get("REELS_REDIS_URL") or DEFAULT_URL
+    """``url``, else ``REELS_REDIS_URL`` (PlatformSettings)."""
+    return url or platform().redis_url
 
 
 def key_prefix() -> str:
-    """The namespace for every key, read at call time so tests can override it."""
-    return os.environ.get("REELS_REDIS_PREFIX", DEFAULT_PREFIX)
+    """The namespace for every key (``REELS_REDIS_PREFIX``; a process may override it
+    once at start with :func:`set_key_prefix`, e.g. a service built from settings)."""
+    return _prefix if _prefix is not None else platform().redis_prefix
+
+
+_prefix: str | None = None
+
+
+def set_key_prefix(prefix: str | None) -> None:
+    """Use ``prefix`` for every key of this process (None: back to the setting)."""
+    global _prefix
+    _prefix = prefix
 
 
 def key(*parts: str | int) -> str:

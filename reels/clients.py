@@ -6,14 +6,13 @@ a call inside the mesh continues the caller's trace and acts for the same user.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
 import grpc
 
 from reels.auth import current_token
-from reels.config import service_addr
+from reels.config import platform, service_addr
 from reels.telemetry import client_interceptors
 
 
@@ -26,7 +25,7 @@ class _ForwardToken(
     """Adds the served call's bearer token (or REELS_SERVICE_TOKEN) to outgoing calls."""
 
     def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        token = current_token.get() or os.environ.get("REELS_SERVICE_TOKEN")
+        token = current_token.get() or platform().service_token
         metadata = grpc.aio.Metadata(*(details.metadata or ()))
         if token and "authorization" not in metadata:
             metadata.add("authorization", token if " " in token else f"Bearer {token}")

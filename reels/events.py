@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -46,6 +45,9 @@ from opentelemetry import propagate, trace
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from reels.config import platform
+from reels.topics import Topic
+
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("reels.events")
 
@@ -56,13 +58,13 @@ _PARTITIONER = DefaultPartitioner()  # aiokafka's default: murmur2(key) over all
 
 
 def kafka_bootstrap() -> str:
-    """Broker address from ``REELS_KAFKA_BOOTSTRAP`` with a working local default."""
-    return os.environ.get("REELS_KAFKA_BOOTSTRAP", DEFAULT_BOOTSTRAP)
+    """Broker address: ``REELS_KAFKA_BOOTSTRAP`` (PlatformSettings)."""
+    return platform().kafka_bootstrap
 
 
 def default_partitions() -> int:
     """Partitions for topics we create (``REELS_KAFKA_PARTITIONS``, default 3)."""
-    return int(os.environ.get("REELS_KAFKA_PARTITIONS", "3"))
+    return platform().kafka_partitions
 
 
 # --------------------------------------------------------------------------- headers
@@ -102,7 +104,7 @@ def _key_bytes(key: bytes | str | None) -> bytes | None:
 
 
 async def ensure_topics(
-    topics: Iterable[str],
+    topics: Iterable[str | Topic],
     *,
     partitions: int | None = None,
     replication_factor: int = 1,
@@ -115,7 +117,7 @@ async def ensure_topics(
     it, and being memory-only it forgets every topic on restart, so callers run
     this after each broker (re)start.
     """
-    names = sorted(set(topics))
+    names = sorted({str(t) for t in topics})
     if not names:
         return
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap or kafka_bootstrap())
@@ -148,6 +150,11 @@ class OutgoingEvent:
     payload: bytes
     headers: Mapping[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # A registry Topic (reels.topics) is accepted where a topic name is expected.
+        if not isinstance(self.topic, str):
+            object.__setattr__(self, "topic", str(self.topic))
+
 
 class EventProducer:
     """A started aiokafka producer that waits for ``acks=all`` on every send.
@@ -169,7 +176,7 @@ class EventProducer:
         linger_ms: int = 2,
     ) -> None:
         if idempotence is None:
-            idempotence = os.environ.get("REELS_KAFKA_IDEMPOTENCE", "0") in ("1", "true", "yes")
+            idempotence = platform().kafka_idempotence
         self.bootstrap = bootstrap or kafka_bootstrap()
         self.request_timeout_ms = request_timeout_ms
         self._options = dict(
@@ -253,12 +260,14 @@ class EventProducer:
         try:
             async with asyncio.timeout(self._deadline()):
                 for event in events:
-                    futures.append(await send(
-                        event.topic,
-                        event.payload,
-                        key=_key_bytes(event.key),
-                        headers=to_kafka_headers(event.headers),
-                    ))
+                    futures.append(
+                        await send(
+                            event.topic,
+                            event.payload,
+                            key=_key_bytes(event.key),
+                            headers=to_kafka_headers(event.headers),
+                        )
+                    )
         except (KafkaError, TimeoutError) as exc:
             failure = exc  # later records would overtake the failed one: stop here
         if futures:
@@ -315,15 +324,22 @@ class EventProducer:
                             placed[(event.topic, key)] = partition
                     headers = to_kafka_headers(event.headers)
                     current = open_batches.get((event.topic, partition))
-                    if current is None or current[2].append(
-                        timestamp=None, key=key, value=event.payload, headers=headers
-                    ) is None:
+                    if (
+                        current is None
+                        or current[2].append(
+                            timestamp=None, key=key, value=event.payload, headers=headers
+                        )
+                        is None
+                    ):
                         current = (event.topic, partition, producer.create_batch(), [])
                         open_batches[(event.topic, partition)] = current
                         batches.append(current)
-                        if current[2].append(
-                            timestamp=None, key=key, value=event.payload, headers=headers
-                        ) is None:
+                        if (
+                            current[2].append(
+                                timestamp=None, key=key, value=event.payload, headers=headers
+                            )
+                            is None
+                        ):
                             raise KafkaError(f"record {index} is larger than a batch")
                     current[3].append(index)
         except (KafkaError, TimeoutError) as exc:
@@ -335,10 +351,12 @@ class EventProducer:
         try:
             async with asyncio.timeout(self._deadline()):
                 for topic, partition, builder, indexes in batches:
-                    futures.append((
-                        await producer.send_batch(builder, topic, partition=partition),
-                        indexes,
-                    ))
+                    futures.append(
+                        (
+                            await producer.send_batch(builder, topic, partition=partition),
+                            indexes,
+                        )
+                    )
         except (KafkaError, TimeoutError) as exc:
             failure = exc  # later batches would overtake this one: stop here
         pending = [fut for fut, _ in futures]
@@ -405,8 +423,13 @@ def event_id_of(record: ConsumerRecord) -> tuple[str, dict[str, str]]:
         for part in (record.topic.encode(), record.key or b"", record.value or b""):
             digest.update(len(part).to_bytes(8, "big") + part)
         event_id = f"sha256:{digest.hexdigest()}"
-        log.warning("record %s/%d@%d has no event-id header; using %s",
-                    record.topic, record.partition, record.offset, event_id)
+        log.warning(
+            "record %s/%d@%d has no event-id header; using %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            event_id,
+        )
     return event_id, headers
 
 
@@ -439,7 +462,7 @@ class EventConsumer:
 
     def __init__(
         self,
-        topics: Sequence[str],
+        topics: Sequence[str | Topic],
         group_id: str,
         handler: Handler | None = None,
         *,
@@ -452,7 +475,7 @@ class EventConsumer:
         max_commit_failures: int = 3,
         metadata_max_age_ms: int = 3000,
     ) -> None:
-        self.topics = list(topics)
+        self.topics = [str(t) for t in topics]
         self.group_id = group_id
         self.handler = handler
         self.bootstrap = bootstrap or kafka_bootstrap()
@@ -559,23 +582,30 @@ class EventConsumer:
             return skip
         # One round trip for all partitions of the batch, not one after the other.
         answers = await asyncio.gather(
-            *(asyncio.wait_for(consumer.committed(tp), self.commit_timeout)
-              for tp, _, _ in checks),
+            *(asyncio.wait_for(consumer.committed(tp), self.commit_timeout) for tp, _, _ in checks),
             return_exceptions=True,
         )
         for (tp, records, ours), theirs in zip(checks, answers, strict=True):
             if isinstance(theirs, BaseException):
                 # Cannot verify: fetch this batch again.
-                log.warning("consumer %s: cannot read committed offset of %s: %r",
-                            self.group_id, tp, theirs)
+                log.warning(
+                    "consumer %s: cannot read committed offset of %s: %r", self.group_id, tp, theirs
+                )
                 with contextlib.suppress(Exception):
                     consumer.seek(tp, records[0].offset)
                 skip.add(tp)
                 continue
             if theirs is not None and theirs >= ours:
                 continue
-            log.warning("consumer %s: broker lost the committed offset of %s (had %d, now %s); "
-                        "re-reading from %s", self.group_id, tp, ours, theirs, theirs or 0)
+            log.warning(
+                "consumer %s: broker lost the committed offset of %s (had %d, now %s); "
+                "re-reading from %s",
+                self.group_id,
+                tp,
+                ours,
+                theirs,
+                theirs or 0,
+            )
             self._committed.pop(tp, None)
             with contextlib.suppress(Exception):
                 if theirs is None:
@@ -599,7 +629,11 @@ class EventConsumer:
                 delay = min(self.retry_backoff_max, 0.1 * 2 ** min(self._handler_failures, 10))
                 log.exception(
                     "consumer %s: handler failed on %s/%d@%d; retrying in %.1fs",
-                    self.group_id, record.topic, record.partition, record.offset, delay,
+                    self.group_id,
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    delay,
                 )
                 with contextlib.suppress(Exception):
                     consumer.seek(tp, record.offset)
@@ -659,8 +693,13 @@ class EventConsumer:
             raise
         except Exception as exc:  # noqa: BLE001 - any commit failure is survivable
             self._commit_failures += 1
-            log.warning("consumer %s: commit of %s failed (%d in a row): %r",
-                        self.group_id, dict(offsets), self._commit_failures, exc)
+            log.warning(
+                "consumer %s: commit of %s failed (%d in a row): %r",
+                self.group_id,
+                dict(offsets),
+                self._commit_failures,
+                exc,
+            )
         if self._commit_failures >= self.max_commit_failures and not self._stopping.is_set():
             await self._reconnect()
 
@@ -700,7 +739,7 @@ class IdempotentConsumer(EventConsumer):
 
     def __init__(
         self,
-        topics: Sequence[str],
+        topics: Sequence[str | Topic],
         group_id: str,
         handler: SessionHandler,
         sessionmaker: async_sessionmaker[AsyncSession],
@@ -724,8 +763,9 @@ class IdempotentConsumer(EventConsumer):
             )
             if inserted is None:
                 self.skipped += 1
-                log.debug("consumer %s: skipping already processed %s",
-                          self.group_id, event.event_id)
+                log.debug(
+                    "consumer %s: skipping already processed %s", self.group_id, event.event_id
+                )
                 return
             await self.session_handler(session, event)
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 
 from opentelemetry import trace
+
+from reels.config import PlatformSettings, platform
 
 
 class JsonFormatter(logging.Formatter):
@@ -41,9 +42,10 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def setup_logging(service: str) -> None:
+def setup_logging(service: str, settings: PlatformSettings | None = None) -> None:
+    settings = settings or platform()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(os.environ.get("REELS_LOG_LEVEL", "INFO").upper())
+    root.setLevel(settings.log_level.upper())

@@ -15,15 +15,14 @@ import os
 import secrets
 from pathlib import Path
 
-from reels.config import var_dir
+from reels.config import PlatformSettings, platform
 
 ENV_KEY = "REELS_MEDIA_SIGNING_KEY"
 MIN_KEY_BYTES = 16
 
 
 def media_signing_key_path() -> Path:
-    default = var_dir() / "keys" / "media_signing.key"
-    return Path(os.environ.get("REELS_MEDIA_SIGNING_KEY_FILE", default))
+    return platform().media_signing_key_file
 
 
 def ensure_media_signing_key(path: Path | None = None) -> bytes:
@@ -50,15 +49,16 @@ def ensure_media_signing_key(path: Path | None = None) -> bytes:
     return _read(path)
 
 
-def media_signing_key() -> bytes:
-    """The secret in force: ``REELS_MEDIA_SIGNING_KEY`` if set, else the dev key file."""
-    value = os.environ.get(ENV_KEY, "").strip()
+def media_signing_key(settings: PlatformSettings | None = None) -> bytes:
+    """The secret in force: ``REELS_MEDIA_SIGNING_KEY`` if set, else the key file."""
+    settings = settings or platform()
+    value = settings.media_signing_key.strip()
     if value:
         key = value.encode()
         if len(key) < MIN_KEY_BYTES:
             raise ValueError(f"{ENV_KEY} must be at least {MIN_KEY_BYTES} bytes")
         return key
-    return ensure_media_signing_key()
+    return ensure_media_signing_key(settings.media_signing_key_file)
 
 
 def _read(path: Path) -> bytes:

@@ -9,11 +9,12 @@ plumbing (BYTES tensors, batch limits) behind plain Python types.
 from __future__ import annotations
 
 import asyncio
-import os
 
 import numpy as np
 import tritonclient.grpc.aio as triton_grpc
 from tritonclient.utils import InferenceServerException
+
+from reels.config import platform
 
 DEFAULT_ADDR = "127.0.0.1:18001"
 TEXT_EMBEDDING_MODEL = "text_embedding"
@@ -28,7 +29,7 @@ class ModelError(RuntimeError):
 
 
 def triton_addr() -> str:
-    return os.environ.get("REELS_TRITON_ADDR") or DEFAULT_ADDR
+    return platform().triton_addr or DEFAULT_ADDR
 
 
 class ModelClient:

@@ -6,8 +6,11 @@ the change committed. :class:`OutboxRelay` then publishes unsent rows in id orde
 and stamps ``sent_at``; a crash between "acked by Kafka" and "stamped" resends
 the row, which idempotent consumers (``reels.events.IdempotentConsumer``) skip.
 
-``python -m reels.outbox`` runs a relay until SIGTERM/SIGINT (env: REELS_DATABASE_URL,
-REELS_KAFKA_BOOTSTRAP, REELS_OUTBOX_BATCH rows per round, default 100).
+``OutboxRelay.run()`` is the one way a relay runs (services run it under their
+supervisor): it starts the producer, waiting for a broker that is not up yet, relays
+until ``stop()`` or cancellation, then stops the producer. ``python -m reels.outbox``
+runs one until SIGTERM/SIGINT (PlatformSettings: REELS_DATABASE_URL,
+REELS_KAFKA_BOOTSTRAP, REELS_OUTBOX_BATCH).
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 import signal
 import uuid
@@ -23,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import psycopg
+from google.protobuf.message import Message
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -34,6 +37,7 @@ from reels.events import (
     ensure_topics,
     inject_trace_headers,
 )
+from reels.topics import Topic
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +46,34 @@ NOTIFY_CHANNEL = "reels_outbox"
 RELAY_LOCK_KEY = 0x5245454C  # "REEL"
 
 
+async def enqueue_message(
+    session: AsyncSession,
+    topic: Topic,
+    message: Message,
+    event_id: uuid.UUID | str,
+    *,
+    key: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> uuid.UUID:
+    """:func:`enqueue` a payload message on its registered topic, keyed by the topic's
+    key field unless ``key`` is given (reels.topics)."""
+    if not isinstance(message, topic.message):
+        raise TypeError(
+            f"{topic.name} carries {topic.message.__name__}, not {type(message).__name__}"
+        )
+    return await enqueue(
+        session,
+        topic,
+        key if key is not None else topic.key(message),
+        message.SerializeToString(),
+        event_id,
+        headers,
+    )
+
+
 async def enqueue(
     session: AsyncSession,
-    topic: str,
+    topic: Topic | str,
     key: bytes | str | None,
     payload: bytes,
     event_id: uuid.UUID | str,
@@ -55,6 +84,7 @@ async def enqueue(
     Does not commit. The current trace context is captured now, so the consumer's
     work joins the trace of the request that caused the event.
     """
+    topic = str(topic)
     eid = event_id if isinstance(event_id, uuid.UUID) else uuid.UUID(str(event_id))
     stored = inject_trace_headers(headers)
     stored[EVENT_ID_HEADER] = str(eid)
@@ -101,8 +131,10 @@ class OutboxRelay:
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
-        producer: EventProducer,
+        producer: EventProducer | None = None,
         *,
+        bootstrap: str | None = None,
+        client_id: str = "outbox-relay",
         batch_size: int = 100,
         poll_interval: float = 0.2,
         max_backoff: float = 5.0,
@@ -111,7 +143,7 @@ class OutboxRelay:
         create_topics: bool = True,
     ) -> None:
         self.sessionmaker = sessionmaker
-        self.producer = producer
+        self.producer = producer or EventProducer(bootstrap, client_id=client_id)
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.max_backoff = max_backoff
@@ -186,8 +218,32 @@ class OutboxRelay:
             await ensure_topics(missing, bootstrap=self.producer.bootstrap)
         self._known_topics |= missing
 
+    async def _start_producer(self) -> None:
+        """Start the producer, retrying (capped backoff, jitter) until a broker answers."""
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                await self.producer.start()
+                return
+            except Exception as exc:  # noqa: BLE001 - broker not reachable yet
+                failures += 1
+                delay = min(self.max_backoff, 0.25 * 2 ** min(failures, 10))
+                delay *= 0.5 + random.random() / 2
+                log.warning(
+                    "outbox relay: broker %s not reachable (%s); retrying in %.1fs",
+                    self.producer.bootstrap,
+                    exc,
+                    delay,
+                )
+                await self._sleep(delay)
+
     async def run(self) -> None:
-        """Relay until ``stop()`` or cancellation; broker errors only slow it down."""
+        """Start the producer, relay until ``stop()`` or cancellation, stop the producer.
+
+        The service keeps serving without a broker: events wait in the outbox and
+        broker errors only slow the relay down.
+        """
+        await self._start_producer()
         failures = 0
         listener = asyncio.create_task(self._listen()) if self.listen else None
         try:
@@ -209,6 +265,8 @@ class OutboxRelay:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await listener
+            with contextlib.suppress(Exception):
+                await self.producer.stop()
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -249,29 +307,23 @@ async def purge_sent(session: AsyncSession, older_than_s: float = 7 * 86400) -> 
 
 async def _main() -> None:
     """Relay with the configured database and broker until SIGTERM/SIGINT."""
+    from reels.config import platform
     from reels.db.engine import make_engine, make_sessionmaker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    engine = make_engine()
-    producer = EventProducer()
-    batch_size = int(os.environ.get("REELS_OUTBOX_BATCH", "100"))
-    relay = OutboxRelay(make_sessionmaker(engine), producer, batch_size=batch_size)
+    settings = platform()
+    engine = make_engine(settings.database_url)
+    relay = OutboxRelay(
+        make_sessionmaker(engine),
+        bootstrap=settings.kafka_bootstrap,
+        batch_size=settings.outbox_batch,
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, relay.stop)
-    while True:
-        try:
-            await producer.start()
-            break
-        except Exception as exc:  # noqa: BLE001 - broker not up yet: wait for it
-            log.warning("outbox relay: broker not reachable (%s); retrying", exc)
-            await asyncio.sleep(1.0)
-            producer = EventProducer()
-            relay.producer = producer
     try:
         await relay.run()
     finally:
-        await producer.stop()
         await engine.dispose()
 
 

@@ -13,16 +13,17 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from reels.auth import TokenVerifier
-from reels.config import AuthConfig, ServerConfig
+from reels.config import AuthConfig, PlatformSettings, ServerSettings
 from reels.interceptors import ReelsServerInterceptor
 from reels.jsonlog import setup_logging
+from reels.supervise import Supervisor
 from reels.telemetry import server_interceptors, setup_telemetry, shutdown_telemetry
 
 log = logging.getLogger("reels.server")
@@ -67,8 +68,7 @@ async def start_server(
 
     ``options`` are extra gRPC channel arguments; they override the defaults here.
     """
-    setup_telemetry(f"svc_{service}")
-    auth = auth or AuthConfig()
+    auth = auth or AuthConfig.from_env()
     verifier = TokenVerifier(auth) if auth.required else None
     server = grpc.aio.server(
         interceptors=[*server_interceptors(), ReelsServerInterceptor(verifier, service)],
@@ -100,26 +100,83 @@ async def start_server(
     return RunningServer(server, bound, health_servicer, names)
 
 
-async def serve_forever(
-    service: str,
-    build: Callable[[], Awaitable[tuple[list[Registration], list[Callable[[], Awaitable[None]]]]]],
-    *,
-    options: Sequence[tuple[str, Any]] = (),
-) -> None:
-    """`python -m svc_x` entry: start, then drain and exit on SIGTERM/SIGINT."""
-    setup_logging(f"svc_{service}")
-    cfg = ServerConfig.for_service(service)
-    registrations, on_stop = await build()
-    running = await start_server(
-        service, registrations, host=cfg.host, port=cfg.port, options=options
-    )
-    running.on_stop.extend(on_stop)
+class ServiceApp(Protocol):
+    """What every ``svc_x/app.py`` App provides to the bootstrap.
+
+    ``start()`` opens the service's resources and starts its supervised loops (it must
+    return at once, never wait for a remote component); ``registrations()`` are its
+    gRPC servicers; ``stop()`` drains and closes what ``start()`` opened.
+    """
+
+    name: str  # "upload", "stream", ...
+    supervisor: Supervisor
+
+    @property
+    def server(self) -> ServerSettings: ...
+
+    @property
+    def platform(self) -> PlatformSettings: ...
+
+    @property
+    def grpc_options(self) -> Sequence[tuple[str, Any]]: ...
+
+    async def start(self) -> None: ...
+
+    def registrations(self) -> list[Registration]: ...
+
+    async def stop(self) -> None: ...
+
+
+async def run_app(app: ServiceApp, *, port: int | None = None) -> RunningServer:
+    """Start ``app`` and its gRPC server (tests: ``port=0`` picks a free one).
+
+    The returned server's ``stop()`` drains the server, then stops the app. Required
+    loops that go down turn the service's health NOT_SERVING (reels.supervise).
+    """
+    setup_telemetry(f"svc_{app.name}", app.platform)
+    await app.start()
+    try:
+        running = await start_server(
+            app.name,
+            app.registrations(),
+            host=app.server.host,
+            port=app.server.port if port is None else port,
+            auth=app.platform.auth,
+            options=app.grpc_options,
+        )
+    except BaseException:
+        await app.stop()
+        raise
+    running.on_stop.append(app.stop)
+
+    async def report(healthy: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if healthy
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in [*running.service_names, ""]:
+            await running.health.set(name, status)
+
+    await app.supervisor.attach_health(report)
+    return running
+
+
+def serve_forever(app: ServiceApp) -> None:
+    """``python -m svc_x``: run ``app`` until SIGTERM/SIGINT, then drain and exit."""
+    setup_logging(f"svc_{app.name}", app.platform)
+    asyncio.run(_serve(app))
+
+
+async def _serve(app: ServiceApp) -> None:
+    running = await run_app(app)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("draining", extra={"fields": {"grace_s": cfg.grace_seconds}})
-    await running.stop(cfg.grace_seconds)
+    grace = app.server.grace_seconds
+    log.info("draining", extra={"fields": {"grace_s": grace}})
+    await running.stop(grace)
     shutdown_telemetry()
     log.info("stopped")

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import IO, Protocol, runtime_checkable
 from urllib.parse import unquote, urlparse
 
-from reels.config import var_dir
+from reels.config import platform
 
 DEFAULT_READ_CHUNK = 1024 * 1024
 # Internal names (in-progress writes, folders being deleted or replaced) start with
@@ -45,11 +45,8 @@ _TMP_PREFIX = ".part-"
 
 
 def default_storage_url() -> str:
-    """Env ``REELS_STORAGE_URL``, else a ``file://`` URL under the var dir."""
-    url = os.environ.get("REELS_STORAGE_URL")
-    if url:
-        return url
-    return (var_dir() / "objects").resolve().as_uri()
+    """``REELS_STORAGE_URL`` (PlatformSettings), else a ``file://`` URL under the var dir."""
+    return platform().storage_url
 
 
 def validate_key(key: str, *, prefix: bool = False) -> str:

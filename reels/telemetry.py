@@ -70,15 +70,16 @@ class JsonlSpanExporter(SpanExporter):
         return None
 
 
-def setup_telemetry(service_name: str) -> None:
+def setup_telemetry(service_name: str, settings: config.PlatformSettings | None = None) -> None:
     """Install the tracer and meter providers once per process."""
     global _configured
     if _configured is not None:
         return
+    settings = settings or config.platform()
     resource = Resource.create(
         {"service.name": service_name, "service.namespace": "reels", "process.pid": os.getpid()}
     )
-    endpoint = config.otlp_endpoint()
+    endpoint = settings.otlp_endpoint or None
     tracer_provider = TracerProvider(resource=resource)
     if endpoint:
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
@@ -88,7 +89,7 @@ def setup_telemetry(service_name: str) -> None:
         metric_exporter = OTLPMetricExporter(endpoint=endpoint, insecure=True)
         readers = [PeriodicExportingMetricReader(metric_exporter)]
     else:
-        exporter = JsonlSpanExporter(config.telemetry_file())
+        exporter = JsonlSpanExporter(settings.otel_file)
         readers = []
     tracer_provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=200))
     trace.set_tracer_provider(tracer_provider)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import threading
 import warnings
@@ -31,7 +30,7 @@ from typing import Any
 
 from pymilvus import DataType, MilvusClient
 
-from reels.config import var_dir
+from reels.config import platform
 
 _LITE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,36}$")
 INDEX_TYPES = ("FLAT", "IVF_FLAT", "AUTOINDEX")
@@ -44,14 +43,8 @@ _lite_lock = threading.Lock()
 
 
 def default_uri() -> str:
-    """Env ``REELS_MILVUS_URI``, else ``<REELS_VAR_DIR or repo/var>/milvus/reels.db``.
-
-    Resolved at call time so tests can redirect ``REELS_VAR_DIR``.
-    """
-    uri = os.environ.get("REELS_MILVUS_URI")
-    if uri:
-        return uri
-    return str(var_dir() / "milvus" / "reels.db")
+    """``REELS_MILVUS_URI`` (PlatformSettings), else ``<var>/milvus/reels.db``."""
+    return platform().milvus_uri
 
 
 def is_lite(uri: str) -> bool:

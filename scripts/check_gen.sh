@@ -16,9 +16,9 @@ if ! diff -r -q --exclude=__pycache__ gen "$TMP/gen"; then
 fi
 echo "check_gen: gen/ is up to date."
 
-# envoy/envoy.yaml is rendered from reels/infra/envoy.py.
+# envoy/envoy.yaml is rendered from reels_dev/infra/envoy.py.
 cp envoy/envoy.yaml "$TMP/envoy.committed.yaml"
-"${PYTHON:-$ROOT/.venv/bin/python}" -m reels.infra.envoy render > /dev/null
+"${PYTHON:-$ROOT/.venv/bin/python}" -m reels_dev.infra.envoy render > /dev/null
 if ! diff -q "$TMP/envoy.committed.yaml" envoy/envoy.yaml > /dev/null; then
   cp "$TMP/envoy.committed.yaml" envoy/envoy.yaml
   echo "check_gen: envoy/envoy.yaml is stale; run make gen and commit the result." >&2

@@ -46,7 +46,7 @@ printf '%s\n%s\n' "$ROOT" "$ROOT/gen" > "$site/reels_repo.pth"
 bash scripts/datastores.sh start >/dev/null
 
 # 4. Dev JWT key pair + JWKS (Envoy and the services read them).
-.venv/bin/python -m reels keys >/dev/null
+.venv/bin/python -m reels_dev keys >/dev/null
 
 # 5. Models served by Triton.
 bash scripts/models.sh

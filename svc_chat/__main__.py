@@ -1,9 +1,8 @@
 """`python -m svc_chat`: serve until SIGTERM, then drain and exit."""
 
-import asyncio
-
 from reels.server import serve_forever
-from svc_chat.server import build
+from svc_chat.app import build
+from svc_chat.settings import Settings
 
 if __name__ == "__main__":
-    asyncio.run(serve_forever("chat", build))
+    serve_forever(build(Settings.from_env()))

@@ -1,9 +1,8 @@
 """`python -m svc_rank`: serve until SIGTERM, then drain and exit."""
 
-import asyncio
-
 from reels.server import serve_forever
-from svc_rank.server import build
+from svc_rank.app import build
+from svc_rank.settings import Settings
 
 if __name__ == "__main__":
-    asyncio.run(serve_forever("rank", build))
+    serve_forever(build(Settings.from_env()))

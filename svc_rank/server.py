@@ -5,14 +5,11 @@ scoring, recall and experiments replace this in the feed release."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 
 import grpc
 from reels.v1 import rank_pb2, rank_pb2_grpc, stream_pb2, stream_pb2_grpc
 
 from reels import errors
-from reels.clients import channel
-from reels.server import Registration
 from svc_rank import cursor
 
 DEFAULT_LIMIT = 20
@@ -28,8 +25,11 @@ def _limit(value: int) -> int:
 
 
 class FeedService(rank_pb2_grpc.FeedServiceServicer):
-    def __init__(self, stream: stream_pb2_grpc.StreamServiceStub) -> None:
+    def __init__(
+        self, stream: stream_pb2_grpc.StreamServiceStub, *, timeout_s: float = 2.0
+    ) -> None:
         self.stream = stream
+        self.timeout_s = timeout_s
 
     async def _trending_page(
         self, limit: int, cursor_token: str, region: str = ""
@@ -38,7 +38,7 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
         try:
             reply = await self.stream.ListTrending(
                 stream_pb2.ListTrendingRequest(limit=limit + 1, offset=offset, region=region),
-                timeout=2.0,
+                timeout=self.timeout_s,
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
@@ -76,14 +76,3 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
             _limit(request.limit), request.cursor, request.region
         )
         return rank_pb2.GetTrendingResponse(items=items, next_cursor=next_cursor)
-
-
-def registrations(stream_addr: str = "stream") -> list[Registration]:
-    stub = stream_pb2_grpc.StreamServiceStub(channel(stream_addr))
-    return [
-        (rank_pb2_grpc.add_FeedServiceServicer_to_server, FeedService(stub), "reels.v1.FeedService")
-    ]
-
-
-async def build() -> tuple[list[Registration], list[Callable[[], Awaitable[None]]]]:
-    return registrations(), []

@@ -22,7 +22,7 @@ from reels.analytics import Analytics
 from reels.auth import current_user
 from reels.db.engine import make_engine, make_sessionmaker
 from reels.events import EventProducer, OutgoingEvent, ensure_topics, kafka_bootstrap
-from svc_stream.catalog import Catalog
+from svc_stream.playback.catalog import Catalog
 from svc_stream.context import StreamContext
 
 log = logging.getLogger(__name__)

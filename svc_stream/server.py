@@ -18,7 +18,10 @@ from reels.v1 import stream_pb2, stream_pb2_grpc
 from reels import errors
 from reels.cache import redis_client
 from reels.server import Registration
-from svc_stream import engagement_rpc, events_rpc, playback_rpc, trending
+from svc_stream.engagement import rpc as engagement_rpc
+from svc_stream.events import rpc as events_rpc
+from svc_stream.playback import rpc as playback_rpc
+from svc_stream.analytics import trending
 from svc_stream.context import StreamContext
 
 MAX_TRENDING_PAGE = 500

@@ -38,7 +38,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from reels import errors
-from reels.db.models import TranscodeJob
+from svc_transcode.models import TranscodeJob
 from reels.outbox import enqueue
 
 TOPIC_UPLOADED = "video.uploaded"

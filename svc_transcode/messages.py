@@ -17,7 +17,7 @@ import uuid
 from google.protobuf import duration_pb2, timestamp_pb2
 from reels.v1 import common_pb2, events_pb2
 
-from reels.db.models import TranscodeJob
+from svc_transcode.models import TranscodeJob
 from reels.events import inject_trace_headers, new_event_id
 from svc_transcode.jobs import (
     TOPIC_DEAD_LETTER,

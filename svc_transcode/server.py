@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from reels.config import ServerConfig
 from reels.db.engine import make_engine, make_sessionmaker
-from reels.db.models import TranscodeJob
+from svc_transcode.models import TranscodeJob
 from reels.server import Registration
 from reels.storage import open_object_store
 from svc_transcode import jobs

@@ -47,7 +47,7 @@ from reels.v1 import common_pb2, events_pb2, upload_pb2
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from reels.db.models import TranscodeJob
+from svc_transcode.models import TranscodeJob
 from reels.events import extract_trace_context
 from reels.media.ffmpeg_run import TranscodeError, UnusableMedia
 from reels.storage import ObjectStore

@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 
 from reels import errors
 from reels.cache import key
-from reels.db.models import VideoStatus
+from svc_upload.models import VideoStatus
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from reels import errors
-from reels.db.models import Upload, Video, VideoStatus
+from svc_upload.models import Upload, Video, VideoStatus
 from reels.events import inject_trace_headers, new_event_id
 from reels.media.probe import ProbeResult, UnusableMedia, probe
 from reels.outbox import enqueue

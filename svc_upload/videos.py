@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from reels import errors
-from reels.db.models import Upload, Video, VideoStatus
+from svc_upload.models import Upload, Video, VideoStatus
 from reels.storage import ObjectStore
 from svc_upload.staging import StagingArea
 from svc_upload.status import StatusChannel, StatusSnapshot, check_transition

@@ -1,7 +1,6 @@
 """Metadata database: engine, models and Alembic migrations."""
 
 from reels.db.engine import (
-    DEFAULT_DATABASE_URL,
     create_database,
     database_url,
     drop_database,
@@ -11,7 +10,6 @@ from reels.db.engine import (
 from reels.db.migrate import downgrade, migrate
 
 __all__ = [
-    "DEFAULT_DATABASE_URL",
     "create_database",
     "database_url",
     "downgrade",

@@ -6,8 +6,6 @@ one at startup and pass the session factory around instead of reconnecting.
 
 from __future__ import annotations
 
-import os
-
 from sqlalchemy import make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import (
@@ -18,12 +16,12 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import NullPool
 
-DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/reels"
+from reels.config import platform
 
 
 def database_url() -> str:
-    """The configured database, ``REELS_DATABASE_URL``, with a working local default."""
-    return os.environ.get("REELS_DATABASE_URL", DEFAULT_DATABASE_URL)
+    """``REELS_DATABASE_URL`` (PlatformSettings); default: this checkout's own database."""
+    return platform().database_url
 
 
 def make_engine(url: str | URL | None = None, **kwargs: object) -> AsyncEngine:

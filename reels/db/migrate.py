@@ -18,6 +18,33 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
+REPO_ROOT = ALEMBIC_INI.parents[2]
+# Each service owns its tables and their migration branch, kept beside its models.
+SERVICE_MIGRATIONS = ("svc_upload", "svc_transcode", "svc_stream")
+# Modules whose tables Alembic compares against the migrated schema (Base.metadata).
+MODEL_MODULES = (
+    "reels.db.models",
+    "svc_upload.models",
+    "svc_transcode.models",
+    "svc_stream.playback.models",
+    "svc_stream.engagement.models",
+)
+
+
+def version_locations() -> list[Path]:
+    """The shared base revision plus every service's own migration folder."""
+    return [
+        ALEMBIC_INI.parent / "migrations" / "versions",
+        *(REPO_ROOT / svc / "migrations" for svc in SERVICE_MIGRATIONS),
+    ]
+
+
+def load_models() -> None:
+    """Import every table module so ``Base.metadata`` knows the whole schema."""
+    import importlib
+
+    for name in MODEL_MODULES:
+        importlib.import_module(name)
 
 
 def alembic_config(url: str | URL | None = None) -> Config:
@@ -30,6 +57,7 @@ def alembic_config(url: str | URL | None = None) -> Config:
 
     cfg = Config(str(ALEMBIC_INI))
     cfg.set_main_option("script_location", str(ALEMBIC_INI.parent / "migrations"))
+    cfg.set_main_option("version_locations", " ".join(str(p) for p in version_locations()))
     target = url or database_url()
     rendered = target if isinstance(target, str) else target.render_as_string(hide_password=False)
     # ConfigParser interpolation: a literal % in a password must be doubled.

@@ -17,8 +17,10 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-FFMPEG = os.environ.get("REELS_FFMPEG", "ffmpeg")
-FFPROBE = os.environ.get("REELS_FFPROBE", "ffprobe")
+from reels.config import platform
+
+FFMPEG = platform().ffmpeg
+FFPROBE = platform().ffprobe
 
 STDERR_TAIL_LINES = 40
 

@@ -25,9 +25,9 @@ from reels.v1 import (
     upload_pb2_grpc,
 )
 
-from reels.auth import mint_token
-from reels.infra.envoy import COMMITTED_CONFIG, EnvoySettings, validate, write_config
-from reels.infra.otlp_sink import read_spans
+from reels_dev.keys import mint_token
+from reels_dev.infra.envoy import COMMITTED_CONFIG, EnvoySettings, validate, write_config
+from reels_dev.infra.otlp_sink import read_spans
 from tests.fixtures.mesh import Mesh
 
 

@@ -19,8 +19,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import aiohttp
 import pytest
 
-from reels.auth import mint_token
-from reels.infra.envoy import EnvoySettings
+from reels_dev.keys import mint_token
+from reels_dev.infra.envoy import EnvoySettings
 from tests.fixtures.mesh import Mesh
 from tests.publishing import publish_to_store, send_published, transcode_ladder
 

@@ -18,7 +18,7 @@ from google.rpc import error_details_pb2
 from reels.v1 import common_pb2, stream_pb2
 
 from reels import errors
-from svc_stream import trending
+from svc_stream.analytics import trending
 from tests.fixtures.stream import StreamHarness, player_event
 from tests.fixtures.stream import stream as stream  # noqa: F401,PLC0414 - the fixture
 from tests.polling import eventually

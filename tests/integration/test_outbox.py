@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from reels.db.engine import make_engine
 from reels.db.migrate import alembic_config, downgrade, migrate
+from reels.db.migrate import load_models
 from reels.db.models import Base
 from reels.events import (
     EVENT_ID_HEADER,
@@ -31,7 +32,7 @@ from reels.events import (
     ReceivedEvent,
     from_kafka_headers,
 )
-from reels.infra.process import REPO_ROOT
+from reels_dev.infra.process import REPO_ROOT
 from reels.outbox import OutboxRelay, enqueue
 from tests.polling import eventually as _eventually
 
@@ -106,6 +107,7 @@ async def test_migrations_create_tables(empty_database_url: str) -> None:
             MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
         )
 
+    load_models()
     try:
         await migrate(empty_database_url)
         async with engine.connect() as conn:

@@ -26,13 +26,13 @@ from reels import errors
 from reels.cache import redis_client
 from reels.db.engine import create_database, drop_database, make_engine, make_sessionmaker
 from reels.db.migrate import migrate
-from reels.infra.process import free_port
+from reels_dev.infra.process import free_port
 from reels.storage import LocalObjectStore
-from svc_stream import playback_rpc
+from svc_stream.playback import rpc as playback_rpc
 from svc_stream.context import StreamContext
-from svc_stream.media_store import MediaStore
-from svc_stream.origin import MediaOrigin
-from svc_stream.signing import UrlSigner
+from svc_stream.playback.media_store import MediaStore
+from svc_stream.playback.origin import MediaOrigin
+from svc_stream.playback.signing import UrlSigner
 from svc_transcode.pipeline import TranscodeResult
 from tests.fixtures.infra import TansuBroker, _test_database_url
 from tests.publishing import publish_to_store, send_published, transcode_ladder

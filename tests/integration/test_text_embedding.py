@@ -12,8 +12,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from reels.infra.process import ManagedProcess, free_port
-from reels.infra.triton import MODEL_REPOSITORY, triton_process
+from reels_dev.infra.process import ManagedProcess, free_port
+from reels_dev.infra.triton import MODEL_REPOSITORY, triton_process
 from reels.model_client import ModelClient
 
 MODEL_DIR = MODEL_REPOSITORY / "text_embedding" / "1"

@@ -31,12 +31,12 @@ from reels.v1 import events_pb2, transcode_pb2, transcode_pb2_grpc
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from reels.auth import mint_token
-from reels.db.models import TranscodeJob
+from reels_dev.keys import mint_token
+from svc_transcode.models import TranscodeJob
 from reels.errors import from_rpc_error
 from reels.events import EVENT_ID_HEADER, EventProducer, ReceivedEvent, from_kafka_headers
-from reels.infra.process import REPO_ROOT, ManagedProcess, free_port
-from reels.infra.triton import MODEL_REPOSITORY, triton_process
+from reels_dev.infra.process import REPO_ROOT, ManagedProcess, free_port
+from reels_dev.infra.triton import MODEL_REPOSITORY, triton_process
 from reels.server import RunningServer, start_server
 from reels.storage import LocalObjectStore
 from svc_transcode import jobs

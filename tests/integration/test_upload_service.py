@@ -27,7 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tusclient.client import TusClient
 
-from reels.auth import mint_token
+from reels_dev.keys import mint_token
 from reels.db.engine import create_database, drop_database, make_engine
 from reels.db.migrate import migrate
 from reels.errors import from_rpc_error

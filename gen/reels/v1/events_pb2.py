@@ -22,12 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from reels.v1 import common_pb2 as reels_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15reels/v1/events.proto\x12\x08reels.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15reels/v1/common.proto\"\xd3\x01\n\tEventMeta\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12<\n\rtrace_context\x18\x03 \x03(\x0b\x32%.reels.v1.EventMeta.TraceContextEntry\x12\x10\n\x08producer\x18\x04 \x01(\t\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xcc\x01\n\tProbeInfo\x12+\n\x08\x64uration\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x11\n\tcontainer\x18\x04 \x01(\t\x12\x13\n\x0bvideo_codec\x18\x05 \x01(\t\x12\x13\n\x0b\x61udio_codec\x18\x06 \x01(\t\x12\x12\n\nframe_rate\x18\x07 \x01(\x01\x12\x10\n\x08\x62it_rate\x18\x08 \x01(\x03\x12\x10\n\x08rotation\x18\t \x01(\x05\"\xcb\x02\n\rVideoUploaded\x12!\n\x04meta\x18\x01 \x01(\x0b\x32\x13.reels.v1.EventMeta\x12\x10\n\x08video_id\x18\x02 \x01(\t\x12\x12\n\ncreator_id\x18\x03 \x01(\t\x12\x14\n\x0coriginal_key\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12\x12\n\nsha256_hex\x18\x06 \x01(\t\x12+\n\x0c\x63ontent_type\x18\x07 \x01(\x0e\x32\x15.reels.v1.ContentType\x12\x11\n\tmime_type\x18\x08 \x01(\t\x12\r\n\x05title\x18\t \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\n \x01(\t\x12\x10\n\x08hashtags\x18\x0b \x03(\t\x12\x19\n\x11\x61udio_attribution\x18\x0c \x01(\t\x12\"\n\x05probe\x18\r \x01(\x0b\x32\x13.reels.v1.ProbeInfo\"\xe1\x03\n\x0eVideoPublished\x12!\n\x04meta\x18\x01 \x01(\x0b\x32\x13.reels.v1.EventMeta\x12\x10\n\x08video_id\x18\x02 \x01(\t\x12\x12\n\ncreator_id\x18\x03 \x01(\t\x12+\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05width\x18\x05 \x01(\x05\x12\x0e\n\x06height\x18\x06 \x01(\x05\x12\'\n\nrenditions\x18\x07 \x03(\x0b\x32\x13.reels.v1.Rendition\x12\x15\n\rthumbnail_key\x18\x08 \x01(\t\x12\x13\n\x0bpreview_key\x18\t \x01(\t\x12\x16\n\x0estoryboard_key\x18\n \x01(\t\x12\x1b\n\x13master_playlist_key\x18\x0b \x01(\t\x12\x18\n\x10visual_embedding\x18\x0c \x03(\x02\x12\x16\n\x0etext_embedding\x18\r \x03(\x02\x12\x10\n\x08hashtags\x18\x0e \x03(\t\x12\x30\n\x0cpublished_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05title\x18\x10 \x01(\t\x12+\n\x0c\x63ontent_type\x18\x11 \x01(\x0e\x32\x15.reels.v1.ContentType\"\x9a\x01\n\x0bVideoFailed\x12!\n\x04meta\x18\x01 \x01(\x0b\x32\x13.reels.v1.EventMeta\x12\x10\n\x08video_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\tpermanent\x18\x04 \x01(\x08\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12\x12\n\ncreator_id\x18\x06 \x01(\t\x12\r\n\x05stage\x18\x07 \x01(\t\"\xde\x02\n\nVideoEvent\x12!\n\x04meta\x18\x01 \x01(\x0b\x32\x13.reels.v1.EventMeta\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x17\n\x0f\x63lient_event_id\x18\x03 \x01(\t\x12\x10\n\x08video_id\x18\x04 \x01(\t\x12!\n\x04type\x18\x05 \x01(\x0e\x32\x13.reels.v1.EventType\x12/\n\x0boccurred_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10position_seconds\x18\x07 \x01(\x01\x12\x15\n\rwatch_seconds\x18\x08 \x01(\x01\x12\x11\n\trendition\x18\t \x01(\t\x12 \n\x06\x64\x65vice\x18\n \x01(\x0e\x32\x10.reels.v1.Device\x12\x0f\n\x07\x63ountry\x18\x0b \x01(\t\x12\x12\n\nsession_id\x18\x0c \x01(\t\x12\x12\n\nrequest_id\x18\r \x01(\t\"\xc6\x01\n\x0f\x45ngagementEvent\x12!\n\x04meta\x18\x01 \x01(\x0b\x32\x13.reels.v1.EventMeta\x12&\n\x04type\x18\x02 \x01(\x0e\x32\x18.reels.v1.EngagementType\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08video_id\x18\x04 \x01(\t\x12\x12\n\ncreator_id\x18\x05 \x01(\t\x12\x12\n\ncomment_id\x18\x06 \x01(\t\x12\x0c\n\x04text\x18\x07 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x08 \x01(\t\"\xc0\x02\n\x14StreamLifecycleEvent\x12!\n\x04meta\x18\x01 \x01(\x0b\x32\x13.reels.v1.EventMeta\x12\x11\n\tstream_id\x18\x02 \x01(\t\x12\x12\n\ncreator_id\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12(\n\x05state\x18\x05 \x01(\x0e\x32\x19.reels.v1.LiveStreamState\x12\x31\n\x0eprevious_state\x18\x06 \x01(\x0e\x32\x19.reels.v1.LiveStreamState\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cviewer_count\x18\t \x01(\x03\"\xc3\x01\n\x10\x43hatMessageEvent\x12!\n\x04meta\x18\x01 \x01(\x0b\x32\x13.reels.v1.EventMeta\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x11\n\tstream_id\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12+\n\x07sent_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x63lient_message_id\x18\x07 \x01(\t\"\xf2\x01\n\x13\x43hatModerationEvent\x12!\n\x04meta\x18\x01 \x01(\x0b\x32\x13.reels.v1.EventMeta\x12\x11\n\tstream_id\x18\x02 \x01(\t\x12*\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x1a.reels.v1.ModerationAction\x12\x12\n\nmessage_id\x18\x04 \x01(\t\x12\x0f\n\x07user_id\x18\x05 \x01(\t\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cmoderator_id\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t*\xd9\x01\n\x0e\x45ngagementType\x12\x1f\n\x1b\x45NGAGEMENT_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45NGAGEMENT_TYPE_LIKE\x10\x01\x12\x1a\n\x16\x45NGAGEMENT_TYPE_UNLIKE\x10\x02\x12\x1b\n\x17\x45NGAGEMENT_TYPE_COMMENT\x10\x03\x12\x19\n\x15\x45NGAGEMENT_TYPE_SHARE\x10\x04\x12\x1a\n\x16\x45NGAGEMENT_TYPE_FOLLOW\x10\x05\x12\x1c\n\x18\x45NGAGEMENT_TYPE_UNFOLLOW\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15reels/v1/events.proto\x12\x08reels.v1\x1a google/protobuf/descriptor.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15reels/v1/common.proto\"D\n\x0cTopicOptions\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tkey_field\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65\x61\x64_letter\x18\x03 \x01(\t\"\xd3\x01\n\tEventMeta\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12<\n\rtrace_context\x18\x03 \x03(\x0b\x32%.reels.v1.EventMeta.TraceContextEntry\x12\x10\n\x08producer\x18\x04 \x01(\t\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xcc\x01\n\tProbeInfo\x12+\n\x08\x64uration\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x11\n\tcontainer\x18\x04 \x01(\t\x12\x13\n\x0bvideo_codec\x18\x05 \x01(\t\x12\x13\n\x0b\x61udio_codec\x18\x06 \x01(\t\x12\x12\n\nframe_rate\x18\x07 \x01(\x01\x12\x10\n\x08\x62it_rate\x18\x08 \x01(\x03\x12\x10\n\x08rotation\x18\t \x01(\x05\"\xff\x02\n\rVideoUploaded\x12!\n\x04meta\x18\x01 \x01(\x0b\x32\x13.reels.v1.EventMeta\x12\x10\n\x08video_id\x18\x02 \x01(\t\x12\x12\n\ncreator_id\x18\x03 \x01(\t\x12\x14\n\x0coriginal_key\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12\x12\n\nsha256_hex\x18\x06 \x01(\t\x12+\n\x0c\x63ontent_type\x18\x07 \x01(\x0e\x32\x15.reels.v1.ContentType\x12\x11\n\tmime_type\x18\x08 \x01(\t\x12\r\n\x05title\x18\t \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\n \x01(\t\x12\x10\n\x08hashtags\x18\x0b \x03(\t\x12\x19\n\x11\x61udio_attribution\x18\x0c \x01(\t\x12\"\n\x05probe\x18\r \x01(\x0b\x32\x13.reels.v1.ProbeInfo:2\x8a\xb5\x18.\n\x0evideo.uploaded\x12\x08video_id\x1a\x12video.uploaded.dlq\"\x82\x04\n\x0eVideoPublished\x12!\n\x04meta\x18\x01 \x01(\x0b\x32\x13.reels.v1.EventMeta\x12\x10\n\x08video_id\x18\x02 \x01(\t\x12\x12\n\ncreator_id\x18\x03 \x01(\t\x12+\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05width\x18\x05 \x01(\x05\x12\x0e\n\x06height\x18\x06 \x01(\x05\x12\'\n\nrenditions\x18\x07 \x03(\x0b\x32\x13.reels.v1.Rendition\x12\x15\n\rthumbnail_key\x18\x08 \x01(\t\x12\x13\n\x0bpreview_key\x18\t \x01(\t\x12\x16\n\x0estoryboard_key\x18\n \x01(\t\x12\x1b\n\x13master_playlist_key\x18\x0b \x01(\t\x12\x18\n\x10visual_embedding\x18\x0c \x03(\x02\x12\x16\n\x0etext_embedding\x18\r \x03(\x02\x12\x10\n\x08hashtags\x18\x0e \x03(\t\x12\x30\n\x0cpublished_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05title\x18\x10 \x01(\t\x12+\n\x0c\x63ontent_type\x18\x11 \x01(\x0e\x32\x15.reels.v1.ContentType:\x1f\x8a\xb5\x18\x1b\n\x0fvideo.published\x12\x08video_id\"\xb8\x01\n\x0bVideoFailed\x12!\n\x04meta\x18\x01 \x01(\x0b\x32\x13.reels.v1.EventMeta\x12\x10\n\x08video_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\tpermanent\x18\x04 \x01(\x08\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12\x12\n\ncreator_id\x18\x06 \x01(\t\x12\r\n\x05stage\x18\x07 \x01(\t:\x1c\x8a\xb5\x18\x18\n\x0cvideo.failed\x12\x08video_id\"\xfc\x02\n\nVideoEvent\x12!\n\x04meta\x18\x01 \x01(\x0b\x32\x13.reels.v1.EventMeta\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x17\n\x0f\x63lient_event_id\x18\x03 \x01(\t\x12\x10\n\x08video_id\x18\x04 \x01(\t\x12!\n\x04type\x18\x05 \x01(\x0e\x32\x13.reels.v1.EventType\x12/\n\x0boccurred_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10position_seconds\x18\x07 \x01(\x01\x12\x15\n\rwatch_seconds\x18\x08 \x01(\x01\x12\x11\n\trendition\x18\t \x01(\t\x12 \n\x06\x64\x65vice\x18\n \x01(\x0e\x32\x10.reels.v1.Device\x12\x0f\n\x07\x63ountry\x18\x0b \x01(\t\x12\x12\n\nsession_id\x18\x0c \x01(\t\x12\x12\n\nrequest_id\x18\r \x01(\t:\x1c\x8a\xb5\x18\x18\n\x0cvideo.events\x12\x08video_id\"\xe9\x01\n\x0f\x45ngagementEvent\x12!\n\x04meta\x18\x01 \x01(\x0b\x32\x13.reels.v1.EventMeta\x12&\n\x04type\x18\x02 \x01(\x0e\x32\x18.reels.v1.EngagementType\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08video_id\x18\x04 \x01(\t\x12\x12\n\ncreator_id\x18\x05 \x01(\t\x12\x12\n\ncomment_id\x18\x06 \x01(\t\x12\x0c\n\x04text\x18\x07 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x08 \x01(\t:!\x8a\xb5\x18\x1d\n\x11\x65ngagement.events\x12\x08video_id\"\xe1\x02\n\x14StreamLifecycleEvent\x12!\n\x04meta\x18\x01 \x01(\x0b\x32\x13.reels.v1.EventMeta\x12\x11\n\tstream_id\x18\x02 \x01(\t\x12\x12\n\ncreator_id\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12(\n\x05state\x18\x05 \x01(\x0e\x32\x19.reels.v1.LiveStreamState\x12\x31\n\x0eprevious_state\x18\x06 \x01(\x0e\x32\x19.reels.v1.LiveStreamState\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cviewer_count\x18\t \x01(\x03:\x1f\x8a\xb5\x18\x1b\n\x0estreams.events\x12\tstream_id\"\xe2\x01\n\x10\x43hatMessageEvent\x12!\n\x04meta\x18\x01 \x01(\x0b\x32\x13.reels.v1.EventMeta\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x11\n\tstream_id\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12+\n\x07sent_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x63lient_message_id\x18\x07 \x01(\t:\x1d\x8a\xb5\x18\x19\n\x0cstreams.chat\x12\tstream_id\"\x97\x02\n\x13\x43hatModerationEvent\x12!\n\x04meta\x18\x01 \x01(\x0b\x32\x13.reels.v1.EventMeta\x12\x11\n\tstream_id\x18\x02 \x01(\t\x12*\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x1a.reels.v1.ModerationAction\x12\x12\n\nmessage_id\x18\x04 \x01(\t\x12\x0f\n\x07user_id\x18\x05 \x01(\t\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cmoderator_id\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t:#\x8a\xb5\x18\x1f\n\x12streams.moderation\x12\tstream_id*\xd9\x01\n\x0e\x45ngagementType\x12\x1f\n\x1b\x45NGAGEMENT_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45NGAGEMENT_TYPE_LIKE\x10\x01\x12\x1a\n\x16\x45NGAGEMENT_TYPE_UNLIKE\x10\x02\x12\x1b\n\x17\x45NGAGEMENT_TYPE_COMMENT\x10\x03\x12\x19\n\x15\x45NGAGEMENT_TYPE_SHARE\x10\x04\x12\x1a\n\x16\x45NGAGEMENT_TYPE_FOLLOW\x10\x05\x12\x1c\n\x18\x45NGAGEMENT_TYPE_UNFOLLOW\x10\x06:H\n\x05topic\x12\x1f.google.protobuf.MessageOptions\x18\xd1\x86\x03 \x01(\x0b\x32\x16.reels.v1.TopicOptionsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,28 +37,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EVENTMETA_TRACECONTEXTENTRY']._loaded_options = None
   _globals['_EVENTMETA_TRACECONTEXTENTRY']._serialized_options = b'8\001'
-  _globals['_ENGAGEMENTTYPE']._serialized_start=2840
-  _globals['_ENGAGEMENTTYPE']._serialized_end=3057
-  _globals['_EVENTMETA']._serialized_start=124
-  _globals['_EVENTMETA']._serialized_end=335
-  _globals['_EVENTMETA_TRACECONTEXTENTRY']._serialized_start=284
-  _globals['_EVENTMETA_TRACECONTEXTENTRY']._serialized_end=335
-  _globals['_PROBEINFO']._serialized_start=338
-  _globals['_PROBEINFO']._serialized_end=542
-  _globals['_VIDEOUPLOADED']._serialized_start=545
-  _globals['_VIDEOUPLOADED']._serialized_end=876
-  _globals['_VIDEOPUBLISHED']._serialized_start=879
-  _globals['_VIDEOPUBLISHED']._serialized_end=1360
-  _globals['_VIDEOFAILED']._serialized_start=1363
-  _globals['_VIDEOFAILED']._serialized_end=1517
-  _globals['_VIDEOEVENT']._serialized_start=1520
-  _globals['_VIDEOEVENT']._serialized_end=1870
-  _globals['_ENGAGEMENTEVENT']._serialized_start=1873
-  _globals['_ENGAGEMENTEVENT']._serialized_end=2071
-  _globals['_STREAMLIFECYCLEEVENT']._serialized_start=2074
-  _globals['_STREAMLIFECYCLEEVENT']._serialized_end=2394
-  _globals['_CHATMESSAGEEVENT']._serialized_start=2397
-  _globals['_CHATMESSAGEEVENT']._serialized_end=2592
-  _globals['_CHATMODERATIONEVENT']._serialized_start=2595
-  _globals['_CHATMODERATIONEVENT']._serialized_end=2837
+  _globals['_VIDEOUPLOADED']._loaded_options = None
+  _globals['_VIDEOUPLOADED']._serialized_options = b'\212\265\030.\n\016video.uploaded\022\010video_id\032\022video.uploaded.dlq'
+  _globals['_VIDEOPUBLISHED']._loaded_options = None
+  _globals['_VIDEOPUBLISHED']._serialized_options = b'\212\265\030\033\n\017video.published\022\010video_id'
+  _globals['_VIDEOFAILED']._loaded_options = None
+  _globals['_VIDEOFAILED']._serialized_options = b'\212\265\030\030\n\014video.failed\022\010video_id'
+  _globals['_VIDEOEVENT']._loaded_options = None
+  _globals['_VIDEOEVENT']._serialized_options = b'\212\265\030\030\n\014video.events\022\010video_id'
+  _globals['_ENGAGEMENTEVENT']._loaded_options = None
+  _globals['_ENGAGEMENTEVENT']._serialized_options = b'\212\265\030\035\n\021engagement.events\022\010video_id'
+  _globals['_STREAMLIFECYCLEEVENT']._loaded_options = None
+  _globals['_STREAMLIFECYCLEEVENT']._serialized_options = b'\212\265\030\033\n\016streams.events\022\tstream_id'
+  _globals['_CHATMESSAGEEVENT']._loaded_options = None
+  _globals['_CHATMESSAGEEVENT']._serialized_options = b'\212\265\030\031\n\014streams.chat\022\tstream_id'
+  _globals['_CHATMODERATIONEVENT']._loaded_options = None
+  _globals['_CHATMODERATIONEVENT']._serialized_options = b'\212\265\030\037\n\022streams.moderation\022\tstream_id'
+  _globals['_ENGAGEMENTTYPE']._serialized_start=3225
+  _globals['_ENGAGEMENTTYPE']._serialized_end=3442
+  _globals['_TOPICOPTIONS']._serialized_start=157
+  _globals['_TOPICOPTIONS']._serialized_end=225
+  _globals['_EVENTMETA']._serialized_start=228
+  _globals['_EVENTMETA']._serialized_end=439
+  _globals['_EVENTMETA_TRACECONTEXTENTRY']._serialized_start=388
+  _globals['_EVENTMETA_TRACECONTEXTENTRY']._serialized_end=439
+  _globals['_PROBEINFO']._serialized_start=442
+  _globals['_PROBEINFO']._serialized_end=646
+  _globals['_VIDEOUPLOADED']._serialized_start=649
+  _globals['_VIDEOUPLOADED']._serialized_end=1032
+  _globals['_VIDEOPUBLISHED']._serialized_start=1035
+  _globals['_VIDEOPUBLISHED']._serialized_end=1549
+  _globals['_VIDEOFAILED']._serialized_start=1552
+  _globals['_VIDEOFAILED']._serialized_end=1736
+  _globals['_VIDEOEVENT']._serialized_start=1739
+  _globals['_VIDEOEVENT']._serialized_end=2119
+  _globals['_ENGAGEMENTEVENT']._serialized_start=2122
+  _globals['_ENGAGEMENTEVENT']._serialized_end=2355
+  _globals['_STREAMLIFECYCLEEVENT']._serialized_start=2358
+  _globals['_STREAMLIFECYCLEEVENT']._serialized_end=2711
+  _globals['_CHATMESSAGEEVENT']._serialized_start=2714
+  _globals['_CHATMESSAGEEVENT']._serialized_end=2940
+  _globals['_CHATMODERATIONEVENT']._serialized_start=2943
+  _globals['_CHATMODERATIONEVENT']._serialized_end=3222
 # @@protoc_insertion_point(module_scope)

@@ -5,11 +5,13 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import descriptor_pb2 as _descriptor_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf.internal import extension_dict as _extension_dict
 from reels.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -49,13 +51,50 @@ ENGAGEMENT_TYPE_UNFOLLOW: EngagementType.ValueType  # 6
 Global___EngagementType: _TypeAlias = EngagementType  # noqa: Y015
 
 @_typing.final
-class EventMeta(_message.Message):
+class TopicOptions(_message.Message):
     """Kafka payloads. Each topic carries exactly one message type, serialized
     as binary protobuf; the Kafka key is noted per message. Consumers
     deduplicate on meta.event_id.
 
-    Envelope fields common to every event.
+    Topics are contracts: the (reels.v1.topic) option on a payload message
+    names its topic and key field. reels/topics.py builds the one registry
+    (topic -> message type -> key) from these options; no code names a topic
+    with a string literal.
+
+    Where a payload message is published.
     """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_FIELD_NUMBER: _builtins.int
+    DEAD_LETTER_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Kafka topic, e.g. "video.uploaded"."""
+    key_field: _builtins.str
+    """Field of the message whose value is the Kafka key (per-key order)."""
+    dead_letter: _builtins.str
+    """Dead-letter topic for records of this topic that can never be handled
+    (same payload, re-keyed by the original key); empty if none.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        key_field: _builtins.str = ...,
+        dead_letter: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dead_letter", b"dead_letter", "key_field", b"key_field", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TopicOptions: _TypeAlias = TopicOptions  # noqa: Y015
+
+@_typing.final
+class EventMeta(_message.Message):
+    """Envelope fields common to every event."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -601,3 +640,7 @@ class ChatModerationEvent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ChatModerationEvent: _TypeAlias = ChatModerationEvent  # noqa: Y015
+
+TOPIC_FIELD_NUMBER: _builtins.int
+topic: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MessageOptions, Global___TopicOptions]
+"""Set on every Kafka payload message (50000-99999: in-house options)."""

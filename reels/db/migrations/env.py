@@ -14,7 +14,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
 from reels.db.engine import database_url, make_engine
+from reels.db.migrate import load_models
 from reels.db.models import Base
+
+load_models()
 
 config = context.config
 target_metadata = Base.metadata

@@ -10,7 +10,7 @@ the stub finds its venv through PATH. That venv is .tools/triton-venv
 (requirements/triton.txt, made by scripts/models.sh), not .venv: the stub is
 built against numpy 1.x and mangles tensors under the runtime's numpy 2.
 
-`python -m reels.infra.triton` execs the server in the foreground (Procfile),
+`python -m reels_dev.infra.triton` execs the server in the foreground (Procfile),
 on REELS_TRITON_HTTP_PORT / REELS_TRITON_GRPC_PORT / REELS_TRITON_METRICS_PORT.
 """
 
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reels.config import var_dir
-from reels.infra.process import REPO_ROOT, ManagedProcess
+from reels_dev.infra.process import REPO_ROOT, ManagedProcess
 
 PYTRITON_DIR = Path(os.environ.get("REELS_PYTRITON_DIR", REPO_ROOT / ".tools" / "pytriton"))
 MODEL_REPOSITORY = REPO_ROOT / "models" / "repository"

@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 from tusclient.client import TusClient
 
-from reels.auth import mint_token
+from reels_dev.keys import mint_token
 
 BASE = os.environ.get("REELS_DEMO_BASE_URL", "http://127.0.0.1:8080")
 

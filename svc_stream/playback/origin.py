@@ -37,10 +37,10 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from reels.storage import validate_key
-from svc_stream import manifest
-from svc_stream.devices import parse_device
-from svc_stream.media_store import MediaStore, StorageUnavailable
-from svc_stream.signing import SignatureError, UrlSigner
+from svc_stream.playback import manifest
+from svc_stream.playback.devices import parse_device
+from svc_stream.playback.media_store import MediaStore, StorageUnavailable
+from svc_stream.playback.signing import SignatureError, UrlSigner
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from svc_stream.devices import DeviceClass, choose_ladder
+from svc_stream.playback.devices import DeviceClass, choose_ladder
 
 CONTENT_TYPE = "application/vnd.apple.mpegurl"
 _URI_ATTR = re.compile(r'URI="([^"]*)"')

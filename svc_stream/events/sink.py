@@ -34,7 +34,7 @@ from reels.v1 import common_pb2, events_pb2
 
 from reels.analytics import Analytics
 from reels.events import EventConsumer, ReceivedEvent, event_id_of
-from svc_stream.counters import CounterDelta, Counters, creator_counters_key, video_counters_key
+from svc_stream.events.counters import CounterDelta, Counters, creator_counters_key, video_counters_key
 
 log = logging.getLogger(__name__)
 

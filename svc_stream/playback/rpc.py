@@ -4,7 +4,7 @@ start() builds the playback parts once per process and shares them through
 ``ctx.extras`` (the other RPC groups use the catalog and the sessionmaker):
 
 * ``sessionmaker`` (created if no group created one first) and ``store``;
-* ``catalog``: :class:`~svc_stream.catalog.Catalog` plus its ``video.published``
+* ``catalog``: :class:`~svc_stream.playback.catalog.Catalog` plus its ``video.published``
   consumer, started in the background so a broker that is down at boot delays the
   catalog instead of the whole service;
 * ``media_signer`` / ``media_store`` / ``media_origin``: URL signing, the deadline-
@@ -31,13 +31,14 @@ from reels import errors
 from reels.events import ensure_topics
 from reels.media_signing import media_signing_key
 from reels.storage import open_object_store
-from svc_stream import manifest, resources
-from svc_stream.catalog import TOPIC_PUBLISHED, Catalog, PublishedVideo
+from svc_stream.playback import manifest
+from svc_stream import resources
+from svc_stream.playback.catalog import TOPIC_PUBLISHED, Catalog, PublishedVideo
 from svc_stream.context import StreamContext
-from svc_stream.devices import DeviceClass, choose_ladder, resolve_device
-from svc_stream.media_store import MediaStore, StorageUnavailable
-from svc_stream.origin import MediaOrigin
-from svc_stream.signing import UrlSigner
+from svc_stream.playback.devices import DeviceClass, choose_ladder, resolve_device
+from svc_stream.playback.media_store import MediaStore, StorageUnavailable
+from svc_stream.playback.origin import MediaOrigin
+from svc_stream.playback.signing import UrlSigner
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ CORS → JWT (local JWKS) → local rate limit → gRPC-web → JSON transcoding
 one HTTP/2 cluster per service with gRPC health checks, OpenTelemetry tracing,
 and `/media/` reserved for the media origin (signed URLs, so no JWT there).
 
-`python -m reels.infra.envoy render` writes envoy/envoy.yaml (committed, the
-default ports); `python -m reels.infra.envoy run` renders into var/ and execs envoy.
+`python -m reels_dev.infra.envoy render` writes envoy/envoy.yaml (committed, the
+default ports); `python -m reels_dev.infra.envoy run` renders into var/ and execs envoy.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from reels.config import DEFAULT_PORTS, SERVICE_NAMES, AuthConfig, var_dir
-from reels.infra.process import REPO_ROOT, ManagedProcess, port_open
+from reels_dev.infra.process import REPO_ROOT, ManagedProcess, port_open
 
 DESCRIPTOR = REPO_ROOT / "gen" / "reels.pb"
 COMMITTED_CONFIG = REPO_ROOT / "envoy" / "envoy.yaml"
@@ -329,7 +329,8 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
 def write_config(settings: EnvoySettings, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     header = (
-        "# Rendered by `python -m reels.infra.envoy render` (reels/infra/envoy.py). Do not edit.\n"
+        "# Rendered by `python -m reels_dev.infra.envoy render` (reels_dev/infra/envoy.py).\n"
+        "# Do not edit.\n"
     )
     path.write_text(header + yaml.safe_dump(render(settings), sort_keys=False))
     return path
@@ -407,7 +408,7 @@ def main(argv: list[str]) -> None:
         path = write_config(settings_from_env(), var_dir() / "envoy" / "envoy.yaml")
         os.execv(envoy_binary(), [envoy_binary(), "-c", str(path), "--log-level", "warning"])
     else:
-        raise SystemExit(f"usage: python -m reels.infra.envoy [render|run], not {command!r}")
+        raise SystemExit(f"usage: python -m reels_dev.infra.envoy [render|run], not {command!r}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ transactional outbox in Postgres does that) and why topics are (re)created with
 :func:`reels.events.ensure_topics` after a start: otherwise the first client
 metadata request auto-creates them with Tansu's default of 4 partitions.
 
-``python -m reels.infra.tansu`` replaces itself with the broker (for a Procfile),
+``python -m reels_dev.infra.tansu`` replaces itself with the broker (for a Procfile),
 listening on ``REELS_KAFKA_PORT`` (default 9092).
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from aiokafka.protocol.metadata import MetadataRequest_v0
 
-from reels.infra.process import ManagedProcess, port_open
+from reels_dev.infra.process import ManagedProcess, port_open
 
 HOST = "127.0.0.1"
 _FALLBACK_BIN = (

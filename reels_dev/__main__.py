@@ -1,14 +1,14 @@
-"""Developer commands: `python -m reels token --user alice`, `python -m reels keys`."""
+"""Developer commands: `python -m reels_dev token --user alice`, `python -m reels_dev keys`."""
 
 from __future__ import annotations
 
 import argparse
 
-from reels.auth import ensure_dev_keys, mint_token
+from reels_dev.keys import ensure_dev_keys, mint_token
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m reels")
+    parser = argparse.ArgumentParser(prog="python -m reels_dev")
     sub = parser.add_subparsers(dest="command", required=True)
     token = sub.add_parser("token", help="print a dev JWT that Envoy and the services accept")
     token.add_argument("--user", required=True, help="user id (the token's subject)")

@@ -2,7 +2,7 @@
 
 Source of truth is the ``stream_videos`` table (svc_stream's own, migration branch
 "stream"), filled from ``video.published`` by an idempotent consumer (group
-``svc_stream.catalog``). svc_stream never reads svc_upload's ``videos`` table: one
+``svc_stream.playback.catalog``). svc_stream never reads svc_upload's ``videos`` table: one
 owner per store, and the event carries everything playback needs.
 
 Reads go through an in-process cache because GetPlayback/GetManifest sit on the
@@ -38,13 +38,13 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from reels.db.models import StreamVideo
+from svc_stream.playback.models import StreamVideo
 from reels.events import IdempotentConsumer, ReceivedEvent
 
 log = logging.getLogger(__name__)
 
 TOPIC_PUBLISHED = "video.published"
-CONSUMER_GROUP = "svc_stream.catalog"
+CONSUMER_GROUP = "svc_stream.playback.catalog"
 DEFAULT_POSITIVE_TTL_S = 60.0
 DEFAULT_NEGATIVE_TTL_S = 1.0
 DEFAULT_MAX_ENTRIES = 100_000

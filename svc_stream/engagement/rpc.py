@@ -12,8 +12,9 @@ from reels.v1 import stream_pb2, stream_pb2_grpc
 
 from reels import errors
 from reels.outbox import OutboxRelay
-from svc_stream import engagement, resources
-from svc_stream.catalog import PublishedVideo
+from svc_stream.engagement import store as engagement
+from svc_stream import resources
+from svc_stream.playback.catalog import PublishedVideo
 from svc_stream.context import StreamContext
 
 

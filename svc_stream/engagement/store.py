@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from reels import errors
-from reels.db.models import CreatorFollow, VideoComment, VideoLike, VideoShare
+from svc_stream.engagement.models import CreatorFollow, VideoComment, VideoLike, VideoShare
 from reels.events import new_event_id
 from reels.outbox import enqueue
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from reels.v1 import common_pb2, stream_pb2
 
-from svc_stream.catalog import PublishedVideo
+from svc_stream.playback.catalog import PublishedVideo
 
 MAX_BATCH = 500
 MAX_CLIENT_EVENT_ID = 128

@@ -31,10 +31,13 @@ from reels.v1 import events_pb2, stream_pb2, stream_pb2_grpc
 from reels import errors
 from reels.analytics import Analytics
 from reels.events import EVENT_ID_HEADER, OutgoingEvent, inject_trace_headers
-from svc_stream import analytics_queries, engagement, resources, trending
+from svc_stream.analytics import queries as analytics_queries
+from svc_stream.engagement import store as engagement
+from svc_stream import resources
+from svc_stream.analytics import trending
 from svc_stream.context import StreamContext
-from svc_stream.counters import Counters
-from svc_stream.event_sink import (
+from svc_stream.events.counters import Counters
+from svc_stream.events.sink import (
     SINK_GROUP,
     TOPIC_ENGAGEMENT,
     TOPIC_PUBLISHED,
@@ -43,7 +46,7 @@ from svc_stream.event_sink import (
     BatchConsumer,
     ensure_schema,
 )
-from svc_stream.event_validation import MAX_BATCH, event_id_for, validate_batch
+from svc_stream.events.validation import MAX_BATCH, event_id_for, validate_batch
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""svc_stream's engagement domain."""

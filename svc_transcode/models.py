@@ -1,0 +1,73 @@
+"""svc_transcode's table: the transcode job queue (migration branch "transcode").
+
+Schema changes go through Alembic migrations; these classes must match the migrated
+schema (tests/integration/test_outbox.py compares them).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from reels.db.models import Base
+from reels.db.models import now_column as _now
+
+
+class TranscodeJob(Base):
+    """One transcode job per video, owned by svc_transcode: the work queue itself.
+
+    Postgres is the queue (not Kafka) because a job needs what a log cannot give:
+    a lease that expires when a worker dies, a retry time in the future, and state
+    an operator can read and change (retry, cancel). ``video_id`` is unique so a
+    redelivered ``video.uploaded`` never makes a second job; RetryJob reuses the row.
+    ``payload`` keeps the original event bytes for the dead-letter topic.
+    """
+
+    __tablename__ = "transcode_jobs"
+    __table_args__ = (
+        # The claim query: due queued jobs, and running jobs whose lease ran out.
+        Index("ix_transcode_jobs_state_next_attempt_at", "state", "next_attempt_at"),
+        # ListJobs: newest first, keyset-paginated on (created_at, id).
+        Index("ix_transcode_jobs_created_at_id", "created_at", "id"),
+        CheckConstraint(
+            "state IN ('queued', 'running', 'succeeded', 'failed', 'dead_lettered', 'cancelled')",
+            name="state",
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    # Text, not UUID: the id comes from an event, and a malformed one must not wedge the consumer.
+    video_id: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    source_event_id: Mapped[str] = mapped_column(Text, nullable=False)
+    state: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'queued'"))
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    max_attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("3"))
+    next_attempt_at: Mapped[datetime] = _now()
+    lease_owner: Mapped[str | None] = mapped_column(Text, nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    stage: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'queued'"))
+    percent: Mapped[float] = mapped_column(Float, nullable=False, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    permanent: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    original_key: Mapped[str] = mapped_column(Text, nullable=False)
+    creator_id: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("''"))
+    payload: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
