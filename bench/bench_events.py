@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import dataclasses
 import sys
 import tempfile
 import time
@@ -34,21 +34,16 @@ from google.protobuf import duration_pb2, timestamp_pb2  # noqa: E402
 from reels.v1 import common_pb2, events_pb2, stream_pb2, stream_pb2_grpc  # noqa: E402
 from sqlalchemy import make_url  # noqa: E402
 
+from reels import topics  # noqa: E402
 from reels.analytics import Analytics  # noqa: E402
-from reels_dev.keys import ensure_dev_keys, mint_token  # noqa: E402
 from reels.cache import delete_prefix, redis_client  # noqa: E402
-from reels.db.engine import (  # noqa: E402
-    create_database,
-    database_url,
-    drop_database,
-    make_engine,
-    make_sessionmaker,
-)
+from reels.db.engine import create_database, database_url, drop_database  # noqa: E402
 from reels.db.migrate import migrate  # noqa: E402
 from reels.events import ensure_topics  # noqa: E402
+from reels.server import run_app  # noqa: E402
 from reels_dev.infra.process import free_port  # noqa: E402
 from reels_dev.infra.tansu import tansu_process  # noqa: E402
-from reels.server import start_server  # noqa: E402
+from reels_dev.keys import ensure_dev_keys, mint_token  # noqa: E402
 
 VIDEOS = 50
 BATCH = 500
@@ -74,12 +69,20 @@ def _batches(total: int, clients: int) -> list[list[stream_pb2.RecordEventsReque
         for i in range(min(BATCH, total - n)):
             k = n + i
             session, step = divmod(k, len(TYPES))
-            events.append(stream_pb2.PlayerEvent(
-                client_event_id=f"e{k}", video_id=f"bench-v{session % VIDEOS}",
-                type=TYPES[step], occurred_at=now, position_seconds=step * 5.0,
-                watch_seconds=5.0 if step else 0.0, rendition="720p",
-                device=common_pb2.Device.DEVICE_IOS, country="US", session_id=f"s{session}",
-            ))
+            events.append(
+                stream_pb2.PlayerEvent(
+                    client_event_id=f"e{k}",
+                    video_id=f"bench-v{session % VIDEOS}",
+                    type=TYPES[step],
+                    occurred_at=now,
+                    position_seconds=step * 5.0,
+                    watch_seconds=5.0 if step else 0.0,
+                    rendition="720p",
+                    device=common_pb2.Device.DEVICE_IOS,
+                    country="US",
+                    session_id=f"s{session}",
+                )
+            )
         per_client[client].append(stream_pb2.RecordEventsRequest(events=events))
         n += len(events)
     return per_client
@@ -97,11 +100,9 @@ async def _wait_count(store: Analytics, table: str, expected: int, within: float
 
 
 async def main(total: int, clients: int) -> None:
-    from svc_stream.events import rpc as events_rpc
-    from svc_stream.playback.catalog import Catalog
-    from svc_stream.context import StreamContext
-    from svc_stream.events.sink import SCHEMA, VIDEO_EVENT_COLUMNS, Batch
-    from svc_stream.server import registrations
+    from svc_stream.app import build
+    from svc_stream.events.sink import SCHEMA, VIDEO_EVENT_COLUMNS
+    from svc_stream.settings import Settings
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-events-"))
     port = free_port()
@@ -112,41 +113,62 @@ async def main(total: int, clients: int) -> None:
     url_s = url.render_as_string(hide_password=False)
     await create_database(url_s)
     prefix = f"reels-bench-{uuid.uuid4().hex[:8]}:"
-    os.environ["REELS_REDIS_PREFIX"] = prefix
-    os.environ["REELS_TRENDING_INTERVAL_S"] = "3600"
-    engine = make_engine(url_s)
-    redis = redis_client()
-    store = Analytics(f"chdb://{tmp / 'chdb'}")
+    dsn = f"chdb://{tmp / 'chdb'}"
+    base = Settings.from_env()
+    settings = dataclasses.replace(
+        base,
+        platform=dataclasses.replace(
+            base.platform,
+            database_url=url_s,
+            kafka_bootstrap=bootstrap,
+            kafka_session_timeout_ms=3000,
+            clickhouse_dsn=dsn,
+            redis_prefix=prefix,
+            storage_url=(tmp / "objects").as_uri(),
+        ),
+        media_port=0,
+        trending_interval_s=3600.0,
+        consumer_heartbeat_ms=500,
+    )
+    redis = redis_client(settings.platform.redis_url)
+    store: Analytics | None = None
     try:
         await migrate(url_s)
-        await ensure_topics(["video.events", "engagement.events", "video.published"],
-                            bootstrap=bootstrap)
-        sm = make_sessionmaker(engine)
-        catalog = Catalog(sm)
+        await ensure_topics(
+            [topics.VIDEO_EVENTS, topics.ENGAGEMENT_EVENTS, topics.VIDEO_PUBLISHED],
+            bootstrap=bootstrap,
+        )
+        app = build(settings)
         for i in range(VIDEOS):
-            await catalog.apply_published(events_pb2.VideoPublished(
-                video_id=f"bench-v{i}", creator_id="bench-creator",
-                duration=duration_pb2.Duration(seconds=20), master_playlist_key="m.m3u8"))
-        ctx = StreamContext(redis=redis, extras={
-            "sessionmaker": sm, "catalog": catalog, "analytics": store,
-            "kafka_bootstrap": bootstrap,
-            "consumer_options": {"session_timeout_ms": 3000, "heartbeat_interval_ms": 500},
-        })
-        await events_rpc.start(ctx)
+            await app.catalog.apply_published(
+                events_pb2.VideoPublished(
+                    video_id=f"bench-v{i}",
+                    creator_id="bench-creator",
+                    duration=duration_pb2.Duration(seconds=20),
+                    master_playlist_key="m.m3u8",
+                )
+            )
         ensure_dev_keys()
-        server = await start_server("stream", registrations(ctx), port=0)
-        while "analytics_consumer" not in ctx.extras:  # noqa: ASYNC110 - set by a task
+        server = await run_app(app, port=0)
+        while app.sink_consumer is None:  # noqa: ASYNC110 - set by a supervised loop
             await asyncio.sleep(0.05)
-        await ctx.analytics_consumer.wait_assigned()
+        await app.sink_consumer.wait_assigned()
+        sink_store = app.analytics.get()
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
         stub = stream_pb2_grpc.StreamServiceStub(channel)
         # Warm-up: connections, catalog cache, topic metadata (not timed, not counted).
-        warm = stream_pb2.RecordEventsRequest(events=[stream_pb2.PlayerEvent(
-            client_event_id="warm", video_id="bench-v0", type=TYPES[0],
-            occurred_at=timestamp_pb2.Timestamp(seconds=int(time.time())))])
-        await stub.RecordEvents(warm, metadata=(("authorization",
-                                                 f"Bearer {mint_token('warm')}"),))
-        await _wait_count(store, "video_events", 1, 30)
+        warm = stream_pb2.RecordEventsRequest(
+            events=[
+                stream_pb2.PlayerEvent(
+                    client_event_id="warm",
+                    video_id="bench-v0",
+                    type=TYPES[0],
+                    occurred_at=timestamp_pb2.Timestamp(seconds=int(time.time())),
+                )
+            ]
+        )
+        await stub.RecordEvents(warm, metadata=(("authorization", f"Bearer {mint_token('warm')}"),))
+        await _wait_count(sink_store, "video_events", 1, 30)
 
         plan = _batches(total, clients)
         tokens = [mint_token(f"bench-user-{c}") for c in range(clients)]
@@ -160,40 +182,45 @@ async def main(total: int, clients: int) -> None:
         started = time.perf_counter()
         await asyncio.gather(*(client(c) for c in range(clients)))
         acked = time.perf_counter() - started
-        await _wait_count(store, "video_events", total + 1, 300)
+        await _wait_count(sink_store, "video_events", total + 1, 300)
         e2e = time.perf_counter() - started
         await channel.close()
-        await server.stop(1.0)
-        for hook in reversed(ctx.on_stop):
-            await hook()
+        await server.stop(1.0)  # the App closes its analytics store: reopen it alone
 
         # Baseline: the very rows the sink wrote, straight into a same-schema table.
+        store = await asyncio.to_thread(Analytics, dsn)
         rows = await store.query_rows(
             f"SELECT {', '.join(VIDEO_EVENT_COLUMNS)} FROM video_events "  # noqa: S608
-            "WHERE client_event_id != 'warm'")
-        assert len(rows) == total and Batch is not None
+            "WHERE client_event_id != 'warm'"
+        )
+        assert len(rows) == total
         await store.command(SCHEMA[0].replace("video_events", "video_events_raw"))
         started = time.perf_counter()
         for i in range(0, len(rows), SINK_BATCH):
-            await store.insert_rows("video_events_raw", rows[i : i + SINK_BATCH],
-                                    VIDEO_EVENT_COLUMNS)
+            await store.insert_rows(
+                "video_events_raw", rows[i : i + SINK_BATCH], VIDEO_EVENT_COLUMNS
+            )
         raw = time.perf_counter() - started
         await _wait_count(store, "video_events_raw", total, 10)
 
         e2e_rate, raw_rate = total / e2e, total / raw
         print(f"events: {total} in batches of {BATCH}, {clients} concurrent clients")
-        print(f"RecordEvents acked (Kafka acks=all):   {total / acked:10.0f} events/s "
-              f"({acked:.2f} s)")
+        print(
+            f"RecordEvents acked (Kafka acks=all):   {total / acked:10.0f} events/s ({acked:.2f} s)"
+        )
         print(f"end to end into ClickHouse:           {e2e_rate:10.0f} events/s ({e2e:.2f} s)")
-        print(f"raw chDB insert, {SINK_BATCH}-row blocks:     {raw_rate:10.0f} events/s "
-              f"({raw:.2f} s)")
-        print(f"ratio end-to-end / raw: {e2e_rate / raw_rate:.2f}x "
-              f"(goal >= 0.5x; >= 20,000 events/s: {'met' if e2e_rate >= 20_000 else 'NOT met'})")
+        print(
+            f"raw chDB insert, {SINK_BATCH}-row blocks:     {raw_rate:10.0f} events/s ({raw:.2f} s)"
+        )
+        print(
+            f"ratio end-to-end / raw: {e2e_rate / raw_rate:.2f}x "
+            f"(goal >= 0.5x; >= 20,000 events/s: {'met' if e2e_rate >= 20_000 else 'NOT met'})"
+        )
     finally:
-        await store.aclose()
+        if store is not None:
+            await store.aclose()
         await delete_prefix(redis, prefix)
         await redis.aclose()
-        await engine.dispose()
         await drop_database(url_s)
         await asyncio.to_thread(broker.stop, 5.0)
 

@@ -1,4 +1,4 @@
-"""JWT verification (RS256); dev keys and tokens are minted by ``reels_dev.keys``.
+"""JWT verification (RS256) and service tokens; dev keys are made by ``reels_dev.keys``.
 
 Envoy verifies every client request against the JWKS written here (jwt_authn) and
 forwards the token; each service verifies it again in its interceptor, so a call
@@ -8,6 +8,9 @@ that bypasses Envoy inside the mesh is held to the same rule.
 from __future__ import annotations
 
 import contextvars
+import threading
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,3 +78,61 @@ class TokenVerifier:
         except jwt.InvalidTokenError as exc:
             raise AuthError(f"invalid token: {exc}") from exc
         return Principal(user_id=str(claims["sub"]), claims=claims)
+
+
+class ServiceTokenSigner:
+    """Signs the short-lived bearer tokens a service calls other services with.
+
+    Background work (a transcode worker reporting status) serves no request whose
+    token it could forward, so it acts as itself: a token for ``subject`` signed with
+    ``AuthConfig.private_key_path`` (dev: the dev key pair; production: a service
+    account's key whose public half the verifiers trust). :meth:`header` caches the
+    token and renews it once half its lifetime has passed.
+    """
+
+    def __init__(self, config: AuthConfig, *, ttl_seconds: int = 15 * 60) -> None:
+        self.config = config
+        self.ttl_seconds = ttl_seconds
+        self._key: bytes | None = None
+        self._cached: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def available(self) -> bool:
+        """True when the private key exists (else no token can be signed)."""
+        return self._key is not None or self.config.private_key_path.exists()
+
+    def sign(
+        self,
+        subject: str,
+        *,
+        ttl_seconds: int | None = None,
+        audience: str | None = None,
+        issuer: str | None = None,
+        now: float | None = None,
+        extra_claims: dict[str, object] | None = None,
+    ) -> str:
+        """A fresh RS256 token for ``subject`` (overrides: tests that need bad tokens)."""
+        if self._key is None:
+            self._key = self.config.private_key_path.read_bytes()
+        issued = int(now if now is not None else time.time())
+        claims: dict[str, object] = {
+            "sub": subject,
+            "iss": issuer or self.config.issuer,
+            "aud": audience or self.config.audience,
+            "iat": issued,
+            "nbf": issued - 5,
+            "exp": issued + (self.ttl_seconds if ttl_seconds is None else ttl_seconds),
+            "jti": str(uuid.uuid4()),
+            **(extra_claims or {}),
+        }
+        return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": KEY_ID})
+
+    def header(self, subject: str) -> str:
+        """``Bearer <token>`` for ``subject``, renewed at half its lifetime."""
+        with self._lock:
+            token, signed_at = self._cached.get(subject, ("", 0.0))
+            if not token or time.monotonic() - signed_at > self.ttl_seconds / 2:
+                token, signed_at = self.sign(subject), time.monotonic()
+                self._cached[subject] = (token, signed_at)
+        return f"Bearer {token}"

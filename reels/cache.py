@@ -1,7 +1,7 @@
 """Redis adapter: client factory, key prefixing and cache-aside for JSON values.
 
 Every key the services write goes through :func:`key`, which prepends the prefix
-from ``REELS_REDIS_PREFIX`` (default ``reels:``). Tests (and several dev stacks on
+from ``REELS_REDIS_PREFIX`` (default ``reels:<checkout>:``). Tests (and several dev stacks on
 one Redis) set a unique prefix so they never see or clobber each other's keys.
 """
 

@@ -146,7 +146,9 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
             default = ",".join(str(d) for d in default)
         if isinstance(default, bool):
             default = "on" if default else "off"
-        type_name = getattr(tp, "__name__", str(tp)).replace("typing.", "")
+        if default is None:
+            default = ""
+        type_name = getattr(tp, "__name__", str(tp)).replace("typing.", "").replace("pathlib.", "")
         rows.append((f.metadata["env"], type_name, str(default), f.metadata.get("doc", "")))
     return rows
 
@@ -247,7 +249,12 @@ class PlatformSettings(FromEnv):
         False, "REELS_KAFKA_IDEMPOTENCE", "idempotent producer (Apache Kafka yes; Tansu rejects it)"
     )
     redis_url: str = setting("redis://127.0.0.1:6379/0", "REELS_REDIS_URL", "Redis URL")
-    redis_prefix: str = setting("reels:", "REELS_REDIS_PREFIX", "prefix of every Redis key")
+    redis_prefix: str = setting(
+        env="REELS_REDIS_PREFIX",
+        doc="prefix of every Redis key; default: one per checkout",
+        factory=lambda: f"reels:{checkout_slug()}:",
+        shown="reels:<checkout>:",
+    )
     storage_url: str = setting(
         env="REELS_STORAGE_URL",
         doc="object store (file:// directory)",
@@ -356,6 +363,43 @@ def service_addr(service: str) -> str:
     return platform().addr(service)
 
 
+# Browser origins of the local web client (`make up`'s Envoy port, and Vite's dev server).
+DEFAULT_CORS_ORIGINS: tuple[str, ...] = (
+    "http://127.0.0.1:8080",
+    "http://localhost:8080",
+    "http://127.0.0.1:5173",
+    "http://localhost:5173",
+)
+
+
+@dataclass(frozen=True)
+class FrontDoorSettings(FromEnv):
+    """Envoy, the front door (rendered by ``reels_dev.infra.envoy``): its ports, what it
+    routes to, and the browser origins its CORS policy allows."""
+
+    port: int = setting(8080, "REELS_ENVOY_PORT", "Envoy listener (HTTP/JSON, gRPC-web, gRPC)")
+    admin_port: int = setting(
+        9901, "REELS_ENVOY_ADMIN_PORT", "Envoy admin (stats, clusters, config dump)"
+    )
+    cors_origins: tuple[str, ...] = setting(
+        DEFAULT_CORS_ORIGINS,
+        "REELS_CORS_ORIGINS",
+        "browser origins allowed to call the API (comma list; `*` allows any)",
+    )
+    rate_limit_tokens: int = setting(
+        1000, "REELS_RATE_LIMIT_TOKENS", "requests per second the front door admits"
+    )
+    media_port: int = setting(8090, "REELS_MEDIA_PORT", "media origin behind `/media/`")
+    upload_http_port: int = setting(
+        50061, "REELS_UPLOAD_HTTP_PORT", "svc_upload's tus endpoint behind `/api/v1/uploads/tus/`"
+    )
+    otlp_port: int = setting(4317, "REELS_OTLP_PORT", "OTLP collector Envoy sends spans to")
+
+    def service_ports(self, env: Mapping[str, str] | None = None) -> dict[str, int]:
+        """Each service's gRPC port (``REELS_<SERVICE>_PORT``), as the services read it."""
+        return {name: server_settings(name, env).port for name in DEFAULT_PORTS}
+
+
 def service_settings_classes() -> dict[str, type]:
     """Every service's Settings class, for the README tables."""
     import importlib
@@ -372,20 +416,27 @@ def service_settings_classes() -> dict[str, type]:
 def markdown_tables() -> str:
     """README tables: the platform's settings, then each service's own."""
 
+    def cell(text: str) -> str:  # `Path | None` must not end the cell
+        return text.replace("|", "\\|")
+
     def table(rows: list[tuple[str, str, str, str]]) -> list[str]:
         out = ["| variable | type | default | meaning |", "|---|---|---|---|"]
         out += [
-            f"| `{v}` | {t} | `{d}` | {doc} |" if d else f"| `{v}` | {t} | | {doc} |"
+            f"| `{v}` | {cell(t)} | `{d}` | {cell(doc)} |"
+            if d
+            else f"| `{v}` | {cell(t)} | | {cell(doc)} |"
             for v, t, d, doc in rows
         ]
         return out
 
-    lines = ["### Platform (every service)", "", *table(describe(PlatformSettings)), ""]
+    platform_rows = describe(PlatformSettings)
+    lines = ["### Platform (every service)", "", *table(platform_rows), ""]
+    shared = set(platform_rows)
     for name, cls in service_settings_classes().items():
         svc = name.removeprefix("svc_")
         rows = [
             (f"REELS_{svc.upper()}_PORT", "int", str(DEFAULT_PORTS[svc]), "gRPC port"),
-            *describe(cls),
+            *(row for row in describe(cls) if row not in shared),  # not the platform again
         ]
         lines += [f"### {name}", "", *table(rows), ""]
     lines += [

@@ -86,6 +86,44 @@ def extract_trace_context(headers: Mapping[str, str]) -> otel_context.Context:
     return propagate.extract(dict(headers))
 
 
+def start_publish_span(topic: str, headers: Mapping[str, str]) -> tuple[trace.Span, dict[str, str]]:
+    """A PRODUCER span for sending one record, and the headers to send it with.
+
+    The span's parent is the trace context already in ``headers`` (captured where the
+    event was decided: an outbox row's headers hold the request's or job's context), and
+    the returned headers' ``traceparent`` names the new span, so the consumer's span
+    (``EventConsumer``) becomes its child: request → publish → process, one trace.
+    End it with :func:`end_publish_span`.
+    """
+    span = tracer.start_span(
+        f"{topic} publish",
+        context=extract_trace_context(headers),
+        kind=trace.SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": topic,
+            "messaging.message.id": headers.get(EVENT_ID_HEADER, ""),
+        },
+    )
+    sent = dict(headers)
+    propagate.inject(sent, context=trace.set_span_in_context(span))
+    return span, sent
+
+
+def end_publish_span(span: trace.Span, result: RecordMetadata | BaseException | None) -> None:
+    """End a :func:`start_publish_span` span with the send's outcome (None: not sent)."""
+    if isinstance(result, RecordMetadata):
+        span.set_attribute("messaging.destination.partition.id", str(result.partition))
+        span.set_attribute("messaging.kafka.offset", result.offset)
+    elif isinstance(result, BaseException):
+        span.record_exception(result)
+        span.set_status(trace.Status(trace.StatusCode.ERROR, repr(result)[:200]))
+    else:
+        span.set_status(trace.Status(trace.StatusCode.ERROR, "not sent"))
+    span.end()
+
+
 def to_kafka_headers(headers: Mapping[str, str] | None) -> list[tuple[str, bytes]]:
     """Kafka wants (str, bytes) pairs; we keep headers as str -> str everywhere else."""
     return [(k, v.encode()) for k, v in (headers or {}).items()]

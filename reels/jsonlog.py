@@ -44,8 +44,12 @@ class JsonFormatter(logging.Formatter):
 
 def setup_logging(service: str, settings: PlatformSettings | None = None) -> None:
     settings = settings or platform()
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(service))
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if settings.log_file is not None:  # REELS_LOG_FILE: this process's own file as well
+        settings.log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(settings.log_file))
+    for handler in handlers:
+        handler.setFormatter(JsonFormatter(service))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = handlers
     root.setLevel(settings.log_level.upper())

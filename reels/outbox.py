@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import psycopg
+from aiokafka.structs import RecordMetadata
 from google.protobuf.message import Message
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -34,8 +35,10 @@ from reels.events import (
     EVENT_ID_HEADER,
     EventProducer,
     OutgoingEvent,
+    end_publish_span,
     ensure_topics,
     inject_trace_headers,
+    start_publish_span,
 )
 from reels.topics import Topic
 
@@ -180,13 +183,22 @@ class OutboxRelay:
             if not rows:
                 return 0
             acked: list[int] = []
+            # One PRODUCER span per record, child of the context stored with the row.
+            publishing = [start_publish_span(r.topic, r.headers) for r in rows]
+            results: list[RecordMetadata | Exception] = []
             try:
                 await self._ensure_topics({r.topic for r in rows})
                 results = await self.producer.send_many(
-                    [OutgoingEvent(r.topic, r.key, r.payload, r.headers) for r in rows]
+                    [
+                        OutgoingEvent(r.topic, r.key, r.payload, headers)
+                        for r, (_span, headers) in zip(rows, publishing, strict=True)
+                    ]
                 )
             except Exception as exc:  # noqa: BLE001 - broker trouble of any kind: retry later
                 results = [exc]
+            finally:
+                for index, (span, _headers) in enumerate(publishing):
+                    end_publish_span(span, results[index] if index < len(results) else None)
             for row, res in zip(rows, results, strict=False):
                 if isinstance(res, BaseException):
                     error = res

@@ -9,7 +9,9 @@ get `grace_seconds` to finish, then the process exits).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
+import pkgutil
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ from typing import Any, Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from reels.auth import TokenVerifier
 from reels.config import AuthConfig, PlatformSettings, ServerSettings
@@ -55,6 +57,42 @@ class RunningServer:
                 log.exception("stop hook failed")
 
 
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def contract_service_names() -> list[str]:
+    """Every service in the contracts (gen/reels/v1), each module imported so that
+    reflection can describe it from the default descriptor pool."""
+    import reels.v1 as contracts
+
+    names: list[str] = []
+    for module in pkgutil.iter_modules(contracts.__path__):
+        if module.name.endswith("_pb2"):
+            pb2 = importlib.import_module(f"{contracts.__name__}.{module.name}")
+            names += [s.full_name for s in pb2.DESCRIPTOR.services_by_name.values()]
+    return sorted(names)
+
+
+def enable_reflection(server: grpc.aio.Server) -> None:
+    """Reflection of every reels.v1 service (not only this one's), so that one service
+    behind Envoy's reflection route lets grpcurl list and describe the whole API.
+
+    Served as v1alpha and as v1 (grpcurl asks v1 first): both packages carry the same
+    messages on the wire.
+    """
+    names = [*contract_service_names(), "grpc.health.v1.Health", reflection.SERVICE_NAME]
+    servicer = reflection.aio.ReflectionServicer(names)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    v1 = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": v1}),)
+    )
+
+
 async def start_server(
     service: str,
     registrations: Sequence[Registration],
@@ -86,10 +124,7 @@ async def start_server(
     for add, servicer, name in registrations:
         add(servicer, server)
         names.append(name)
-    reflection.enable_server_reflection(
-        [*names, "grpc.health.v1.Health", reflection.SERVICE_NAME],
-        server,
-    )
+    enable_reflection(server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise RuntimeError(f"svc_{service}: cannot listen on {host}:{port} (port in use?)")
@@ -133,7 +168,8 @@ async def run_app(app: ServiceApp, *, port: int | None = None) -> RunningServer:
     The returned server's ``stop()`` drains the server, then stops the app. Required
     loops that go down turn the service's health NOT_SERVING (reels.supervise).
     """
-    setup_telemetry(f"svc_{app.name}", app.platform)
+    # Also serves Prometheus /metrics on REELS_METRICS_PORT (0: none), beside gRPC.
+    setup_telemetry(f"svc_{app.name}", app.platform, metrics_host=app.server.host)
     await app.start()
     try:
         running = await start_server(

@@ -104,6 +104,8 @@ class Supervisor:
         return handle
 
     def _spawn(self, loop: _Loop) -> None:
+        # A loop counts as up from its start (health must not flap at boot).
+        loop.handle.up, loop.handle.reason = True, ""
         loop.task = asyncio.create_task(self._run(loop), name=f"{self.service}:{loop.name}")
 
     async def start(self) -> None:

@@ -1,4 +1,4 @@
-"""Developer commands: `python -m reels_dev token --user alice`, `python -m reels_dev keys`."""
+"""Developer commands: `python -m reels_dev token --user alice | keys | status | reset`."""
 
 from __future__ import annotations
 
@@ -14,12 +14,22 @@ def main() -> None:
     token.add_argument("--user", required=True, help="user id (the token's subject)")
     token.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds")
     sub.add_parser("keys", help="create the dev key pair and JWKS if missing")
+    sub.add_parser("status", help="health of every part of the local mesh (make status)")
+    sub.add_parser("reset", help="drop this checkout's database and stored data (make reset)")
     args = parser.parse_args()
     if args.command == "token":
         print(mint_token(args.user, ttl_seconds=args.ttl))
     elif args.command == "keys":
         cfg = ensure_dev_keys()
         print(f"keys in {cfg.private_key_path.parent}")
+    elif args.command == "status":
+        from reels_dev.status import main as status
+
+        raise SystemExit(status())
+    elif args.command == "reset":
+        from reels_dev.reset import main as reset
+
+        reset()
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ ffprobe can open the signed master playlist. Run after `make up`.
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import tempfile
@@ -18,9 +17,14 @@ from pathlib import Path
 import aiohttp
 from tusclient.client import TusClient
 
+from reels.config import FrontDoorSettings
 from reels_dev.keys import mint_token
+from reels_dev.settings import InfraSettings
 
-BASE = os.environ.get("REELS_DEMO_BASE_URL", "http://127.0.0.1:8080")
+BASE = (
+    InfraSettings.from_env().demo_base_url
+    or f"http://127.0.0.1:{FrontDoorSettings.from_env().port}"
+)
 
 
 def make_clip(path: Path) -> Path:
@@ -123,7 +127,11 @@ async def main() -> int:
         timeout=60,
     )
     print("ffprobe of the signed master:", probe.stdout.split() or probe.stderr.strip())
-    return 0 if probe.returncode == 0 else 1
+    if probe.returncode != 0:
+        print("demo: FAILED at playback (see above; make status, make logs S=svc_stream)")
+        return 1
+    print("demo: it works (upload -> transcode -> publish -> feed -> signed playback)")
+    return 0
 
 
 if __name__ == "__main__":

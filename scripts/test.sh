@@ -12,7 +12,7 @@ cleanup() {
 }
 trap cleanup EXIT
 set +e
-.venv/bin/python -m pytest -p no:cacheprovider "${@:--q}"
+.venv/bin/python -m pytest -p no:cacheprovider --durations=15 "${@:--q}"
 rc=$?
 set -e
 if [ "$rc" = 5 ]; then

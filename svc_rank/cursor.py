@@ -7,6 +7,9 @@ import json
 
 from reels import errors
 
+# Offsets travel on as ListTrendingRequest.offset, an int32.
+MAX_OFFSET = 2**31 - 1
+
 
 def encode(offset: int) -> str:
     raw = json.dumps({"v": 1, "o": offset}, separators=(",", ":")).encode()
@@ -20,9 +23,9 @@ def decode(cursor: str) -> int:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
         offset = int(data["o"])
-        if data.get("v") != 1 or offset < 0:
+        if data.get("v") != 1 or not 0 <= offset <= MAX_OFFSET:
             raise ValueError("unsupported cursor")
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
         raise errors.InvalidArgument(
             "cursor is not one this service issued; start again without a cursor",
             [("cursor", "malformed or expired")],

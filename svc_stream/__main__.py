@@ -1,9 +1,8 @@
 """`python -m svc_stream`: serve until SIGTERM, then drain and exit."""
 
-import asyncio
-
 from reels.server import serve_forever
-from svc_stream.server import build
+from svc_stream.app import build
+from svc_stream.settings import Settings
 
 if __name__ == "__main__":
-    asyncio.run(serve_forever("stream", build))
+    serve_forever(build(Settings.from_env()))

@@ -1,81 +1,103 @@
-"""StreamService: one servicer composed of RPC groups, each in its own module.
+"""StreamService: one gRPC servicer over svc_stream's four domains.
 
-Groups: playback (playback_rpc), events + analytics (events_rpc), engagement
-(engagement_rpc), and ListTrending here, which svc_rank calls for trending pages.
-Each group module may expose `async def start(ctx: StreamContext) -> None` that
-starts its background work (consumers, HTTP origin, jobs) and appends stop hooks
-to ctx.on_stop; build() calls them in order.
+Each domain's RPCs live in their own class, built with exactly what they need
+(svc_stream/app.py wires them): playback (``playback/rpc.py``), player events
+(``events/rpc.py``), engagement (``engagement/rpc.py``) and analytics with the
+trending page svc_rank reads (``analytics/rpc.py``). This class only routes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import grpc
-import redis.asyncio as aioredis
+from google.api import httpbody_pb2
 from reels.v1 import stream_pb2, stream_pb2_grpc
 
-from reels import errors
-from reels.cache import redis_client
-from reels.server import Registration
-from svc_stream.engagement import rpc as engagement_rpc
-from svc_stream.events import rpc as events_rpc
-from svc_stream.playback import rpc as playback_rpc
-from svc_stream.analytics import trending
-from svc_stream.context import StreamContext
+from svc_stream.analytics.rpc import AnalyticsRpcs
+from svc_stream.engagement.rpc import EngagementRpcs
+from svc_stream.events.rpc import EventsRpcs
+from svc_stream.playback.rpc import PlaybackRpcs
 
-MAX_TRENDING_PAGE = 500
+Ctx = grpc.aio.ServicerContext
 
 
-class StreamService(
-    playback_rpc.PlaybackRpcs,
-    events_rpc.EventsRpcs,
-    engagement_rpc.EngagementRpcs,
-    stream_pb2_grpc.StreamServiceServicer,
-):
-    def __init__(self, ctx: StreamContext) -> None:
-        self.ctx = ctx
-        self.redis = ctx.redis
+class StreamService(stream_pb2_grpc.StreamServiceServicer):
+    def __init__(
+        self,
+        playback: PlaybackRpcs,
+        events: EventsRpcs,
+        engagement: EngagementRpcs,
+        analytics: AnalyticsRpcs,
+    ) -> None:
+        self.playback = playback
+        self.events = events
+        self.engagement = engagement
+        self.analytics = analytics
+
+    # playback
+    async def GetPlayback(  # noqa: N802 - generated name
+        self, request: stream_pb2.GetPlaybackRequest, context: Ctx
+    ) -> stream_pb2.GetPlaybackResponse:
+        return await self.playback.GetPlayback(request, context)
+
+    async def GetManifest(  # noqa: N802 - generated name
+        self, request: stream_pb2.GetManifestRequest, context: Ctx
+    ) -> httpbody_pb2.HttpBody:
+        return await self.playback.GetManifest(request, context)
+
+    # events
+    async def RecordEvents(  # noqa: N802 - generated name
+        self, request: stream_pb2.RecordEventsRequest, context: Ctx
+    ) -> stream_pb2.RecordEventsResponse:
+        return await self.events.RecordEvents(request, context)
+
+    # engagement
+    async def LikeVideo(  # noqa: N802 - generated name
+        self, request: stream_pb2.LikeVideoRequest, context: Ctx
+    ) -> stream_pb2.LikeVideoResponse:
+        return await self.engagement.LikeVideo(request, context)
+
+    async def UnlikeVideo(  # noqa: N802 - generated name
+        self, request: stream_pb2.UnlikeVideoRequest, context: Ctx
+    ) -> stream_pb2.UnlikeVideoResponse:
+        return await self.engagement.UnlikeVideo(request, context)
+
+    async def AddComment(  # noqa: N802 - generated name
+        self, request: stream_pb2.AddCommentRequest, context: Ctx
+    ) -> stream_pb2.AddCommentResponse:
+        return await self.engagement.AddComment(request, context)
+
+    async def ListComments(  # noqa: N802 - generated name
+        self, request: stream_pb2.ListCommentsRequest, context: Ctx
+    ) -> stream_pb2.ListCommentsResponse:
+        return await self.engagement.ListComments(request, context)
+
+    async def ShareVideo(  # noqa: N802 - generated name
+        self, request: stream_pb2.ShareVideoRequest, context: Ctx
+    ) -> stream_pb2.ShareVideoResponse:
+        return await self.engagement.ShareVideo(request, context)
+
+    async def FollowCreator(  # noqa: N802 - generated name
+        self, request: stream_pb2.FollowCreatorRequest, context: Ctx
+    ) -> stream_pb2.FollowCreatorResponse:
+        return await self.engagement.FollowCreator(request, context)
+
+    async def UnfollowCreator(  # noqa: N802 - generated name
+        self, request: stream_pb2.UnfollowCreatorRequest, context: Ctx
+    ) -> stream_pb2.UnfollowCreatorResponse:
+        return await self.engagement.UnfollowCreator(request, context)
+
+    # analytics
+    async def GetVideoAnalytics(  # noqa: N802 - generated name
+        self, request: stream_pb2.GetVideoAnalyticsRequest, context: Ctx
+    ) -> stream_pb2.GetVideoAnalyticsResponse:
+        return await self.analytics.GetVideoAnalytics(request, context)
+
+    async def GetCreatorAnalytics(  # noqa: N802 - generated name
+        self, request: stream_pb2.GetCreatorAnalyticsRequest, context: Ctx
+    ) -> stream_pb2.GetCreatorAnalyticsResponse:
+        return await self.analytics.GetCreatorAnalytics(request, context)
 
     async def ListTrending(  # noqa: N802 - generated name
-        self, request: stream_pb2.ListTrendingRequest, context: grpc.aio.ServicerContext
+        self, request: stream_pb2.ListTrendingRequest, context: Ctx
     ) -> stream_pb2.ListTrendingResponse:
-        violations = []
-        if request.limit < 0 or request.limit > MAX_TRENDING_PAGE:
-            violations.append(("limit", f"must be between 1 and {MAX_TRENDING_PAGE}"))
-        if request.offset < 0:
-            violations.append(("offset", "must not be negative"))
-        if violations:
-            raise errors.InvalidArgument("invalid trending page request", violations)
-        limit = request.limit or 20
-        try:
-            rows = await trending.top(
-                self.redis, offset=request.offset, limit=limit, region=request.region
-            )
-        except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
-            raise errors.Unavailable("trending store unavailable, retry shortly", 1.0) from exc
-        return stream_pb2.ListTrendingResponse(
-            entries=[stream_pb2.TrendingEntry(video_id=v, score=s) for v, s in rows]
-        )
-
-
-def registrations(ctx: StreamContext | aioredis.Redis) -> list[Registration]:
-    if not isinstance(ctx, StreamContext):
-        ctx = StreamContext(redis=ctx)
-    return [
-        (
-            stream_pb2_grpc.add_StreamServiceServicer_to_server,
-            StreamService(ctx),
-            "reels.v1.StreamService",
-        )
-    ]
-
-
-async def build() -> tuple[list[Registration], list[Callable[[], Awaitable[None]]]]:
-    ctx = StreamContext(redis=redis_client())
-    for group in (playback_rpc, events_rpc, engagement_rpc):
-        start = getattr(group, "start", None)
-        if start is not None:
-            await start(ctx)
-    # Stop in reverse start order; the shared Redis client goes last.
-    return registrations(ctx), [*reversed(ctx.on_stop), ctx.redis.aclose]
+        return await self.analytics.ListTrending(request, context)

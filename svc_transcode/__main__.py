@@ -1,9 +1,8 @@
 """`python -m svc_transcode`: serve until SIGTERM, then drain and exit."""
 
-import asyncio
-
 from reels.server import serve_forever
-from svc_transcode.server import build
+from svc_transcode.app import build
+from svc_transcode.settings import Settings
 
 if __name__ == "__main__":
-    asyncio.run(serve_forever("transcode", build))
+    serve_forever(build(Settings.from_env()))

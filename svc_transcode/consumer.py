@@ -15,13 +15,18 @@ is parked on the dead-letter topic through the outbox instead, and consumption g
 from __future__ import annotations
 
 import logging
-import os
 
 from google.protobuf.message import DecodeError
 from reels.v1 import events_pb2
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from reels.events import IdempotentConsumer, ReceivedEvent, SessionHandler
+from reels import topics
+from reels.events import (
+    IdempotentConsumer,
+    ReceivedEvent,
+    SessionHandler,
+    inject_trace_headers,
+)
 from reels.storage import validate_key
 from svc_transcode import jobs
 from svc_transcode.messages import dead_letter_record
@@ -55,15 +60,18 @@ def make_handler(max_attempts: int) -> SessionHandler:
 
     async def handle(session: AsyncSession, event: ReceivedEvent) -> None:
         try:
-            uploaded: events_pb2.VideoUploaded | None = events_pb2.VideoUploaded.FromString(
-                event.value
-            )
+            uploaded: events_pb2.VideoUploaded | None = topics.VIDEO_UPLOADED.parse(event.value)
         except DecodeError:
             uploaded = None
         problem = _unusable(uploaded)
         if problem is not None:
-            log.error("video.uploaded %s parked on the dead-letter topic: %s",
-                      event.event_id, problem)
+            log.error(
+                "%s %s parked on %s: %s",
+                topics.VIDEO_UPLOADED,
+                event.event_id,
+                topics.VIDEO_UPLOADED_DLQ,
+                problem,
+            )
             record = dead_letter_record(
                 (event.key or b"").decode(errors="replace") or event.event_id,
                 event.value,
@@ -84,10 +92,15 @@ def make_handler(max_attempts: int) -> SessionHandler:
             creator_id=uploaded.creator_id,
             payload=event.value,
             max_attempts=max_attempts,
+            # This consumer span's context (its parent: the relay's PRODUCER span).
+            trace_context=inject_trace_headers(),
         )
         if job_id is None:
-            log.info("video %s already has a transcode job; event %s adds none",
-                     uploaded.video_id, event.event_id)
+            log.info(
+                "video %s already has a transcode job; event %s adds none",
+                uploaded.video_id,
+                event.event_id,
+            )
         else:
             log.info("queued transcode job %s for video %s", job_id, uploaded.video_id)
 
@@ -98,24 +111,24 @@ def make_consumer(
     sessionmaker: async_sessionmaker[AsyncSession],
     *,
     max_attempts: int,
-    bootstrap: str | None = None,
-    topic: str = jobs.TOPIC_UPLOADED,
+    bootstrap: str,
+    session_timeout_ms: int = 6000,
+    topic: topics.Topic | str = topics.VIDEO_UPLOADED,
     group_id: str = GROUP_ID,
     **kwargs: object,
 ) -> IdempotentConsumer:
-    """The group member; session timeout from env (a Tansu join takes ~half of it).
+    """The group member (``session_timeout_ms``: REELS_KAFKA_SESSION_TIMEOUT_MS; a Tansu
+    join takes about half of it).
 
     ``topic`` and ``group_id`` are fixed in production; tests pass their own so that
     runs sharing a broker do not see each other's events.
     """
-    kwargs.setdefault(
-        "session_timeout_ms", int(os.environ.get("REELS_KAFKA_SESSION_TIMEOUT_MS", "6000"))
-    )
     return IdempotentConsumer(
         [topic],
         group_id,
         make_handler(max_attempts),
         sessionmaker,
         bootstrap=bootstrap,
-        **kwargs,
+        session_timeout_ms=session_timeout_ms,
+        **kwargs,  # type: ignore[arg-type]
     )

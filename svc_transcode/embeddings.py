@@ -9,7 +9,6 @@ embeddings) is a later issue: ``visual_embedding`` stays empty until then.
 
 from __future__ import annotations
 
-import os
 from typing import Protocol
 
 from reels.model_client import ModelClient, ModelError
@@ -32,9 +31,9 @@ def video_text(title: str, description: str, hashtags: list[str]) -> str:
 
 
 class TritonTextEmbedder:
-    """MiniLM through Triton (``REELS_TRITON_ADDR``)."""
+    """MiniLM through Triton at ``addr`` (``REELS_TRITON_ADDR``)."""
 
-    def __init__(self, addr: str | None = None) -> None:
+    def __init__(self, addr: str) -> None:
         self.client = ModelClient(addr)
 
     async def embed_text(self, text: str) -> list[float]:
@@ -58,9 +57,3 @@ class NoTextEmbedder:
 
     async def close(self) -> None:
         return None
-
-
-def embedder_from_env() -> TextEmbedder:
-    if os.environ.get("REELS_EMBEDDINGS", "on").lower() in ("off", "0", "false"):
-        return NoTextEmbedder()
-    return TritonTextEmbedder()

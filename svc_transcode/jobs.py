@@ -28,7 +28,7 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -38,13 +38,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from reels import errors
-from svc_transcode.models import TranscodeJob
+from reels.events import inject_trace_headers
 from reels.outbox import enqueue
-
-TOPIC_UPLOADED = "video.uploaded"
-TOPIC_DEAD_LETTER = "video.uploaded.dlq"
-TOPIC_PUBLISHED = "video.published"
-TOPIC_FAILED = "video.failed"
+from reels.topics import Topic
+from svc_transcode.models import TranscodeJob
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500  # the contract's limit (transcode.proto, ListJobsRequest.page_size)
@@ -68,7 +65,7 @@ CANCELLABLE_STATES = (JobState.QUEUED, JobState.RUNNING)
 class OutgoingMessage:
     """An event to write to the outbox with a transition (built by messages.py)."""
 
-    topic: str
+    topic: Topic
     key: str
     payload: bytes
     event_id: uuid.UUID
@@ -99,13 +96,19 @@ async def create_job(
     creator_id: str,
     payload: bytes,
     max_attempts: int,
+    trace_context: Mapping[str, str] | None = None,
 ) -> uuid.UUID | None:
     """Queue a job for a video in the caller's transaction; None when it already has one.
 
     ``ON CONFLICT (video_id) DO NOTHING``: the processed-events ledger already stops a
     redelivered event, this also stops a second event for the same video (a producer
     retry with a new event id) from making a second job.
+
+    ``trace_context`` (default: the current span's, i.e. the consumer's) is stored with
+    the job: every attempt's span continues that trace, after retries and restarts too.
     """
+    if trace_context is None:
+        trace_context = inject_trace_headers()
     job_id = uuid.uuid4()
     inserted = await session.scalar(
         insert(TranscodeJob)
@@ -117,11 +120,23 @@ async def create_job(
             creator_id=creator_id,
             payload=payload,
             max_attempts=max_attempts,
+            trace_context=dict(trace_context),
         )
         .on_conflict_do_nothing(index_elements=[TranscodeJob.video_id])
         .returning(TranscodeJob.id)
     )
     return inserted
+
+
+async def queue_depth(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    """Jobs waiting to be processed (``queued``, including those waiting out a backoff)."""
+    async with sessionmaker() as session:
+        count = await session.scalar(
+            select(func.count())
+            .select_from(TranscodeJob)
+            .where(TranscodeJob.state == JobState.QUEUED.value)
+        )
+    return int(count or 0)
 
 
 # --------------------------------------------------------------------------- worker side

@@ -17,15 +17,10 @@ import uuid
 from google.protobuf import duration_pb2, timestamp_pb2
 from reels.v1 import common_pb2, events_pb2
 
-from svc_transcode.models import TranscodeJob
+from reels import topics
 from reels.events import inject_trace_headers, new_event_id
-from svc_transcode.jobs import (
-    TOPIC_DEAD_LETTER,
-    TOPIC_FAILED,
-    TOPIC_PUBLISHED,
-    TOPIC_UPLOADED,
-    OutgoingMessage,
-)
+from svc_transcode.jobs import OutgoingMessage
+from svc_transcode.models import TranscodeJob
 from svc_transcode.publish import PublishedVideo
 
 PRODUCER = "svc_transcode"
@@ -95,7 +90,7 @@ def video_published(
         content_type=uploaded.content_type,
     )
     return OutgoingMessage(
-        TOPIC_PUBLISHED, uploaded.video_id, event.SerializeToString(), event_id
+        topics.VIDEO_PUBLISHED, uploaded.video_id, event.SerializeToString(), event_id
     )
 
 
@@ -115,7 +110,7 @@ def video_failed(job: TranscodeJob, *, reason: str, stage: str) -> OutgoingMessa
         creator_id=job.creator_id,
         stage=stage,
     )
-    return OutgoingMessage(TOPIC_FAILED, job.video_id, event.SerializeToString(), event_id)
+    return OutgoingMessage(topics.VIDEO_FAILED, job.video_id, event.SerializeToString(), event_id)
 
 
 def dead_letter(job: TranscodeJob, *, reason: str, permanent: bool) -> OutgoingMessage:
@@ -148,6 +143,6 @@ def dead_letter_record(
         "dlq-attempts": str(attempts),
         "dlq-job-id": job_id,
         "dlq-original-event-id": original_event_id,
-        "dlq-original-topic": TOPIC_UPLOADED,
+        "dlq-original-topic": topics.VIDEO_UPLOADED.name,
     }
-    return OutgoingMessage(TOPIC_DEAD_LETTER, key, payload, new_event_id(), headers)
+    return OutgoingMessage(topics.VIDEO_UPLOADED_DLQ, key, payload, new_event_id(), headers)

@@ -20,7 +20,7 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from reels.db.models import Base
@@ -68,6 +68,10 @@ class TranscodeJob(Base):
     original_key: Mapped[str] = mapped_column(Text, nullable=False)
     creator_id: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("''"))
     payload: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    # t0003: W3C trace context (traceparent/tracestate) every attempt's span continues.
+    trace_context: Mapped[dict[str, str]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'{}'::jsonb")
+    )
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

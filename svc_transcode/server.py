@@ -1,4 +1,4 @@
-"""TranscodeService (the operators' view of the job queue) and the service's ``build()``.
+"""TranscodeService: the operators' view of the job queue (assembled in ``app.py``).
 
 Jobs are created by the consumer from video.uploaded, never through this API; these
 RPCs make every job visible (GetJob, ListJobs) and give an operator the two levers
@@ -8,23 +8,17 @@ PeerTube users miss most: re-queue a failed job (RetryJob) and stop one (CancelJ
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 from google.protobuf import timestamp_pb2
 from reels.v1 import common_pb2, transcode_pb2, transcode_pb2_grpc, upload_pb2
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from reels.config import ServerConfig
-from reels.db.engine import make_engine, make_sessionmaker
-from svc_transcode.models import TranscodeJob
 from reels.server import Registration
-from reels.storage import open_object_store
 from svc_transcode import jobs
-from svc_transcode.embeddings import embedder_from_env
 from svc_transcode.jobs import JobState
-from svc_transcode.runtime import TranscodeRuntime
-from svc_transcode.status import StatusReporter, StatusReportError, reporter_from_env
-from svc_transcode.worker import CANCELLED_REASON, WorkerConfig
+from svc_transcode.models import TranscodeJob
+from svc_transcode.status import StatusReporter, StatusReportError
+from svc_transcode.worker import CANCELLED_REASON
 
 log = logging.getLogger(__name__)
 
@@ -150,25 +144,3 @@ def registrations(service: TranscodeService) -> list[Registration]:
             "reels.v1.TranscodeService",
         )
     ]
-
-
-async def build() -> tuple[list[Registration], list[Callable[[], Awaitable[None]]]]:
-    """API, consumer, workers and outbox relay in one process (each part switchable: runtime.py)."""
-    engine = make_engine()
-    sessionmaker = make_sessionmaker(engine)
-    reporter = reporter_from_env()
-    runtime = TranscodeRuntime(
-        sessionmaker,
-        open_object_store(),
-        reporter,
-        embedder_from_env(),
-        WorkerConfig.from_env(),
-    )
-    await runtime.start()
-    grace = ServerConfig.for_service("transcode").grace_seconds
-
-    async def drain() -> None:
-        await runtime.stop(grace)
-        await engine.dispose()
-
-    return registrations(TranscodeService(sessionmaker, reporter)), [drain]

@@ -5,21 +5,19 @@ writes a video's status itself; it calls ``UploadService.UpdateVideoStatus``. Th
 worker depends only on the :class:`StatusReporter` protocol, so it can run where
 svc_upload is not deployed (``REELS_TRANSCODE_REPORT_STATUS=off``: the job row is
 then the only record of progress) and tests can serve the real svc_upload servicer.
+The App (``app.py``) picks the reporter from the settings.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import time
 from typing import Protocol
 
 import grpc
 from reels.v1 import upload_pb2, upload_pb2_grpc
 
-from reels.auth import mint_token
+from reels.auth import ServiceTokenSigner
 from reels.clients import channel
-from reels.config import AuthConfig
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +33,6 @@ TRANSIENT_CODES = frozenset(
     }
 )
 SERVICE_USER = "svc_transcode"  # svc_upload lets this principal report status
-TOKEN_REFRESH_S = 3600.0
 
 
 class StatusReportError(Exception):
@@ -67,37 +64,43 @@ class NoStatusReporter:
         return None
 
 
-class _ServiceToken:
+class ServiceCredentials:
     """The bearer token background work calls other services with.
 
     A worker serves no request whose token it could forward, so it acts as itself:
-    ``REELS_SERVICE_TOKEN`` when set (production: issued by the IdP), else a dev token
-    minted from the local key pair and renewed well before it expires.
+    ``configured`` (``REELS_SERVICE_TOKEN``; production: issued by the IdP) when set,
+    else a short-lived token for ``subject`` from ``signer`` (``reels.auth``; signed
+    with ``REELS_JWT_PRIVATE_KEY``), renewed well before it expires.
     """
 
-    def __init__(self) -> None:
-        self._token: str | None = None
-        self._minted_at = 0.0
+    def __init__(
+        self,
+        configured: str = "",
+        signer: ServiceTokenSigner | None = None,
+        subject: str = SERVICE_USER,
+    ) -> None:
+        self.configured = configured
+        self.signer = signer
+        self.subject = subject
 
     def header(self) -> str | None:
-        configured = os.environ.get("REELS_SERVICE_TOKEN")
-        if configured:
-            return configured if " " in configured else f"Bearer {configured}"
-        if self._token is None or time.monotonic() - self._minted_at > TOKEN_REFRESH_S:
-            if not AuthConfig().private_key_path.exists():
-                return None
-            self._token = mint_token(SERVICE_USER)
-            self._minted_at = time.monotonic()
-        return f"Bearer {self._token}"
+        if self.configured:
+            token = self.configured
+            return token if " " in token else f"Bearer {token}"
+        if self.signer is None or not self.signer.available:
+            return None
+        return self.signer.header(self.subject)
 
 
 class UploadStatusReporter:
-    """Calls svc_upload's UpdateVideoStatus (address: ``REELS_UPLOAD_ADDR`` or a host:port)."""
+    """Calls svc_upload's UpdateVideoStatus at ``target`` (host:port) as ``credentials``."""
 
-    def __init__(self, target: str = "upload", *, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, target: str, credentials: ServiceCredentials, *, timeout_s: float = 5.0
+    ) -> None:
         self.target = target
         self.timeout_s = timeout_s
-        self._token = _ServiceToken()
+        self.credentials = credentials
         self._channel: grpc.aio.Channel | None = None
 
     def _stub(self) -> upload_pb2_grpc.UploadServiceStub:
@@ -107,12 +110,10 @@ class UploadStatusReporter:
         return upload_pb2_grpc.UploadServiceStub(self._channel)
 
     async def update(self, request: upload_pb2.UpdateVideoStatusRequest) -> None:
-        header = self._token.header()
+        header = self.credentials.header()
         metadata = (("authorization", header),) if header else ()
         try:
-            await self._stub().UpdateVideoStatus(
-                request, metadata=metadata, timeout=self.timeout_s
-            )
+            await self._stub().UpdateVideoStatus(request, metadata=metadata, timeout=self.timeout_s)
         except grpc.aio.AioRpcError as exc:
             raise StatusReportError(
                 f"svc_upload UpdateVideoStatus: {exc.code().name}: {exc.details()}",
@@ -123,11 +124,3 @@ class UploadStatusReporter:
         if self._channel is not None:
             ch, self._channel = self._channel, None
             await ch.close()
-
-
-def reporter_from_env() -> StatusReporter:
-    """``REELS_TRANSCODE_REPORT_STATUS=off`` runs without svc_upload; default: report."""
-    if os.environ.get("REELS_TRANSCODE_REPORT_STATUS", "on").lower() in ("off", "0", "false"):
-        log.warning("REELS_TRANSCODE_REPORT_STATUS=off: video status is not reported to svc_upload")
-        return NoStatusReporter()
-    return UploadStatusReporter()

@@ -1,6 +1,6 @@
 """The transcode worker: claims jobs from Postgres, runs the pipeline, publishes the outcome.
 
-Each worker process runs up to ``REELS_TRANSCODE_CONCURRENCY`` jobs at once (default
+Each worker process runs up to ``concurrency`` (REELS_TRANSCODE_CONCURRENCY) jobs at once (default
 1: one ladder encode already saturates two cores); more processes, on this machine
 or others, mean more throughput, since claims use ``FOR UPDATE SKIP LOCKED``.
 
@@ -47,12 +47,13 @@ from reels.v1 import common_pb2, events_pb2, upload_pb2
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from svc_transcode.models import TranscodeJob
+from reels import metrics
 from reels.events import extract_trace_context
 from reels.media.ffmpeg_run import TranscodeError, UnusableMedia
 from reels.storage import ObjectStore
 from svc_transcode import hls, jobs, messages, pipeline, publish
 from svc_transcode.embeddings import EmbeddingUnavailable, TextEmbedder, video_text
+from svc_transcode.models import TranscodeJob
 from svc_transcode.status import StatusReporter, StatusReportError
 
 log = logging.getLogger(__name__)
@@ -63,21 +64,12 @@ PIPELINE_END = 95.0
 EMBEDDINGS_AT, UPLOAD_AT, PUBLISH_AT = 95.5, 96.0, 99.0
 FINAL_REPORT_TRIES = 3
 CANCELLED_REASON = "processing was cancelled by an operator"
-
-
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value else default
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value else default
+QUEUE_DEPTH_EVERY_S = 5.0  # how often a worker reads the queue depth for the gauge
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    """Worker settings; ``from_env`` reads the ``REELS_TRANSCODE_*`` variables."""
+    """Worker settings (from ``Settings.worker_config``; tests build their own)."""
 
     concurrency: int = 1
     lease_s: float = 30.0
@@ -90,21 +82,6 @@ class WorkerConfig:
     work_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
     progress_interval_s: float = 0.5
     progress_step: float = 1.0
-
-    @classmethod
-    def from_env(cls) -> WorkerConfig:
-        lease = _env_float("REELS_TRANSCODE_LEASE_S", 30.0)
-        return cls(
-            concurrency=max(1, _env_int("REELS_TRANSCODE_CONCURRENCY", 1)),
-            lease_s=lease,
-            heartbeat_s=_env_float("REELS_TRANSCODE_HEARTBEAT_S", lease / 3),
-            poll_s=_env_float("REELS_TRANSCODE_POLL_S", 1.0),
-            max_attempts=max(1, _env_int("REELS_TRANSCODE_MAX_ATTEMPTS", 3)),
-            backoff_min_s=_env_float("REELS_TRANSCODE_BACKOFF_MIN_S", 5.0),
-            backoff_max_s=_env_float("REELS_TRANSCODE_BACKOFF_MAX_S", 30.0),
-            preset=os.environ.get("REELS_TRANSCODE_PRESET") or hls.DEFAULT_PRESET,
-            work_root=Path(os.environ.get("REELS_TRANSCODE_WORK_DIR") or tempfile.gettempdir()),
-        )
 
 
 def backoff_delay(attempt: int, config: WorkerConfig) -> float:
@@ -151,6 +128,9 @@ class _Run:
     # FAILED sent) no PROCESSING report may follow and overtake it.
     report_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     final: bool = False
+    # How the attempt ended (reels.metrics outcomes; "" while running or when released).
+    outcome: str = ""
+    started: float = field(default_factory=time.monotonic)
 
     @property
     def job_id(self) -> uuid.UUID:
@@ -178,7 +158,7 @@ class TranscodeWorker:
         self.store = store
         self.reporter = reporter
         self.embedder = embedder
-        self.config = config or WorkerConfig.from_env()
+        self.config = config or WorkerConfig()
         self.worker_id = worker_id or (
             f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         )
@@ -188,6 +168,7 @@ class TranscodeWorker:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._draining = False
+        self._depth_at = -QUEUE_DEPTH_EVERY_S
 
     # ----------------------------------------------------------------------- loop
 
@@ -199,6 +180,7 @@ class TranscodeWorker:
         """Claim jobs while there is room, until ``stop()``; database outages only slow it."""
         failures = 0
         while not self._stopping.is_set():
+            await self._observe_queue_depth()
             if len(self.active) >= self.config.concurrency:
                 await self._sleep(self.config.poll_s)
                 continue
@@ -249,6 +231,17 @@ class TranscodeWorker:
             await asyncio.wait_for(self._wake.wait(), seconds)
         self._wake.clear()
 
+    async def _observe_queue_depth(self) -> None:
+        """Set the queue-depth gauge (reels.metrics), at most every QUEUE_DEPTH_EVERY_S."""
+        now = time.monotonic()
+        if now - self._depth_at < QUEUE_DEPTH_EVERY_S:
+            return
+        self._depth_at = now
+        try:
+            metrics.transcode_queue_depth.set(await jobs.queue_depth(self.sessionmaker))
+        except Exception as exc:  # noqa: BLE001 - a metric never stops the worker
+            log.debug("transcode worker: queue depth not read: %r", exc)
+
     # ----------------------------------------------------------------------- one job
 
     async def _run_job(self, job: TranscodeJob) -> None:
@@ -257,7 +250,9 @@ class TranscodeWorker:
         except Exception:  # noqa: BLE001 - the consumer checked it; be safe anyway
             uploaded = events_pb2.VideoUploaded(video_id=job.video_id)
         run = _Run(job, uploaded)
-        parent = extract_trace_context(dict(uploaded.meta.trace_context))
+        # The trace the consumer stored with the job (every attempt continues it); jobs
+        # queued before t0003 fall back to the upload's context in the event.
+        parent = extract_trace_context(job.trace_context or dict(uploaded.meta.trace_context))
         me = asyncio.current_task()
         assert me is not None
         with tracer.start_as_current_span(
@@ -297,6 +292,9 @@ class TranscodeWorker:
                 await asyncio.gather(*helpers, return_exceptions=True)
             if stopped:
                 await self._after_stop(run)
+            if run.outcome:
+                trace.get_current_span().set_attribute("reels.outcome", run.outcome)
+                metrics.record_transcode_attempt(run.outcome, time.monotonic() - run.started)
 
     async def _after_stop(self, run: _Run) -> None:
         """Once ffmpeg is dead and no progress report is in flight, tell svc_upload
@@ -307,6 +305,7 @@ class TranscodeWorker:
             )
         log.info("job %s (video %s) stopped: it is %s", run.job_id, run.video_id, state)
         if state == jobs.JobState.CANCELLED:
+            run.outcome = metrics.CANCELLED
             await self._report_failed(run, CANCELLED_REASON, stage="cancelled")
 
     async def _attempt(self, run: _Run) -> None:
@@ -321,8 +320,13 @@ class TranscodeWorker:
                 transient=True,
             )
             return
-        log.info("job %s: attempt %d/%d for video %s",
-                 job.id, job.attempts, job.max_attempts, job.video_id)
+        log.info(
+            "job %s: attempt %d/%d for video %s",
+            job.id,
+            job.attempts,
+            job.max_attempts,
+            job.video_id,
+        )
         work_dir = Path(
             await asyncio.to_thread(
                 tempfile.mkdtemp, prefix=f"transcode-{job.id}-", dir=cfg.work_root
@@ -338,13 +342,12 @@ class TranscodeWorker:
             def on_progress(stage: str, percent: float) -> None:
                 self._progress(run, stage, percent * PIPELINE_END / 100.0)
 
-            result = await pipeline.transcode(
-                src, work_dir / "out", on_progress, preset=cfg.preset
-            )
+            result = await pipeline.transcode(src, work_dir / "out", on_progress, preset=cfg.preset)
             self._progress(run, "embeddings", EMBEDDINGS_AT, force=True)
             embedding = await self.embedder.embed_text(
-                video_text(run.uploaded.title, run.uploaded.description,
-                           list(run.uploaded.hashtags))
+                video_text(
+                    run.uploaded.title, run.uploaded.description, list(run.uploaded.hashtags)
+                )
             )
             self._progress(run, "upload", UPLOAD_AT, force=True)
             staged = await publish.stage(self.store, work_dir / "out", staging)
@@ -360,8 +363,13 @@ class TranscodeWorker:
             await self._succeed(run, publish.PublishedVideo(job.video_id, result), embedding)
         except Exception as exc:  # noqa: BLE001 - every failure is routed by classify()
             reason, transient = classify(exc)
-            log.warning("job %s failed at %s (%s): %s", job.id, run.stage,
-                        "transient" if transient else "permanent", _first_line(reason))
+            log.warning(
+                "job %s failed at %s (%s): %s",
+                job.id,
+                run.stage,
+                "transient" if transient else "permanent",
+                _first_line(reason),
+            )
             await self._fail(run, reason, transient=transient)
         finally:
             await asyncio.to_thread(shutil.rmtree, work_dir, True)
@@ -407,8 +415,13 @@ class TranscodeWorker:
             await jobs.mark_succeeded(
                 session, locked, [messages.video_published(run.uploaded, video, embedding)]
             )
-        log.info("job %s: video %s published (%d renditions)",
-                 run.job_id, run.video_id, len(result.renditions))
+        run.outcome = metrics.SUCCEEDED
+        log.info(
+            "job %s: video %s published (%d renditions)",
+            run.job_id,
+            run.video_id,
+            len(result.renditions),
+        )
 
     async def _fail(self, run: _Run, reason: str, *, transient: bool) -> None:
         """Retry later, or finish as failed / dead-lettered with the events and report."""
@@ -420,8 +433,14 @@ class TranscodeWorker:
             if transient and locked.attempts < locked.max_attempts:
                 delay = backoff_delay(locked.attempts, self.config)
                 await jobs.schedule_retry(session, locked, error=reason, delay_s=delay)
-                log.info("job %s: retry %d/%d in %.1fs", run.job_id, locked.attempts + 1,
-                         locked.max_attempts, delay)
+                run.outcome = metrics.RETRIED
+                log.info(
+                    "job %s: retry %d/%d in %.1fs",
+                    run.job_id,
+                    locked.attempts + 1,
+                    locked.max_attempts,
+                    delay,
+                )
                 return
             permanent = not transient
             human = (
@@ -441,8 +460,13 @@ class TranscodeWorker:
                     messages.video_failed(locked, reason=human, stage=run.stage),
                 ],
             )
-        log.warning("job %s: %s: %s", run.job_id,
-                    "failed" if permanent else "dead-lettered", _first_line(human))
+        run.outcome = metrics.FAILED if permanent else metrics.DEAD_LETTERED
+        log.warning(
+            "job %s: %s: %s",
+            run.job_id,
+            "failed" if permanent else "dead-lettered",
+            _first_line(human),
+        )
 
     async def _report_failed(self, run: _Run, reason: str, *, stage: str | None = None) -> None:
         """FAILED to svc_upload, retried briefly; never blocks the terminal transition.
@@ -463,9 +487,7 @@ class TranscodeWorker:
         except StatusReportError as exc:
             log.error("job %s: could not report FAILED to svc_upload: %s", run.job_id, exc)
 
-    async def _report_final(
-        self, run: _Run, request: upload_pb2.UpdateVideoStatusRequest
-    ) -> None:
+    async def _report_final(self, run: _Run, request: upload_pb2.UpdateVideoStatusRequest) -> None:
         """PUBLISHED or FAILED: after any in-flight progress report, retried briefly on
         transient errors, and never followed by another PROCESSING report."""
         async with run.report_lock:
@@ -509,8 +531,12 @@ class TranscodeWorker:
             stage, percent = run.stage, run.percent
             try:
                 ours = await jobs.renew_lease(
-                    self.sessionmaker, run.job_id, self.worker_id, self.config.lease_s,
-                    stage=stage, percent=percent,
+                    self.sessionmaker,
+                    run.job_id,
+                    self.worker_id,
+                    self.config.lease_s,
+                    stage=stage,
+                    percent=percent,
                 )
             except Exception as exc:  # noqa: BLE001 - progress is best effort
                 log.debug("job %s: progress not recorded: %r", run.job_id, exc)

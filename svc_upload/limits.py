@@ -6,9 +6,8 @@ Every limit is checked before a byte is stored, so a client learns "too big" or
 
 from __future__ import annotations
 
-import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from reels import errors
@@ -18,21 +17,16 @@ HASHTAG = re.compile(r"^[A-Za-z0-9_]{1,50}$")
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return int(raw) if raw not in (None, "") else default
-
-
 @dataclass(frozen=True)
 class UploadLimits:
-    """Read from the environment at construction, so tests can set small limits."""
+    """The limits an upload is held to (from ``Settings.limits``; tests set small ones)."""
 
-    max_bytes: int = field(default_factory=lambda: _env_int("REELS_UPLOAD_MAX_BYTES", 500 * MB))
-    daily_quota: int = field(default_factory=lambda: _env_int("REELS_UPLOAD_DAILY_QUOTA", 100))
+    max_bytes: int = 500 * MB
+    daily_quota: int = 100
     # Preferred gRPC chunk: large enough that per-chunk overhead (one DB round trip,
     # one fsync) is small, small enough to stay far below the 16 MB message limit.
-    chunk_bytes: int = field(default_factory=lambda: _env_int("REELS_UPLOAD_CHUNK_BYTES", 4 * MB))
-    ttl_hours: int = field(default_factory=lambda: _env_int("REELS_UPLOAD_TTL_HOURS", 24))
+    chunk_bytes: int = 4 * MB
+    ttl_hours: int = 24
     title_max: int = 150
     description_max: int = 2200
     hashtags_max: int = 30

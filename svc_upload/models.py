@@ -1,4 +1,6 @@
-"""svc_upload's tables: videos and uploads (svc_upload is their only writer; migration branch "upload").
+"""svc_upload's tables: videos and uploads.
+
+svc_upload is their only writer; its migrations are the "upload" branch.
 
 Schema changes go through Alembic migrations; these classes must match the migrated
 schema (tests/integration/test_outbox.py compares them).

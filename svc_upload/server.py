@@ -1,4 +1,4 @@
-"""UploadService over gRPC, plus the process around it: tus HTTP, outbox relay, Redis.
+"""UploadService over gRPC (the process around it is assembled in ``app.py``).
 
 The servicer only translates messages; upload rules live in ``uploads.py`` and
 video rules in ``videos.py`` so tus and gRPC cannot drift apart.
@@ -6,12 +6,8 @@ video rules in ``videos.py`` so tus and gRPC cannot drift apart.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import os
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -19,17 +15,8 @@ from reels.v1 import upload_pb2, upload_pb2_grpc
 
 from reels import errors
 from reels.auth import current_user
-from reels.cache import redis_client
-from reels.config import AuthConfig
-from reels.db.engine import make_engine, make_sessionmaker
-from reels.events import EventProducer
-from reels.outbox import OutboxRelay
 from reels.server import Registration
-from reels.storage import ObjectStore, open_object_store
-from svc_upload.limits import NewUpload, UploadLimits
-from svc_upload.staging import StagingArea, default_staging_dir
-from svc_upload.status import StatusChannel
-from svc_upload.tus import TusApp, start_http
+from svc_upload.limits import NewUpload
 from svc_upload.uploads import UploadCore
 from svc_upload.videos import STATUS_TO_PROTO, VideoBook, status_fields, video_proto
 from svc_upload.wire import UPLOAD_SWAPS, swap_deserializers
@@ -214,106 +201,12 @@ def status_fields_status(status: str) -> int:
     return STATUS_TO_PROTO[status]
 
 
-@dataclass
-class UploadProcess:
-    """Everything svc_upload runs besides the gRPC server; ``stop`` undoes ``start``."""
-
-    core: UploadCore
-    book: VideoBook
-    http_port: int = 0
-    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-
-    def registrations(self) -> list[Registration]:
-        return [
-            (
-                # UploadChunk / UploadVideo parse their chunk without copying it.
-                swap_deserializers(
-                    upload_pb2_grpc.add_UploadServiceServicer_to_server, UPLOAD_SWAPS
-                ),
-                UploadService(self.core, self.book),
-                "reels.v1.UploadService",
-            )
-        ]
-
-    async def stop(self) -> None:
-        for hook in reversed(self.on_stop):
-            with contextlib.suppress(Exception):
-                await hook()
-        self.on_stop.clear()
-
-
-async def _relay_forever(relay: OutboxRelay, producer_box: list[EventProducer]) -> None:
-    """Start the producer (waiting for a broker that is not up yet), then relay.
-
-    The service serves uploads without a broker: events wait in the outbox.
-    """
-    delay = 0.5
-    while True:
-        producer = EventProducer(client_id="svc_upload")
-        try:
-            await producer.start()
-            break
-        except Exception as exc:  # noqa: BLE001 - broker not reachable yet
-            log.warning("outbox relay: broker not reachable (%s); retrying", exc)
-            await producer.stop()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-    producer_box.append(producer)
-    relay.producer = producer
-    await relay.run()
-
-
-async def start_process(
-    *,
-    http_host: str | None = None,
-    http_port: int | None = None,
-    database_url: str | None = None,
-    store: ObjectStore | None = None,
-    limits: UploadLimits | None = None,
-    auth: AuthConfig | None = None,
-    relay: bool = True,
-) -> UploadProcess:
-    """Build the core, start the tus HTTP server and the outbox relay."""
-    engine = make_engine(database_url)
-    sessionmaker = make_sessionmaker(engine)
-    store = store or open_object_store()
-    staging = StagingArea(default_staging_dir(store))
-    redis = redis_client()
-    channel = StatusChannel(redis)
-    core = UploadCore(sessionmaker, store, staging, channel, limits)
-    book = VideoBook(sessionmaker, store, staging, channel)
-    proc = UploadProcess(core, book)
-    proc.on_stop.append(engine.dispose)
-    proc.on_stop.append(redis.aclose)
-    if http_port is None:
-        http_port = int(os.environ.get("REELS_UPLOAD_HTTP_PORT", "50061"))
-    host = http_host or os.environ.get("REELS_UPLOAD_HTTP_HOST", "127.0.0.1")
-    runner, bound = await start_http(TusApp(core, auth), host, http_port)
-    proc.http_port = bound
-    proc.on_stop.append(runner.cleanup)
-    if relay:
-        # Several relays (service instances) are safe: ordered mode lets one send at a time.
-        outbox = OutboxRelay(sessionmaker, EventProducer(client_id="svc_upload"))
-        producers: list[EventProducer] = []
-        task = asyncio.create_task(_relay_forever(outbox, producers), name="outbox-relay")
-
-        async def stop_relay() -> None:
-            outbox.stop()
-            try:
-                await asyncio.wait_for(asyncio.shield(task), 5)
-            except (TimeoutError, Exception):  # noqa: BLE001
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
-            for producer in producers:
-                await producer.stop()
-
-        proc.on_stop.append(stop_relay)
-    log.info("tus endpoint", extra={"fields": {"port": bound}})
-    return proc
-
-
-async def build() -> tuple[list[Registration], list[Callable[[], Awaitable[None]]]]:
-    """``python -m svc_upload``: gRPC registrations and the hooks that stop the rest."""
-    proc = await start_process()
-    return proc.registrations(), [proc.stop]
+def registrations(service: UploadService) -> list[Registration]:
+    return [
+        (
+            # UploadChunk / UploadVideo parse their chunk without copying it.
+            swap_deserializers(upload_pb2_grpc.add_UploadServiceServicer_to_server, UPLOAD_SWAPS),
+            service,
+            "reels.v1.UploadService",
+        )
+    ]

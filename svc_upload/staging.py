@@ -35,8 +35,9 @@ class RunningHash:
     hasher: hashlib._Hash  # type: ignore[name-defined]
 
 
-def default_staging_dir(store: ObjectStore) -> Path:
-    configured = os.environ.get("REELS_UPLOAD_STAGING_DIR")
+def default_staging_dir(store: ObjectStore, configured: Path | None = None) -> Path:
+    """``configured`` (REELS_UPLOAD_STAGING_DIR), else beside a local store (same
+    filesystem, so completing an upload is a rename), else under the var dir."""
     if configured:
         return Path(configured)
     if isinstance(store, LocalObjectStore):

@@ -82,28 +82,35 @@ class StatusSnapshot:
         return datetime.fromisoformat(self.updated_at)
 
 
-def channel_name(video_id: str) -> str:
-    return key("video-status", video_id)
+def channel_name(video_id: str, prefix: str | None = None) -> str:
+    """The video's Redis channel; ``prefix`` is the platform's key prefix (None: the
+    process default, ``reels.cache.key_prefix``)."""
+    if prefix is None:
+        return key("video-status", video_id)
+    return f"{prefix}video-status:{video_id}"
 
 
 class StatusChannel:
     """Publishes status snapshots and lets a watcher follow one video's channel."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, prefix: str | None = None) -> None:
         self.redis = redis
+        self.prefix = prefix
 
     async def publish(self, snap: StatusSnapshot) -> None:
         """Best effort: watchers also re-read the database periodically, so a lost
         message delays a watcher a little but never leaves it stuck."""
         try:
-            await self.redis.publish(channel_name(snap.video_id), json.dumps(asdict(snap)))
+            await self.redis.publish(
+                channel_name(snap.video_id, self.prefix), json.dumps(asdict(snap))
+            )
         except Exception as exc:  # noqa: BLE001 - the change is committed; watchers recover
             log.warning("status publish for %s failed: %s", snap.video_id, exc)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, video_id: str) -> AsyncIterator[_Subscription]:
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(channel_name(video_id))
+        await pubsub.subscribe(channel_name(video_id, self.prefix))
         try:
             yield _Subscription(pubsub)
         finally:

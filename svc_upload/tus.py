@@ -13,7 +13,11 @@ HTTP answers (beyond the tus spec's own 204/201/409/460/412):
   (or whose declared sha256 does not match): the bytes arrived fine, the content
   is what is wrong; the JSON body says why and the video's status is ``failed``;
 * 400 for bad metadata, with the field violations in the JSON body;
-* 404 for an unknown upload or someone else's (ids never leak existence).
+* 404 for an unknown upload or someone else's (ids never leak existence);
+* 503 + ``Retry-After`` when a dependency (database, Redis, ...) is down.
+
+Errors are answered by the shared mapper (``reels.http_errors``), with tus's own
+statuses where the protocol has them (:func:`tus_status`).
 
 Bodies are read in pieces and written as they arrive; a PATCH of any size never
 sits in memory.
@@ -33,6 +37,8 @@ from aiohttp import web
 from reels import errors
 from reels.auth import AuthError, TokenVerifier
 from reels.config import AuthConfig
+from reels.http_errors import http_error
+from reels.telemetry import http_server_middleware
 from svc_upload.limits import NewUpload, normalize_hashtags
 from svc_upload.uploads import ChecksumMismatch, OffsetMismatch, OutOfRange, UploadCore
 
@@ -49,7 +55,12 @@ USER = web.RequestKey("user", str)
 CONTENT_TYPES = {"original": 1, "challenge": 2, "duet": 3, "reaction": 4}
 
 
-def _status_for(exc: errors.ReelsError) -> int:
+class BodyInterrupted(Exception):
+    """The client's PATCH body broke off mid-way (not a server or dependency failure)."""
+
+
+def tus_status(exc: errors.ReelsError) -> int | None:
+    """tus's own status for ``exc``, or None for the shared mapping (reels.http_errors)."""
     if isinstance(exc, ChecksumMismatch):
         return 460
     if isinstance(exc, OffsetMismatch):
@@ -58,27 +69,18 @@ def _status_for(exc: errors.ReelsError) -> int:
         return 413
     if isinstance(exc, errors.ResourceExhausted):
         return 429 if exc.retry_after_seconds is not None else 413
-    return {
-        grpc.StatusCode.INVALID_ARGUMENT: 400,
-        grpc.StatusCode.NOT_FOUND: 404,
-        grpc.StatusCode.FAILED_PRECONDITION: 409,
-        grpc.StatusCode.PERMISSION_DENIED: 403,
-        grpc.StatusCode.UNAUTHENTICATED: 401,
-        grpc.StatusCode.UNAVAILABLE: 503,
-    }.get(exc.code, 500)
+    if exc.code == grpc.StatusCode.FAILED_PRECONDITION:
+        return 409  # tus: the upload is not in a state this request can change
+    return None
 
 
-def _error(status: int, exc: errors.ReelsError, **extra_headers: str) -> web.Response:
-    body: dict[str, object] = {"code": exc.code.name, "message": exc.message}
-    if isinstance(exc, errors.InvalidArgument) and exc.violations:
-        body["field_violations"] = [{"field": f, "description": d} for f, d in exc.violations]
-    headers = dict(extra_headers)
-    retry = getattr(exc, "retry_after_seconds", None)
-    if retry is not None:
-        headers["Retry-After"] = str(int(retry + 0.999))
+def _error(exc: BaseException, status: int | None = None, **headers: str) -> web.Response:
+    """The JSON error answer for ``exc`` (tus statuses first, then the shared mapper)."""
+    if status is None and isinstance(exc, errors.ReelsError):
+        status = tus_status(exc)
     if isinstance(exc, OffsetMismatch):
         headers["Upload-Offset"] = str(exc.expected)
-    return web.json_response(body, status=status, headers=headers)
+    return http_error(exc, status=status).json_response(**headers)
 
 
 def parse_metadata(header: str) -> dict[str, str]:
@@ -116,14 +118,15 @@ async def coalesce(request: web.Request, size: int = WRITE_PIECE) -> AsyncIterat
             if filled >= size:
                 yield buffer[:filled]
                 buffer, filled = memoryview(bytearray(size)), 0
-    except Exception:
+    except Exception as exc:
         # The body broke off: hand over what did arrive (tus keeps it), then fail.
         # aiohttp raises the connection error before returning bytes it had already
         # buffered; its private reader still hands them out.
         rest = getattr(request.content, "_read_nowait", lambda n: b"")(-1)
         if filled or rest:
             yield memoryview(bytes(buffer[:filled]) + rest)
-        raise
+        # Told apart from a dependency's ConnectionError, which is an outage (503).
+        raise BodyInterrupted(repr(exc)) from exc
     if filled:
         yield buffer[:filled]
 
@@ -135,7 +138,10 @@ class TusApp:
         self.core = core
         auth = auth or AuthConfig()
         self.verifier = TokenVerifier(auth) if auth.required else None
-        self.app = web.Application(middlewares=[self._middleware])
+        # OpenTelemetry first: its SERVER span (child of Envoy's, via traceparent) is
+        # current while the request runs, so the outbox event of a completing PATCH
+        # carries this trace on (reels.telemetry).
+        self.app = web.Application(middlewares=[http_server_middleware(), self._middleware])
         base = BASE_PATH.rstrip("/")
         for path in (base, base + "/"):
             self.app.router.add_route("OPTIONS", path, self.options)
@@ -162,8 +168,10 @@ class TusApp:
                     return response
                 request[USER] = self._user(request)
             response = await handler(request)
-        except errors.ReelsError as exc:
-            response = _error(_status_for(exc), exc)
+        except web.HTTPException:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every error leaves as a JSON answer
+            response = _error(exc)
         response.headers["Tus-Resumable"] = TUS_VERSION
         return response
 
@@ -272,11 +280,9 @@ class TusApp:
                 length=request.content_length,
                 checksum=checksum,
             )
-        except errors.ReelsError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a body that broke off mid-way
+        except BodyInterrupted as exc:
             # The client went away mid-body; what arrived is committed (see write_stream).
-            log.info("tus PATCH %s interrupted: %r", upload_id, exc)
+            log.info("tus PATCH %s interrupted: %s", upload_id, exc)
             return web.json_response({"message": "request body interrupted"}, status=400)
         view = await self.core.get(request[USER], upload_id)
         headers = {"Upload-Offset": str(new_offset), "Reels-Video-Id": view.video_id}
@@ -284,7 +290,7 @@ class TusApp:
             try:
                 await self.core.complete(request[USER], upload_id)
             except errors.InvalidArgument as exc:
-                return _error(422, exc, **headers)
+                return _error(exc, 422, **headers)
         return web.Response(status=204, headers=headers)
 
     def _checksum(self, header: str | None) -> tuple[str, bytes] | None:
@@ -318,4 +324,3 @@ async def start_http(app: TusApp, host: str, port: int) -> tuple[web.AppRunner, 
     sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
     bound = sockets[0].getsockname()[1] if sockets else port
     return runner, int(bound)
-

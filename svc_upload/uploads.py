@@ -29,11 +29,11 @@ from reels.v1 import events_pb2
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from reels import errors
-from svc_upload.models import Upload, Video, VideoStatus
+from reels import errors, topics
 from reels.events import inject_trace_headers, new_event_id
 from reels.media.probe import ProbeResult, UnusableMedia, probe
-from reels.outbox import enqueue
+from reels.metrics import upload_duration
+from reels.outbox import enqueue_message
 from reels.storage import ObjectStore
 from svc_upload.limits import (
     NewUpload,
@@ -43,13 +43,13 @@ from svc_upload.limits import (
     validate,
 )
 from svc_upload.locks import KeyedLocks
+from svc_upload.models import Upload, Video, VideoStatus
 from svc_upload.staging import RunningHash, StagingArea
 from svc_upload.status import StatusChannel, check_transition
 from svc_upload.videos import snapshot_of
 
 log = logging.getLogger(__name__)
 
-TOPIC_VIDEO_UPLOADED = "video.uploaded"
 PRODUCER = "svc_upload"
 # A long tus PATCH commits its offset this often, so a dropped connection loses little.
 COMMIT_EVERY_BYTES = 16 * 1024 * 1024
@@ -466,9 +466,7 @@ class UploadCore:
                 await asyncio.shield(self.staging.restore(upload_id, self.store, key))
                 raise
 
-    async def _hand_over(
-        self, upload: Upload, sha: str, key: str, info: ProbeResult
-    ) -> Completed:
+    async def _hand_over(self, upload: Upload, sha: str, key: str, info: ProbeResult) -> Completed:
         """One transaction: video -> processing, upload -> completed, outbox row."""
         async with self.sessionmaker() as session, session.begin():
             video = await session.get(Video, upload.video_id, with_for_update=True)
@@ -495,13 +493,13 @@ class UploadCore:
                 .values(state=UploadState.COMPLETED, updated_at=func.now())
             )
             event_id = new_event_id()
-            await enqueue(
+            await enqueue_message(
                 session,
-                TOPIC_VIDEO_UPLOADED,
-                str(video.id),
-                self._uploaded_event(video, event_id, now, info).SerializeToString(),
+                topics.VIDEO_UPLOADED,
+                self._uploaded_event(video, event_id, now, info),
                 event_id,
             )
+        upload_duration.record(max(0.0, (now - upload.created_at).total_seconds()))
         await self.channel.publish(snapshot_of(video))
         log.info("upload complete", extra={"fields": {"video_id": str(video.id), "key": key}})
         return Completed(str(video.id), video.status)

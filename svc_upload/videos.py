@@ -10,7 +10,6 @@ someone else's published video) answers PERMISSION_DENIED.
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -21,8 +20,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from reels import errors
-from svc_upload.models import Upload, Video, VideoStatus
 from reels.storage import ObjectStore
+from svc_upload.models import Upload, Video, VideoStatus
 from svc_upload.staging import StagingArea
 from svc_upload.status import StatusChannel, StatusSnapshot, check_transition
 
@@ -47,10 +46,8 @@ CONTENT_TO_PROTO = {
 }
 
 
-def status_writers() -> frozenset[str]:
-    """Principals (JWT ``sub``) allowed to call UpdateVideoStatus: the transcode worker."""
-    raw = os.environ.get("REELS_UPLOAD_STATUS_WRITERS", "svc_transcode")
-    return frozenset(p.strip() for p in raw.split(",") if p.strip())
+# Principals (JWT ``sub``) allowed to call UpdateVideoStatus: the transcode worker.
+DEFAULT_STATUS_WRITERS = frozenset({"svc_transcode"})
 
 
 def snapshot_of(video: Video) -> StatusSnapshot:
@@ -129,11 +126,13 @@ class VideoBook:
         store: ObjectStore,
         staging: StagingArea,
         channel: StatusChannel,
+        status_writers: frozenset[str] | tuple[str, ...] = DEFAULT_STATUS_WRITERS,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.store = store
         self.staging = staging
         self.channel = channel
+        self.status_writers = frozenset(status_writers)
 
     async def _visible(
         self, session: AsyncSession, user: str | None, video_id: str, *, lock: bool = False
@@ -208,7 +207,7 @@ class VideoBook:
         self, caller: str | None, request: upload_pb2.UpdateVideoStatusRequest
     ) -> Video:
         """svc_transcode's report: progress, publication or failure; idempotent."""
-        if caller not in status_writers():
+        if caller not in self.status_writers:
             raise errors.PermissionDenied("only the transcode worker may report video status")
         target = PROTO_TO_STATUS.get(request.status)
         if target not in (VideoStatus.PROCESSING, VideoStatus.PUBLISHED, VideoStatus.FAILED):

@@ -15,6 +15,7 @@ from pathlib import Path
 from google.protobuf import duration_pb2, timestamp_pb2
 from reels.v1 import common_pb2, events_pb2
 
+from reels import topics
 from reels.events import EventProducer
 from svc_transcode.pipeline import TranscodeResult, transcode
 from tests.media import make_clip
@@ -81,7 +82,7 @@ async def send_published(bootstrap: str, event: events_pb2.VideoPublished) -> No
     """Send the event as svc_transcode's outbox relay would (event id in the headers)."""
     async with EventProducer(bootstrap) as producer:
         await producer.send(
-            "video.published",
+            topics.VIDEO_PUBLISHED,
             event.video_id,
             event.SerializeToString(),
             {"event-id": event.meta.event_id},

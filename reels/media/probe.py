@@ -38,7 +38,8 @@ class ProbeLimits:
     min_duration_s: float = 0.5
     max_duration_s: float = 600.0
     min_short_edge: int = 144
-    max_long_edge: int = 4096
+    # 8K (7680x4320) phone video fits; the ladder scales it down, never up.
+    max_long_edge: int = 8192
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,26 @@
 
 The config is rendered from one function so that `make up` (default ports) and the
 tests (free ports, a small rate-limit bucket) run the very same filter chain:
-CORS → JWT (local JWKS) → local rate limit → gRPC-web → JSON transcoding → router,
+gRPC-web → JSON transcoding → CORS → JWT (local JWKS) → local rate limit → router,
 one HTTP/2 cluster per service with gRPC health checks, OpenTelemetry tracing,
 and `/media/` reserved for the media origin (signed URLs, so no JWT there).
+
+Why this order:
+
+* JSON transcoding runs before CORS: it rewrites `/api/v1/...` to the gRPC path and
+  re-picks the route, so the CORS filter sees the service's route and its policy (on
+  the untranscoded path no route matches and a browser got no CORS headers). Browser
+  preflights (`OPTIONS` never maps to an RPC) match their own `/api/v1/` route and are
+  answered by the CORS filter itself, allowed origin or not; nothing is forwarded.
+* gRPC-web runs before transcoding, so a gRPC-web call is plain gRPC by then and the
+  transcoder passes it through.
+* The transcoder turns a service's error into an HTTP status and a google.rpc.Status
+  JSON body, and drops the `grpc-status` header (the status is in the body). The access
+  log's `%GRPC_STATUS%` would then guess from the HTTP status (400 -> Internal). So the
+  service's `grpc-status` is kept as dynamic metadata before the transcoder sees it and
+  put back on the response after it: access log, HTTP status and JSON body agree.
+* Reflection (`grpcurl list`/`describe`) is routed to one service; every service
+  reflects every reels.v1 service (reels.server.enable_reflection).
 
 `python -m reels_dev.infra.envoy render` writes envoy/envoy.yaml (committed, the
 default ports); `python -m reels_dev.infra.envoy run` renders into var/ and execs envoy.
@@ -16,17 +33,36 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from reels.config import DEFAULT_PORTS, SERVICE_NAMES, AuthConfig, var_dir
+from reels.config import (
+    DEFAULT_CORS_ORIGINS,
+    DEFAULT_PORTS,
+    SERVICE_NAMES,
+    AuthConfig,
+    FrontDoorSettings,
+    load,
+    var_dir,
+)
 from reels_dev.infra.process import REPO_ROOT, ManagedProcess, port_open
 
 DESCRIPTOR = REPO_ROOT / "gen" / "reels.pb"
 COMMITTED_CONFIG = REPO_ROOT / "envoy" / "envoy.yaml"
+# The service whose reflection answers for the whole API (all reflect every service).
+REFLECTION_SERVICE = "rank"
+REFLECTION_PREFIXES = (
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+# Where the upstream's grpc-status is kept while the JSON transcoder rewrites the response.
+GRPC_STATUS_METADATA = ("reels.grpc", "status")
+# Access log lines reach stdout within half a second (Envoy's default: 10 s).
+FLUSH_ARGS = ("--file-flush-interval-msec", "500")
 
 
 @dataclass
@@ -45,7 +81,8 @@ class EnvoySettings:
     # refilled by the same amount every `rate_limit_fill_seconds`.
     rate_limit_tokens: int = 1000
     rate_limit_fill_seconds: int = 1
-    cors_origins: list[str] = field(default_factory=lambda: ["*"])
+    # Browser origins the CORS policy allows ("*": any); REELS_CORS_ORIGINS.
+    cors_origins: list[str] = field(default_factory=lambda: list(DEFAULT_CORS_ORIGINS))
 
 
 def _typed(type_name: str, **config: Any) -> dict[str, Any]:
@@ -107,6 +144,9 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
             {"exact": o} if o != "*" else {"safe_regex": {"regex": ".*"}}
             for o in settings.cors_origins
         ],
+        # Every preflight is answered here (without allow-origin when the origin is not
+        # allowed); none reaches a service, which could not answer it anyway.
+        forward_not_matching_preflights=False,
         allow_methods="GET, PUT, DELETE, POST, PATCH, HEAD, OPTIONS",
         allow_headers=(
             "authorization, content-type, x-grpc-web, x-user-agent, grpc-timeout, "
@@ -131,8 +171,33 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
             "name": "media",
             "match": {"prefix": "/media/"},
             "route": {"cluster": "media_origin", "timeout": "30s"},
-        }
+        },
     ]
+    routes.append(
+        {
+            # A browser's preflight of a JSON route: OPTIONS maps to no RPC, so without
+            # this route it would meet `not_found`, which the CORS filter ignores. The
+            # CORS filter answers every request this matches; the cluster is never used.
+            "name": "api_preflight",
+            "match": {
+                "prefix": "/api/v1/",
+                "headers": [
+                    {"name": ":method", "string_match": {"exact": "OPTIONS"}},
+                    {"name": "origin", "present_match": True},
+                    {"name": "access-control-request-method", "present_match": True},
+                ],
+            },
+            "route": {"cluster": f"svc_{REFLECTION_SERVICE}", "timeout": "5s"},
+        }
+    )
+    for prefix in REFLECTION_PREFIXES:
+        routes.append(
+            {
+                "name": prefix.strip("/").rsplit(".", 2)[-2] + "_reflection",
+                "match": {"prefix": prefix},
+                "route": {"cluster": f"svc_{REFLECTION_SERVICE}", "timeout": "0s"},
+            }
+        )
     for key, full_name in SERVICE_NAMES.items():
         routes.append(
             {
@@ -152,7 +217,7 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
             },
         }
     )
-    http_filters = [
+    access_filters = [
         {
             "name": "envoy.filters.http.cors",
             "typed_config": _typed("envoy.extensions.filters.http.cors.v3.Cors"),
@@ -206,33 +271,83 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
                 ],
             ),
         },
+    ]
+    transcoder = {
+        "name": "envoy.filters.http.grpc_json_transcoder",
+        "typed_config": _typed(
+            "envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
+            proto_descriptor=str(settings.descriptor),
+            services=services,
+            convert_grpc_status=True,
+            print_options={
+                "add_whitespace": False,
+                "always_print_primitive_fields": True,
+                "always_print_enums_as_ints": False,
+                "preserve_proto_field_names": False,
+            },
+            request_validation_options={
+                "reject_unknown_method": False,
+                "reject_unknown_query_parameters": False,
+            },
+        ),
+    }
+    grpc_status_namespace, grpc_status_key = GRPC_STATUS_METADATA
+    restore_grpc_status = {
+        # Runs after the transcoder on the way out: puts the service's grpc-status back
+        # on a transcoded error (absent metadata: nothing is added).
+        "name": "reels.grpc_status.restore",
+        "typed_config": _typed(
+            "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+            mutations={
+                "response_mutations": [
+                    {
+                        "append": {
+                            "header": {
+                                "key": "grpc-status",
+                                "value": (
+                                    f"%DYNAMIC_METADATA({grpc_status_namespace}:{grpc_status_key})%"
+                                ),
+                            },
+                            "append_action": "ADD_IF_ABSENT",
+                            "keep_empty_value": False,
+                        }
+                    }
+                ]
+            },
+        ),
+    }
+    keep_grpc_status = {
+        # Runs first on the way out: the service's grpc-status, before the transcoder.
+        "name": "reels.grpc_status.keep",
+        "typed_config": _typed(
+            "envoy.extensions.filters.http.header_to_metadata.v3.Config",
+            response_rules=[
+                {
+                    "header": "grpc-status",
+                    "on_header_present": {
+                        "metadata_namespace": grpc_status_namespace,
+                        "key": grpc_status_key,
+                        "type": "STRING",
+                    },
+                    "remove": False,
+                }
+            ],
+        ),
+    }
+    router = {
+        "name": "envoy.filters.http.router",
+        "typed_config": _typed("envoy.extensions.filters.http.router.v3.Router"),
+    }
+    http_filters = [
         {
             "name": "envoy.filters.http.grpc_web",
             "typed_config": _typed("envoy.extensions.filters.http.grpc_web.v3.GrpcWeb"),
         },
-        {
-            "name": "envoy.filters.http.grpc_json_transcoder",
-            "typed_config": _typed(
-                "envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
-                proto_descriptor=str(settings.descriptor),
-                services=services,
-                convert_grpc_status=True,
-                print_options={
-                    "add_whitespace": False,
-                    "always_print_primitive_fields": True,
-                    "always_print_enums_as_ints": False,
-                    "preserve_proto_field_names": False,
-                },
-                request_validation_options={
-                    "reject_unknown_method": False,
-                    "reject_unknown_query_parameters": False,
-                },
-            ),
-        },
-        {
-            "name": "envoy.filters.http.router",
-            "typed_config": _typed("envoy.extensions.filters.http.router.v3.Router"),
-        },
+        restore_grpc_status,
+        transcoder,
+        *access_filters,  # CORS, JWT, rate limit: on the transcoded request's route
+        keep_grpc_status,
+        router,
     ]
     hcm = _typed(
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -372,6 +487,7 @@ def envoy_process(
             "--base-id",
             str(settings.admin_port),
             "--disable-hot-restart",
+            *FLUSH_ARGS,
         ],
         log_dir=log_dir,
         ready=lambda: (
@@ -382,16 +498,23 @@ def envoy_process(
     )
 
 
-def settings_from_env() -> EnvoySettings:
-    ports = {k: int(os.environ.get(f"REELS_{k.upper()}_PORT", v)) for k, v in DEFAULT_PORTS.items()}
+def settings_from_env(env: Mapping[str, str] | None = None) -> EnvoySettings:
+    """`make up`'s front door: reels.config.FrontDoorSettings (REELS_ENVOY_PORT,
+    REELS_CORS_ORIGINS, ...) and each service's REELS_<SERVICE>_PORT."""
+    front = load(FrontDoorSettings, env)
+    auth = load(AuthConfig, env)
     return EnvoySettings(
-        listen_port=int(os.environ.get("REELS_ENVOY_PORT", 8080)),
-        admin_port=int(os.environ.get("REELS_ENVOY_ADMIN_PORT", 9901)),
-        service_ports=ports,
-        media_port=int(os.environ.get("REELS_MEDIA_PORT", 8090)),
-        upload_http_port=int(os.environ.get("REELS_UPLOAD_HTTP_PORT", 50061)),
-        otlp_port=int(os.environ.get("REELS_OTLP_PORT", 4317)),
-        rate_limit_tokens=int(os.environ.get("REELS_RATE_LIMIT_TOKENS", 1000)),
+        listen_port=front.port,
+        admin_port=front.admin_port,
+        service_ports=front.service_ports(env),
+        media_port=front.media_port,
+        upload_http_port=front.upload_http_port,
+        otlp_port=front.otlp_port,
+        rate_limit_tokens=front.rate_limit_tokens,
+        cors_origins=list(front.cors_origins),
+        jwks_path=auth.jwks_path,
+        issuer=auth.issuer,
+        audience=auth.audience,
     )
 
 
@@ -406,7 +529,8 @@ def main(argv: list[str]) -> None:
         print(write_config(settings, COMMITTED_CONFIG))
     elif command == "run":
         path = write_config(settings_from_env(), var_dir() / "envoy" / "envoy.yaml")
-        os.execv(envoy_binary(), [envoy_binary(), "-c", str(path), "--log-level", "warning"])
+        argv = [envoy_binary(), "-c", str(path), "--log-level", "warning", *FLUSH_ARGS]
+        os.execv(argv[0], argv)
     else:
         raise SystemExit(f"usage: python -m reels_dev.infra.envoy [render|run], not {command!r}")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ from opentelemetry.proto.collector.metrics.v1 import (
 )
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from reels.config import var_dir
+from reels_dev.settings import InfraSettings
 
 
 class _TraceSink(trace_service_pb2_grpc.TraceServiceServicer):
@@ -84,8 +83,8 @@ def read_spans(path: Path) -> list[dict[str, object]]:
 
 
 async def _main() -> None:
-    port = int(os.environ.get("REELS_OTLP_PORT", 4317))
-    path = Path(os.environ.get("REELS_OTLP_FILE", var_dir() / "traces" / "otlp.jsonl"))
+    settings = InfraSettings.from_env()
+    port, path = settings.otlp_port, settings.otlp_file
     server = await start_sink(port, path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -20,6 +20,7 @@ from pathlib import Path
 from aiokafka.protocol.metadata import MetadataRequest_v0
 
 from reels_dev.infra.process import ManagedProcess, port_open
+from reels_dev.settings import InfraSettings
 
 HOST = "127.0.0.1"
 _FALLBACK_BIN = (
@@ -104,8 +105,7 @@ def tansu_process(port: int, log_dir: Path | None = None, name: str = "tansu") -
 
 def main() -> None:
     """Foreground broker for a Procfile: exec so signals reach Tansu directly."""
-    port = int(os.environ.get("REELS_KAFKA_PORT", "9092"))
-    argv = tansu_argv(port)
+    argv = tansu_argv(InfraSettings.from_env().kafka_port)
     os.execv(argv[0], argv)
 
 

@@ -11,7 +11,13 @@ the stub finds its venv through PATH. That venv is .tools/triton-venv
 built against numpy 1.x and mangles tensors under the runtime's numpy 2.
 
 `python -m reels_dev.infra.triton` execs the server in the foreground (Procfile),
-on REELS_TRITON_HTTP_PORT / REELS_TRITON_GRPC_PORT / REELS_TRITON_METRICS_PORT.
+on REELS_TRITON_HTTP_PORT / REELS_TRITON_GRPC_PORT / REELS_TRITON_METRICS_PORT
+(reels_dev.settings.InfraSettings).
+
+On a machine without an NVIDIA GPU the server runs the models on CPU; it is started
+without GPU metrics and pinned memory there, which avoids its NVML/DCGM and pinned
+memory errors. One line remains, "CudaDriverHelper has not been initialized.": it is
+harmless, and the launcher says so once before the server starts.
 """
 
 from __future__ import annotations
@@ -25,11 +31,13 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from reels.config import var_dir
-from reels_dev.infra.process import REPO_ROOT, ManagedProcess
+from reels.config import environ, var_dir
+from reels_dev.infra.process import ManagedProcess
+from reels_dev.settings import InfraSettings
 
-PYTRITON_DIR = Path(os.environ.get("REELS_PYTRITON_DIR", REPO_ROOT / ".tools" / "pytriton"))
-MODEL_REPOSITORY = REPO_ROOT / "models" / "repository"
+_INFRA = InfraSettings.from_env()
+PYTRITON_DIR = _INFRA.pytriton_dir
+MODEL_REPOSITORY = _INFRA.triton_model_repository
 DEFAULT_HTTP_PORT = 18000
 DEFAULT_GRPC_PORT = 18001
 DEFAULT_METRICS_PORT = 18002
@@ -87,7 +95,7 @@ def prepare_server(root: Path | None = None) -> Path:
     return root
 
 
-SERVING_VENV = Path(os.environ.get("REELS_TRITON_VENV", REPO_ROOT / ".tools" / "triton-venv"))
+SERVING_VENV = _INFRA.triton_venv
 
 
 def _venv_bin() -> Path:
@@ -102,11 +110,12 @@ def _venv_bin() -> Path:
 def server_env() -> dict[str, str]:
     libdir = sysconfig.get_config_var("LIBDIR") or ""
     libs = [libdir, str(PYTRITON_DIR / "nvidia_pytriton.libs")]
-    if os.environ.get("LD_LIBRARY_PATH"):
-        libs.append(os.environ["LD_LIBRARY_PATH"])
+    env = environ()
+    if env.get("LD_LIBRARY_PATH"):
+        libs.append(env["LD_LIBRARY_PATH"])
     return {
         "LD_LIBRARY_PATH": os.pathsep.join(p for p in libs if p),
-        "PATH": os.pathsep.join([str(_venv_bin()), os.environ.get("PATH", "/usr/bin:/bin")]),
+        "PATH": os.pathsep.join([str(_venv_bin()), env.get("PATH", "/usr/bin:/bin")]),
         # Models never reach for a hub; everything they load is in the repository.
         "HF_HUB_OFFLINE": "1",
     }
@@ -140,10 +149,25 @@ def server_argv(
         argv.append("--allow-metrics=false")
     else:
         argv += ["--metrics-address=127.0.0.1", f"--metrics-port={metrics_port}"]
+    if not has_gpu():
+        # Nothing to pin or to read GPU metrics from: spares the NVML/DCGM and pinned
+        # memory errors the server logs on a CPU-only machine.
+        argv += ["--allow-gpu-metrics=false", "--pinned-memory-pool-byte-size=0"]
     if models:
         argv.append("--model-control-mode=explicit")
         argv += [f"--load-model={name}" for name in models]
     return argv
+
+
+def has_gpu() -> bool:
+    """True where the NVIDIA driver is loaded (its control device exists)."""
+    return Path("/dev/nvidiactl").exists()
+
+
+CPU_NOTE = (
+    "triton: no NVIDIA GPU here, the models run on CPU. The one error line "
+    '"CudaDriverHelper has not been initialized." that follows is harmless.'
+)
 
 
 # No proxy: an http_proxy in the environment must not swallow loopback checks.
@@ -183,19 +207,17 @@ def triton_process(
     )
 
 
-def _port(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value else default
-
-
 def main() -> None:
+    settings = InfraSettings.from_env()
     argv = server_argv(
-        _port("REELS_TRITON_HTTP_PORT", DEFAULT_HTTP_PORT),
-        _port("REELS_TRITON_GRPC_PORT", DEFAULT_GRPC_PORT),
-        _port("REELS_TRITON_METRICS_PORT", DEFAULT_METRICS_PORT),
-        model_repository=Path(os.environ.get("REELS_TRITON_MODEL_REPOSITORY", MODEL_REPOSITORY)),
+        settings.triton_http_port,
+        settings.triton_grpc_port,
+        settings.triton_metrics_port,
+        model_repository=settings.triton_model_repository,
     )
-    env = {**os.environ, **server_env()}
+    env = {**environ(), **server_env()}
+    if not has_gpu():
+        print(CPU_NOTE, flush=True)
     sys.stdout.flush()
     os.execve(argv[0], argv, env)
 

@@ -6,11 +6,10 @@ svc_stream owns the set; svc_rank reads it only through ListTrending.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
@@ -46,10 +45,18 @@ async def top(
 # TRENDING_WINDOW contribute less than e^-(window/tau) and are not read at all.
 # Only likes still standing count (an unlike cancels the like, whenever it came).
 
-WEIGHT_COMPLETION = float(os.environ.get("REELS_TRENDING_W_COMPLETION", "1"))
-WEIGHT_LIKE = float(os.environ.get("REELS_TRENDING_W_LIKE", "2"))
-WEIGHT_SHARE = float(os.environ.get("REELS_TRENDING_W_SHARE", "4"))
-TAU_S = float(os.environ.get("REELS_TRENDING_TAU_S", str(6 * 3600)))
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    """Weights and decay of the score (svc_stream Settings ``trending_*``)."""
+
+    completion: float = 1.0
+    like: float = 2.0
+    share: float = 4.0
+    tau_s: float = 6 * 3600.0
+
+
+DEFAULT_WEIGHTS = Weights()
 WINDOW_S = 7 * 86400
 TRENDING_TTL_S = 24 * 3600
 MAX_ENTRIES = 10_000
@@ -79,18 +86,20 @@ LIMIT {limit:UInt32}
 """
 
 
-async def compute_scores(analytics: Analytics, now: float | None = None) -> list[tuple[str, float]]:
+async def compute_scores(
+    analytics: Analytics, now: float | None = None, weights: Weights = DEFAULT_WEIGHTS
+) -> list[tuple[str, float]]:
     """Decayed scores as of ``now`` (epoch seconds), highest first."""
     now = time.time() if now is None else now
     rows = await analytics.query_rows(
         _SCORES_SQL,
         {
             "now": now,
-            "tau": TAU_S,
+            "tau": weights.tau_s,
             "since": datetime.fromtimestamp(now - WINDOW_S, UTC),
-            "wc": WEIGHT_COMPLETION,
-            "ws": WEIGHT_SHARE,
-            "wl": WEIGHT_LIKE,
+            "wc": weights.completion,
+            "ws": weights.share,
+            "wl": weights.like,
             "complete": common_pb2.EventType.EVENT_TYPE_WATCH_COMPLETE,
             "share": events_pb2.EngagementType.ENGAGEMENT_TYPE_SHARE,
             "like": events_pb2.EngagementType.ENGAGEMENT_TYPE_LIKE,
@@ -119,35 +128,43 @@ async def publish_scores(client: aioredis.Redis, scores: list[tuple[str, float]]
 
 
 async def recompute(
-    analytics: Analytics, client: aioredis.Redis, now: float | None = None
+    analytics: Analytics,
+    client: aioredis.Redis,
+    now: float | None = None,
+    weights: Weights = DEFAULT_WEIGHTS,
 ) -> list[tuple[str, float]]:
     """One round of the job: scores from ClickHouse into Redis."""
-    scores = await compute_scores(analytics, now)
+    scores = await compute_scores(analytics, now, weights)
     await publish_scores(client, scores)
     return scores
 
 
 class TrendingJob:
-    """Recomputes trending every ``interval_s`` (``REELS_TRENDING_INTERVAL_S``, default 60)."""
+    """Recomputes trending every ``interval_s`` (``REELS_TRENDING_INTERVAL_S``, default 60).
+
+    ``run()`` is a supervised loop of svc_stream's App. A failed round keeps the last
+    good set and tries again at the next tick (not sooner: a round is a full scan).
+    """
 
     def __init__(
-        self, analytics: Analytics, client: aioredis.Redis, interval_s: float | None = None
+        self,
+        analytics: Analytics,
+        client: aioredis.Redis,
+        interval_s: float = 60.0,
+        weights: Weights = DEFAULT_WEIGHTS,
     ) -> None:
         self.analytics = analytics
         self.client = client
-        self.interval_s = interval_s or float(os.environ.get("REELS_TRENDING_INTERVAL_S", "60"))
+        self.interval_s = interval_s
+        self.weights = weights
         self.rounds = 0
-        self._stop = asyncio.Event()
 
     async def run(self) -> None:
-        while not self._stop.is_set():
+        """Recompute forever (until cancelled)."""
+        while True:
             try:
-                await recompute(self.analytics, self.client)
+                await recompute(self.analytics, self.client, weights=self.weights)
                 self.rounds += 1
             except Exception as exc:  # noqa: BLE001 - keep the last good set, try again later
                 log.warning("trending: recompute failed: %s", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.interval_s)
-
-    def stop(self) -> None:
-        self._stop.set()
+            await asyncio.sleep(self.interval_s)

@@ -20,12 +20,11 @@ from sqlalchemy import delete, func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from reels import errors
-from svc_stream.engagement.models import CreatorFollow, VideoComment, VideoLike, VideoShare
+from reels import errors, topics
 from reels.events import new_event_id
-from reels.outbox import enqueue
+from reels.outbox import enqueue_message
+from svc_stream.engagement.models import CreatorFollow, VideoComment, VideoLike, VideoShare
 
-TOPIC = "engagement.events"
 MAX_COMMENT_CHARS = 500
 MAX_PAGE = 100
 DEFAULT_PAGE = 20
@@ -59,26 +58,34 @@ async def _emit(
         text=text_,
         channel=channel,
     )
-    key = video_id or creator_id
-    await enqueue(session, TOPIC, key, message.SerializeToString(), event_id)
+    # Follow/unfollow have no video: they are keyed (ordered) by the creator instead.
+    await enqueue_message(
+        session, topics.ENGAGEMENT_EVENTS, message, event_id, key=video_id or creator_id
+    )
 
 
 async def _like_count(session: AsyncSession, video_id: str) -> int:
-    return int(await session.scalar(
-        select(func.count()).select_from(VideoLike).where(VideoLike.video_id == video_id)
-    ) or 0)
+    return int(
+        await session.scalar(
+            select(func.count()).select_from(VideoLike).where(VideoLike.video_id == video_id)
+        )
+        or 0
+    )
 
 
 async def like(sm: Sessions, user_id: str, video_id: str, creator_id: str) -> int:
     """Like (idempotent); returns the like count."""
     async with sm() as session, session.begin():
         inserted = await session.scalar(
-            insert(VideoLike).values(video_id=video_id, user_id=user_id)
-            .on_conflict_do_nothing().returning(text("1"))
+            insert(VideoLike)
+            .values(video_id=video_id, user_id=user_id)
+            .on_conflict_do_nothing()
+            .returning(text("1"))
         )
         if inserted is not None:
-            await _emit(session, GT.ENGAGEMENT_TYPE_LIKE, user_id, video_id=video_id,
-                        creator_id=creator_id)
+            await _emit(
+                session, GT.ENGAGEMENT_TYPE_LIKE, user_id, video_id=video_id, creator_id=creator_id
+            )
         return await _like_count(session, video_id)
 
 
@@ -89,8 +96,13 @@ async def unlike(sm: Sessions, user_id: str, video_id: str, creator_id: str) -> 
             delete(VideoLike).where(VideoLike.video_id == video_id, VideoLike.user_id == user_id)
         )
         if result.rowcount:  # type: ignore[attr-defined]
-            await _emit(session, GT.ENGAGEMENT_TYPE_UNLIKE, user_id, video_id=video_id,
-                        creator_id=creator_id)
+            await _emit(
+                session,
+                GT.ENGAGEMENT_TYPE_UNLIKE,
+                user_id,
+                video_id=video_id,
+                creator_id=creator_id,
+            )
         return await _like_count(session, video_id)
 
 
@@ -127,8 +139,13 @@ async def add_comment(
     body = check_comment_text(body)
     async with sm() as session, session.begin():
         comment_id = uuid.uuid4()
-        values = {"id": comment_id, "video_id": video_id, "user_id": user_id, "text": body,
-                  "client_comment_id": client_id or None}
+        values = {
+            "id": comment_id,
+            "video_id": video_id,
+            "user_id": user_id,
+            "text": body,
+            "client_comment_id": client_id or None,
+        }
         stmt = insert(VideoComment).values(**values)
         if client_id:
             stmt = stmt.on_conflict_do_nothing(
@@ -137,13 +154,22 @@ async def add_comment(
             )
         inserted = await session.scalar(stmt.returning(VideoComment.id))
         if inserted is None:
-            existing = await session.scalar(select(VideoComment).where(
-                VideoComment.user_id == user_id, VideoComment.client_comment_id == client_id
-            ))
+            existing = await session.scalar(
+                select(VideoComment).where(
+                    VideoComment.user_id == user_id, VideoComment.client_comment_id == client_id
+                )
+            )
             assert existing is not None
             return _row(existing)
-        await _emit(session, GT.ENGAGEMENT_TYPE_COMMENT, user_id, video_id=video_id,
-                    creator_id=creator_id, comment_id=str(comment_id), text_=body)
+        await _emit(
+            session,
+            GT.ENGAGEMENT_TYPE_COMMENT,
+            user_id,
+            video_id=video_id,
+            creator_id=creator_id,
+            comment_id=str(comment_id),
+            text_=body,
+        )
         row = await session.scalar(select(VideoComment).where(VideoComment.id == comment_id))
         assert row is not None
         return _row(row)
@@ -201,26 +227,40 @@ async def share(sm: Sessions, user_id: str, video_id: str, creator_id: str, chan
         await session.execute(
             insert(VideoShare).values(video_id=video_id, user_id=user_id, channel=value)
         )
-        await _emit(session, GT.ENGAGEMENT_TYPE_SHARE, user_id, video_id=video_id,
-                    creator_id=creator_id, channel=value)
-        return int(await session.scalar(
-            select(func.count()).select_from(VideoShare).where(VideoShare.video_id == video_id)
-        ) or 0)
+        await _emit(
+            session,
+            GT.ENGAGEMENT_TYPE_SHARE,
+            user_id,
+            video_id=video_id,
+            creator_id=creator_id,
+            channel=value,
+        )
+        return int(
+            await session.scalar(
+                select(func.count()).select_from(VideoShare).where(VideoShare.video_id == video_id)
+            )
+            or 0
+        )
 
 
 def check_follow(user_id: str, creator_id: str) -> None:
     if not creator_id:
         raise errors.InvalidArgument("creator_id is required", [("creator_id", "is required")])
     if creator_id == user_id:
-        raise errors.InvalidArgument("you cannot follow yourself",
-                                     [("creator_id", "must not be the caller")])
+        raise errors.InvalidArgument(
+            "you cannot follow yourself", [("creator_id", "must not be the caller")]
+        )
 
 
 async def _followers(session: AsyncSession, creator_id: str) -> int:
-    return int(await session.scalar(
-        select(func.count()).select_from(CreatorFollow)
-        .where(CreatorFollow.creator_id == creator_id)
-    ) or 0)
+    return int(
+        await session.scalar(
+            select(func.count())
+            .select_from(CreatorFollow)
+            .where(CreatorFollow.creator_id == creator_id)
+        )
+        or 0
+    )
 
 
 async def follow(sm: Sessions, user_id: str, creator_id: str) -> int:
@@ -228,8 +268,10 @@ async def follow(sm: Sessions, user_id: str, creator_id: str) -> int:
     check_follow(user_id, creator_id)
     async with sm() as session, session.begin():
         inserted = await session.scalar(
-            insert(CreatorFollow).values(follower_id=user_id, creator_id=creator_id)
-            .on_conflict_do_nothing().returning(text("1"))
+            insert(CreatorFollow)
+            .values(follower_id=user_id, creator_id=creator_id)
+            .on_conflict_do_nothing()
+            .returning(text("1"))
         )
         if inserted is not None:
             await _emit(session, GT.ENGAGEMENT_TYPE_FOLLOW, user_id, creator_id=creator_id)
@@ -241,9 +283,11 @@ async def unfollow(sm: Sessions, user_id: str, creator_id: str) -> int:
     if not creator_id:
         raise errors.InvalidArgument("creator_id is required", [("creator_id", "is required")])
     async with sm() as session, session.begin():
-        result = await session.execute(delete(CreatorFollow).where(
-            CreatorFollow.follower_id == user_id, CreatorFollow.creator_id == creator_id
-        ))
+        result = await session.execute(
+            delete(CreatorFollow).where(
+                CreatorFollow.follower_id == user_id, CreatorFollow.creator_id == creator_id
+            )
+        )
         if result.rowcount:  # type: ignore[attr-defined]
             await _emit(session, GT.ENGAGEMENT_TYPE_UNFOLLOW, user_id, creator_id=creator_id)
         return await _followers(session, creator_id)
@@ -263,7 +307,8 @@ async def video_counts(sm: Sessions, video_ids: Sequence[str]) -> dict[str, tupl
     async with sm() as session:
         for slot, model in enumerate((VideoLike, VideoShare, VideoComment)):
             rows = await session.execute(
-                select(model.video_id, func.count()).where(model.video_id.in_(ids))
+                select(model.video_id, func.count())
+                .where(model.video_id.in_(ids))
                 .group_by(model.video_id)
             )
             for vid, n in rows.all():

@@ -32,15 +32,23 @@ from aiokafka.errors import KafkaError
 from google.protobuf.message import DecodeError
 from reels.v1 import common_pb2, events_pb2
 
+from reels import topics
 from reels.analytics import Analytics
 from reels.events import EventConsumer, ReceivedEvent, event_id_of
-from svc_stream.events.counters import CounterDelta, Counters, creator_counters_key, video_counters_key
+from reels.topics import Topic
+from svc_stream.events.counters import (
+    CounterDelta,
+    Counters,
+    creator_counters_key,
+    video_counters_key,
+)
 
 log = logging.getLogger(__name__)
 
-TOPIC_VIDEO_EVENTS = "video.events"
-TOPIC_ENGAGEMENT = "engagement.events"
-TOPIC_PUBLISHED = "video.published"
+SINK_TOPICS = (topics.VIDEO_EVENTS, topics.ENGAGEMENT_EVENTS, topics.VIDEO_PUBLISHED)
+_VIDEO_EVENTS = topics.VIDEO_EVENTS.name
+_ENGAGEMENT = topics.ENGAGEMENT_EVENTS.name
+_PUBLISHED = topics.VIDEO_PUBLISHED.name
 SINK_GROUP = "svc_stream.analytics"
 
 ET = common_pb2.EventType
@@ -79,14 +87,37 @@ SCHEMA = (
     ) ENGINE = ReplacingMergeTree(version) ORDER BY video_id""",
 )
 VIDEO_EVENT_COLUMNS = (
-    "event_id", "video_id", "user_id", "session_id", "client_event_id", "type",
-    "occurred_at", "received_at", "position_s", "watch_s", "rendition", "device", "country",
+    "event_id",
+    "video_id",
+    "user_id",
+    "session_id",
+    "client_event_id",
+    "type",
+    "occurred_at",
+    "received_at",
+    "position_s",
+    "watch_s",
+    "rendition",
+    "device",
+    "country",
 )
 WATCH_HISTORY_COLUMNS = (
-    "user_id", "video_id", "session_id", "position_s", "completed", "last_event_at", "version",
+    "user_id",
+    "video_id",
+    "session_id",
+    "position_s",
+    "completed",
+    "last_event_at",
+    "version",
 )
 ENGAGEMENT_COLUMNS = (
-    "event_id", "type", "user_id", "video_id", "creator_id", "comment_id", "channel",
+    "event_id",
+    "type",
+    "user_id",
+    "video_id",
+    "creator_id",
+    "comment_id",
+    "channel",
     "occurred_at",
 )
 VIDEO_COLUMNS = ("video_id", "creator_id", "duration_s", "title", "published_at", "version")
@@ -135,25 +166,41 @@ class Batch:
 
     def add(self, event: ReceivedEvent) -> None:
         try:
-            if event.topic == TOPIC_VIDEO_EVENTS:
+            if event.topic == _VIDEO_EVENTS:
                 self._video_event(event)
-            elif event.topic == TOPIC_ENGAGEMENT:
+            elif event.topic == _ENGAGEMENT:
                 self._engagement(event)
-            elif event.topic == TOPIC_PUBLISHED:
+            elif event.topic == _PUBLISHED:
                 self._published(event)
         except (DecodeError, ValueError, OverflowError) as exc:
             # A poison record must not wedge the partition: log it and move on.
-            log.error("analytics sink: skipping undecodable %s record %s: %s",
-                      event.topic, event.event_id, exc)
+            log.error(
+                "analytics sink: skipping undecodable %s record %s: %s",
+                event.topic,
+                event.event_id,
+                exc,
+            )
 
     def _video_event(self, event: ReceivedEvent) -> None:
         m = events_pb2.VideoEvent.FromString(event.value)
         occurred = _ts(m.occurred_at)
-        self.video_events.append((
-            event.event_id, m.video_id, m.user_id, m.session_id, m.client_event_id, m.type,
-            occurred, _ts(m.meta.occurred_at), m.position_seconds, m.watch_seconds,
-            m.rendition, device_name(m.device), m.country,
-        ))
+        self.video_events.append(
+            (
+                event.event_id,
+                m.video_id,
+                m.user_id,
+                m.session_id,
+                m.client_event_id,
+                m.type,
+                occurred,
+                _ts(m.meta.occurred_at),
+                m.position_seconds,
+                m.watch_seconds,
+                m.rendition,
+                device_name(m.device),
+                m.country,
+            )
+        )
         if m.type not in WATCH_TYPES:
             return  # player-reported like/share/comment: telemetry only (see engagement)
         completed = m.type == _WATCH_COMPLETE
@@ -162,8 +209,13 @@ class Batch:
         old = self.history.get(hkey)
         if old is None or old[-1] < version:
             self.history[hkey] = (
-                m.user_id, m.video_id, m.session_id, m.position_seconds, int(completed),
-                occurred, version,
+                m.user_id,
+                m.video_id,
+                m.session_id,
+                m.position_seconds,
+                int(completed),
+                occurred,
+                version,
             )
         inc = {"watch_ms": round(m.watch_seconds * 1000)}
         if m.type == _WATCH_START:
@@ -174,10 +226,18 @@ class Batch:
 
     def _engagement(self, event: ReceivedEvent) -> None:
         m = events_pb2.EngagementEvent.FromString(event.value)
-        self.engagement.append((
-            event.event_id, m.type, m.user_id, m.video_id, m.creator_id, m.comment_id,
-            m.channel, _ts(m.meta.occurred_at),
-        ))
+        self.engagement.append(
+            (
+                event.event_id,
+                m.type,
+                m.user_id,
+                m.video_id,
+                m.creator_id,
+                m.comment_id,
+                m.channel,
+                _ts(m.meta.occurred_at),
+            )
+        )
         video_field = {
             GT.ENGAGEMENT_TYPE_LIKE: ("likes", 1),
             GT.ENGAGEMENT_TYPE_UNLIKE: ("likes", -1),
@@ -185,14 +245,18 @@ class Batch:
             GT.ENGAGEMENT_TYPE_SHARE: ("shares", 1),
         }.get(m.type)
         if video_field is not None and m.video_id:
-            self.deltas.append(CounterDelta(
-                event.event_id, video_counters_key(m.video_id), {video_field[0]: video_field[1]}
-            ))
+            self.deltas.append(
+                CounterDelta(
+                    event.event_id, video_counters_key(m.video_id), {video_field[0]: video_field[1]}
+                )
+            )
         elif m.type in (GT.ENGAGEMENT_TYPE_FOLLOW, GT.ENGAGEMENT_TYPE_UNFOLLOW) and m.creator_id:
             step = 1 if m.type == GT.ENGAGEMENT_TYPE_FOLLOW else -1
-            self.deltas.append(CounterDelta(
-                event.event_id, creator_counters_key(m.creator_id), {"followers": step}
-            ))
+            self.deltas.append(
+                CounterDelta(
+                    event.event_id, creator_counters_key(m.creator_id), {"followers": step}
+                )
+            )
 
     def _published(self, event: ReceivedEvent) -> None:
         m = events_pb2.VideoPublished.FromString(event.value)
@@ -200,10 +264,16 @@ class Batch:
             return
         published = _ts(m.published_at) if m.HasField("published_at") else datetime.now(UTC)
         version = m.meta.occurred_at.ToNanoseconds() if m.HasField("meta") else 0
-        self.videos.append((
-            m.video_id, m.creator_id, m.duration.ToNanoseconds() / 1e9, m.title, published,
-            version or int(published.timestamp() * 1e9),
-        ))
+        self.videos.append(
+            (
+                m.video_id,
+                m.creator_id,
+                m.duration.ToNanoseconds() / 1e9,
+                m.title,
+                published,
+                version or int(published.timestamp() * 1e9),
+            )
+        )
 
 
 class AnalyticsSink:
@@ -261,7 +331,7 @@ class BatchConsumer(EventConsumer):
 
     def __init__(
         self,
-        topics: Sequence[str],
+        topics: Sequence[str | Topic],
         group_id: str,
         apply: BatchHandler,
         *,
@@ -319,10 +389,17 @@ class BatchConsumer(EventConsumer):
             for records in pending.values():
                 for record in records:
                     event_id, headers = event_id_of(record)
-                    events.append(ReceivedEvent(
-                        event_id, record.topic, record.partition, record.offset, record.key,
-                        record.value or b"", headers,
-                    ))
+                    events.append(
+                        ReceivedEvent(
+                            event_id,
+                            record.topic,
+                            record.partition,
+                            record.offset,
+                            record.key,
+                            record.value or b"",
+                            headers,
+                        )
+                    )
             try:
                 await self.apply(events)
             except asyncio.CancelledError:
@@ -330,8 +407,12 @@ class BatchConsumer(EventConsumer):
             except Exception:
                 self.failures += 1
                 delay = min(self.retry_backoff_max, 0.1 * 2 ** min(self.failures, 10))
-                log.exception("consumer %s: batch of %d failed; retrying in %.1fs",
-                              self.group_id, len(events), delay)
+                log.exception(
+                    "consumer %s: batch of %d failed; retrying in %.1fs",
+                    self.group_id,
+                    len(events),
+                    delay,
+                )
                 self._rewind(consumer, pending)
                 await self._sleep(delay)
                 continue

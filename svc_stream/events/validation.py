@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -23,15 +22,24 @@ from svc_stream.playback.catalog import PublishedVideo
 
 MAX_BATCH = 500
 MAX_CLIENT_EVENT_ID = 128
-# Client clocks drift; a little future is tolerated, more is a broken clock.
-FUTURE_SKEW_S = float(os.environ.get("REELS_EVENTS_FUTURE_SKEW_S", "120"))
-# Offline players flush late, but a week-old event no longer describes "now" (and the
-# dedupe ledger only remembers event ids for a little longer than this window).
-MAX_AGE_S = float(os.environ.get("REELS_EVENTS_MAX_AGE_S", str(7 * 86400)))
-# Looping playback (a reel replays by itself) lets watch time exceed the duration.
-REPLAY_ALLOWANCE = float(os.environ.get("REELS_EVENTS_REPLAY_ALLOWANCE", "3"))
 # Players report the playhead a little past the end (rounding, last frame).
 POSITION_TOLERANCE_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class EventLimits:
+    """How far an event may stray from "now" and from its video (svc_stream Settings)."""
+
+    future_skew_s: float = 120.0
+    """Client clocks drift; a little future is tolerated, more is a broken clock."""
+    max_age_s: float = 7 * 86400.0
+    """Offline players flush late, but a week-old event no longer describes "now" (and
+    the dedupe ledger only remembers event ids for a little longer than this window)."""
+    replay_allowance: float = 3.0
+    """Looping playback (a reel replays by itself) lets watch time exceed the duration."""
+
+
+DEFAULT_LIMITS = EventLimits()
 
 # Event id namespace: uuid5(NS, user \x00 client_event_id) is the same on every retry.
 EVENT_ID_NAMESPACE = uuid.UUID("6f1d6a52-8a34-4f57-9a1e-2f8f3d1c0b7e")
@@ -74,7 +82,7 @@ class Verdict:
 CatalogGet = Callable[[str], Awaitable[PublishedVideo | None]]
 
 
-def _check_fields(event: stream_pb2.PlayerEvent, now: float) -> str:
+def _check_fields(event: stream_pb2.PlayerEvent, now: float, limits: EventLimits) -> str:
     """Everything that can be judged without the catalog; empty string = fine."""
     if not event.client_event_id:
         return "client_event_id is required"
@@ -87,9 +95,9 @@ def _check_fields(event: stream_pb2.PlayerEvent, now: float) -> str:
     if not event.HasField("occurred_at"):
         return "occurred_at is required"
     ts = event.occurred_at.seconds + event.occurred_at.nanos / 1e9
-    if ts > now + FUTURE_SKEW_S:
+    if ts > now + limits.future_skew_s:
         return "occurred_at is in the future"
-    if ts < now - MAX_AGE_S:
+    if ts < now - limits.max_age_s:
         return "occurred_at is too old"
     for name in ("position_seconds", "watch_seconds"):
         value = getattr(event, name)
@@ -100,12 +108,14 @@ def _check_fields(event: stream_pb2.PlayerEvent, now: float) -> str:
     return ""
 
 
-def _check_against_video(event: stream_pb2.PlayerEvent, video: PublishedVideo) -> str:
+def _check_against_video(
+    event: stream_pb2.PlayerEvent, video: PublishedVideo, limits: EventLimits
+) -> str:
     duration = video.duration_s
     if duration > 0:
         if event.position_seconds > duration + POSITION_TOLERANCE_S:
             return "position_seconds is beyond the video's duration"
-        if event.watch_seconds > duration * REPLAY_ALLOWANCE + POSITION_TOLERANCE_S:
+        if event.watch_seconds > duration * limits.replay_allowance + POSITION_TOLERANCE_S:
             return "watch_seconds is impossible for the video's duration"
     return ""
 
@@ -115,6 +125,7 @@ async def validate_batch(
     catalog_get: CatalogGet,
     *,
     now: datetime | None = None,
+    limits: EventLimits = DEFAULT_LIMITS,
 ) -> list[Verdict]:
     """One verdict per item, in order.
 
@@ -127,13 +138,15 @@ async def validate_batch(
     verdicts: list[Verdict] = []
     for index, event in enumerate(events):
         cid = event.client_event_id
-        reason = _check_fields(event, clock)
+        reason = _check_fields(event, clock, limits)
         video: PublishedVideo | None = None
         if not reason:
             if event.video_id not in videos:
                 videos[event.video_id] = await catalog_get(event.video_id)
             video = videos[event.video_id]
-            reason = "unknown video" if video is None else _check_against_video(event, video)
+            reason = (
+                "unknown video" if video is None else _check_against_video(event, video, limits)
+            )
         if reason:
             verdicts.append(Verdict(index, cid, reason))
             continue

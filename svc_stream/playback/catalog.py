@@ -38,12 +38,12 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from svc_stream.playback.models import StreamVideo
+from reels import topics
 from reels.events import IdempotentConsumer, ReceivedEvent
+from svc_stream.playback.models import StreamVideo
 
 log = logging.getLogger(__name__)
 
-TOPIC_PUBLISHED = "video.published"
 CONSUMER_GROUP = "svc_stream.playback.catalog"
 DEFAULT_POSITIVE_TTL_S = 60.0
 DEFAULT_NEGATIVE_TTL_S = 1.0
@@ -308,20 +308,20 @@ class Catalog:
 
     async def handle_event(self, session: AsyncSession, event: ReceivedEvent) -> None:
         """IdempotentConsumer handler: runs inside the transaction that records the id."""
-        message = events_pb2.VideoPublished()
         try:
-            message.ParseFromString(event.value)
+            message = topics.VIDEO_PUBLISHED.parse(event.value)
         except Exception:  # noqa: BLE001 - a poison record must not wedge the partition
             log.error("catalog: undecodable video.published %s; skipped", event.event_id)
             return
         if not message.video_id or not message.master_playlist_key:
-            log.error("catalog: video.published %s lacks video_id/master key; skipped",
-                      event.event_id)
+            log.error(
+                "catalog: video.published %s lacks video_id/master key; skipped", event.event_id
+            )
             return
         await self.apply_published(message, session)
 
     def consumer(self, **kwargs: Any) -> IdempotentConsumer:
         """The consumer group that keeps this catalog filled (start/run/stop it)."""
         return IdempotentConsumer(
-            [TOPIC_PUBLISHED], CONSUMER_GROUP, self.handle_event, self.sessionmaker, **kwargs
+            [topics.VIDEO_PUBLISHED], CONSUMER_GROUP, self.handle_event, self.sessionmaker, **kwargs
         )

@@ -60,8 +60,10 @@ _FROM_PROTO = {
 # Order matters: Android UAs contain "Mozilla"/"Safari"/"Linux", iOS ones "Safari".
 _UA_RULES: tuple[tuple[re.Pattern[str], DeviceClass], ...] = (
     (re.compile(r"android|exoplayer|dalvik|okhttp", re.I), DeviceClass.ANDROID),
-    (re.compile(r"iphone|ipad|ipod|\bios\b|cfnetwork|applecoremedia|darwin", re.I),
-     DeviceClass.IOS),
+    (
+        re.compile(r"iphone|ipad|ipod|\bios\b|cfnetwork|applecoremedia|darwin", re.I),
+        DeviceClass.IOS,
+    ),
     (re.compile(r"mozilla|chrome|safari|firefox|edg/|opera|hls\.js", re.I), DeviceClass.WEB),
 )
 
@@ -101,7 +103,8 @@ def choose_ladder(
     policy = POLICIES[device]
     ordered = sorted(available, key=short_side)
     offered = [
-        r for r in ordered
+        r
+        for r in ordered
         if policy.max_short_side is None or short_side(r) <= policy.max_short_side
     ]
     if not offered and ordered:

@@ -1,6 +1,6 @@
 """The object store as playback reads it: bounded in time, cached where it is hot.
 
-Every call has a deadline (``REELS_MEDIA_STORE_TIMEOUT_S``, default 5 s): a stuck disk
+Every call has a deadline (``Settings.media_store_timeout_s``, default 5 s): a stuck disk
 or a slow S3 becomes :class:`StorageUnavailable` (the origin answers 503 with
 Retry-After, RPCs UNAVAILABLE) instead of a request that hangs. A missing object is
 told apart from a missing *store*: for a local store whose root is gone or unreadable
@@ -23,9 +23,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from reels import errors
 from reels.storage import LocalObjectStore, ObjectStore
 
 DEFAULT_TIMEOUT_S = 5.0
+RETRY_AFTER_S = 2.0
 DEFAULT_TTL_S = 5.0
 MAX_CACHED_BYTES = 64 * 1024  # playlists only; segments are never cached in memory
 MAX_ENTRIES = 50_000
@@ -34,12 +36,21 @@ T = TypeVar("T")
 V = TypeVar("V")
 
 
-class StorageUnavailable(Exception):
-    """The store did not answer in time or is not there at all: retry later."""
+class StorageUnavailable(errors.Unavailable):
+    """The store did not answer in time or is not there at all: retry later.
 
+    An outage of a dependency, so it *is* UNAVAILABLE (with RetryInfo) for any RPC it
+    escapes from (the interceptor maps it); the origin answers 503 + Retry-After.
+    ``reason`` (and ``str()``) say what happened, for the logs; clients get only
+    ``message``.
+    """
 
-def store_timeout_s() -> float:
-    return float(os.environ.get("REELS_MEDIA_STORE_TIMEOUT_S", DEFAULT_TIMEOUT_S))
+    def __init__(self, reason: str) -> None:
+        super().__init__("media storage unavailable, retry shortly", RETRY_AFTER_S)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"media storage unavailable: {self.reason}"
 
 
 class _TtlCache(Generic[V]):
@@ -67,12 +78,12 @@ class MediaStore:
         self,
         store: ObjectStore,
         *,
-        timeout_s: float | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
         ttl_s: float = DEFAULT_TTL_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
-        self.timeout_s = store_timeout_s() if timeout_s is None else timeout_s
+        self.timeout_s = timeout_s
         self._exists = _TtlCache[bool](ttl_s, clock)
         self._small = _TtlCache[bytes](ttl_s, clock)
 

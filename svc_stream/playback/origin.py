@@ -28,14 +28,15 @@ segments come straight from the bucket.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import os
 import posixpath
 import re
 from urllib.parse import unquote
 
 from aiohttp import web
 
+from reels.http_errors import http_error
 from reels.storage import validate_key
 from svc_stream.playback import manifest
 from svc_stream.playback.devices import parse_device
@@ -66,14 +67,6 @@ CORS_HEADERS = {
     "Access-Control-Expose-Headers": "Content-Range, Content-Length, Accept-Ranges, ETag",
 }
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-def media_port() -> int:
-    return int(os.environ.get("REELS_MEDIA_PORT", DEFAULT_PORT))
-
-
-def media_host() -> str:
-    return os.environ.get("REELS_MEDIA_HOST", DEFAULT_HOST)
 
 
 class Unsatisfiable(Exception):
@@ -127,16 +120,29 @@ class MediaOrigin:
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
-    async def start(self, host: str | None = None, port: int | None = None) -> int:
+    async def start(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> int:
         """Listen (port 0 picks a free one); returns the bound port."""
-        self._runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True)
-        await self._runner.setup()
-        bind_port = media_port() if port is None else port
-        site = web.TCPSite(self._runner, host or media_host(), bind_port)
-        await site.start()
+        runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
         server = site._server  # noqa: SLF001 - aiohttp exposes no public bound address
-        self.port = server.sockets[0].getsockname()[1] if server and server.sockets else bind_port
+        self.port = server.sockets[0].getsockname()[1] if server and server.sockets else port
         return int(self.port or 0)
+
+    async def serve(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+        """Listen until cancelled, then close (a supervised loop of svc_stream's App)."""
+        bound = await self.start(host, port)
+        log.info("media origin on port %d, URLs under %s", bound, self.signer.base_url)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -172,9 +178,9 @@ class MediaOrigin:
         except FileNotFoundError:
             return _error(404, "no such object")
         except StorageUnavailable as exc:
-            log.warning("origin: storage unavailable for %s: %s", key, exc)
-            return _error(503, "media storage unavailable, retry shortly",
-                          **{"Retry-After": str(RETRY_AFTER_S)})
+            # The shared HTTP mapper (reels.http_errors): an outage is 503 + Retry-After.
+            err = http_error(exc, outages=(StorageUnavailable,), retry_after_s=RETRY_AFTER_S)
+            return _error(err.status, err.message, **err.headers)
 
     async def _playlist(self, key: str, signed: dict[str, str]) -> web.Response:
         text = (await self.store.read_small(key)).decode("utf-8", errors="replace")

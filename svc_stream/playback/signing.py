@@ -23,10 +23,9 @@ import base64
 import hashlib
 import hmac
 import math
-import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
 DEFAULT_TTL_S = 6 * 3600
@@ -43,14 +42,6 @@ class SignatureError(Exception):
         self.reason = reason
 
 
-def media_base_url() -> str:
-    return os.environ.get("REELS_MEDIA_BASE_URL", DEFAULT_BASE_URL).rstrip("/")
-
-
-def media_url_ttl_s() -> int:
-    return int(os.environ.get("REELS_MEDIA_URL_TTL_S", DEFAULT_TTL_S))
-
-
 def _canonical(key: str, params: Mapping[str, str]) -> bytes:
     body = "&".join(f"{k}={params[k]}" for k in sorted(params))
     return f"{key}\n{body}".encode()
@@ -61,10 +52,13 @@ class UrlSigner:
     """Issues and checks media URL signatures with one secret."""
 
     secret: bytes
-    base_url: str = field(default_factory=media_base_url)
-    ttl_s: int = field(default_factory=media_url_ttl_s)
+    base_url: str = DEFAULT_BASE_URL
+    ttl_s: int = DEFAULT_TTL_S
     bucket_s: int = EXPIRY_BUCKET_S
     clock: Callable[[], float] = time.time
+
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
 
     def expiry(self) -> int:
         """Unix time the URLs issued now stop working (now + TTL, rounded up to a bucket)."""

@@ -25,9 +25,9 @@ from reels.v1 import (
     upload_pb2_grpc,
 )
 
-from reels_dev.keys import mint_token
 from reels_dev.infra.envoy import COMMITTED_CONFIG, EnvoySettings, validate, write_config
 from reels_dev.infra.otlp_sink import read_spans
+from reels_dev.keys import mint_token
 from tests.fixtures.mesh import Mesh
 
 
@@ -244,7 +244,7 @@ async def test_grpc_web_through_envoy_reaches_each_service(
         **_auth(),
         "content-type": "application/grpc-web+proto",
         "x-grpc-web": "1",
-        "origin": "http://app.example",
+        "origin": "http://localhost:5173",
     }
     async with aiohttp.ClientSession() as http:
         async with http.post(
@@ -254,7 +254,7 @@ async def test_grpc_web_through_envoy_reaches_each_service(
         ) as resp:
             assert resp.status == 200
             assert resp.headers["content-type"].startswith("application/grpc-web")
-            assert resp.headers.get("access-control-allow-origin") == "http://app.example"
+            assert resp.headers.get("access-control-allow-origin") == "http://localhost:5173"
             body = await resp.read()
     messages, trailers = _grpc_web_parse(body)
     status = trailers.get("grpc-status") or resp.headers.get("grpc-status")
@@ -268,7 +268,7 @@ async def test_grpc_web_through_envoy_reaches_each_service(
 
 async def test_cors_preflight_is_answered_without_a_token(envoy: EnvoySettings) -> None:
     headers = {
-        "origin": "http://app.example",
+        "origin": "http://localhost:5173",
         "access-control-request-method": "POST",
         "access-control-request-headers": "authorization,content-type,x-grpc-web",
     }
@@ -277,7 +277,7 @@ async def test_cors_preflight_is_answered_without_a_token(envoy: EnvoySettings) 
             f"{base(envoy)}/reels.v1.FeedService/GetFeed", headers=headers
         ) as resp:
             assert resp.status == 200
-            assert resp.headers["access-control-allow-origin"] == "http://app.example"
+            assert resp.headers["access-control-allow-origin"] == "http://localhost:5173"
             assert "x-grpc-web" in resp.headers["access-control-allow-headers"]
 
 

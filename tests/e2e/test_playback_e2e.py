@@ -19,8 +19,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import aiohttp
 import pytest
 
-from reels_dev.keys import mint_token
 from reels_dev.infra.envoy import EnvoySettings
+from reels_dev.keys import mint_token
 from tests.fixtures.mesh import Mesh
 from tests.publishing import publish_to_store, send_published, transcode_ladder
 
@@ -76,8 +76,9 @@ async def published(
             await asyncio.sleep(0.3)
 
 
-async def _playback(http: aiohttp.ClientSession, envoy: EnvoySettings, video_id: str,
-                    query: str = "") -> dict[str, object]:
+async def _playback(
+    http: aiohttp.ClientSession, envoy: EnvoySettings, video_id: str, query: str = ""
+) -> dict[str, object]:
     url = f"http://127.0.0.1:{envoy.listen_port}/api/v1/reels/{video_id}/playback{query}"
     async with http.get(url, headers=_auth()) as resp:
         assert resp.status == 200, await resp.text()

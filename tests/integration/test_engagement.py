@@ -10,7 +10,7 @@ import pytest
 from reels.v1 import events_pb2, stream_pb2
 from sqlalchemy import text
 
-from reels import errors
+from reels import errors, topics
 from tests.fixtures.stream import StreamHarness
 from tests.fixtures.stream import stream as stream  # noqa: F401,PLC0414 - the fixture
 from tests.polling import eventually
@@ -25,14 +25,22 @@ def _id(prefix: str) -> str:
 async def _events(stream: StreamHarness, subject: str) -> list[events_pb2.EngagementEvent]:
     """EngagementEvents written to the outbox for ``subject`` (video or creator), in order."""
     async with stream.sessionmaker() as session:
-        rows = (await session.execute(text(
-            "SELECT payload FROM outbox WHERE topic = 'engagement.events' AND key = :k ORDER BY id"
-        ), {"k": subject.encode()})).scalars().all()
+        rows = (
+            (
+                await session.execute(
+                    text("SELECT payload FROM outbox WHERE topic = :t AND key = :k ORDER BY id"),
+                    {"t": topics.ENGAGEMENT_EVENTS.name, "k": subject.encode()},
+                )
+            )
+            .scalars()
+            .all()
+        )
     return [events_pb2.EngagementEvent.FromString(p) for p in rows]
 
 
-async def _expect_error(stream: StreamHarness, method: str, request: object, user: str,
-                        code: grpc.StatusCode) -> grpc.aio.AioRpcError:
+async def _expect_error(
+    stream: StreamHarness, method: str, request: object, user: str, code: grpc.StatusCode
+) -> grpc.aio.AioRpcError:
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stream.call(method, request, user)
     assert info.value.code() == code, info.value.details()
@@ -48,8 +56,7 @@ async def test_like_and_unlike_are_idempotent_and_each_change_is_one_event(
     first = await stream.call("LikeVideo", like, "ana")
     second = await stream.call("LikeVideo", like, "ana")
     other = await stream.call("LikeVideo", like, "bo")
-    assert (first.liked, first.like_count, second.like_count, other.like_count) == (
-        True, 1, 1, 2)
+    assert (first.liked, first.like_count, second.like_count, other.like_count) == (True, 1, 1, 2)
     unlike = stream_pb2.UnlikeVideoRequest(video_id=video)
     assert (await stream.call("UnlikeVideo", unlike, "ana")).like_count == 1
     again = await stream.call("UnlikeVideo", unlike, "ana")
@@ -69,8 +76,13 @@ async def test_like_and_unlike_are_idempotent_and_each_change_is_one_event(
         ) == 3
 
     await eventually(counted, 30, "like events did not reach the counters and ClickHouse")
-    await _expect_error(stream, "LikeVideo", stream_pb2.LikeVideoRequest(video_id="nope"),
-                        "ana", grpc.StatusCode.NOT_FOUND)
+    await _expect_error(
+        stream,
+        "LikeVideo",
+        stream_pb2.LikeVideoRequest(video_id="nope"),
+        "ana",
+        grpc.StatusCode.NOT_FOUND,
+    )
 
 
 async def test_comment_rules_retries_and_newest_first_pages(stream: StreamHarness) -> None:
@@ -78,37 +90,62 @@ async def test_comment_rules_retries_and_newest_first_pages(stream: StreamHarnes
     await stream.publish_video(video, creator, 10.0)
     for body in ("", "   ", "x" * 501):
         err = await _expect_error(
-            stream, "AddComment", stream_pb2.AddCommentRequest(video_id=video, text=body),
-            "ana", grpc.StatusCode.INVALID_ARGUMENT)
+            stream,
+            "AddComment",
+            stream_pb2.AddCommentRequest(video_id=video, text=body),
+            "ana",
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
         assert errors.from_rpc_error(err)[0].field_violations[0].field == "text"
-    await _expect_error(stream, "AddComment",
-                        stream_pb2.AddCommentRequest(video_id="nope", text="hi"),
-                        "ana", grpc.StatusCode.NOT_FOUND)
+    await _expect_error(
+        stream,
+        "AddComment",
+        stream_pb2.AddCommentRequest(video_id="nope", text="hi"),
+        "ana",
+        grpc.StatusCode.NOT_FOUND,
+    )
 
-    ok = await stream.call("AddComment", stream_pb2.AddCommentRequest(
-        video_id=video, text="x" * 500, client_comment_id="c-1"), "ana")
-    retry = await stream.call("AddComment", stream_pb2.AddCommentRequest(
-        video_id=video, text="x" * 500, client_comment_id="c-1"), "ana")
+    ok = await stream.call(
+        "AddComment",
+        stream_pb2.AddCommentRequest(video_id=video, text="x" * 500, client_comment_id="c-1"),
+        "ana",
+    )
+    retry = await stream.call(
+        "AddComment",
+        stream_pb2.AddCommentRequest(video_id=video, text="x" * 500, client_comment_id="c-1"),
+        "ana",
+    )
     assert ok.comment.comment_id == retry.comment.comment_id
     posted = [ok.comment.comment_id]
     for n in range(4):
-        reply = await stream.call("AddComment", stream_pb2.AddCommentRequest(
-            video_id=video, text=f"  comment {n}  "), f"user-{n}")
+        reply = await stream.call(
+            "AddComment",
+            stream_pb2.AddCommentRequest(video_id=video, text=f"  comment {n}  "),
+            f"user-{n}",
+        )
         assert reply.comment.text == f"comment {n}"
         posted.append(reply.comment.comment_id)
 
     seen, cursor, pages = [], "", 0
     while True:
-        page = await stream.call("ListComments", stream_pb2.ListCommentsRequest(
-            video_id=video, page_size=2, cursor=cursor), "viewer")
+        page = await stream.call(
+            "ListComments",
+            stream_pb2.ListCommentsRequest(video_id=video, page_size=2, cursor=cursor),
+            "viewer",
+        )
         seen += [c.comment_id for c in page.comments]
         pages += 1
         cursor = page.next_cursor
         if not cursor:
             break
     assert seen == list(reversed(posted)) and pages == 3
-    await _expect_error(stream, "ListComments", stream_pb2.ListCommentsRequest(
-        video_id=video, cursor="garbage!"), "viewer", grpc.StatusCode.INVALID_ARGUMENT)
+    await _expect_error(
+        stream,
+        "ListComments",
+        stream_pb2.ListCommentsRequest(video_id=video, cursor="garbage!"),
+        "viewer",
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
 
     events = await _events(stream, video)
     assert [e.type for e in events] == [GT.ENGAGEMENT_TYPE_COMMENT] * 5
@@ -123,15 +160,24 @@ async def test_comment_rules_retries_and_newest_first_pages(stream: StreamHarnes
 async def test_every_share_counts_with_its_channel(stream: StreamHarness) -> None:
     creator, video = _id("creator"), _id("vid")
     await stream.publish_video(video, creator, 10.0)
-    first = await stream.call("ShareVideo", stream_pb2.ShareVideoRequest(
-        video_id=video, channel="whatsapp"), "ana")
-    second = await stream.call("ShareVideo", stream_pb2.ShareVideoRequest(
-        video_id=video, channel="copy_link"), "ana")
+    first = await stream.call(
+        "ShareVideo", stream_pb2.ShareVideoRequest(video_id=video, channel="whatsapp"), "ana"
+    )
+    second = await stream.call(
+        "ShareVideo", stream_pb2.ShareVideoRequest(video_id=video, channel="copy_link"), "ana"
+    )
     assert (first.share_count, second.share_count) == (1, 2)
-    await _expect_error(stream, "ShareVideo", stream_pb2.ShareVideoRequest(
-        video_id=video, channel="no spaces please"), "ana", grpc.StatusCode.INVALID_ARGUMENT)
+    await _expect_error(
+        stream,
+        "ShareVideo",
+        stream_pb2.ShareVideoRequest(video_id=video, channel="no spaces please"),
+        "ana",
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
     assert [(e.type, e.channel) for e in await _events(stream, video)] == [
-        (GT.ENGAGEMENT_TYPE_SHARE, "whatsapp"), (GT.ENGAGEMENT_TYPE_SHARE, "copy_link")]
+        (GT.ENGAGEMENT_TYPE_SHARE, "whatsapp"),
+        (GT.ENGAGEMENT_TYPE_SHARE, "copy_link"),
+    ]
 
     async def counted() -> bool:
         return (await stream.counters.video(video))["shares"] == 2
@@ -141,19 +187,26 @@ async def test_every_share_counts_with_its_channel(stream: StreamHarness) -> Non
 
 async def test_follow_rules_and_creator_analytics(stream: StreamHarness) -> None:
     creator = _id("creator")
-    err = await _expect_error(stream, "FollowCreator", stream_pb2.FollowCreatorRequest(
-        creator_id=creator), creator, grpc.StatusCode.INVALID_ARGUMENT)
+    err = await _expect_error(
+        stream,
+        "FollowCreator",
+        stream_pb2.FollowCreatorRequest(creator_id=creator),
+        creator,
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
     assert errors.from_rpc_error(err)[0].field_violations[0].field == "creator_id"
     follow = stream_pb2.FollowCreatorRequest(creator_id=creator)
     assert (await stream.call("FollowCreator", follow, "ana")).follower_count == 1
     twice = await stream.call("FollowCreator", follow, "ana")
     assert (twice.following, twice.follower_count) == (True, 1)
     assert (await stream.call("FollowCreator", follow, "bo")).follower_count == 2
-    gone = await stream.call("UnfollowCreator",
-                             stream_pb2.UnfollowCreatorRequest(creator_id=creator), "bo")
+    gone = await stream.call(
+        "UnfollowCreator", stream_pb2.UnfollowCreatorRequest(creator_id=creator), "bo"
+    )
     assert (gone.following, gone.follower_count) == (False, 1)
     assert [(e.type, e.user_id) for e in await _events(stream, creator)] == [
-        (GT.ENGAGEMENT_TYPE_FOLLOW, "ana"), (GT.ENGAGEMENT_TYPE_FOLLOW, "bo"),
+        (GT.ENGAGEMENT_TYPE_FOLLOW, "ana"),
+        (GT.ENGAGEMENT_TYPE_FOLLOW, "bo"),
         (GT.ENGAGEMENT_TYPE_UNFOLLOW, "bo"),
     ]
 
@@ -167,7 +220,7 @@ async def test_follow_rules_and_creator_analytics(stream: StreamHarness) -> None
     await stream.call("LikeVideo", stream_pb2.LikeVideoRequest(video_id=video), "ana")
     await stream.call("ShareVideo", stream_pb2.ShareVideoRequest(video_id=video), "ana")
     await stream.call("AddComment", stream_pb2.AddCommentRequest(video_id=video, text="hi"), "bo")
-    got = await stream.call("GetCreatorAnalytics",
-                            stream_pb2.GetCreatorAnalyticsRequest(creator_id=creator), creator)
-    assert (got.followers, got.video_count, got.likes, got.shares, got.comments) == (
-        1, 1, 1, 1, 1)
+    got = await stream.call(
+        "GetCreatorAnalytics", stream_pb2.GetCreatorAnalyticsRequest(creator_id=creator), creator
+    )
+    assert (got.followers, got.video_count, got.likes, got.shares, got.comments) == (1, 1, 1, 1, 1)

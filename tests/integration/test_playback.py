@@ -1,9 +1,10 @@
 """Playback on real media: catalog from Kafka, signed URLs, device ladders, the media origin.
 
-The StreamService playback servicer and its media origin run in this process on free
-ports, against a throwaway migrated Postgres and a real Tansu broker; the media is a
-generated clip transcoded by svc_transcode's pipeline and published the way the
-transcoder publishes it (object store + ``video.published``).
+svc_stream's whole App (``svc_stream.app.build``) runs in this process, served by
+``reels.server.run_app`` with its media origin on a free port, against a throwaway
+migrated Postgres and a real Tansu broker; the media is a generated clip transcoded by
+svc_transcode's pipeline and published the way the transcoder publishes it (object
+store + ``video.published``). The playback RPCs are called on their group directly.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -22,19 +23,23 @@ import aiohttp
 import pytest
 from reels.v1 import common_pb2, events_pb2, stream_pb2
 
-from reels import errors
-from reels.cache import redis_client
-from reels.db.engine import create_database, drop_database, make_engine, make_sessionmaker
+from reels import errors, topics
+from reels.cache import delete_prefix, redis_client
+from reels.db.engine import create_database, drop_database
 from reels.db.migrate import migrate
-from reels_dev.infra.process import free_port
+from reels.server import run_app
 from reels.storage import LocalObjectStore
-from svc_stream.playback import rpc as playback_rpc
-from svc_stream.context import StreamContext
+from reels_dev.infra.process import free_port
+from reels_dev.keys import ensure_dev_keys
+from svc_stream.app import App, build
 from svc_stream.playback.media_store import MediaStore
 from svc_stream.playback.origin import MediaOrigin
+from svc_stream.playback.rpc import PlaybackRpcs
 from svc_stream.playback.signing import UrlSigner
 from svc_transcode.pipeline import TranscodeResult
 from tests.fixtures.infra import TansuBroker, _test_database_url
+from tests.fixtures.stream import stream_settings
+from tests.polling import eventually
 from tests.publishing import publish_to_store, send_published, transcode_ladder
 
 pytestmark = pytest.mark.skipif(
@@ -44,15 +49,10 @@ pytestmark = pytest.mark.skipif(
 ALL_RUNGS = ["360p", "480p", "720p", "1080p"]
 
 
-class Servicer(playback_rpc.PlaybackRpcs):
-    def __init__(self, ctx: StreamContext) -> None:
-        self.ctx = ctx
-
-
 @dataclass
 class Stack:
-    servicer: Servicer
-    ctx: StreamContext
+    app: App
+    servicer: PlaybackRpcs
     store_root: Path
     ladder: Path
     result: TranscodeResult
@@ -62,7 +62,7 @@ class Stack:
 
     @property
     def signer(self) -> UrlSigner:
-        return self.ctx.extras["media_signer"]  # type: ignore[no-any-return]
+        return self.app.signer
 
     async def publish(self, *, drop: tuple[str, ...] = ()) -> str:
         """Publish a fresh copy of the ladder; returns once the catalog knows it."""
@@ -70,12 +70,12 @@ class Stack:
         event = publish_to_store(self.ladder, self.result, self.store_root, video_id, drop=drop)
         await send_published(self.kafka.bootstrap, event)
         self.events[video_id] = event
-        catalog = self.ctx.extras["catalog"]
-        async with asyncio.timeout(60):
-            while True:
-                if await catalog.get(video_id) is not None:
-                    break
-                await asyncio.sleep(0.2)
+        catalog = self.app.catalog
+
+        async def known() -> bool:
+            return await catalog.get(video_id) is not None
+
+        await eventually(known, 60, f"the catalog did not learn {video_id}", interval=0.2)
         return video_id
 
     async def playback(self, video_id: str, **kwargs: object) -> stream_pb2.GetPlaybackResponse:
@@ -87,32 +87,45 @@ class Stack:
 async def stack(
     kafka: TansuBroker, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Stack]:
+    ensure_dev_keys()
     ladder, result = await transcode_ladder(tmp_path_factory.mktemp("clip"))
     db_url = _test_database_url()
     await create_database(db_url)
     await migrate(db_url)
-    engine = make_engine(db_url)
     store_root = tmp_path_factory.mktemp("store")
-    await kafka.create_topics("video.published")
+    await kafka.create_topics(topics.VIDEO_PUBLISHED.name)
     port = free_port()
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("REELS_KAFKA_BOOTSTRAP", kafka.bootstrap)
-        env.setenv("REELS_MEDIA_PORT", str(port))
-        env.setenv("REELS_MEDIA_BASE_URL", f"http://127.0.0.1:{port}/media")
-        env.setenv("REELS_MEDIA_SIGNING_KEY", secrets.token_hex(32))
-        ctx = StreamContext(redis=redis_client())
-        ctx.extras["sessionmaker"] = make_sessionmaker(engine)
-        ctx.extras["store"] = LocalObjectStore(store_root)
-        await playback_rpc.start(ctx)
-        try:
-            async with aiohttp.ClientSession() as http:
-                yield Stack(Servicer(ctx), ctx, store_root, ladder, result, kafka, http)
-        finally:
-            for hook in reversed(ctx.on_stop):
-                await hook()
-            await ctx.redis.aclose()
-            await engine.dispose()
-            await drop_database(db_url)
+    prefix = f"reels-test-{uuid.uuid4().hex[:8]}:"
+    settings = stream_settings(
+        database_url=db_url,
+        kafka_bootstrap=kafka.bootstrap,
+        chdb_path=tmp_path_factory.mktemp("chdb") / "store",
+        redis_prefix=prefix,
+        storage_url=store_root.as_uri(),
+        media_port=port,
+        media_base_url=f"http://127.0.0.1:{port}/media",
+        catalog_negative_ttl_s=1.0,
+    )
+    settings = replace(
+        settings, platform=replace(settings.platform, media_signing_key=secrets.token_hex(32))
+    )
+    app = build(settings)
+    server = await run_app(app, port=0)
+
+    async def origin_listening() -> bool:
+        return app.origin.port == port
+
+    try:
+        await eventually(origin_listening, 10, "the media origin did not start")
+        servicer = PlaybackRpcs(app.catalog, app.signer, app.media)
+        async with aiohttp.ClientSession() as http:
+            yield Stack(app, servicer, store_root, ladder, result, kafka, http)
+    finally:
+        await server.stop(1.0)
+        redis = redis_client(settings.platform.redis_url)
+        await delete_prefix(redis, prefix)
+        await redis.aclose()
+        await drop_database(db_url)
 
 
 @pytest.fixture(scope="module")
@@ -154,8 +167,11 @@ async def test_playback_lists_signed_renditions_and_starts_at_480p_for_unknown_d
         assert status == 200, rendition.name
         assert headers["Content-Type"].startswith("application/vnd.apple.mpegurl")
         assert "#EXTINF" in body.decode()
-    for url, kind in [(info.thumbnail_url, "image/jpeg"), (info.preview_url, "video/mp4"),
-                      (info.storyboard_url, "image/jpeg")]:
+    for url, kind in [
+        (info.thumbnail_url, "image/jpeg"),
+        (info.preview_url, "video/mp4"),
+        (info.storyboard_url, "image/jpeg"),
+    ]:
         status, headers, _ = await _get(stack, url)
         assert (status, headers["Content-Type"]) == (200, kind)
 
@@ -192,10 +208,19 @@ async def test_player_given_only_the_master_url_can_fetch_every_segment(
         ({"device": common_pb2.DEVICE_WEB}, ALL_RUNGS, "720p"),
         ({"device": common_pb2.DEVICE_IOS}, ALL_RUNGS, "720p"),
         ({"device": common_pb2.DEVICE_ANDROID}, ["360p", "480p", "720p"], "480p"),
-        ({"user_agent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 "
-                        "Chrome/126.0 Mobile Safari/537.36"}, ["360p", "480p", "720p"], "480p"),
-        ({"user_agent": "AppleCoreMedia/1.0.0.21F79 (iPhone; U; CPU OS 17_5 like Mac OS X)"},
-         ALL_RUNGS, "720p"),
+        (
+            {
+                "user_agent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 "
+                "Chrome/126.0 Mobile Safari/537.36"
+            },
+            ["360p", "480p", "720p"],
+            "480p",
+        ),
+        (
+            {"user_agent": "AppleCoreMedia/1.0.0.21F79 (iPhone; U; CPU OS 17_5 like Mac OS X)"},
+            ALL_RUNGS,
+            "720p",
+        ),
         ({"user_agent": "curl/8.5.0"}, ALL_RUNGS, "480p"),
     ],
 )
@@ -217,7 +242,8 @@ async def test_missing_rendition_falls_back_to_the_next_lower_one(stack: Stack) 
 
     info = await stack.playback(video_id)
     manifest = await stack.servicer.GetManifest(
-        stream_pb2.GetManifestRequest(video_id=video_id), None  # type: ignore[arg-type]
+        stream_pb2.GetManifestRequest(video_id=video_id),
+        None,  # type: ignore[arg-type]
     )
     _, _, served = await _get(stack, info.master_manifest_url)
 
@@ -329,9 +355,7 @@ async def test_segments_are_immutable_and_playlists_short_lived(
     assert variant_headers["Cache-Control"] == "public, max-age=5"
 
 
-async def test_browser_players_get_cors_headers_and_preflight(
-    stack: Stack, video_id: str
-) -> None:
+async def test_browser_players_get_cors_headers_and_preflight(stack: Stack, video_id: str) -> None:
     segment = stack.signer.url(f"videos/{video_id}/360p/seg_0000.ts")
 
     _, headers, _ = await _get(stack, segment, Origin="https://app.example", Range="bytes=0-9")
@@ -384,8 +408,12 @@ async def test_storage_unavailable_is_503_with_retry_after_never_a_hang(
     hung, hung_base = await _origin(stack, MediaStore(HangingStore(root), timeout_s=0.5))
     try:
         shutil.rmtree(root)  # the store's root vanished (unmounted volume)
-        for base, key in [(gone_base, segment_key), (gone_base, playlist_key),
-                          (hung_base, segment_key), (hung_base, playlist_key)]:
+        for base, key in [
+            (gone_base, segment_key),
+            (gone_base, playlist_key),
+            (hung_base, segment_key),
+            (hung_base, playlist_key),
+        ]:
             url = stack.signer.url(key).replace(stack.signer.base_url, base)
             started = time.monotonic()
             status, headers, _ = await _get(stack, url)
@@ -399,19 +427,20 @@ async def test_storage_unavailable_is_503_with_retry_after_never_a_hang(
 
 async def test_redelivered_event_is_applied_once(stack: Stack, video_id: str) -> None:
     """A replay of video.published (a memory-only broker restarted) changes nothing."""
-    catalog = stack.ctx.extras["catalog"]
+    catalog = stack.app.catalog
     consumer = catalog.active_consumer
+    assert consumer is not None
     skipped = consumer.skipped
     replay = events_pb2.VideoPublished()
     replay.CopyFrom(stack.events[video_id])
     replay.title = "changed by a replay"
 
     await send_published(stack.kafka.bootstrap, replay)
-    async with asyncio.timeout(30):
-        while True:
-            if consumer.skipped > skipped:
-                break
-            await asyncio.sleep(0.1)
+
+    async def skipped_once_more() -> bool:
+        return consumer.skipped > skipped
+
+    await eventually(skipped_once_more, 30, "the replayed event was not seen and skipped")
 
     catalog.forget(video_id)
     video = await catalog.get(video_id)

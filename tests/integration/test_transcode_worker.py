@@ -31,21 +31,21 @@ from reels.v1 import events_pb2, transcode_pb2, transcode_pb2_grpc
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from reels_dev.keys import mint_token
-from svc_transcode.models import TranscodeJob
+from reels import topics
+from reels.config import ServerSettings, platform
 from reels.errors import from_rpc_error
 from reels.events import EVENT_ID_HEADER, EventProducer, ReceivedEvent, from_kafka_headers
+from reels.server import RunningServer, run_app
+from reels.storage import LocalObjectStore
 from reels_dev.infra.process import REPO_ROOT, ManagedProcess, free_port
 from reels_dev.infra.triton import MODEL_REPOSITORY, triton_process
-from reels.server import RunningServer, start_server
-from reels.storage import LocalObjectStore
-from svc_transcode import jobs
+from reels_dev.keys import mint_token
+from svc_transcode.app import App
 from svc_transcode.consumer import make_consumer, make_handler
 from svc_transcode.embeddings import NoTextEmbedder, TextEmbedder, TritonTextEmbedder
-from svc_transcode.runtime import TranscodeRuntime
-from svc_transcode.server import TranscodeService, registrations
+from svc_transcode.models import TranscodeJob
+from svc_transcode.settings import Settings
 from svc_transcode.status import NoStatusReporter, StatusReporter
-from svc_transcode.worker import WorkerConfig
 from tests.media import MediaFactory, corrupt_copy, decode_errors, ffprobe_json, make_clip
 from tests.polling import eventually
 
@@ -57,16 +57,37 @@ pytestmark = pytest.mark.skipif(
     reason="ffmpeg/ffprobe are not installed (scripts/setup.sh installs them)",
 )
 
-FAST = WorkerConfig(
-    concurrency=1,
-    lease_s=3.0,
-    heartbeat_s=0.5,
-    poll_s=0.1,
-    max_attempts=3,
-    backoff_min_s=0.3,
-    backoff_max_s=1.0,
-    preset="ultrafast",
-)
+# Worker settings that make a test's jobs, leases and retries take seconds, not minutes.
+FAST: dict[str, object] = {
+    "concurrency": 1,
+    "lease_s": 3.0,
+    "heartbeat_s": 0.5,
+    "poll_s": 0.1,
+    "max_attempts": 3,
+    "backoff_min_s": 0.3,
+    "backoff_max_s": 1.0,
+    "preset": "ultrafast",
+}
+
+
+def transcode_settings(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    kafka: TansuBroker,
+    tmp: Path,
+    **overrides: object,
+) -> Settings:
+    """FAST settings on this test's database, broker and temp dir; no consumer (tests
+    feed the handler), no embeddings and no status reports unless a test passes its own."""
+    url = sessionmaker.kw["bind"].url.render_as_string(hide_password=False)
+    return Settings(
+        server=ServerSettings(port=0, grace_seconds=2.0),
+        platform=dataclasses.replace(platform(), database_url=url, kafka_bootstrap=kafka.bootstrap),
+        work_dir=tmp,
+        consumer=False,
+        embeddings=False,
+        report_status=False,
+        **{**FAST, **overrides},  # type: ignore[arg-type]
+    )
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -103,11 +124,11 @@ def triton_addr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @dataclass
 class Service:
-    """One svc_transcode as a test drives it: runtime (worker + relay) and its gRPC API."""
+    """One svc_transcode as a test drives it: the App (worker + relay) and its gRPC API."""
 
     sessionmaker: async_sessionmaker[AsyncSession]
     store: LocalObjectStore
-    runtime: TranscodeRuntime
+    app: App
     server: RunningServer
     channel: grpc.aio.Channel
     kafka: TansuBroker
@@ -142,7 +163,7 @@ class Service:
         )
         event = ReceivedEvent(
             event_id=str(uuid.uuid4()),
-            topic=jobs.TOPIC_UPLOADED,
+            topic=topics.VIDEO_UPLOADED.name,
             partition=0,
             offset=0,
             key=video_id.encode(),
@@ -150,9 +171,9 @@ class Service:
             headers={},
         )
         async with self.sessionmaker() as session, session.begin():
-            await make_handler(self.runtime.config.max_attempts)(session, event)
-        if self.runtime.worker is not None:
-            self.runtime.worker.wake()
+            await make_handler(self.app.settings.max_attempts)(session, event)
+        if self.app.worker is not None:
+            self.app.worker.wake()
         return uploaded
 
 
@@ -165,36 +186,26 @@ async def transcode_service(
     sessionmaker: async_sessionmaker[AsyncSession],
     kafka: TansuBroker,
     tmp: Path,
-    config: WorkerConfig = FAST,
     *,
     embedder: TextEmbedder | None = None,
     reporter: StatusReporter | None = None,
     worker: bool = True,
+    **overrides: object,
 ) -> AsyncIterator[Service]:
     store = LocalObjectStore(tmp / "objects")
-    reporter = reporter or NoStatusReporter()
-    config = dataclasses.replace(config, work_root=tmp)
-    runtime = TranscodeRuntime(
-        sessionmaker,
-        store,
-        reporter,
-        embedder or NoTextEmbedder(),
-        config,
-        bootstrap=kafka.bootstrap,
-        consumer=False,
-        worker=worker,
-        relay=True,
+    app = App(
+        settings=transcode_settings(sessionmaker, kafka, tmp, worker=worker, **overrides),
+        store=store,
+        reporter=reporter or NoStatusReporter(),
+        embedder=embedder or NoTextEmbedder(),
     )
-    await runtime.start()
-    service = TranscodeService(sessionmaker, reporter)
-    server = await start_server("transcode", registrations(service))
+    server = await run_app(app, port=0)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:
-        yield Service(sessionmaker, store, runtime, server, channel, kafka, tmp)
+        yield Service(sessionmaker, store, app, server, channel, kafka, tmp)
     finally:
         await channel.close()
         await server.stop(0.5)
-        await runtime.stop(2.0)
 
 
 async def wait_state(svc: Service, video_id: str, *states: str, within: float = 60) -> TranscodeJob:
@@ -263,7 +274,7 @@ async def _chunks(path: Path) -> AsyncIterator[bytes]:
 async def test_duplicate_delivery_of_one_video_uploaded_event_makes_one_job(
     sessionmaker: async_sessionmaker[AsyncSession], kafka: TansuBroker
 ) -> None:
-    topic = f"video.uploaded.test-{uuid.uuid4().hex[:8]}"
+    topic = f"{topics.VIDEO_UPLOADED}.test-{uuid.uuid4().hex[:8]}"
     await kafka.create_topics(topic)
     uploaded = events_pb2.VideoUploaded(
         video_id=str(uuid.uuid4()), creator_id="c", original_key="originals/x.mp4"
@@ -352,7 +363,7 @@ async def test_portrait_clip_is_published_playable_with_event_and_text_embedding
             assert await decode_errors(svc.store.path(variant)) == ""
 
         [(value, headers)] = await kafka_records(
-            kafka.bootstrap, jobs.TOPIC_PUBLISHED, uploaded.video_id
+            kafka.bootstrap, topics.VIDEO_PUBLISHED.name, uploaded.video_id
         )
         published = events_pb2.VideoPublished.FromString(value)
         assert published.meta.event_id == headers[EVENT_ID_HEADER]
@@ -388,12 +399,14 @@ async def test_corrupt_file_fails_permanently_at_once_with_dead_letter_and_faile
         assert "corrupt" in reply.job.last_error
 
         [(dead, headers)] = await kafka_records(
-            kafka.bootstrap, jobs.TOPIC_DEAD_LETTER, uploaded.video_id
+            kafka.bootstrap, topics.VIDEO_UPLOADED_DLQ.name, uploaded.video_id
         )
         assert dead == job.payload  # the original event, unchanged, for a replay
         assert headers["dlq-permanent"] == "true" and "corrupt" in headers["dlq-reason"]
         assert headers["dlq-original-event-id"] == job.source_event_id
-        [(value, _)] = await kafka_records(kafka.bootstrap, jobs.TOPIC_FAILED, uploaded.video_id)
+        [(value, _)] = await kafka_records(
+            kafka.bootstrap, topics.VIDEO_FAILED.name, uploaded.video_id
+        )
         failed = events_pb2.VideoFailed.FromString(value)
         assert failed.permanent and failed.attempts == 1 and "corrupt" in failed.reason
         assert not await svc.store.list(f"videos/{uploaded.video_id}")
@@ -406,8 +419,9 @@ async def test_transient_failure_is_retried_after_backoff_and_then_succeeds(
     clips: dict[str, Path],
     tmp_path: Path,
 ) -> None:
-    config = dataclasses.replace(FAST, backoff_min_s=1.5, backoff_max_s=2.0)
-    async with transcode_service(sessionmaker, kafka, tmp_path, config) as svc:
+    async with transcode_service(
+        sessionmaker, kafka, tmp_path, backoff_min_s=1.5, backoff_max_s=2.0
+    ) as svc:
         uploaded = await svc.submit(None)  # the original is not in storage (yet)
 
         async def first_attempt_failed() -> bool:
@@ -438,17 +452,18 @@ async def test_dead_lettered_after_max_attempts_then_retry_job_requeues_and_comp
     clips: dict[str, Path],
     tmp_path: Path,
 ) -> None:
-    config = dataclasses.replace(FAST, max_attempts=2)
-    async with transcode_service(sessionmaker, kafka, tmp_path, config) as svc:
+    async with transcode_service(sessionmaker, kafka, tmp_path, max_attempts=2) as svc:
         uploaded = await svc.submit(None)
         job = await wait_state(svc, uploaded.video_id, "succeeded", "failed", "dead_lettered")
         assert job.state == "dead_lettered" and job.attempts == 2 and not job.permanent
         [(dead, headers)] = await kafka_records(
-            kafka.bootstrap, jobs.TOPIC_DEAD_LETTER, uploaded.video_id
+            kafka.bootstrap, topics.VIDEO_UPLOADED_DLQ.name, uploaded.video_id
         )
         assert dead == job.payload
         assert (headers["dlq-permanent"], headers["dlq-attempts"]) == ("false", "2")
-        [(value, _)] = await kafka_records(kafka.bootstrap, jobs.TOPIC_FAILED, uploaded.video_id)
+        [(value, _)] = await kafka_records(
+            kafka.bootstrap, topics.VIDEO_FAILED.name, uploaded.video_id
+        )
         assert events_pb2.VideoFailed.FromString(value).attempts == 2
 
         # Operators: list it, fix the cause, re-queue it.
@@ -462,7 +477,7 @@ async def test_dead_lettered_after_max_attempts_then_retry_job_requeues_and_comp
             transcode_pb2.RetryJobRequest(job_id=str(job.id)), metadata=_metadata()
         )
         assert retried.job.state == transcode_pb2.JOB_STATE_QUEUED and retried.job.attempts == 0
-        svc.runtime.worker.wake()  # type: ignore[union-attr]
+        svc.app.worker.wake()  # type: ignore[union-attr]
         job = await wait_state(svc, uploaded.video_id, "succeeded", "failed", "dead_lettered")
         assert job.state == "succeeded" and job.attempts == 1
 
@@ -529,8 +544,8 @@ async def test_cancel_job_stops_the_running_ffmpeg_and_leaves_no_temp_prefix(
     clips: dict[str, Path],
     tmp_path: Path,
 ) -> None:
-    config = dataclasses.replace(FAST, preset="veryslow")  # still encoding when cancelled
-    async with transcode_service(sessionmaker, kafka, tmp_path, config) as svc:
+    # veryslow: still encoding when cancelled
+    async with transcode_service(sessionmaker, kafka, tmp_path, preset="veryslow") as svc:
         uploaded = await svc.submit(clips["slow"])
 
         async def encoding() -> bool:
@@ -545,7 +560,7 @@ async def test_cancel_job_stops_the_running_ffmpeg_and_leaves_no_temp_prefix(
         assert reply.job.state == transcode_pb2.JOB_STATE_CANCELLED
 
         async def stopped() -> bool:
-            return not svc.runtime.worker.active and not ffmpeg_children()  # type: ignore[union-attr]
+            return not svc.app.worker.active and not ffmpeg_children()  # type: ignore[union-attr]
 
         await eventually(stopped, 10, "the worker to kill ffmpeg and drop the job")
         assert time.monotonic() - started < 5  # noticed at a heartbeat, not at the end
@@ -633,7 +648,7 @@ async def test_worker_killed_mid_job_is_redone_by_another_worker_with_no_partial
             job = await wait_state(svc, uploaded.video_id, "succeeded", "failed", "dead_lettered")
         assert job.state == "succeeded", job.last_error
         assert job.attempts == 2 and job.lease_owner is None
-        assert doomed and doomed != svc.runtime.worker.worker_id  # type: ignore[union-attr]
+        assert doomed and doomed != svc.app.worker.worker_id  # type: ignore[union-attr]
         assert time.monotonic() - killed_at >= 2.0  # waited for the lease, did not steal it
     finally:
         proc.kill()
@@ -660,26 +675,35 @@ async def test_upload_through_svc_upload_ends_published_with_status_reported(
     kafka: TansuBroker,
     clips: dict[str, Path],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The real flow: svc_upload stores the original and emits video.uploaded; the
     consumer queues the job; the worker reports progress and PUBLISHED to svc_upload."""
     from reels.v1 import common_pb2, upload_pb2, upload_pb2_grpc
 
-    from svc_transcode.status import UploadStatusReporter
-    from svc_upload.server import start_process
+    from reels.auth import ServiceTokenSigner
+    from svc_transcode.status import ServiceCredentials, UploadStatusReporter
+    from svc_upload.app import App as UploadApp
+    from svc_upload.settings import Settings as UploadSettings
 
     path = clips["portrait"]
-    # svc_upload reads these when its relay connects, so they hold for the whole test.
-    monkeypatch.setenv("REELS_KAFKA_BOOTSTRAP", kafka.bootstrap)
-    monkeypatch.setenv("REELS_REDIS_PREFIX", f"reels-test-{uuid.uuid4().hex[:8]}:")
-    upload = await start_process(
-        http_port=0,
-        database_url=migrated_database_url,
+    upload = UploadApp(
+        settings=UploadSettings(
+            server=ServerSettings(port=0),
+            platform=dataclasses.replace(
+                platform(),
+                database_url=migrated_database_url,
+                kafka_bootstrap=kafka.bootstrap,
+                redis_prefix=f"reels-test-{uuid.uuid4().hex[:8]}:",
+            ),
+            http_port=0,
+        ),
         store=LocalObjectStore(tmp_path / "objects"),
     )
-    upload_server = await start_server("upload", upload.registrations(), port=0)
-    reporter = UploadStatusReporter(f"127.0.0.1:{upload_server.port}")
+    upload_server = await run_app(upload, port=0)
+    reporter = UploadStatusReporter(
+        f"127.0.0.1:{upload_server.port}",
+        ServiceCredentials(signer=ServiceTokenSigner(platform().auth)),
+    )
     creator = f"creator-{uuid.uuid4().hex[:6]}"
     who = (("authorization", f"Bearer {mint_token(creator)}"),)
     try:
@@ -711,7 +735,7 @@ async def test_upload_through_svc_upload_ends_published_with_status_reported(
                 async with grpc.aio.insecure_channel(f"127.0.0.1:{upload_server.port}") as ch:
                     api = upload_pb2_grpc.UploadServiceStub(ch)
                     reply = await api.UploadVideo(messages(), metadata=who)
-                    svc.runtime.worker.wake()  # type: ignore[union-attr]
+                    svc.app.worker.wake()  # type: ignore[union-attr]
                     percents: list[float] = []
 
                     async def published() -> bool:
@@ -740,7 +764,6 @@ async def test_upload_through_svc_upload_ends_published_with_status_reported(
             job = await svc.job(reply.video_id)
     finally:
         await upload_server.stop(0.5)
-        await upload.stop()
         await reporter.close()
     assert job.state == "succeeded", job.last_error
     assert video.status == common_pb2.VIDEO_STATUS_PUBLISHED, video.failure_reason

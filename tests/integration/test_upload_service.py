@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
-import os
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -27,14 +27,18 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tusclient.client import TusClient
 
-from reels_dev.keys import mint_token
+from reels import topics
+from reels.config import ServerSettings, platform
 from reels.db.engine import create_database, drop_database, make_engine
 from reels.db.migrate import migrate
 from reels.errors import from_rpc_error
-from reels.server import RunningServer, start_server
+from reels.server import RunningServer, run_app
 from reels.storage import LocalObjectStore
-from svc_upload.limits import MB, UploadLimits
-from svc_upload.server import UploadProcess, start_process
+from reels_dev.infra.process import free_port
+from reels_dev.keys import mint_token
+from svc_upload.app import App, build
+from svc_upload.limits import MB
+from svc_upload.settings import Settings
 from tests.fixtures.infra import TansuBroker, _test_database_url
 from tests.media import MediaFactory
 
@@ -44,7 +48,7 @@ QUOTA = 2
 
 @dataclass
 class Service:
-    proc: UploadProcess
+    app: App
     server: RunningServer
     store: LocalObjectStore
     engine: AsyncEngine
@@ -56,7 +60,7 @@ class Service:
 
     @property
     def tus_url(self) -> str:
-        return f"http://127.0.0.1:{self.proc.http_port}/api/v1/uploads/tus/"
+        return f"http://127.0.0.1:{self.app.http_port}/api/v1/uploads/tus/"
 
     async def scalar(self, sql: str, **params: object) -> object:
         async with self.engine.connect() as conn:
@@ -76,24 +80,34 @@ async def svc(
     await create_database(url)
     await migrate(url)
     store = LocalObjectStore(tmp_path_factory.mktemp("objects"))
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("REELS_KAFKA_BOOTSTRAP", kafka.bootstrap)
-        env.setenv("REELS_REDIS_PREFIX", f"reels-test-{uuid.uuid4().hex[:8]}:")
-        proc = await start_process(
-            http_port=0,
-            database_url=url,
-            store=store,
-            limits=UploadLimits(max_bytes=MAX_BYTES, daily_quota=QUOTA, chunk_bytes=256 * 1024),
-        )
-        server = await start_server("upload", proc.registrations(), port=0)
-        engine = make_engine(url)
-        try:
-            yield Service(proc, server, store, engine, kafka.bootstrap)
-        finally:
-            await server.stop(0.5)
-            await proc.stop()
-            await engine.dispose()
-            await drop_database(url)
+    settings = upload_settings(url, kafka.bootstrap)
+    app = App(settings=settings, store=store)
+    server = await run_app(app, port=0)
+    engine = make_engine(url)
+    try:
+        yield Service(app, server, store, engine, kafka.bootstrap)
+    finally:
+        await server.stop(0.5)
+        await engine.dispose()
+        await drop_database(url)
+
+
+def upload_settings(database_url: str, bootstrap: str, **overrides: object) -> Settings:
+    """Small limits, free ports, this test's database, broker and Redis namespace."""
+    return Settings(
+        server=ServerSettings(port=0),
+        platform=dataclasses.replace(
+            platform(),
+            database_url=database_url,
+            kafka_bootstrap=bootstrap,
+            redis_prefix=f"reels-test-{uuid.uuid4().hex[:8]}:",
+        ),
+        max_bytes=MAX_BYTES,
+        daily_quota=QUOTA,
+        chunk_bytes=256 * 1024,
+        http_port=0,
+        **overrides,  # type: ignore[arg-type]
+    )
 
 
 def size_of(path: Path) -> int:
@@ -174,11 +188,11 @@ async def uploaded_events(bootstrap: str, video_id: str, settle: float = 1.5) ->
         deadline = loop.time() + 20
         while loop.time() < deadline:
             await consumer._client.force_metadata_update()  # noqa: SLF001
-            partitions = consumer.partitions_for_topic("video.uploaded") or set()
+            partitions = consumer.partitions_for_topic(topics.VIDEO_UPLOADED.name) or set()
             if partitions:
                 break
             await asyncio.sleep(0.3)
-        tps = [TopicPartition("video.uploaded", p) for p in partitions]
+        tps = [TopicPartition(topics.VIDEO_UPLOADED.name, p) for p in partitions]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         idle_since = loop.time()
@@ -186,7 +200,7 @@ async def uploaded_events(bootstrap: str, video_id: str, settle: float = 1.5) ->
             batch = await consumer.getmany(timeout_ms=200)
             for records in batch.values():
                 for record in records:
-                    event = events_pb2.VideoUploaded.FromString(record.value)
+                    event = topics.VIDEO_UPLOADED.parse(record.value)
                     if event.video_id == video_id:
                         found.append(event)
                         idle_since = loop.time()
@@ -222,7 +236,7 @@ async def test_resume_after_dropped_connection_keeps_offset_and_sha256(
     call.cancel()
     await channel.close(grace=None)
     # A service restart forgets the running hash; the staged bytes are rehashed.
-    svc.proc.core.staging._hashes.clear()  # noqa: SLF001
+    svc.app.core.staging._hashes.clear()  # noqa: SLF001
 
     async with grpc.aio.insecure_channel(svc.addr) as ch:
         api = stub(ch)
@@ -305,7 +319,7 @@ async def test_size_over_limit_is_resource_exhausted_before_bytes_are_stored(
     svc: Service,
 ) -> None:
     who = user()
-    staged_before = sorted(svc.proc.core.staging.root.iterdir())
+    staged_before = sorted(svc.app.core.staging.root.iterdir())
     async with grpc.aio.insecure_channel(svc.addr) as ch:
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub(ch).CreateUpload(
@@ -317,7 +331,7 @@ async def test_size_over_limit_is_resource_exhausted_before_bytes_are_stored(
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert str(MAX_BYTES) in info.value.details()
     assert await svc.scalar("SELECT count(*) FROM videos WHERE creator_id = :u", u=who) == 0
-    assert sorted(svc.proc.core.staging.root.iterdir()) == staged_before
+    assert sorted(svc.app.core.staging.root.iterdir()) == staged_before
 
 
 async def test_bad_metadata_lists_every_field_violation(svc: Service) -> None:
@@ -441,7 +455,7 @@ async def test_unusable_file_is_invalid_argument_failed_with_reason_and_nothing_
     )
     assert queued == 0
     assert await svc.store.list(f"originals/{created.video_id}") == []
-    assert not svc.proc.core.staging.path(created.upload_id).exists()
+    assert not svc.app.core.staging.path(created.upload_id).exists()
 
 
 async def test_declared_sha256_mismatch_is_invalid_argument_and_nothing_queued(
@@ -462,9 +476,12 @@ async def test_declared_sha256_mismatch_is_invalid_argument_and_nothing_queued(
     assert await svc.scalar("SELECT status FROM videos WHERE id = :v", v=created.video_id) == (
         "failed"
     )
-    assert await svc.scalar(
-        "SELECT count(*) FROM outbox WHERE key = convert_to(:v, 'UTF8')", v=created.video_id
-    ) == 0
+    assert (
+        await svc.scalar(
+            "SELECT count(*) FROM outbox WHERE key = convert_to(:v, 'UTF8')", v=created.video_id
+        )
+        == 0
+    )
 
 
 # --- the good path: one event --------------------------------------------------------------
@@ -834,8 +851,41 @@ async def test_single_shot_create_video_returns_status_url(
     assert reply.status_url == f"/api/v1/reels/{reply.video_id}/status"
 
 
-def test_env_limits_default_to_500_mb_and_100_a_day() -> None:
-    for name in ("REELS_UPLOAD_MAX_BYTES", "REELS_UPLOAD_DAILY_QUOTA"):
-        assert name not in os.environ or pytest.skip(f"{name} set in the environment")
-    limits = UploadLimits()
-    assert (limits.max_bytes, limits.daily_quota) == (500 * MB, 100)
+def test_settings_default_to_500_mb_and_100_a_day() -> None:
+    settings = Settings.from_env({})
+    assert (settings.limits.max_bytes, settings.limits.daily_quota) == (500 * MB, 100)
+    assert settings.http_port == 50061 and settings.status_writers == ("svc_transcode",)
+    custom = Settings.from_env(
+        {"REELS_UPLOAD_MAX_BYTES": "1024", "REELS_UPLOAD_STATUS_WRITERS": "a, b"}
+    )
+    assert custom.limits.max_bytes == 1024 and custom.status_writers == ("a", "b")
+
+
+async def test_tus_answers_503_with_retry_after_when_the_database_is_down(
+    kafka: TansuBroker, tmp_path: Path
+) -> None:
+    """A dependency outage is the shared mapper's 503 + Retry-After, never a 500."""
+    closed = free_port()  # nothing listens here
+    down = f"postgresql+psycopg://postgres:postgres@127.0.0.1:{closed}/reels_down"
+    app = build(upload_settings(down, kafka.bootstrap, relay=False))
+    app.store = LocalObjectStore(tmp_path / "objects")
+    await app.start()
+    try:
+        url = f"http://127.0.0.1:{app.http_port}/api/v1/uploads/tus/"
+        headers = {
+            "Tus-Resumable": "1.0.0",
+            "Upload-Length": "1000",
+            "Upload-Metadata": "filename " + base64.b64encode(b"a.mp4").decode(),
+            "Authorization": f"Bearer {mint_token(user())}",
+        }
+        resp = await asyncio.to_thread(requests.post, url, headers=headers, timeout=30)
+        assert resp.status_code == 503, resp.text
+        assert int(resp.headers["Retry-After"]) >= 1
+        assert resp.headers["Tus-Resumable"] == "1.0.0"
+        assert resp.json()["code"] == "UNAVAILABLE"
+        head = await asyncio.to_thread(
+            requests.head, url + str(uuid.uuid4()), headers=headers, timeout=30
+        )
+        assert head.status_code == 503 and "Retry-After" in head.headers
+    finally:
+        await app.stop()
