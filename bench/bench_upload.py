@@ -41,11 +41,11 @@ import grpc  # noqa: E402
 from reels.v1 import common_pb2, upload_pb2, upload_pb2_grpc  # noqa: E402
 from tusclient.client import TusClient  # noqa: E402
 
-from reels_dev.keys import mint_token  # noqa: E402
 from reels.db.engine import create_database, database_url, drop_database  # noqa: E402
 from reels.db.migrate import migrate  # noqa: E402
 from reels_dev.infra.process import ManagedProcess, free_port, port_open  # noqa: E402
 from reels_dev.infra.tansu import tansu_process  # noqa: E402
+from reels_dev.keys import mint_token  # noqa: E402
 from tests.media import make_clip  # noqa: E402
 
 MB = 1024 * 1024

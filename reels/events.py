@@ -271,7 +271,7 @@ class EventProducer:
 
     async def send(
         self,
-        topic: str,
+        topic: str | Topic,
         key: bytes | str | None,
         payload: bytes,
         headers: Mapping[str, str] | None = None,
@@ -279,7 +279,7 @@ class EventProducer:
         """Publish one record and return once the broker acknowledged it."""
         return await asyncio.wait_for(
             self._producer.send_and_wait(
-                topic, payload, key=_key_bytes(key), headers=to_kafka_headers(headers)
+                str(topic), payload, key=_key_bytes(key), headers=to_kafka_headers(headers)
             ),
             self._deadline(),
         )

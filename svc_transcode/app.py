@@ -69,6 +69,7 @@ class App:
     consumer: IdempotentConsumer | None = None
     relay: OutboxRelay | None = None
     _stopping: bool = False
+    _loops_released: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def server(self) -> ServerSettings:
@@ -101,10 +102,10 @@ class App:
     def _supervise(self, name: str, run: Callable[[], Awaitable[None]], *, required: bool) -> None:
         async def loop() -> None:
             await run()
-            # run() returns by itself once stop() asked it to: stay parked until the
-            # supervisor cancels us, rather than being restarted.
+            # run() returns by itself once stop() asked it to: wait for the supervisor
+            # to stop too (then it does not restart us), rather than being restarted.
             if self._stopping:
-                await asyncio.get_running_loop().create_future()
+                await self._loops_released.wait()
 
         self.supervisor.add(name, loop, required=required)
 
@@ -160,6 +161,7 @@ class App:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.relay.drain_once(), 5.0)
             self.relay.stop()
+        self._loops_released.set()
         await self.supervisor.stop()
         if self.reporter is not None:
             await self.reporter.close()

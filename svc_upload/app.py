@@ -124,8 +124,11 @@ class App:
         if self.http_runner is not None:
             await self.http_runner.cleanup()
             self.http_runner = None
-        # Cancelling the relay is safe: a row sent but not yet stamped is sent again
-        # (consumers deduplicate by event id).
+        if self.relay is not None:
+            # Returns after its round, or is cancelled by the supervisor (which stops at
+            # once, so it does not restart it): a row sent but not yet stamped is sent
+            # again, and consumers deduplicate by event id.
+            self.relay.stop()
         await self.supervisor.stop()
         if self.redis is not None:
             await self.redis.aclose()

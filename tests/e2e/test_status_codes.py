@@ -98,7 +98,8 @@ async def _call(settings: EnvoySettings, path: str, **headers: str) -> tuple[int
             f"http://127.0.0.1:{settings.listen_port}{path}",
             headers={**headers, "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
         ) as resp:
-            body = await resp.json(content_type=None)
+            text = await resp.text()
+            body = json.loads(text) if text.startswith("{") else {"text": text}
             return resp.status, body, trace_id, dict(resp.headers)
 
 

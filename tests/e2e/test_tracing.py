@@ -25,6 +25,7 @@ import requests
 from tusclient.client import TusClient
 from tusclient.uploader import Uploader
 
+from reels import topics
 from reels_dev.infra.envoy import EnvoySettings
 from reels_dev.infra.otlp_sink import read_spans
 from reels_dev.keys import mint_token
@@ -109,12 +110,12 @@ async def test_one_upload_is_one_trace_from_envoy_to_the_catalog(
     # (service, name, kind); None: any. The outbox is one table that every service's
     # relay drains, so whichever relay sent a row made its PRODUCER span.
     wanted = {
-        (None, "video.uploaded publish", PRODUCER),
-        ("svc_transcode", "video.uploaded process", CONSUMER),
+        (None, f"{topics.VIDEO_UPLOADED} publish", PRODUCER),
+        ("svc_transcode", f"{topics.VIDEO_UPLOADED} process", CONSUMER),
         ("svc_transcode", "transcode.job", None),
         ("svc_upload", "/reels.v1.UploadService/UpdateVideoStatus", SERVER),
-        (None, "video.published publish", PRODUCER),
-        ("svc_stream", "video.published process", CONSUMER),
+        (None, f"{topics.VIDEO_PUBLISHED} publish", PRODUCER),
+        ("svc_stream", f"{topics.VIDEO_PUBLISHED} process", CONSUMER),
     }
 
     def missing(spans: list[dict[str, object]]) -> set[tuple[object, object, object]]:
@@ -156,7 +157,7 @@ async def test_one_upload_is_one_trace_from_envoy_to_the_catalog(
     assert all(by_id[str(s["parent_span_id"])]["service"] == "envoy" for s in tus)
 
     # Kafka: each CONSUMER span is the child of its PRODUCER span (same topic).
-    for topic in ("video.uploaded", "video.published"):
+    for topic in (topics.VIDEO_UPLOADED, topics.VIDEO_PUBLISHED):
         producers = [s for s in spans if s["name"] == f"{topic} publish"]
         consumers = [s for s in spans if s["name"] == f"{topic} process"]
         assert producers and consumers, topic
@@ -164,7 +165,7 @@ async def test_one_upload_is_one_trace_from_envoy_to_the_catalog(
         assert all(c["parent_span_id"] in producer_ids for c in consumers), (topic, consumers)
 
     # The uploaded event's PRODUCER span hangs under the tus PATCH (the outbox row's context).
-    uploaded = next(s for s in spans if s["name"] == "video.uploaded publish")
+    uploaded = next(s for s in spans if s["name"] == f"{topics.VIDEO_UPLOADED} publish")
     assert by_id[str(uploaded["parent_span_id"])] in tus
 
     # One connected tree: every span's parent is in the trace, except the client's span.

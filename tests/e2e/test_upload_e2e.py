@@ -17,8 +17,8 @@ import requests
 from tusclient.client import TusClient
 from tusclient.uploader import Uploader
 
-from reels_dev.keys import mint_token
 from reels_dev.infra.envoy import EnvoySettings
+from reels_dev.keys import mint_token
 from tests.media import make_clip
 
 pytestmark = pytest.mark.skipif(
