@@ -119,7 +119,11 @@ def parse_upload_video(raw: bytes) -> VideoRequest:
     request = VideoRequest()
     for number, kind, value in _fields(raw):
         if number == 1 and kind == _LEN:
-            request.metadata = upload_pb2.UploadMetadata.FromString(bytes(value))  # type: ignore[arg-type]
+            # A repeated embedded message merges into the earlier one (protobuf encoding
+            # spec, "Last One Wins" for scalars, merge for messages).
+            if request.metadata is None:
+                request.metadata = upload_pb2.UploadMetadata()
+            request.metadata.MergeFromString(bytes(value))  # type: ignore[arg-type]
             request.chunk = None
         elif number == 2 and kind == _LEN:
             request.chunk = value  # type: ignore[assignment]

@@ -103,7 +103,8 @@ def _check_fields(event: stream_pb2.PlayerEvent, now: float, limits: EventLimits
         value = getattr(event, name)
         if not math.isfinite(value) or value < 0:
             return f"{name} must be a finite, non-negative number"
-    if event.country and not (len(event.country) == 2 and event.country.isalpha()):
+    country = event.country
+    if country and not (len(country) == 2 and country.isascii() and country.isalpha()):
         return "country must be an ISO 3166-1 alpha-2 code"
     return ""
 

@@ -21,8 +21,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from reels.db.engine import make_engine
-from reels.db.migrate import alembic_config, downgrade, migrate
-from reels.db.migrate import load_models
+from reels.db.migrate import alembic_config, downgrade, load_models, migrate
 from reels.db.models import Base
 from reels.events import (
     EVENT_ID_HEADER,
@@ -32,8 +31,8 @@ from reels.events import (
     ReceivedEvent,
     from_kafka_headers,
 )
-from reels_dev.infra.process import REPO_ROOT
 from reels.outbox import OutboxRelay, enqueue
+from reels_dev.infra.process import REPO_ROOT
 from tests.polling import eventually as _eventually
 
 if TYPE_CHECKING:

@@ -12,9 +12,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from reels.model_client import ModelClient
 from reels_dev.infra.process import ManagedProcess, free_port
 from reels_dev.infra.triton import MODEL_REPOSITORY, triton_process
-from reels.model_client import ModelClient
 
 MODEL_DIR = MODEL_REPOSITORY / "text_embedding" / "1"
 

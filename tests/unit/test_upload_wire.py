@@ -210,10 +210,6 @@ def test_which_oneof_refuses_a_name_that_is_not_the_oneof() -> None:
         parse_upload_video(b"").WhichOneof("nope")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: wire.py replaces a repeated `metadata` field; protobuf merges the two",
-)
 def test_a_split_metadata_field_is_merged_like_protobuf() -> None:
     raw = len_field(1, len_field(1, b"title")) + len_field(1, len_field(2, b"description"))
     theirs = upload_pb2.UploadVideoRequest.FromString(raw)
