@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ __all__ = [
 _configured: str | None = None
 # (host, port) -> the running /metrics server (one per process and port).
 _metrics_servers: dict[tuple[str, int], Any] = {}
+_aiohttp_ready = False
 
 
 class JsonlSpanExporter(SpanExporter):
@@ -198,10 +200,16 @@ def http_server_middleware() -> Any:
         create_aiohttp_middleware,
     )
 
-    instrumentor = AioHttpServerInstrumentor()
-    if not instrumentor.is_instrumented_by_opentelemetry:
-        instrumentor.instrument()
+    global _aiohttp_ready
+    if not _aiohttp_ready:
+        instrumentor = AioHttpServerInstrumentor()
+        with warnings.catch_warnings():
+            # instrument() defines a web.Application subclass, which aiohttp frowns upon;
+            # it is handed straight back by uninstrument().
+            warnings.simplefilter("ignore", DeprecationWarning)
+            instrumentor.instrument()
         instrumentor.uninstrument()  # keep its globals, give web.Application back
+        _aiohttp_ready = True
     return create_aiohttp_middleware()
 
 

@@ -1,4 +1,4 @@
-"""Developer commands: `python -m reels_dev token --user alice | keys | status | reset`."""
+"""Developer commands: `python -m reels_dev token --user alice | keys | status | reset | ports`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ def main() -> None:
     sub.add_parser("keys", help="create the dev key pair and JWKS if missing")
     sub.add_parser("status", help="health of every part of the local mesh (make status)")
     sub.add_parser("reset", help="drop this checkout's database and stored data (make reset)")
+    sub.add_parser("ports", help="`part port` lines: what make up listens on (scripts/up.sh)")
     args = parser.parse_args()
     if args.command == "token":
         print(mint_token(args.user, ttl_seconds=args.ttl))
@@ -30,6 +31,11 @@ def main() -> None:
         from reels_dev.reset import main as reset
 
         reset()
+    elif args.command == "ports":
+        from reels_dev.status import ports
+
+        for part, port in ports().items():
+            print(part, port)
 
 
 if __name__ == "__main__":

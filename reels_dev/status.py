@@ -155,6 +155,24 @@ def _envoy_view(clusters: dict[str, list[str]] | None, name: str) -> tuple[bool,
     return ok, f"{name}: {', '.join(f.lstrip('/') for f in flags)}"
 
 
+def ports() -> dict[str, int]:
+    """Every loopback port `make up` listens on, by part, in start order (scripts/up.sh)."""
+    front = FrontDoorSettings.from_env()
+    infra = InfraSettings.from_env()
+    return {
+        "otlp-sink": infra.otlp_port,
+        "kafka": infra.kafka_port,
+        "triton": infra.triton_grpc_port,
+        "triton-http": infra.triton_http_port,
+        "triton-metrics": infra.triton_metrics_port,
+        **{f"svc_{svc}": port for svc, port in front.service_ports().items()},
+        "svc_upload-tus": front.upload_http_port,
+        "svc_stream-media": front.media_port,
+        "envoy": front.port,
+        "envoy-admin": front.admin_port,
+    }
+
+
 def rows() -> list[Row]:
     front = FrontDoorSettings.from_env()
     infra = InfraSettings.from_env()
