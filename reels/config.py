@@ -439,6 +439,7 @@ def markdown_tables() -> str:
             *(row for row in describe(cls) if row not in shared),  # not the platform again
         ]
         lines += [f"### {name}", "", *table(rows), ""]
+    lines += ["### Front door (Envoy)", "", *table(describe(FrontDoorSettings)), ""]
     lines += [
         "`REELS_HOST` (127.0.0.1) and `REELS_SHUTDOWN_GRACE_SECONDS` (10) apply to every "
         "service's gRPC server.",

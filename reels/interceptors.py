@@ -125,6 +125,8 @@ def _record(method: str, started: float, code: grpc.StatusCode) -> None:
     attrs = {"rpc.method": method, "rpc.grpc.status_code": code.name}
     rpc_server_duration.record(elapsed_ms, attrs)
     level = logging.INFO if code == grpc.StatusCode.OK else logging.WARNING
+    if level == logging.INFO and method.startswith(PUBLIC_PREFIXES):
+        level = logging.DEBUG  # Envoy health-checks every service every few seconds
     log.log(
         level,
         "rpc",

@@ -131,7 +131,7 @@ async def start_server(
     await server.start()
     for name in [*names, ""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("serving", extra={"fields": {"service": service, "port": bound}})
+    log.info("serving", extra={"fields": {"service": f"svc_{service}", "port": bound}})
     return RunningServer(server, bound, health_servicer, names)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from reels.analytics import Analytics, default_dsn
+from reels.config import PlatformSettings, platform
 
 
 @pytest.fixture
@@ -25,11 +26,12 @@ async def analytics(tmp_path: Path) -> AsyncIterator[Analytics]:
 
 
 def test_default_dsn_is_chdb_under_var_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("REELS_CLICKHOUSE_DSN", raising=False)
+    # var_dir() is read when the settings are built; the DSN variable wins over it.
     monkeypatch.setenv("REELS_VAR_DIR", str(tmp_path))
-    assert default_dsn() == f"chdb://{tmp_path.resolve() / 'chdb'}"
-    monkeypatch.setenv("REELS_CLICKHOUSE_DSN", "http://ch.example:8123")
-    assert default_dsn() == "http://ch.example:8123"
+    assert PlatformSettings.from_env({}).clickhouse_dsn == f"chdb://{tmp_path / 'chdb'}"
+    got = PlatformSettings.from_env({"REELS_CLICKHOUSE_DSN": "http://ch.example:8123"})
+    assert got.clickhouse_dsn == "http://ch.example:8123"
+    assert default_dsn() == platform().clickhouse_dsn
 
 
 async def test_merge_tree_rows_read_back_through_aggregate(analytics: Analytics) -> None:

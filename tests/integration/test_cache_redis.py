@@ -14,10 +14,11 @@ from reels import cache
 
 
 @pytest.fixture
-async def prefix(monkeypatch: pytest.MonkeyPatch) -> str:
+async def prefix() -> AsyncIterator[str]:
     p = f"test-{uuid.uuid4().hex}:"
-    monkeypatch.setenv("REELS_REDIS_PREFIX", p)
-    return p
+    cache.set_key_prefix(p)
+    yield p
+    cache.set_key_prefix(None)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from reels.config import PlatformSettings
 from reels.storage import LocalObjectStore, ObjectStore, open_object_store
 
 MB = 1024 * 1024
@@ -208,10 +209,12 @@ def test_factory_picks_local_by_url_and_refuses_s3_clearly(
 ) -> None:
     store = open_object_store((tmp_path / "o").as_uri())
     assert isinstance(store, LocalObjectStore) and store.root == (tmp_path / "o").resolve()
-    monkeypatch.setenv("REELS_STORAGE_URL", (tmp_path / "env").as_uri())
-    env_store = open_object_store(None)
+    configured = PlatformSettings.from_env({"REELS_STORAGE_URL": (tmp_path / "env").as_uri()})
+    env_store = open_object_store(configured.storage_url)
     assert isinstance(env_store, LocalObjectStore)
     assert env_store.root == (tmp_path / "env").resolve()
+    default_store = open_object_store(None)  # the process's PlatformSettings
+    assert isinstance(default_store, LocalObjectStore)
     with pytest.raises(NotImplementedError, match="s3"):
         open_object_store("s3://bucket/prefix")
     with pytest.raises(ValueError):
