@@ -162,6 +162,28 @@ class ServiceApp(Protocol):
     async def stop(self) -> None: ...
 
 
+class AppBase:
+    """What every App derives from its ``settings`` (a Settings with ``server`` and
+    ``platform`` groups): the listen address, the platform, default gRPC options.
+
+    An App overrides ``grpc_options`` when it needs channel arguments of its own.
+    """
+
+    settings: Any
+
+    @property
+    def server(self) -> ServerSettings:
+        return self.settings.server  # type: ignore[no-any-return]
+
+    @property
+    def platform(self) -> PlatformSettings:
+        return self.settings.platform  # type: ignore[no-any-return]
+
+    @property
+    def grpc_options(self) -> Sequence[tuple[str, Any]]:
+        return ()
+
+
 async def run_app(app: ServiceApp, *, port: int | None = None) -> RunningServer:
     """Start ``app`` and its gRPC server (tests: ``port=0`` picks a free one).
 

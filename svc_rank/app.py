@@ -2,41 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import grpc
 from reels.v1 import rank_pb2_grpc, stream_pb2_grpc
 
 from reels.clients import channel
-from reels.config import PlatformSettings, ServerSettings
-from reels.server import Registration
+from reels.server import AppBase, Registration
 from reels.supervise import Supervisor
 from svc_rank.server import FeedService
 from svc_rank.settings import Settings
 
 
 @dataclass
-class App:
+class App(AppBase):
     """The feed service: a FeedService over svc_stream's trending pool (for now)."""
 
     settings: Settings
     stream_channel: grpc.aio.Channel | None = None
     supervisor: Supervisor = field(default_factory=lambda: Supervisor("rank"))
     name: str = "rank"
-
-    @property
-    def server(self) -> ServerSettings:
-        return self.settings.server
-
-    @property
-    def platform(self) -> PlatformSettings:
-        return self.settings.platform
-
-    @property
-    def grpc_options(self) -> Sequence[tuple[str, Any]]:
-        return ()
 
     async def start(self) -> None:
         # grpc.aio channels belong to the running loop, so they are opened here.

@@ -33,7 +33,6 @@ logged):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,12 +43,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from reels import topics
 from reels.analytics import Analytics
 from reels.cache import redis_client, set_key_prefix
-from reels.config import PlatformSettings, ServerSettings
 from reels.db.engine import make_engine, make_sessionmaker
 from reels.events import ensure_topics
 from reels.media_signing import media_signing_key
 from reels.outbox import OutboxRelay
-from reels.server import Registration
+from reels.server import AppBase, Registration
 from reels.storage import ObjectStore, open_object_store
 from reels.supervise import Supervisor
 from svc_stream.analytics import trending
@@ -85,7 +83,7 @@ async def _park() -> None:
 
 
 @dataclass
-class App:
+class App(AppBase):
     """Playback, player events, engagement and analytics: one service, four domains."""
 
     settings: Settings
@@ -107,18 +105,6 @@ class App:
     sink_consumer: BatchConsumer | None = None
     trending_job: trending.TrendingJob | None = None
     relay: OutboxRelay | None = None
-
-    @property
-    def server(self) -> ServerSettings:
-        return self.settings.server
-
-    @property
-    def platform(self) -> PlatformSettings:
-        return self.settings.platform
-
-    @property
-    def grpc_options(self) -> Sequence[tuple[str, Any]]:
-        return ()
 
     @property
     def event_limits(self) -> EventLimits:

@@ -20,18 +20,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from reels.auth import ServiceTokenSigner
-from reels.config import PlatformSettings, ServerSettings
 from reels.db.engine import make_engine, make_sessionmaker
 from reels.events import EventProducer, IdempotentConsumer
 from reels.outbox import OutboxRelay
-from reels.server import Registration
+from reels.server import AppBase, Registration
 from reels.storage import ObjectStore, open_object_store
 from reels.supervise import Supervisor
 from svc_transcode.consumer import make_consumer
@@ -50,7 +48,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class App:
+class App(AppBase):
     """The job API, consumer, worker and outbox relay of svc_transcode.
 
     ``store``, ``reporter`` and ``embedder`` may be given (tests); otherwise ``start()``
@@ -70,18 +68,6 @@ class App:
     relay: OutboxRelay | None = None
     _stopping: bool = False
     _loops_released: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def server(self) -> ServerSettings:
-        return self.settings.server
-
-    @property
-    def platform(self) -> PlatformSettings:
-        return self.settings.platform
-
-    @property
-    def grpc_options(self) -> Sequence[tuple[str, Any]]:
-        return ()
 
     def _default_reporter(self) -> StatusReporter:
         if not self.settings.report_status:

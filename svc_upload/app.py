@@ -16,11 +16,10 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from reels.cache import redis_client
-from reels.config import PlatformSettings, ServerSettings
 from reels.db.engine import make_engine, make_sessionmaker
 from reels.events import EventProducer
 from reels.outbox import OutboxRelay
-from reels.server import Registration
+from reels.server import AppBase, Registration
 from reels.storage import ObjectStore, open_object_store
 from reels.supervise import Supervisor
 from svc_upload.server import UploadService, registrations
@@ -43,7 +42,7 @@ GRPC_OPTIONS: tuple[tuple[str, Any], ...] = (
 
 
 @dataclass
-class App:
+class App(AppBase):
     """Uploads (gRPC + tus), video status, and the outbox relay.
 
     ``store`` may be given (tests); everything else is opened by ``start()`` from
@@ -64,14 +63,6 @@ class App:
     http_runner: web.AppRunner | None = None
     http_port: int = 0
     """The tus port actually bound (``settings.http_port`` may be 0)."""
-
-    @property
-    def server(self) -> ServerSettings:
-        return self.settings.server
-
-    @property
-    def platform(self) -> PlatformSettings:
-        return self.settings.platform
 
     @property
     def grpc_options(self) -> Sequence[tuple[str, Any]]:
