@@ -15,15 +15,11 @@ import asyncio
 import json
 import secrets
 import shutil
-import time
 from pathlib import Path
-from urllib.parse import urljoin
 
 import aiohttp
 import pytest
-import requests
 from tusclient.client import TusClient
-from tusclient.uploader import Uploader
 
 from reels import topics
 from reels_dev.infra.envoy import EnvoySettings
@@ -31,6 +27,8 @@ from reels_dev.infra.otlp_sink import read_spans
 from reels_dev.keys import mint_token
 from tests.fixtures.mesh import Mesh
 from tests.media import make_clip
+from tests.polling import eventually_value
+from tests.tus import RecordingUploader
 
 pytestmark = pytest.mark.skipif(
     shutil.which("ffmpeg") is None, reason="ffmpeg is not installed (scripts/setup.sh)"
@@ -38,29 +36,6 @@ pytestmark = pytest.mark.skipif(
 
 # OTLP span kinds (opentelemetry.proto.trace.v1.Span.SpanKind).
 SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5
-
-
-class _Uploader(Uploader):
-    """tuspy's uploader, keeping the creation response's ``Reels-Video-Id``."""
-
-    video_id: str | None = None
-
-    def create_url(self) -> str:
-        resp = requests.post(self.client.url, headers=self.get_url_creation_headers())
-        assert resp.status_code == 201, resp.text
-        self.video_id = resp.headers["Reels-Video-Id"]
-        return urljoin(self.client.url, resp.headers["Location"])
-
-
-async def _until(check, within: float, what: str) -> object:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for: {what}")
-        await asyncio.sleep(0.5)
 
 
 async def test_one_upload_is_one_trace_from_envoy_to_the_catalog(
@@ -78,7 +53,7 @@ async def test_one_upload_is_one_trace_from_envoy_to_the_catalog(
             "traceparent": f"00-{trace_id}-{client_span}-01",
         },
     )
-    uploader = _Uploader(
+    uploader = RecordingUploader(
         file_path=str(clip),
         client=client,
         chunk_size=64 * 1024,
@@ -101,8 +76,8 @@ async def test_one_upload_is_one_trace_from_envoy_to_the_catalog(
             async with http.get(f"{base}/api/v1/reels/{video_id}/playback", headers=auth) as r:
                 return r.status == 200
 
-        await _until(published, 120, f"video {video_id} published")
-        await _until(in_catalog, 60, f"video {video_id} in svc_stream's catalog")
+        await eventually_value(published, 120, f"video {video_id} published")
+        await eventually_value(in_catalog, 60, f"video {video_id} in svc_stream's catalog")
 
     def key(span: dict[str, object]) -> tuple[object, object, object]:
         return span["service"], span["name"], span["kind"]
@@ -135,7 +110,7 @@ async def test_one_upload_is_one_trace_from_envoy_to_the_catalog(
         return None if missing(spans) else spans
 
     try:
-        spans = await _until(all_spans, 30, "every span of the upload's trace")
+        spans = await eventually_value(all_spans, 30, "every span of the upload's trace")
     except AssertionError:
         spans = [s for s in read_spans(mesh.spans_path) if s["trace_id"] == trace_id]
         raise AssertionError(

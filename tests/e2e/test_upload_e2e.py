@@ -9,33 +9,19 @@ from __future__ import annotations
 import asyncio
 import shutil
 from pathlib import Path
-from urllib.parse import urljoin
 
 import aiohttp
 import pytest
-import requests
 from tusclient.client import TusClient
-from tusclient.uploader import Uploader
 
 from reels_dev.infra.envoy import EnvoySettings
 from reels_dev.keys import mint_token
 from tests.media import make_clip
+from tests.tus import RecordingUploader
 
 pytestmark = pytest.mark.skipif(
     shutil.which("ffmpeg") is None, reason="ffmpeg is not installed (scripts/setup.sh)"
 )
-
-
-class RecordingUploader(Uploader):
-    """tuspy's uploader, keeping the creation response's ``Reels-Video-Id``."""
-
-    video_id: str | None = None
-
-    def create_url(self) -> str:
-        resp = requests.post(self.client.url, headers=self.get_url_creation_headers())
-        assert resp.status_code == 201, resp.text
-        self.video_id = resp.headers["Reels-Video-Id"]
-        return urljoin(self.client.url, resp.headers["Location"])
 
 
 async def test_tus_upload_through_envoy_then_status_json(
