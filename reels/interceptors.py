@@ -13,12 +13,14 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiokafka.errors
 import grpc
 import redis.exceptions
 import sqlalchemy.exc
+from google.protobuf.message import DecodeError
 
 from reels import errors
 from reels.auth import AuthError, TokenVerifier, current_token, current_user
@@ -145,6 +147,55 @@ def _code_of(exc: BaseException, context: grpc.aio.ServicerContext) -> grpc.Stat
     return grpc.StatusCode.INTERNAL
 
 
+@dataclass(frozen=True)
+class _Undecodable:
+    """Stands in for a request message whose bytes did not parse.
+
+    grpc-python turns an exception in the request deserializer into UNKNOWN with the
+    Python class name in the message (HTTP 500 through Envoy). Returning this marker
+    instead lets the handler answer INVALID_ARGUMENT like any other bad input; the
+    usual cause is a path or query value that is not UTF-8 (`/api/v1/reels/%ff`).
+    """
+
+    reason: str
+
+    def error(self, method: str) -> errors.InvalidArgument:
+        return errors.InvalidArgument(
+            f"the request to {method} could not be decoded: {self.reason} "
+            "(string fields, path and query values must be valid UTF-8)",
+            [("request", "not a valid encoding of the request message")],
+        )
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except (DecodeError, ValueError) as exc:  # ValueError: hand-written wire parsers
+            return _Undecodable(str(exc) or type(exc).__name__)
+
+    return deserialize
+
+
+def _checked_request(request: Any, method: str) -> Any:
+    """The request, or its stream with undecodable messages turned into INVALID_ARGUMENT."""
+    if isinstance(request, _Undecodable):
+        raise request.error(method)
+    if not hasattr(request, "__aiter__"):
+        return request
+
+    async def stream() -> Any:
+        async for item in request:
+            if isinstance(item, _Undecodable):
+                raise item.error(method)
+            yield item
+
+    return stream()
+
+
 def _wrap_handler(
     handler: grpc.RpcMethodHandler,
     before: Callable[[grpc.aio.ServicerContext], None],
@@ -155,6 +206,7 @@ def _wrap_handler(
             started = time.perf_counter()
             try:
                 before(context)
+                request = _checked_request(request, method)
                 response = await behavior(request, context)
             except BaseException as exc:
                 _record(method, started, _code_of(exc, context))
@@ -172,6 +224,7 @@ def _wrap_handler(
             started = time.perf_counter()
             try:
                 before(context)
+                request = _checked_request(request, method)
                 result = behavior(request, context)
                 if inspect.isasyncgen(result):
                     async for item in result:
@@ -191,24 +244,24 @@ def _wrap_handler(
     if handler.unary_unary:
         return grpc.unary_unary_rpc_method_handler(
             wrap_unary_response(handler.unary_unary),
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_lenient(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
     if handler.stream_unary:
         return grpc.stream_unary_rpc_method_handler(
             wrap_unary_response(handler.stream_unary),
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_lenient(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
     if handler.unary_stream:
         return grpc.unary_stream_rpc_method_handler(
             wrap_stream_response(handler.unary_stream),
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_lenient(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
     return grpc.stream_stream_rpc_method_handler(
         wrap_stream_response(handler.stream_stream),
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=_lenient(handler.request_deserializer),
         response_serializer=handler.response_serializer,
     )
 

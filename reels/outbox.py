@@ -21,7 +21,8 @@ import logging
 import random
 import signal
 import uuid
-from collections.abc import Mapping
+import zlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import psycopg
@@ -129,6 +130,12 @@ class OutboxRelay:
     advisory lock, so one sends at a time and the others are hot standbys: order
     holds across relays. With ``ordered=False`` several relays share the work
     (SKIP LOCKED keeps them off each other's rows) and order holds only per relay.
+
+    ``topics`` (a service passes ``reels.topics.produced_by("svc_x")``) limits the
+    relay to the rows of the topics its service owns, so each service publishes its
+    own events (one owner per topic; the PRODUCER span is the owner's) and the
+    ordered-mode lock is per topic set, so one service's relays never wait on
+    another's. Without ``topics`` the relay sends every row (tools, tests).
     """
 
     def __init__(
@@ -144,6 +151,7 @@ class OutboxRelay:
         ordered: bool = True,
         listen: bool = True,
         create_topics: bool = True,
+        topics: Iterable[Topic | str] | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.producer = producer or EventProducer(bootstrap, client_id=client_id)
@@ -153,6 +161,12 @@ class OutboxRelay:
         self.ordered = ordered
         self.listen = listen
         self.create_topics = create_topics
+        self.topics = sorted({str(t) for t in topics}) if topics is not None else None
+        self.lock_key = (
+            RELAY_LOCK_KEY
+            if self.topics is None
+            else zlib.crc32(",".join(self.topics).encode()) & 0x7FFFFFFF
+        )
         self.sent = 0
         """Rows this relay stamped as sent (for metrics and tests)."""
         self._known_topics: set[str] = set()
@@ -169,12 +183,16 @@ class OutboxRelay:
         error: BaseException | None = None
         async with self.sessionmaker() as session, session.begin():
             if self.ordered:
-                got = await session.scalar(select(func.pg_try_advisory_xact_lock(RELAY_LOCK_KEY)))
+                got = await session.scalar(select(func.pg_try_advisory_xact_lock(self.lock_key)))
                 if not got:
                     return 0
+            unsent = select(
+                Outbox.id, Outbox.topic, Outbox.key, Outbox.payload, Outbox.headers
+            ).where(Outbox.sent_at.is_(None))
+            if self.topics is not None:
+                unsent = unsent.where(Outbox.topic.in_(self.topics))
             result = await session.execute(
-                select(Outbox.id, Outbox.topic, Outbox.key, Outbox.payload, Outbox.headers)
-                .where(Outbox.sent_at.is_(None))
+                unsent
                 .order_by(Outbox.id)
                 .limit(self.batch_size)
                 .with_for_update(skip_locked=True)

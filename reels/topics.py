@@ -29,6 +29,9 @@ class Topic:
     message: type[Message]
     key_field: str
     dead_letter: str = ""
+    producer: str = ""
+    """The one service that writes this topic (its outbox relay sends the rows)."""
+    dead_letter_producer: str = ""
 
     def key(self, message: Message) -> str:
         """The Kafka key of ``message`` (the value of ``key_field``)."""
@@ -45,7 +48,8 @@ class Topic:
         """The topic unhandleable records of this one are parked on (same payload)."""
         if not self.dead_letter:
             raise LookupError(f"topic {self.name} has no dead-letter topic in events.proto")
-        return Topic(self.dead_letter, self.message, self.key_field)
+        return Topic(self.dead_letter, self.message, self.key_field,
+                     producer=self.dead_letter_producer)
 
     def __str__(self) -> str:
         return self.name
@@ -61,7 +65,7 @@ def _registry() -> dict[str, Topic]:
         cls = getattr(events_pb2, desc.name)
         if o.key_field not in desc.fields_by_name:
             raise RuntimeError(f"{desc.name}: key_field {o.key_field!r} is not a field")
-        topic = Topic(o.name, cls, o.key_field, o.dead_letter)
+        topic = Topic(o.name, cls, o.key_field, o.dead_letter, o.producer, o.dead_letter_producer)
         if topic.name in out:
             raise RuntimeError(f"topic {topic.name} claimed by two messages")
         out[topic.name] = topic
@@ -79,6 +83,11 @@ def by_name(name: str) -> Topic:
         return REGISTRY[name]
     except KeyError:
         raise KeyError(f"unknown topic {name!r}; known: {sorted(REGISTRY)}") from None
+
+
+def produced_by(service: str) -> list[Topic]:
+    """The topics ``service`` (e.g. "svc_upload") writes, dead-letter topics included."""
+    return [t for t in REGISTRY.values() if t.producer == service]
 
 
 def _of(message: type[Message]) -> Topic:
@@ -112,4 +121,5 @@ __all__ = [
     "VIDEO_UPLOADED",
     "VIDEO_UPLOADED_DLQ",
     "by_name",
+    "produced_by",
 ]

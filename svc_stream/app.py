@@ -234,6 +234,7 @@ class App(AppBase):
             bootstrap=self.platform.kafka_bootstrap,
             client_id="svc_stream-outbox",
             batch_size=self.platform.outbox_batch,
+            topics=topics.produced_by("svc_stream"),
         )
         self.relay = relay
         try:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from reels import topics
 from reels.auth import ServiceTokenSigner
 from reels.db.engine import make_engine, make_sessionmaker
 from reels.events import EventProducer, IdempotentConsumer
@@ -126,6 +127,7 @@ class App(AppBase):
                     client_id="svc_transcode",
                 ),
                 batch_size=platform.outbox_batch,
+                topics=topics.produced_by("svc_transcode"),
             )
             self._supervise("outbox-relay", self.relay.run, required=False)
         await self.supervisor.start()

@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from reels import topics
 from reels.cache import redis_client
 from reels.db.engine import make_engine, make_sessionmaker
 from reels.events import EventProducer
@@ -100,6 +101,7 @@ class App(AppBase):
                     client_id="svc_upload",
                 ),
                 batch_size=platform.outbox_batch,
+                topics=topics.produced_by("svc_upload"),
             )
             # Not required: uploads work without a broker (events wait in the outbox),
             # so a relay in backoff must not take the service out of rotation.

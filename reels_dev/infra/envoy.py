@@ -30,6 +30,7 @@ default ports); `python -m reels_dev.infra.envoy run` renders into var/ and exec
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -63,6 +64,142 @@ REFLECTION_PREFIXES = (
 GRPC_STATUS_METADATA = ("reels.grpc", "status")
 # Access log lines reach stdout within half a second (Envoy's default: 10 s).
 FLUSH_ARGS = ("--file-flush-interval-msec", "500")
+
+
+# The gRPC paths (every reels.v1 service, reflection): a plain HTTP request on one is
+# answered 415 (Envoy's RE2 caps a route regex's size, hence no list of names).
+GRPC_PATHS = re.compile(
+    r"/(reels\.v1\.[A-Za-z]+|grpc\.reflection\.v1(alpha)?\.ServerReflection)/.*"
+)  # a route's regex matches the whole path
+GRPC_ONLY_STATUS = 415
+GRPC_ONLY_MESSAGE = (
+    "this path takes gRPC (application/grpc) or gRPC-web; plain HTTP clients use the "
+    "JSON API under /api/v1/"
+)
+CEL_FILTER = "envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter"
+
+
+@dataclass(frozen=True)
+class LocalReply:
+    """One kind of answer Envoy writes itself, and the gRPC status it stands for.
+
+    Envoy's own replies (a transcoder failure, the catch-all 404) came as text/plain, and
+    the access log's %GRPC_STATUS% guessed from the HTTP status (400 -> Internal). A mapper
+    gives each kind the JSON body the services' errors have through the transcoder
+    (`{"code":3,"message":"...","details":[]}`), a `grpc-status` header (which the access
+    log reads) and the HTTP status the transcoder maps that code to.
+    """
+
+    name: str
+    when: str  # CEL over Envoy's attributes; response.code is Envoy's original status
+    code: int  # google.rpc.Code
+    status: int | None = None  # the HTTP status to answer with (None: keep Envoy's)
+
+
+_TRANSCODE = "response.code_details"
+LOCAL_REPLIES = (
+    # Request body over the transcoder's buffer (the connection's buffer limit): 413 says
+    # it plainly; RESOURCE_EXHAUSTED is what gRPC answers for a message over its limit.
+    # The one kind whose HTTP status is not the transcoder's mapping of its code (429).
+    LocalReply(
+        "request_too_large",
+        f'{_TRANSCODE} == "grpc_json_transcode_failure{{request_buffer_size_limit_reached}}"',
+        code=8,
+    ),
+    # The service's answer could not be turned into JSON (Envoy: 502 / 500): ours.
+    LocalReply(
+        "response_not_transcoded",
+        f'{_TRANSCODE}.startsWith("grpc_json_transcode_failure{{") && response.code >= 500',
+        code=13,
+        status=500,
+    ),
+    # reject_unknown_method (off today): no RPC has this path.
+    LocalReply(
+        "no_such_method",
+        f'{_TRANSCODE} == "early_grpc_json_transcode_failure{{NOT_FOUND}}"',
+        code=5,
+        status=404,
+    ),
+    # Everything else the transcoder refuses is the request's fault: a body that is not
+    # JSON or not the request message (`{`, `[]`, a string for a list, a number for a
+    # string, an unknown enum name), a query value that is not the field's type
+    # (`?limit=abc`, out of int32 range), a path variable that does not parse.
+    LocalReply(
+        "bad_request",
+        f'{_TRANSCODE}.startsWith("grpc_json_transcode_failure{{") || '
+        f'{_TRANSCODE}.startsWith("early_grpc_json_transcode_failure{{")',
+        code=3,
+        status=400,
+    ),
+    LocalReply(
+        "grpc_only",
+        f'{_TRANSCODE} == "direct_response" && response.code == {GRPC_ONLY_STATUS}',
+        code=3,
+    ),
+    # The catch-all route, for HTTP clients. A gRPC client keeps Envoy's gRPC answer to
+    # an unknown path (trailers-only UNIMPLEMENTED).
+    LocalReply(
+        "not_found",
+        f'{_TRANSCODE} == "direct_response" && response.code == 404 && '
+        '!("content-type" in request.headers && '
+        'request.headers["content-type"].startsWith("application/grpc"))',
+        code=5,
+    ),
+)
+
+
+def _cel(expression: str) -> dict[str, Any]:
+    return {
+        "extension_filter": {
+            "name": "envoy.access_loggers.extension_filters.cel",
+            "typed_config": _typed(CEL_FILTER, expression=expression),
+        }
+    }
+
+
+def _header(key: str, value: str) -> dict[str, Any]:
+    return {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+
+
+def local_reply_mappers(settings: EnvoySettings, expose_headers: str) -> list[dict[str, Any]]:
+    """HCM local_reply_config mappers: LOCAL_REPLIES, each twice (with the CORS headers
+    for an allowed origin, and without), then CORS alone for any other local reply.
+
+    Envoy's replies from filters before the CORS filter (the transcoder) and the
+    direct responses (no route entry, which the CORS filter skips) would otherwise carry
+    no access-control-allow-origin, and a page could not read why it failed. The first
+    mapper that matches wins, hence the pairs."""
+    origins = ", ".join(f'"{o}"' for o in settings.cors_origins)
+    allowed = (
+        '"origin" in request.headers'
+        if "*" in settings.cors_origins
+        else f'request.headers["origin"] in [{origins}]'
+    )
+    cors_headers = [
+        _header("access-control-allow-origin", "%REQ(ORIGIN)%"),
+        _header("access-control-expose-headers", expose_headers),
+    ]
+    mappers: list[dict[str, Any]] = []
+    for reply in LOCAL_REPLIES:
+        rewrite: dict[str, Any] = {
+            "headers_to_add": [_header("grpc-status", str(reply.code))],
+            "body_format_override": {
+                "json_format": {"code": reply.code, "message": "%LOCAL_REPLY_BODY%", "details": []},
+                "content_type": "application/json",
+            },
+        }
+        if reply.status is not None:
+            rewrite["status_code"] = reply.status
+        mappers.append(
+            {
+                "filter": _cel(f"({reply.when}) && {allowed}"),
+                **rewrite,
+                "headers_to_add": rewrite["headers_to_add"] + cors_headers,
+            }
+        )
+        mappers.append({"filter": _cel(reply.when), **rewrite})
+    mappers.append({"filter": _cel(allowed), "headers_to_add": cors_headers})
+    return mappers
 
 
 @dataclass
@@ -138,6 +275,11 @@ def _cluster(name: str, port: int, *, http2: bool = True, health: bool = True) -
 
 def render(settings: EnvoySettings) -> dict[str, Any]:
     services = list(SERVICE_NAMES.values())
+    expose_headers = (
+        "grpc-status, grpc-message, grpc-status-details-bin, location, upload-offset, "
+        "upload-length, tus-resumable, tus-version, tus-extension, tus-max-size, "
+        "reels-video-id, content-range, retry-after"
+    )
     cors_policy = _typed(
         "envoy.extensions.filters.http.cors.v3.CorsPolicy",
         allow_origin_string_match=[
@@ -153,11 +295,7 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
             "upload-offset, upload-length, upload-metadata, tus-resumable, upload-checksum, "
             "range, traceparent, tracestate"
         ),
-        expose_headers=(
-            "grpc-status, grpc-message, grpc-status-details-bin, location, upload-offset, "
-            "upload-length, tus-resumable, tus-version, tus-extension, tus-max-size, "
-            "reels-video-id, content-range, retry-after"
-        ),
+        expose_headers=expose_headers,
         max_age="86400",
     )
     routes: list[dict[str, Any]] = [
@@ -175,12 +313,14 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
     ]
     routes.append(
         {
-            # A browser's preflight of a JSON route: OPTIONS maps to no RPC, so without
-            # this route it would meet `not_found`, which the CORS filter ignores. The
-            # CORS filter answers every request this matches; the cluster is never used.
-            "name": "api_preflight",
+            # A browser's preflight of a JSON or gRPC-web route: OPTIONS maps to no RPC
+            # and carries no gRPC content-type, so without this route it would meet
+            # `not_found` or `grpc_only`, which the CORS filter ignores (direct responses
+            # have no route entry). The CORS filter answers every request this matches;
+            # the cluster is never used.
+            "name": "cors_preflight",
             "match": {
-                "prefix": "/api/v1/",
+                "prefix": "/",
                 "headers": [
                     {"name": ":method", "string_match": {"exact": "OPTIONS"}},
                     {"name": "origin", "present_match": True},
@@ -190,11 +330,14 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
             "route": {"cluster": f"svc_{REFLECTION_SERVICE}", "timeout": "5s"},
         }
     )
+    # gRPC paths take gRPC only (native, gRPC-web: the grpc_web filter has made it
+    # application/grpc by then, and a transcoded JSON call is application/grpc too).
+    is_grpc = {"name": "content-type", "string_match": {"prefix": "application/grpc"}}
     for prefix in REFLECTION_PREFIXES:
         routes.append(
             {
                 "name": prefix.strip("/").rsplit(".", 2)[-2] + "_reflection",
-                "match": {"prefix": prefix},
+                "match": {"prefix": prefix, "headers": [is_grpc]},
                 "route": {"cluster": f"svc_{REFLECTION_SERVICE}", "timeout": "0s"},
             }
         )
@@ -202,19 +345,29 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
         routes.append(
             {
                 "name": key,
-                "match": {"prefix": f"/{full_name}/"},
+                "match": {"prefix": f"/{full_name}/", "headers": [is_grpc]},
                 # 0s: streaming RPCs (status watch, chat subscribe) stay open.
                 "route": {"cluster": f"svc_{key}", "timeout": "0s"},
             }
         )
     routes.append(
         {
+            # A plain HTTP request (curl, a browser's address bar) on a gRPC path: the
+            # client's mistake, so a 415 that says what to use, not the service's
+            # stream reset as a 503. Body and status headers: LOCAL_REPLIES.
+            "name": "grpc_only",
+            "match": {"safe_regex": {"regex": GRPC_PATHS.pattern}},
+            "direct_response": {
+                "status": GRPC_ONLY_STATUS,
+                "body": {"inline_string": GRPC_ONLY_MESSAGE},
+            },
+        }
+    )
+    routes.append(
+        {
             "name": "not_found",
             "match": {"prefix": "/"},
-            "direct_response": {
-                "status": 404,
-                "body": {"inline_string": '{"code":5,"message":"no such API route"}'},
-            },
+            "direct_response": {"status": 404, "body": {"inline_string": "no such API route"}},
         }
     )
     access_filters = [
@@ -285,6 +438,10 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
                 "always_print_enums_as_ints": False,
                 "preserve_proto_field_names": False,
             },
+            # A query parameter no field of the request has (a browser's cache buster
+            # `?_=1700000000`, tracking tags) is ignored, not a reason to skip
+            # transcoding (which ended in the catch-all 404).
+            ignore_unknown_query_parameters=True,
             request_validation_options={
                 "reject_unknown_method": False,
                 "reject_unknown_query_parameters": False,
@@ -363,7 +520,9 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
                     log_format={
                         "json_format": {
                             "ts": "%START_TIME%",
-                            "method": "%REQ(:METHOD)%",
+                            # The client's method: the transcoder rewrites it to POST
+                            # and keeps the original in x-envoy-original-method.
+                            "method": "%REQ(X-ENVOY-ORIGINAL-METHOD?:METHOD)%",
                             "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
                             "status": "%RESPONSE_CODE%",
                             "grpc_status": "%GRPC_STATUS%",
@@ -403,6 +562,7 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
             ],
         },
         http_filters=http_filters,
+        local_reply_config={"mappers": local_reply_mappers(settings, expose_headers)},
     )
     clusters = [_cluster(f"svc_{key}", settings.service_ports[key]) for key in SERVICE_NAMES]
     clusters.append(_cluster("media_origin", settings.media_port, http2=False, health=False))

@@ -82,14 +82,14 @@ async def test_one_upload_is_one_trace_from_envoy_to_the_catalog(
     def key(span: dict[str, object]) -> tuple[object, object, object]:
         return span["service"], span["name"], span["kind"]
 
-    # (service, name, kind); None: any. The outbox is one table that every service's
-    # relay drains, so whichever relay sent a row made its PRODUCER span.
+    # (service, name, kind); None: any. Each topic's owner relays its own outbox rows,
+    # so the PRODUCER span belongs to the service that wrote the event.
     wanted = {
-        (None, f"{topics.VIDEO_UPLOADED} publish", PRODUCER),
+        ("svc_upload", f"{topics.VIDEO_UPLOADED} publish", PRODUCER),
         ("svc_transcode", f"{topics.VIDEO_UPLOADED} process", CONSUMER),
         ("svc_transcode", "transcode.job", None),
         ("svc_upload", "/reels.v1.UploadService/UpdateVideoStatus", SERVER),
-        (None, f"{topics.VIDEO_PUBLISHED} publish", PRODUCER),
+        ("svc_transcode", f"{topics.VIDEO_PUBLISHED} publish", PRODUCER),
         ("svc_stream", f"{topics.VIDEO_PUBLISHED} process", CONSUMER),
     }
 

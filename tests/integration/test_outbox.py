@@ -159,6 +159,38 @@ async def test_outbox_row_only_written_when_transaction_commits(
     assert [(str(r.event_id), r.sent_at is not None) for r in rows] == [(str(committed), True)]
 
 
+async def test_a_services_relay_sends_only_the_topics_it_owns(
+    sessionmaker: async_sessionmaker[AsyncSession], kafka: TansuBroker
+) -> None:
+    mine, theirs = _unique("outbox.mine"), _unique("outbox.theirs")
+    await kafka.create_topics(mine, theirs)
+    own, other = uuid.uuid4(), uuid.uuid4()
+    async with sessionmaker() as session, session.begin():
+        await enqueue(session, theirs, "k", b"theirs", other)
+        await enqueue(session, mine, "k", b"mine", own)
+
+    async with EventProducer(kafka.bootstrap) as producer:
+        relay = OutboxRelay(sessionmaker, producer, listen=False, topics=[mine])
+        assert await relay.drain_once() == 1
+        assert await relay.drain_once() == 0
+        assert await _read_event_ids(kafka.bootstrap, mine) == [str(own)]
+        async with sessionmaker() as session:
+            unsent = await session.scalar(text("SELECT event_id FROM outbox WHERE sent_at IS NULL"))
+        assert str(unsent) == str(other)  # waits for its owner's relay, not lost
+        owner = OutboxRelay(sessionmaker, producer, listen=False, topics=[theirs])
+        assert owner.lock_key != relay.lock_key  # owners never wait on each other
+        assert await owner.drain_once() == 1
+    assert await _read_event_ids(kafka.bootstrap, theirs) == [str(other)]
+
+
+def test_every_outbox_topic_has_one_producing_service() -> None:
+    from reels import topics
+
+    for topic in topics.REGISTRY.values():
+        assert topic.producer.startswith("svc_"), topic.name
+    assert [t.name for t in topics.produced_by("svc_upload")] == [topics.VIDEO_UPLOADED.name]
+
+
 class StallingProducer(EventProducer):
     """Sends half of its ``stall_on``-th batch to Kafka, then hangs: a relay dying mid-batch."""
 

@@ -69,6 +69,8 @@ class TopicOptions(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     KEY_FIELD_FIELD_NUMBER: _builtins.int
     DEAD_LETTER_FIELD_NUMBER: _builtins.int
+    PRODUCER_FIELD_NUMBER: _builtins.int
+    DEAD_LETTER_PRODUCER_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Kafka topic, e.g. "video.uploaded"."""
     key_field: _builtins.str
@@ -77,16 +79,25 @@ class TopicOptions(_message.Message):
     """Dead-letter topic for records of this topic that can never be handled
     (same payload, re-keyed by the original key); empty if none.
     """
+    producer: _builtins.str
+    """The one service that writes this topic (one owner per topic); its outbox
+    relay is the one that sends the topic's outbox rows. The dead-letter topic
+    belongs to the topic's consumer, named in dead_letter_producer.
+    """
+    dead_letter_producer: _builtins.str
+    """The service that parks records on the dead-letter topic."""
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         key_field: _builtins.str = ...,
         dead_letter: _builtins.str = ...,
+        producer: _builtins.str = ...,
+        dead_letter_producer: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dead_letter", b"dead_letter", "key_field", b"key_field", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dead_letter", b"dead_letter", "dead_letter_producer", b"dead_letter_producer", "key_field", b"key_field", "name", b"name", "producer", b"producer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
