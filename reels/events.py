@@ -46,6 +46,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from reels.config import platform
+from reels.supervise import LoopHandle, current_loop
 from reels.topics import Topic
 
 log = logging.getLogger(__name__)
@@ -483,6 +484,7 @@ class _Rebalance(ConsumerRebalanceListener):
     def on_partitions_assigned(self, assigned: object) -> None:
         self.owner.generation += 1
         self.owner.assigned.set()
+        self.owner._readiness(True, "")  # noqa: SLF001 - our own helper
 
 
 Handler = Callable[[ReceivedEvent], Awaitable[None]]
@@ -526,6 +528,9 @@ class EventConsumer:
         self.metadata_max_age_ms = metadata_max_age_ms
         self.assigned = asyncio.Event()
         """Set while the group has given this member its partitions."""
+        # The supervised loop this consumer runs in (reels.supervise), captured at
+        # start(): rebalance callbacks run in aiokafka's own tasks.
+        self._loop_handle: LoopHandle | None = None
         self.generation = 0
         """Incremented on every assignment: tests and health checks watch it."""
         self._consumer: AIOKafkaConsumer | None = None
@@ -550,6 +555,7 @@ class EventConsumer:
 
     async def start(self) -> None:
         """Connect and subscribe; partitions arrive once the group join completes."""
+        self._loop_handle = self._loop_handle or current_loop()
         consumer = self._new_client()
         try:
             await consumer.start()
@@ -590,6 +596,7 @@ class EventConsumer:
                 batches = await consumer.getmany(timeout_ms=500, max_records=self.max_records)
             except KafkaError as exc:
                 log.warning("consumer %s: fetch failed: %s", self.group_id, exc)
+                self._readiness(False, f"Kafka fetch failed: {exc}")
                 await self._sleep(1.0)
                 continue
             rewound = await self._check_group_offsets(consumer, batches)
@@ -756,7 +763,18 @@ class EventConsumer:
                 return
             except KafkaError as exc:
                 log.warning("consumer %s: reconnect failed: %s", self.group_id, exc)
+                self._readiness(False, f"Kafka unreachable: {exc}")
                 await self._sleep(1.0)
+
+    def _readiness(self, ready: bool, reason: str) -> None:
+        """Tell the supervised loop running this consumer (if any) whether it works."""
+        handle = self._loop_handle
+        if handle is None:
+            return
+        if ready:
+            handle.ready()
+        else:
+            handle.not_ready(reason)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -42,6 +42,41 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class RepeatFilter(logging.Filter):
+    """Lets the same message (logger + template) through at most once per ``window_s``.
+
+    Client libraries retry connecting in tight loops and log every attempt (aiokafka
+    logs "Unable connect to ..." about 170 times a second while a broker is down); one
+    line per window, with how many were held back, says the same thing.
+    """
+
+    def __init__(self, prefixes: tuple[str, ...], window_s: float = 10.0) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+        self.window_s = window_s
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefixes):
+            return True
+        key = (record.name, str(record.msg))
+        now = time.monotonic()
+        last, held = self._seen.get(key, (0.0, 0))
+        if now - last < self.window_s:
+            self._seen[key] = (last, held + 1)
+            return False
+        if held:
+            record.msg = f"{record.msg} (repeated {held} times in {self.window_s:.0f}s)"
+        self._seen[key] = (now, 0)
+        if len(self._seen) > 1000:
+            self._seen.clear()
+        return True
+
+
+# Loggers of client libraries that log every retry.
+CHATTY_LOGGERS = ("aiokafka", "kafka")
+
+
 def setup_logging(service: str, settings: PlatformSettings | None = None) -> None:
     settings = settings or platform()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
@@ -50,6 +85,7 @@ def setup_logging(service: str, settings: PlatformSettings | None = None) -> Non
         handlers.append(logging.FileHandler(settings.log_file))
     for handler in handlers:
         handler.setFormatter(JsonFormatter(service))
+        handler.addFilter(RepeatFilter(CHATTY_LOGGERS))  # one per handler: own counts
     root = logging.getLogger()
     root.handlers[:] = handlers
     root.setLevel(settings.log_level.upper())

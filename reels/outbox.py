@@ -41,6 +41,7 @@ from reels.events import (
     inject_trace_headers,
     start_publish_span,
 )
+from reels.supervise import report_not_ready, report_ready
 from reels.topics import Topic
 
 log = logging.getLogger(__name__)
@@ -192,10 +193,7 @@ class OutboxRelay:
             if self.topics is not None:
                 unsent = unsent.where(Outbox.topic.in_(self.topics))
             result = await session.execute(
-                unsent
-                .order_by(Outbox.id)
-                .limit(self.batch_size)
-                .with_for_update(skip_locked=True)
+                unsent.order_by(Outbox.id).limit(self.batch_size).with_for_update(skip_locked=True)
             )
             rows = [_Row(*r) for r in result.all()]
             if not rows:
@@ -256,6 +254,7 @@ class OutboxRelay:
                 await self.producer.start()
                 return
             except Exception as exc:  # noqa: BLE001 - broker not reachable yet
+                report_not_ready(f"Kafka unreachable: {exc}")
                 failures += 1
                 delay = min(self.max_backoff, 0.25 * 2 ** min(failures, 10))
                 delay *= 0.5 + random.random() / 2
@@ -274,14 +273,18 @@ class OutboxRelay:
         broker errors only slow the relay down.
         """
         await self._start_producer()
+        report_ready()
         failures = 0
         listener = asyncio.create_task(self._listen()) if self.listen else None
         try:
             while not self._stopping.is_set():
                 try:
                     count = await self.drain_once()
+                    if failures:
+                        report_ready()
                     failures = 0
                 except Exception as exc:  # noqa: BLE001 - keep relaying whatever happened
+                    report_not_ready(f"cannot relay: {exc}")
                     failures += 1
                     delay = min(self.max_backoff, 0.1 * 2 ** min(failures, 10))
                     delay *= 0.5 + random.random() / 2

@@ -11,13 +11,18 @@ one is down (crashed, in backoff, or restarted less than ``stable_after_s`` ago)
 supervisor sets the service's gRPC health to NOT_SERVING, so Envoy's health checks
 route around the instance; it goes back to SERVING when every required loop is up.
 A loop may also report its own readiness through the :class:`LoopHandle` it can
-take as its only argument (``handle.ready()`` / ``handle.not_ready(reason)``), e.g.
-a consumer that is connected but whose broker went away.
+take as its only argument (``handle.ready()`` / ``handle.not_ready(reason)``), or,
+from code deep inside it that knows nothing of the supervisor (a Kafka consumer whose
+broker went away, an outbox relay that cannot reach it), through
+:func:`report_ready` / :func:`report_not_ready`, which act on the loop running the
+current task and do nothing outside a supervised loop. Every change of a loop's
+readiness is logged once (not once per retry).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import random
@@ -27,6 +32,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger("reels.supervise")
+
+_current: contextvars.ContextVar[LoopHandle | None] = contextvars.ContextVar(
+    "reels_supervised_loop", default=None
+)
+
+
+def current_loop() -> LoopHandle | None:
+    """The handle of the supervised loop running this task (None outside one)."""
+    return _current.get()
+
+
+def report_ready() -> None:
+    """The current supervised loop works again (no-op outside one)."""
+    handle = _current.get()
+    if handle is not None:
+        handle.ready()
+
+
+def report_not_ready(reason: str) -> None:
+    """The current supervised loop cannot do its work now, and why (no-op outside one)."""
+    handle = _current.get()
+    if handle is not None:
+        handle.not_ready(reason)
+
 
 LoopFn = Callable[..., Awaitable[Any]]
 
@@ -42,11 +71,33 @@ class LoopHandle:
 
     def ready(self) -> None:
         if not self.up:
+            if self.reason and self._owner._started:
+                log.info(
+                    "background loop ready again",
+                    extra={
+                        "fields": {
+                            "service": self._owner.service,
+                            "loop": self.name,
+                            "was": self.reason,
+                        }
+                    },
+                )
             self.up, self.reason = True, ""
             self._owner._changed()
 
     def not_ready(self, reason: str) -> None:
         if self.up or self.reason != reason:
+            if self.up:
+                log.warning(
+                    "background loop not ready",
+                    extra={
+                        "fields": {
+                            "service": self._owner.service,
+                            "loop": self.name,
+                            "reason": reason,
+                        }
+                    },
+                )
             self.up, self.reason = False, reason
             self._owner._changed()
 
@@ -137,6 +188,7 @@ class Supervisor:
         loop.handle.ready()
 
     async def _run(self, loop: _Loop) -> None:
+        _current.set(loop.handle)  # this task's context: report_ready()/report_not_ready()
         backoff = loop.min_backoff_s
         while not self._stopping:
             started = time.monotonic()

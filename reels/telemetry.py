@@ -120,7 +120,9 @@ def _install(service_name: str, settings: config.PlatformSettings) -> None:
         {"service.name": service_name, "service.namespace": "reels", "process.pid": os.getpid()}
     )
     endpoint = settings.otlp_endpoint or None
-    tracer_provider = TracerProvider(resource=resource)
+    # Shut down by shutdown_telemetry() within a bound, not by an unbounded atexit hook
+    # (which would retry a vanished collector for ~10 s after the service said 'stopped').
+    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     if endpoint:
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -135,7 +137,9 @@ def _install(service_name: str, settings: config.PlatformSettings) -> None:
     readers.append(PrometheusMetricReader())
     tracer_provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=200))
     trace.set_tracer_provider(tracer_provider)
-    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
+    metrics.set_meter_provider(
+        MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
+    )
 
 
 def serve_metrics(port: int, host: str = "127.0.0.1") -> int:
@@ -171,10 +175,13 @@ def shutdown_telemetry(timeout_s: float = 2.0) -> None:
     meter_provider = metrics.get_meter_provider()
 
     def flush_and_stop() -> None:
-        if isinstance(tracer_provider, TracerProvider):
-            tracer_provider.shutdown()  # exports the remaining spans first
-        if isinstance(meter_provider, MeterProvider):
-            meter_provider.shutdown(timeout_millis=timeout_s * 1000)
+        try:
+            if isinstance(tracer_provider, TracerProvider):
+                tracer_provider.shutdown()  # exports the remaining spans first
+            if isinstance(meter_provider, MeterProvider):
+                meter_provider.shutdown(timeout_millis=timeout_s * 1000)
+        except Exception as exc:  # noqa: BLE001 - a collector that is gone is not our crash
+            logging.getLogger(__name__).warning("telemetry: shutdown incomplete: %r", exc)
 
     worker = threading.Thread(target=flush_and_stop, name="telemetry-shutdown", daemon=True)
     worker.start()

@@ -48,8 +48,9 @@ class Topic:
         """The topic unhandleable records of this one are parked on (same payload)."""
         if not self.dead_letter:
             raise LookupError(f"topic {self.name} has no dead-letter topic in events.proto")
-        return Topic(self.dead_letter, self.message, self.key_field,
-                     producer=self.dead_letter_producer)
+        return Topic(
+            self.dead_letter, self.message, self.key_field, producer=self.dead_letter_producer
+        )
 
     def __str__(self) -> str:
         return self.name

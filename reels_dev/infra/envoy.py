@@ -76,6 +76,7 @@ GRPC_ONLY_MESSAGE = (
     "this path takes gRPC (application/grpc) or gRPC-web; plain HTTP clients use the "
     "JSON API under /api/v1/"
 )
+LOG_AS_RPC = "reels.log_as_rpc"
 CEL_FILTER = "envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter"
 
 
@@ -133,16 +134,13 @@ LOCAL_REPLIES = (
     ),
     LocalReply(
         "grpc_only",
-        f'{_TRANSCODE} == "direct_response" && response.code == {GRPC_ONLY_STATUS}',
+        'xds.route_name == "grpc_only"',
         code=3,
     ),
-    # The catch-all route, for HTTP clients. A gRPC client keeps Envoy's gRPC answer to
-    # an unknown path (trailers-only UNIMPLEMENTED).
+    # The catch-all route for HTTP clients (gRPC ones meet grpc_not_found first).
     LocalReply(
         "not_found",
-        f'{_TRANSCODE} == "direct_response" && response.code == 404 && '
-        '!("content-type" in request.headers && '
-        'request.headers["content-type"].startsWith("application/grpc"))',
+        'xds.route_name == "not_found"',
         code=5,
     ),
 )
@@ -298,6 +296,23 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
         expose_headers=expose_headers,
         max_age="86400",
     )
+    # The front door's own answers to a plain HTTP request (catch-all 404, 415) carry a
+    # gRPC status (header and JSON body); %GRPC_STATUS% logs it only for a request whose
+    # content-type is gRPC, so those two routes mark the request as one. Nothing is
+    # forwarded, and the reply's form was fixed when the request arrived (still JSON).
+    log_as_rpc = _typed(
+        "envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute",
+        mutations={
+            "request_mutations": [
+                {
+                    "append": {
+                        "header": {"key": "content-type", "value": "application/grpc"},
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                    }
+                }
+            ]
+        },
+    )
     routes: list[dict[str, Any]] = [
         {
             # tus 1.0 resumable uploads, served by svc_upload over HTTP (same JWT rule).
@@ -361,6 +376,16 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
                 "status": GRPC_ONLY_STATUS,
                 "body": {"inline_string": GRPC_ONLY_MESSAGE},
             },
+            "typed_per_filter_config": {LOG_AS_RPC: log_as_rpc},
+        }
+    )
+    routes.append(
+        {
+            # A gRPC (or gRPC-web) call of a service or method that is not here: Envoy's
+            # gRPC answer, trailers-only UNIMPLEMENTED, as a gRPC server would.
+            "name": "grpc_not_found",
+            "match": {"prefix": "/", "headers": [is_grpc]},
+            "direct_response": {"status": 404, "body": {"inline_string": "no such API route"}},
         }
     )
     routes.append(
@@ -368,6 +393,7 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
             "name": "not_found",
             "match": {"prefix": "/"},
             "direct_response": {"status": 404, "body": {"inline_string": "no such API route"}},
+            "typed_per_filter_config": {LOG_AS_RPC: log_as_rpc},
         }
     )
     access_filters = [
@@ -504,6 +530,14 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
         transcoder,
         *access_filters,  # CORS, JWT, rate limit: on the transcoded request's route
         keep_grpc_status,
+        {
+            # Does nothing but on the routes that configure it (log_as_rpc).
+            "name": LOG_AS_RPC,
+            "typed_config": _typed(
+                "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+                mutations={},
+            ),
+        },
         router,
     ]
     hcm = _typed(

@@ -1,6 +1,11 @@
 """A failing JSON call tells one story: the service's gRPC status is the JSON body's
 `code`, the HTTP status is the transcoder's mapping of it, and Envoy's access log records
-that same gRPC status (not one guessed back from the HTTP status: 400 -> Internal)."""
+that same gRPC status (not one guessed back from the HTTP status: 400 -> Internal).
+
+The same holds for the answers Envoy writes itself (reels_dev.infra.envoy.LOCAL_REPLIES):
+a body the transcoder cannot read, a query value of the wrong type, a body over the
+buffer limit, a service answer it cannot turn into JSON, a plain HTTP request on a gRPC
+path, an unknown route."""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +24,8 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from reels.v1 import events_pb2
 
 from reels.http_errors import HTTP_STATUS
-from reels_dev.infra.envoy import EnvoySettings
+from reels_dev.infra.envoy import GRPC_ONLY_STATUS, EnvoySettings, envoy_process
+from reels_dev.infra.process import free_port
 from reels_dev.keys import mint_token
 from tests.fixtures.mesh import Mesh, _envoy
 from tests.publishing import send_published
@@ -90,12 +96,23 @@ async def _access_log_line(log: Path, trace_id: str, within: float = 10.0) -> di
         await asyncio.sleep(0.2)
 
 
-async def _call(settings: EnvoySettings, path: str, **headers: str) -> tuple[int, dict, str, dict]:
-    """GET ``path``; (HTTP status, JSON body, trace id, response headers)."""
+async def _call(
+    settings: EnvoySettings,
+    path: str,
+    *,
+    method: str = "GET",
+    data: str | bytes | None = None,
+    **headers: str,
+) -> tuple[int, dict, str, dict]:
+    """``method path``; (HTTP status, JSON body, trace id, response headers)."""
     trace_id = uuid.uuid4().hex
+    if data is not None:
+        headers.setdefault("content-type", "application/json")
     async with aiohttp.ClientSession() as http:
-        async with http.get(
+        async with http.request(
+            method,
             f"http://127.0.0.1:{settings.listen_port}{path}",
+            data=data,
             headers={**headers, "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
         ) as resp:
             text = await resp.text()
@@ -141,6 +158,8 @@ async def test_http_status_body_and_access_log_agree(
     entry = await _access_log_line(log, trace_id)
     assert entry["grpc_status"] == ENVOY_NAME[code], entry
     assert entry["status"] == status, entry
+    # The client's method, not the POST the transcoder turned it into.
+    assert entry["method"] == "GET", entry
 
 
 async def test_front_door_refusals_agree_too(logged_envoy: tuple[EnvoySettings, Path]) -> None:
@@ -149,3 +168,170 @@ async def test_front_door_refusals_agree_too(logged_envoy: tuple[EnvoySettings, 
     assert status == 401
     entry = await _access_log_line(log, trace_id)
     assert entry["grpc_status"] == "Unauthenticated", entry
+
+
+def _events(*events: dict) -> str:
+    return json.dumps({"events": list(events)})
+
+
+# What the transcoder itself refuses, one of each kind: (method, path, JSON body).
+BAD_INPUT = {
+    "truncated_json": ("POST", "/api/v1/events", "{"),
+    "not_json": ("POST", "/api/v1/events", "not json"),
+    "array_for_message": ("POST", "/api/v1/events", "[]"),
+    "string_for_list": ("POST", "/api/v1/events", '{"events":"x"}'),
+    "number_for_string": ("POST", "/api/v1/events", _events({"videoId": 123})),
+    "unknown_enum_name": (
+        "POST",
+        "/api/v1/events",
+        _events({"clientEventId": "c-1", "videoId": "v-1", "type": "NO_SUCH_TYPE"}),
+    ),
+    "query_not_a_number": ("GET", "/api/v1/reels?limit=abc", None),
+    "query_out_of_int32": ("GET", "/api/v1/reels?limit=99999999999999999999", None),
+    "query_unknown_enum_name": ("GET", "/api/v1/transcode/jobs?state=NO_SUCH_STATE", None),
+    "query_camel_case_name": ("GET", "/api/v1/transcode/jobs?pageSize=ten", None),
+}
+
+
+@pytest.mark.parametrize("kind", BAD_INPUT)
+async def test_what_the_transcoder_refuses_is_invalid_argument_everywhere(
+    kind: str, logged_envoy: tuple[EnvoySettings, Path]
+) -> None:
+    settings, log = logged_envoy
+    method, path, data = BAD_INPUT[kind]
+    status, body, trace_id, headers = await _call(
+        settings, path, method=method, data=data, **_auth()
+    )
+    await _agree(log, trace_id, method, status, body, headers, grpc.StatusCode.INVALID_ARGUMENT)
+
+
+async def _agree(
+    log: Path,
+    trace_id: str,
+    method: str,
+    status: int,
+    body: dict,
+    headers: dict,
+    code: grpc.StatusCode,
+    http_status: int | None = None,
+) -> None:
+    """HTTP status, JSON body (the shape of a service's error through the transcoder),
+    grpc-status header and the access log's gRPC status all say ``code``."""
+    assert status == (http_status or HTTP_STATUS[code]), (status, body)
+    assert headers.get("Content-Type") == "application/json", headers
+    assert body["code"] == code.value[0], body
+    assert body["message"], body
+    assert body["details"] == [], body
+    assert headers.get("grpc-status") == str(code.value[0]), headers
+    entry = await _access_log_line(log, trace_id)
+    assert entry["grpc_status"] == ENVOY_NAME[code], entry
+    assert entry["status"] == status, entry
+    assert entry["method"] == method, entry
+
+
+async def test_a_body_over_the_buffer_limit_is_413_resource_exhausted(
+    logged_envoy: tuple[EnvoySettings, Path],
+) -> None:
+    """Envoy's one answer whose HTTP status is not the mapping of its code (429): a
+    request body over the transcoder's buffer (1 MiB) is 413, RESOURCE_EXHAUSTED (what
+    gRPC answers for a message over its limit)."""
+    settings, log = logged_envoy
+    big = _events(*[{"clientEventId": "x" * 1000, "videoId": "v-1"}] * 1500)
+    assert len(big) > 1 << 20
+    status, body, trace_id, headers = await _call(
+        settings, "/api/v1/events", method="POST", data=big, **_auth()
+    )
+    await _agree(
+        log, trace_id, "POST", status, body, headers, grpc.StatusCode.RESOURCE_EXHAUSTED, 413
+    )
+
+
+async def test_plain_http_on_a_grpc_path_is_a_client_error(
+    logged_envoy: tuple[EnvoySettings, Path],
+) -> None:
+    """Not a 503 from the service resetting a stream it cannot read: 415, and the body
+    says what to use."""
+    settings, log = logged_envoy
+    for method, path in [
+        ("GET", "/reels.v1.FeedService/GetFeed"),
+        ("POST", "/reels.v1.UploadService/GetVideoStatus"),
+        ("GET", "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
+    ]:
+        status, body, trace_id, headers = await _call(
+            settings, path, method=method, data="{}" if method == "POST" else None, **_auth()
+        )
+        await _agree(
+            log,
+            trace_id,
+            method,
+            status,
+            body,
+            headers,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            GRPC_ONLY_STATUS,
+        )
+        assert "/api/v1" in body["message"], body
+
+
+async def test_an_unknown_route_is_404_not_found_for_http_and_unimplemented_for_grpc(
+    logged_envoy: tuple[EnvoySettings, Path],
+) -> None:
+    settings, log = logged_envoy
+    status, body, trace_id, headers = await _call(settings, "/api/v2/nothing", **_auth())
+    await _agree(log, trace_id, "GET", status, body, headers, grpc.StatusCode.NOT_FOUND)
+
+    # A gRPC client of a service that is not here gets what a gRPC server answers.
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{settings.listen_port}") as channel:
+        call = channel.unary_unary(
+            "/no.such.Service/Call", request_serializer=None, response_deserializer=None
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call(b"", metadata=tuple(_auth().items()), timeout=5)
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def _garbage(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    return b"\x0a\xff\xff\xff\xff"  # field 1, a length longer than what follows
+
+
+@pytest.fixture(scope="module")
+async def broken_rank(
+    mesh: Mesh, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[EnvoySettings, Path]]:
+    """A front door whose FeedService answers bytes that are no GetFeedResponse."""
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                "reels.v1.FeedService",
+                {"GetFeed": grpc.unary_unary_rpc_method_handler(_garbage)},
+            )
+        ]
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    log_dir = tmp_path_factory.mktemp("envoy-broken")
+    settings = EnvoySettings(
+        listen_port=free_port(),
+        admin_port=free_port(),
+        service_ports={**mesh.ports, "rank": port},
+        media_port=free_port(),
+        upload_http_port=mesh.upload_http_port,
+        otlp_port=mesh.otlp_port,
+    )
+    proc = envoy_process(
+        settings, name="envoy-broken", log_dir=log_dir, config_path=log_dir / "envoy.yaml"
+    )
+    try:
+        with proc:
+            yield settings, proc.log_path  # type: ignore[attr-defined]
+    finally:
+        await server.stop(0)
+
+
+async def test_a_service_answer_that_is_not_its_message_is_500_internal(
+    broken_rank: tuple[EnvoySettings, Path],
+) -> None:
+    settings, log = broken_rank
+    status, body, trace_id, headers = await _call(settings, "/api/v1/reels?limit=2", **_auth())
+    await _agree(log, trace_id, "GET", status, body, headers, grpc.StatusCode.INTERNAL)

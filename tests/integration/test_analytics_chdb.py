@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from reels.analytics import Analytics, default_dsn
-from reels.config import PlatformSettings, platform
+from reels.config import PlatformSettings, platform, var_dir
 
 
 @pytest.fixture
@@ -25,10 +25,8 @@ async def analytics(tmp_path: Path) -> AsyncIterator[Analytics]:
         await store.aclose()
 
 
-def test_default_dsn_is_chdb_under_var_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # var_dir() is read when the settings are built; the DSN variable wins over it.
-    monkeypatch.setenv("REELS_VAR_DIR", str(tmp_path))
-    assert PlatformSettings.from_env({}).clickhouse_dsn == f"chdb://{tmp_path / 'chdb'}"
+def test_default_dsn_is_chdb_under_var_dir() -> None:
+    assert PlatformSettings.from_env({}).clickhouse_dsn == f"chdb://{var_dir() / 'chdb'}"
     got = PlatformSettings.from_env({"REELS_CLICKHOUSE_DSN": "http://ch.example:8123"})
     assert got.clickhouse_dsn == "http://ch.example:8123"
     assert default_dsn() == platform().clickhouse_dsn

@@ -204,9 +204,7 @@ async def test_rename_moves_one_object(store: LocalObjectStore) -> None:
     assert await store.get_bytes("originals/v9/source.mp4") == b"payload"
 
 
-def test_factory_picks_local_by_url_and_refuses_s3_clearly(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_factory_picks_local_by_url_and_refuses_s3_clearly(tmp_path: Path) -> None:
     store = open_object_store((tmp_path / "o").as_uri())
     assert isinstance(store, LocalObjectStore) and store.root == (tmp_path / "o").resolve()
     configured = PlatformSettings.from_env({"REELS_STORAGE_URL": (tmp_path / "env").as_uri()})

@@ -114,3 +114,25 @@ async def test_stop_cancels_every_loop() -> None:
     await asyncio.sleep(0.01)
     await sup.stop(timeout_s=1)
     assert cancelled.is_set()
+
+
+async def test_code_inside_a_loop_reports_readiness_without_a_handle() -> None:
+    from reels.supervise import report_not_ready, report_ready
+
+    gate = asyncio.Event()
+
+    async def relay() -> None:
+        report_not_ready("Kafka unreachable: connection refused")
+        await gate.wait()
+        report_ready()
+        await asyncio.Event().wait()
+
+    sup = Supervisor("t")
+    sup.add("relay", relay)
+    await sup.start()
+    await _until(lambda: sup.status()["relay"]["reason"].startswith("Kafka unreachable"))
+    assert sup.status()["relay"]["up"] is False
+    gate.set()
+    await _until(lambda: sup.status()["relay"]["up"])
+    report_not_ready("outside any loop: ignored")  # no supervised loop here: a no-op
+    await sup.stop()
