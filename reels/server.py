@@ -73,6 +73,24 @@ def contract_service_names() -> list[str]:
     return sorted(names)
 
 
+class _MethodAwareReflection(reflection.aio.ReflectionServicer):  # type: ignore[misc]
+    """grpcio-reflection answers NOT_FOUND for a method symbol
+    (``reels.v1.FeedService.GetFeed``: protobuf's pool finds services and messages, not
+    methods), so ``grpcurl describe <method>`` failed. A method's file is its service's."""
+
+    def _file_containing_symbol(self, request: Any, fully_qualified_name: str) -> Any:
+        response = super()._file_containing_symbol(request, fully_qualified_name)
+        service, _, method = fully_qualified_name.rpartition(".")
+        if response.HasField("error_response") and service:
+            try:
+                desc = self._pool.FindServiceByName(service)
+            except KeyError:
+                return response
+            if method in desc.methods_by_name:
+                return super()._file_containing_symbol(request, service)
+        return response
+
+
 def enable_reflection(server: grpc.aio.Server) -> None:
     """Reflection of every reels.v1 service (not only this one's), so that one service
     behind Envoy's reflection route lets grpcurl list and describe the whole API.
@@ -81,7 +99,7 @@ def enable_reflection(server: grpc.aio.Server) -> None:
     messages on the wire.
     """
     names = [*contract_service_names(), "grpc.health.v1.Health", reflection.SERVICE_NAME]
-    servicer = reflection.aio.ReflectionServicer(names)
+    servicer = _MethodAwareReflection(names)
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
     v1 = grpc.stream_stream_rpc_method_handler(
         servicer.ServerReflectionInfo,

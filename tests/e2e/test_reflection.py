@@ -147,3 +147,12 @@ def test_grpcurl_list_and_describe(envoy: EnvoySettings) -> None:
         )
         assert described.returncode == 0, described.stderr
         assert f"service {name.rsplit('.', 1)[1]}" in described.stdout
+
+
+def test_describe_a_method_symbol_through_envoy(front_door: grpc.Channel) -> None:
+    """`grpcurl describe reels.v1.FeedService.GetFeed` asks for the file of a method."""
+    database = ProtoReflectionDescriptorDatabase(front_door)
+    for name, generated in GENERATED.items():
+        for method in generated.methods:
+            proto = database.FindFileContainingSymbol(f"{name}.{method.name}")
+            assert proto.name == generated.file.name
