@@ -9,6 +9,8 @@ the same rules, so an error means the same thing whichever door a client came in
   transcoder uses it) unless the endpoint's protocol says otherwise (tus: 409 for a
   failed precondition, 460 for a checksum mismatch...): pass ``status=``;
   ``retry_after_seconds`` becomes ``Retry-After``;
+* a database DataError (a value the database refused: NUL in a string, a number out of
+  range) is 400 INVALID_ARGUMENT, as ``reels.interceptors.data_error`` words it;
 * a dependency outage (database, Redis, Kafka, a connection or a timeout: the
   interceptor's ``TRANSIENT_ERRORS``, plus an endpoint's own ``outages=``) is
   503 + ``Retry-After``: the client should retry, which a 500 would not tell it;
@@ -29,7 +31,7 @@ import grpc
 from aiohttp import web
 
 from reels import errors
-from reels.interceptors import TRANSIENT_ERRORS
+from reels.interceptors import TRANSIENT_ERRORS, data_error
 
 log = logging.getLogger("reels.http")
 
@@ -101,6 +103,7 @@ def http_error(
     ``status`` overrides the status of a domain error (the endpoint's protocol);
     ``outages`` are the endpoint's own outage exceptions, answered like the shared ones.
     """
+    exc = data_error(exc) or exc
     if isinstance(exc, errors.ReelsError):
         retry = getattr(exc, "retry_after_seconds", None)
         violations = list(getattr(exc, "violations", []) or [])

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiokafka.errors
 import grpc
+import psycopg
 import redis.exceptions
 import sqlalchemy.exc
 from google.protobuf.message import DecodeError
@@ -39,6 +40,58 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
 )
+
+# The database refused a value the request carried (a NUL in a string, a number out of
+# range, a malformed date...): the request is wrong, not the server. INVALID_ARGUMENT.
+DATA_ERRORS: tuple[type[BaseException], ...] = (sqlalchemy.exc.DataError, psycopg.DataError)
+
+# What a person is told, by SQLSTATE (class 22, "data exception"); never the SQL, the
+# parameters or the driver's wording.
+_DATA_REASONS = {
+    "22001": "a text value is longer than the database allows",
+    "22003": "a number is out of range",
+    "22007": "a date or time is malformed",
+    "22008": "a date or time is out of range",
+    "22021": "a text value contains a character that cannot be stored (such as NUL)",
+    "22P05": "a text value contains a character that cannot be stored (such as NUL)",
+    "22P02": "a value is not in the format its field needs",
+    "2202E": "an array index is out of range",
+}
+
+
+def data_error(exc: BaseException) -> errors.InvalidArgument | None:
+    """INVALID_ARGUMENT for a database DataError caused by input, else None.
+
+    The message says what kind of value was refused and carries a reference id; the
+    statement, its parameters and the driver's own message stay in our log.
+    """
+    if not isinstance(exc, DATA_ERRORS):
+        return None
+    orig = getattr(exc, "orig", None) or exc
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate in _DATA_REASONS:
+        reason = _DATA_REASONS[sqlstate]
+    elif "NUL" in str(orig):  # psycopg refuses NUL itself, before the server sees it
+        reason = _DATA_REASONS["22021"]
+    else:
+        reason = "a value cannot be stored"
+    ref = uuid.uuid4().hex[:12]
+    log.warning(
+        "data error from input",
+        extra={
+            "fields": {
+                "error_ref": ref,
+                "sqlstate": sqlstate,
+                "error": type(orig).__name__,
+                "reason": reason,
+            }
+        },
+    )
+    return errors.InvalidArgument(
+        f"the request has a value the database refused: {reason} (reference {ref})",
+        [("request", reason)],
+    )
+
 
 # Infrastructure RPCs anyone may call: load balancers and grpcurl need them.
 PUBLIC_PREFIXES = (
@@ -91,6 +144,7 @@ class ReelsServerInterceptor(grpc.aio.ServerInterceptor):
 
 
 async def _fail(context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:
+    exc = data_error(exc) or exc
     if isinstance(exc, NotImplementedError):
         # The generated servicer base raises this for RPCs a later release implements.
         code = grpc.StatusCode.UNIMPLEMENTED
@@ -141,6 +195,8 @@ def _code_of(exc: BaseException, context: grpc.aio.ServicerContext) -> grpc.Stat
         return grpc.StatusCode.UNIMPLEMENTED
     if isinstance(exc, errors.ReelsError):
         return exc.code
+    if isinstance(exc, DATA_ERRORS):
+        return grpc.StatusCode.INVALID_ARGUMENT
     code = context.code()
     if isinstance(code, grpc.StatusCode):
         return code

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from reels.media.ffmpeg_run import FFMPEG, TranscodeError, run
+from reels.media.ffmpeg_run import FFMPEG, ffmpeg_failure, run
 
 THUMBNAIL_NAME = "thumbnail.jpg"
 PREVIEW_NAME = "preview.mp4"
@@ -65,22 +66,29 @@ def storyboard_layout(duration_s: float, width: int, height: int) -> StoryboardL
 
 
 async def _ffmpeg(argv: list[str], what: str) -> None:
+    """Run ffmpeg; a failure is routed like the ladder's (reels.media.ffmpeg_run)."""
     done = await run([FFMPEG, "-hide_banner", "-nostdin", "-y", "-v", "error", *argv])
     if done.returncode != 0:
-        raise TranscodeError(
-            f"ffmpeg failed making the {what} (exit {done.returncode})",
-            transient=True,
-            stderr_tail=done.stderr_tail,
-        )
+        raise ffmpeg_failure(done.returncode, done.stderr_tail, f"making the {what}")
 
 
 async def make_thumbnail(
-    src: Path, out: Path, *, duration_s: float, width: int, height: int
+    src: Path,
+    out: Path,
+    *,
+    duration_s: float,
+    width: int,
+    height: int,
+    pre_filters: Sequence[str] = (),
+    video_map: str = "0:v:0",
 ) -> None:
     """A representative frame from around a third of the way in.
 
     Frame 0 is often black or a fade; the `thumbnail` filter picks the frame closest to
     the average of a short window, which skips flashes and transition frames.
+    `pre_filters` are the normalisation stage's deinterlacing and colour conversion
+    (svc_transcode/normalise.py), so the poster is not combed or washed out either;
+    `width`x`height` is the display size, so `scale` + `setsar=1` gives square pixels.
     """
     scale = min(1.0, THUMBNAIL_MAX_SHORT_EDGE / min(width, height))
     w, h = _even(width * scale), _even(height * scale)
@@ -89,7 +97,8 @@ async def make_thumbnail(
     await _ffmpeg(
         [
             "-ss", f"{start:.3f}", "-t", f"{window:.3f}", "-i", str(src),
-            "-vf", f"thumbnail=25,scale={w}:{h},setsar=1",
+            "-map", video_map,
+            "-vf", ",".join([*pre_filters, "thumbnail=25", f"scale={w}:{h}", "setsar=1"]),
             "-frames:v", "1", "-q:v", "3", "-update", "1", str(out),
         ],
         "thumbnail",

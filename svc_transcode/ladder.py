@@ -5,6 +5,11 @@ Rungs are chosen by the source's SHORT edge, so a portrait 1080x1920 phone clip 
 "1920p" or, worse, by width would treat it as 1080-wide landscape and squash it. We never
 upscale (it costs bits and looks no better) and always emit at least one rung so a tiny
 upload still plays.
+
+Width and height are the *display* size the normalisation stage settled
+(svc_transcode/normalise.py: sample aspect ratio and rotation applied), so every rung has
+the picture's real aspect ratio in square pixels: a 1440x1080 SAR 4:3 source is a
+1920x1080 source here, and its rungs are 16:9.
 """
 
 from __future__ import annotations

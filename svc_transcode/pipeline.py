@@ -1,4 +1,9 @@
-"""The media pipeline a transcode job runs: probe → ladder → one ffmpeg → playlists → artifacts.
+"""The media pipeline a transcode job runs: probe → normalise → ladder → one ffmpeg →
+playlists → artifacts.
+
+The normalisation stage (svc_transcode/normalise.py) decides what the source really is
+(display size, scan type, colour, audio track) and the ladder and filter graph are built
+from its facts only.
 
 It only reads `src` and only writes under `work_dir`; publishing (an atomic move to the
 object store) and job state belong to the caller. Failures come in exactly two kinds so
@@ -10,16 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reels.media.ffmpeg_run import TranscodeError, UnusableMedia, run
+from reels.media.ffmpeg_run import TranscodeError, UnusableMedia, ffmpeg_failure, run
 from reels.media.probe import ProbeLimits, ProbeResult, probe
-from svc_transcode import artifacts, hls
+from svc_transcode import artifacts, hls, normalise
 from svc_transcode.ladder import DEFAULT_FPS_CAP, Rung, build_ladder
 from svc_transcode.progress import ProgressCallback, ProgressReporter, follow_ffmpeg_progress
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Rendition",
@@ -31,18 +38,6 @@ __all__ = [
 
 PROBE_END, ENCODE_END, ARTIFACTS_END = 2.0, 90.0, 99.0
 
-# stderr lines that blame the input rather than the machine (ffmpeg runs with -xerror).
-_INPUT_ERROR = re.compile(
-    r"corrupt input packet|error while decoding|invalid data found|partial file|"
-    r"invalid nal unit|missing picture|moov atom not found|decode_slice|"
-    r"concealing \d+ .* errors|no frame!",
-    re.IGNORECASE,
-)
-_MACHINE_ERROR = re.compile(
-    r"no space left|cannot allocate memory|read-only file system|permission denied|"
-    r"input/output error|too many open files",
-    re.IGNORECASE,
-)
 # The decoded duration may fall short of the container's by rounding/edit lists; more than
 # this means the file ends early (an upload cut off mid-way).
 TRUNCATION_TOLERANCE = 0.9
@@ -81,25 +76,14 @@ class TranscodeResult:
     storyboard_index: str
     storyboard_vtt: str
     timings_s: dict[str, float] = field(default_factory=dict)
+    facts: normalise.SourceFacts | None = None  # what normalisation decided
 
 
 def classify_ffmpeg_failure(returncode: int, stderr_tail: str, what: str) -> Exception:
-    """UnusableMedia when the input is to blame, otherwise a transient TranscodeError."""
-    if (
-        returncode > 0
-        and _INPUT_ERROR.search(stderr_tail)
-        and not _MACHINE_ERROR.search(stderr_tail)
-    ):
-        return UnusableMedia(
-            f"the video is corrupt: decoding failed part-way through ({_last_line(stderr_tail)})"
-        )
-    how = f"was killed by signal {-returncode}" if returncode < 0 else f"exited {returncode}"
-    return TranscodeError(f"ffmpeg {how} while {what}", transient=True, stderr_tail=stderr_tail)
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else "no detail"
+    """UnusableMedia when the input is corrupt, a transient TranscodeError when the machine
+    is to blame, a permanent one when ffmpeg deterministically refuses the input
+    (reels.media.ffmpeg_run.ffmpeg_failure has the rules)."""
+    return ffmpeg_failure(returncode, stderr_tail, what)
 
 
 async def _encode_ladder(
@@ -107,13 +91,25 @@ async def _encode_ladder(
     work_dir: Path,
     rungs: list[Rung],
     source: ProbeResult,
+    facts: normalise.SourceFacts,
+    plan: normalise.Plan,
     reporter: ProgressReporter,
     preset: str,
 ) -> None:
     for rung in rungs:
         await asyncio.to_thread((work_dir / rung.name).mkdir, parents=True, exist_ok=True)
     command = hls.build_ladder_command(
-        src, work_dir, rungs, has_audio=source.has_audio, source_fps=source.fps, preset=preset
+        src,
+        work_dir,
+        rungs,
+        has_audio=plan.audio_map is not None,
+        source_fps=facts.fps,
+        preset=preset,
+        video_map=plan.video_map,
+        pre_filters=plan.pre_filters,
+        colour_filters=plan.colour_filters,
+        audio_map=plan.audio_map or "0:a:0",
+        output_args=plan.output_args,
     )
     encoded_s = 0.0
 
@@ -162,12 +158,18 @@ async def transcode(
     await reporter.report("probe", 0.0, force=True)
     try:
         source = await probe(src, limits)
+        facts = await normalise.normalise_file(src, source)
+        zscale = await normalise.filter_available("zscale")
     except (TimeoutError, OSError) as exc:  # ffprobe hung or could not start: retry later
         raise TranscodeError(f"probing failed: {exc!r}", transient=True) from exc
+    if not zscale and (facts.colour.hdr or facts.colour.wide_gamut):
+        log.warning("ffmpeg has no zscale: %s is converted to SDR without tone mapping", src)
+    log.info("source %s: %s", src.name, normalise.describe(facts))
     await reporter.report("probe", PROBE_END, force=True)
     timings["probe"] = time.monotonic() - t0
 
-    rungs = build_ladder(source.width, source.height, source.fps, fps_cap=fps_cap)
+    rungs = build_ladder(facts.width, facts.height, facts.fps, fps_cap=fps_cap)
+    plan = normalise.plan(facts, (rungs[0].width, rungs[0].height), zscale=zscale)
     await asyncio.to_thread(work_dir.mkdir, parents=True, exist_ok=True)
 
     thumb_task: asyncio.Task[None] | None = None
@@ -178,8 +180,10 @@ async def transcode(
                 src,
                 work_dir / artifacts.THUMBNAIL_NAME,
                 duration_s=source.duration_s,
-                width=source.width,
-                height=source.height,
+                width=facts.width,
+                height=facts.height,
+                pre_filters=plan.thumbnail_filters,
+                video_map=plan.video_map,
             )
         )
 
@@ -187,7 +191,7 @@ async def transcode(
         if artifacts_concurrently:
             thumb_task = start_thumbnail()
         t1 = time.monotonic()
-        await _encode_ladder(src, work_dir, rungs, source, reporter, preset)
+        await _encode_ladder(src, work_dir, rungs, source, facts, plan, reporter, preset)
         timings["encode"] = time.monotonic() - t1
 
         t2 = time.monotonic()
@@ -210,7 +214,7 @@ async def transcode(
         )
         await reporter.report("artifacts", ENCODE_END + 6)
         await artifacts.make_storyboard(
-            low, work_dir, duration_s=source.duration_s, width=source.width, height=source.height
+            low, work_dir, duration_s=source.duration_s, width=facts.width, height=facts.height
         )
         await reporter.report("artifacts", ARTIFACTS_END, force=True)
         timings["artifacts"] = time.monotonic() - t2
@@ -241,10 +245,10 @@ async def transcode(
             for rung, uri, stats in entries
         ],
         duration_s=source.duration_s,
-        width=source.width,
-        height=source.height,
+        width=facts.width,
+        height=facts.height,
         rotation=source.rotation,
-        has_audio=source.has_audio,
+        has_audio=facts.has_audio,
         source=source,
         thumbnail=artifacts.THUMBNAIL_NAME,
         preview=artifacts.PREVIEW_NAME,
@@ -252,4 +256,5 @@ async def transcode(
         storyboard_index=artifacts.STORYBOARD_JSON,
         storyboard_vtt=artifacts.STORYBOARD_VTT,
         timings_s=timings,
+        facts=facts,
     )

@@ -10,10 +10,10 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from reels import errors
+from reels import errors, text
 
 MB = 1024 * 1024
-HASHTAG = re.compile(r"^[A-Za-z0-9_]{1,50}$")
+MIME_TYPE_MAX = 255  # RFC 6838: type and subtype are at most 127 characters each
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -53,40 +53,60 @@ class NewUpload:
 
 
 def normalize_hashtags(raw: list[str] | str) -> list[str]:
-    """`#a, b c` and ["#a", "b"] both become ["a", "b", "c"]: tus sends one string."""
-    items = re.split(r"[\s,]+", raw) if isinstance(raw, str) else list(raw)
-    return [t.strip().lstrip("#") for t in items if t.strip().lstrip("#")]
+    """`#a, b c` and ["#a", "b"] both become ["a", "b", "c"]: tus sends one string.
+
+    Only splits; :func:`validate` checks and folds them (``reels.text``).
+    """
+    return text.split_hashtags(raw)
+
+
+def _field(violations: list[tuple[str, str]], value: str, field: str, **rules: object) -> str:
+    """``value`` normalised by ``reels.text``; a problem is added to ``violations``."""
+    try:
+        return text.normalise_text(value, field=field, **rules)  # type: ignore[arg-type]
+    except text.TextError as exc:
+        violations.extend(exc.violations)
+        return value
 
 
 def validate(meta: NewUpload, limits: UploadLimits) -> NewUpload:
     """Raise InvalidArgument listing every bad field, or ResourceExhausted when too big.
 
-    All field problems are reported together (BadRequest violations) so a form can
-    mark every wrong field at once.
+    Every text goes through ``reels.text`` (NFC, control characters refused, invisible
+    text is empty, lengths in characters after normalising); hashtags are stored as their
+    casefolded keys, distinct. All field problems are reported together (BadRequest
+    violations) so a form can mark every wrong field at once.
     """
     violations: list[tuple[str, str]] = []
-    title = meta.title.strip()
-    if not title:
-        violations.append(("title", "a title is required"))
-    elif len(title) > limits.title_max:
-        violations.append(("title", f"at most {limits.title_max} characters (got {len(title)})"))
-    if len(meta.description) > limits.description_max:
-        violations.append(("description", f"at most {limits.description_max} characters"))
-    if len(meta.hashtags) > limits.hashtags_max:
-        violations.append(
-            ("hashtags", f"at most {limits.hashtags_max} hashtags (got {len(meta.hashtags)})")
-        )
-    bad = [t for t in meta.hashtags if not HASHTAG.match(t)]
-    if bad:
-        violations.append(
-            ("hashtags", f"hashtags are 1-50 letters, digits or '_': {', '.join(bad[:5])}")
-        )
-    if len(meta.audio_attribution) > limits.audio_attribution_max:
-        violations.append(
-            ("audio_attribution", f"at most {limits.audio_attribution_max} characters")
-        )
-    if len(meta.filename) > limits.filename_max:
-        violations.append(("filename", f"at most {limits.filename_max} characters"))
+    title = _field(
+        violations, meta.title, "title", max_chars=limits.title_max, empty_message="is required"
+    )
+    description = _field(
+        violations,
+        meta.description,
+        "description",
+        max_chars=limits.description_max,
+        allow_newlines=True,
+        required=False,
+    )
+    try:
+        tags = text.normalise_hashtags(meta.hashtags, max_count=limits.hashtags_max)
+    except text.TextError as exc:
+        violations.extend(exc.violations)
+        tags = []
+    audio = _field(
+        violations,
+        meta.audio_attribution,
+        "audio_attribution",
+        max_chars=limits.audio_attribution_max,
+        required=False,
+    )
+    filename = _field(
+        violations, meta.filename, "filename", max_chars=limits.filename_max, required=False
+    )
+    mime_type = _field(
+        violations, meta.mime_type, "mime_type", max_chars=MIME_TYPE_MAX, required=False
+    )
     if meta.declared_size <= 0:
         violations.append(("declared_size_bytes", "must be greater than 0"))
     sha = meta.sha256_hex.lower() if meta.sha256_hex else None
@@ -101,19 +121,16 @@ def validate(meta: NewUpload, limits: UploadLimits) -> NewUpload:
         raise errors.ResourceExhausted(
             f"the file is {meta.declared_size} bytes; the limit is {limits.max_bytes} bytes"
         )
-    # Deduplicate hashtags case-insensitively, keeping the creator's spelling.
-    seen: set[str] = set()
-    tags = [t for t in meta.hashtags if not (t.lower() in seen or seen.add(t.lower()))]
     return NewUpload(
         title=title,
-        description=meta.description,
+        description=description,
         hashtags=tags,
         content_type=meta.content_type,
-        audio_attribution=meta.audio_attribution,
+        audio_attribution=audio,
         declared_size=meta.declared_size,
         sha256_hex=sha,
-        filename=meta.filename,
-        mime_type=meta.mime_type,
+        filename=filename,
+        mime_type=mime_type,
     )
 
 

@@ -18,6 +18,7 @@ from reels.v1 import common_pb2, events_pb2
 from reels import topics
 from reels.events import EventProducer
 from svc_transcode.pipeline import TranscodeResult, transcode
+from tests.hls_check import assert_hls_valid
 from tests.media import make_clip
 
 
@@ -26,7 +27,9 @@ async def transcode_ladder(root: Path) -> tuple[Path, TranscodeResult]:
     await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
     src = await make_clip(root / "src.mp4", width=1920, height=1080, seconds=2)
     out = root / "ladder"
-    return out, await transcode(src, out, preset="ultrafast")
+    result = await transcode(src, out, preset="ultrafast")
+    await assert_hls_valid(out)  # every ladder a test publishes meets RFC 8216
+    return out, result
 
 
 def publish_to_store(

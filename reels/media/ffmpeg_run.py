@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -48,6 +49,60 @@ class TranscodeError(Exception):
         super().__init__(full)
         self.transient = transient
         self.stderr_tail = stderr_tail
+
+
+# stderr lines that blame the input rather than the machine (ffmpeg runs with -xerror).
+_INPUT_ERROR = re.compile(
+    r"corrupt input packet|error while decoding|invalid data found|partial file|"
+    r"invalid nal unit|missing picture|moov atom not found|decode_slice|"
+    r"concealing \d+ .* errors|no frame!|corrupt decoded frame",
+    re.IGNORECASE,
+)
+# ... and lines that blame the machine: these come and go, so a retry may succeed.
+_MACHINE_ERROR = re.compile(
+    r"no space left|cannot allocate memory|out of memory|read-only file system|"
+    r"permission denied|input/output error|too many open files|resource temporarily|"
+    r"received signal|stale file handle|connection (?:reset|refused)|timed out",
+    re.IGNORECASE,
+)
+# ffmpeg traps SIGINT/SIGTERM and exits 255 ("Exiting normally, received signal 15"):
+# someone stopped it, the input is not to blame.
+_SIGNALLED_EXIT = 255
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "no detail"
+
+
+def ffmpeg_failure(returncode: int, stderr_tail: str, what: str) -> Exception:
+    """What a failed ffmpeg run means, as the exception the job runner routes on.
+
+    * decode errors (`-xerror` stops at the first) → `UnusableMedia` "corrupt";
+    * killed by a signal (OOM killer, node drain), exit 255 (ffmpeg trapped SIGTERM), or a
+      machine error in stderr (disk full, out of memory, I/O) → transient `TranscodeError`:
+      another attempt, maybe on another machine, can succeed;
+    * any other non-zero exit → **permanent** `TranscodeError`: ffmpeg refused this input
+      with this command (an undecodable stream it was told to map, a filter that cannot
+      configure for this source, ...). Running the same command on the same bytes fails
+      the same way, so retrying only delays the verdict by the whole backoff. If the cause
+      is a bug on our side, an operator fixes it and re-queues the job (RetryJob).
+    """
+    if returncode > 0 and not _MACHINE_ERROR.search(stderr_tail):
+        if _INPUT_ERROR.search(stderr_tail):
+            detail = _last_line(stderr_tail)
+            return UnusableMedia(
+                f"the video is corrupt: decoding failed part-way through ({detail})"
+            )
+        if returncode != _SIGNALLED_EXIT:
+            return TranscodeError(
+                f"the video cannot be processed: ffmpeg stopped while {what} "
+                f"({_last_line(stderr_tail)})",
+                transient=False,
+                stderr_tail=stderr_tail,
+            )
+    how = f"was killed by signal {-returncode}" if returncode < 0 else f"exited {returncode}"
+    return TranscodeError(f"ffmpeg {how} while {what}", transient=True, stderr_tail=stderr_tail)
 
 
 @dataclass(frozen=True)

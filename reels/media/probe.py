@@ -4,20 +4,42 @@ Rejecting a bad file here is cheap and gives the uploader a reason they can act 
 ("longer than 10 minutes") instead of a generic failure minutes later. Dimensions are
 reported *as displayed*: phones record landscape sensor frames plus a rotation, and the
 ladder must be built for what the viewer sees.
+
+Display size: the coded width times the sample aspect ratio (ffprobe writes it "4:3",
+with a colon), the height unchanged (what every player does; the height is the real
+number of lines), then the rotation (legacy `rotate` tag or the display-matrix side data,
+rounded to a quarter turn). svc_transcode's normalisation stage (svc_transcode/normalise.py)
+reads the same ffprobe JSON (`ProbeResult.data`) for what this module does not decide:
+scan type, colour and which audio track is decodable.
+
+Decodability is judged by whether *frames come out* of a decode, not by whether the
+decoder complained: seeking into the tail of an open-GOP H.264 file makes the decoder log
+"mmco: unref short failure" for leading B-frames whose references precede the seek point,
+although a full decode is clean.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from reels.media.ffmpeg_run import FFMPEG, FFPROBE, UnusableMedia, run
 
-__all__ = ["ProbeLimits", "ProbeResult", "UnusableMedia", "probe", "check_decodes"]
+__all__ = [
+    "ProbeLimits",
+    "ProbeResult",
+    "UnusableMedia",
+    "audio_candidates",
+    "check_decodes",
+    "display_size",
+    "parse_ratio",
+    "probe",
+    "rotation_of",
+]
 
 # Codecs the Debian ffmpeg decodes reliably and that real uploads arrive in. Anything
 # else (e.g. a GIF renamed .mp4, exotic screen codecs) is refused with its name.
@@ -29,6 +51,9 @@ SUPPORTED_VIDEO_CODECS = frozenset(
 )  # fmt: skip
 
 FALLBACK_FPS = 30.0
+# A sample aspect ratio outside this range is a broken header, not a real pixel shape
+# (the widest real one, 2:1, is anamorphic 1440x1080 HDV at 4:3 or DV 16:9 at 64:45).
+SAR_RANGE = (Fraction(1, 4), Fraction(4, 1))
 
 
 @dataclass(frozen=True)
@@ -56,6 +81,10 @@ class ProbeResult:
     audio_codec: str | None
     bit_rate: int | None
     format_name: str
+    # The sample aspect ratio of the coded pixels (1 when square or unknown).
+    sample_aspect_ratio: Fraction = Fraction(1)
+    # ffprobe's JSON as read, for svc_transcode's normalisation stage.
+    data: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def short_edge(self) -> int:
@@ -70,36 +99,98 @@ class ProbeResult:
         return self.height > self.width
 
 
-def _rate(value: str | None) -> float | None:
-    """ffprobe rates are "num/den" strings; "0/0" means unknown."""
-    if not value:
+def parse_ratio(value: Any) -> Fraction | None:
+    """A ratio as ffprobe writes it: "16/9" (rates) or "4:3" (aspect ratios), or a number.
+
+    None for unknown ("0/0", "0:1", "N/A", "", None) or nonsense (negative, zero).
+    """
+    if value is None:
         return None
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value) or value <= 0:
+            return None
+        return Fraction(value).limit_denominator(1_000_000)
+    text = str(value).strip().replace(":", "/")
     try:
-        rate = float(Fraction(value))
+        ratio = Fraction(text)
     except (ValueError, ZeroDivisionError):
         return None
+    return ratio if ratio > 0 else None
+
+
+def _rate(value: str | None) -> float | None:
+    """ffprobe rates are "num/den" strings; "0/0" means unknown."""
+    ratio = parse_ratio(value)
+    if ratio is None:
+        return None
+    rate = float(ratio)
     return rate if 0 < rate <= 1000 else None
 
 
-def _rotation(stream: dict[str, Any]) -> int:
+def sample_aspect_ratio(stream: dict[str, Any]) -> Fraction:
+    """The coded pixels' shape; 1 when square, unknown, or outside SAR_RANGE (a bad header)."""
+    sar = parse_ratio(stream.get("sample_aspect_ratio"))
+    if sar is None or not SAR_RANGE[0] <= sar <= SAR_RANGE[1]:
+        return Fraction(1)
+    return sar
+
+
+def _quarter_turn(degrees: float) -> int:
+    """Nearest multiple of 90, in 0..270 (a display matrix can say -90.00000250447816)."""
+    return (round(degrees / 90.0) * 90) % 360
+
+
+def rotation_of(stream: dict[str, Any]) -> int:
     """Clockwise display rotation from the legacy `rotate` tag or the display matrix.
 
     The display matrix reports counter-clockwise degrees (rotate=90 shows as -90), so it is
-    negated to match the tag's convention.
+    negated to match the tag's convention. Only quarter turns exist in practice; anything
+    else is rounded to the nearest one.
     """
-    tag = stream.get("tags", {}).get("rotate")
+    tag = (stream.get("tags") or {}).get("rotate")
     if tag is not None:
         try:
-            return round(float(tag)) % 360
+            return _quarter_turn(float(tag))
         except ValueError:
             pass
     for side in stream.get("side_data_list", []) or []:
         if "rotation" in side:
             try:
-                return round(-float(side["rotation"])) % 360
+                return _quarter_turn(-float(side["rotation"]))
             except (TypeError, ValueError):
                 continue
     return 0
+
+
+_rotation = rotation_of  # the name older callers use
+
+
+def _even(value: float) -> int:
+    return max(2, int(round(value / 2.0)) * 2)
+
+
+def display_size(coded_w: int, coded_h: int, sar: Fraction, rotation: int) -> tuple[int, int]:
+    """(width, height) as the viewer sees it: SAR applied to the width, then the rotation.
+
+    Non-square pixels are widened or narrowed, never the height changed: the height is the
+    number of lines the camera recorded, and it is what players keep too. An anamorphic
+    width is rounded to even (H.264 4:2:0 rungs need even sizes anyway).
+    """
+    width = coded_w if sar == 1 else _even(coded_w * sar)
+    return (coded_h, width) if rotation in (90, 270) else (width, coded_h)
+
+
+def _decodable_codec(stream: dict[str, Any]) -> bool:
+    """ffprobe names a codec only when this ffmpeg knows it (Apple APAC: no codec_name)."""
+    name = stream.get("codec_name")
+    return bool(name) and name not in ("none", "unknown")
+
+
+def audio_candidates(streams: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Audio streams worth trying, best first: default disposition first, then file order;
+    streams whose codec this ffmpeg does not know are left out."""
+    audios = [s for s in streams if s.get("codec_type") == "audio" and _decodable_codec(s)]
+    return sorted(audios, key=lambda s: 0 if (s.get("disposition") or {}).get("default") else 1)
 
 
 def _int(value: Any) -> int | None:
@@ -141,11 +232,9 @@ def parse_probe(data: dict[str, Any], limits: ProbeLimits) -> ProbeResult:
     coded_w, coded_h = _int(video.get("width")) or 0, _int(video.get("height")) or 0
     if coded_w <= 0 or coded_h <= 0:
         raise UnusableMedia("the video stream has no picture size")
-    sar = _rate(video.get("sample_aspect_ratio"))
-    if sar and abs(sar - 1) > 0.01:
-        coded_w = int(round(coded_w * sar))
-    rotation = _rotation(video)
-    width, height = (coded_h, coded_w) if rotation in (90, 270) else (coded_w, coded_h)
+    sar = sample_aspect_ratio(video)
+    rotation = rotation_of(video)
+    width, height = display_size(coded_w, coded_h, sar, rotation)
 
     duration = _float(fmt.get("duration")) or _float(video.get("duration"))
     if duration is None:
@@ -170,7 +259,7 @@ def parse_probe(data: dict[str, Any], limits: ProbeLimits) -> ProbeResult:
         )
 
     fps = _rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate")) or FALLBACK_FPS
-    audios = [s for s in streams if s.get("codec_type") == "audio"]
+    audios = audio_candidates(streams)
     return ProbeResult(
         duration_s=duration,
         width=width,
@@ -182,26 +271,41 @@ def parse_probe(data: dict[str, Any], limits: ProbeLimits) -> ProbeResult:
         audio_codec=audios[0].get("codec_name") if audios else None,
         bit_rate=_int(fmt.get("bit_rate")) or _int(video.get("bit_rate")),
         format_name=fmt.get("format_name") or "unknown",
+        sample_aspect_ratio=sar,
+        data=data,
     )
 
 
+TAIL_SECONDS = 1.0
+
+
+def _frames(framecrc: bytes) -> int:
+    return sum(1 for line in framecrc.splitlines() if line and not line.startswith(b"#"))
+
+
 async def check_decodes(path: Path, duration_s: float) -> None:
-    """Decode the first and the last second of video.
+    """Decode the first and the last second of video; refuse the file if no frame comes out.
 
     A file cut off mid-upload still carries a complete header (faststart moov), so it
     probes fine; decoding its last second finds nothing. The first second catches files
     whose codec data is garbage. The middle is checked by the ladder run itself
     (`-xerror`), which decodes every frame anyway.
+
+    What the decoder *says* is not the test: a seek lands on a keyframe, and in an
+    open-GOP stream the B-frames that follow it reference pictures before the seek point,
+    so the H.264 decoder logs "mmco: unref short failure" / "reference picture missing"
+    for a perfectly good file. ffmpeg's exit status (it fails when the input cannot be
+    opened or read) and the number of frames decoded decide.
     """
-    tail_start = max(0.0, duration_s - 1.0)
+    tail_start = max(0.0, duration_s - TAIL_SECONDS)
     for label, seek in (("start", None), ("end", tail_start)):
         argv = [FFMPEG, "-nostdin", "-v", "error"]
         if seek:
             argv += ["-ss", f"{seek:.3f}"]
-        argv += ["-t", "1", "-i", str(path), "-map", "0:v:0", "-f", "framecrc", "-"]
+        argv += ["-t", f"{TAIL_SECONDS:g}", "-i", str(path), "-map", "0:v:0", "-f", "framecrc", "-"]
         done = await run(argv, capture_stdout=True, timeout_s=60)
-        frames = sum(1 for line in done.stdout.splitlines() if line and not line.startswith(b"#"))
-        if done.returncode != 0 or done.stderr_tail.strip():
+        frames = _frames(done.stdout)
+        if done.returncode != 0 and frames == 0:
             raise UnusableMedia(
                 f"the video is corrupt and cannot be decoded near its {label} "
                 f"({_first_line(done.stderr_tail)})"

@@ -22,6 +22,20 @@ Why this order:
   put back on the response after it: access log, HTTP status and JSON body agree.
 * Reflection (`grpcurl list`/`describe`) is routed to one service; every service
   reflects every reels.v1 service (reels.server.enable_reflection).
+* Envoy's own answers tell the same story too (LOCAL_REPLIES, HCM local_reply_config):
+  what the transcoder refuses (a body that is not the request message as JSON, a query
+  value of the wrong type) is 400 INVALID_ARGUMENT; the catch-all is 404 NOT_FOUND; each
+  with a `grpc-status` header (which the access log reads) and the JSON body a service's
+  error has through the transcoder. They carry the CORS headers for an allowed origin
+  (the transcoder runs before the CORS filter, and the CORS filter skips direct
+  responses), so a page can read why its call failed.
+* Unknown query parameters are ignored (`?_=1700000000`, a browser's cache buster): only
+  a parameter that names a field of the request is read, and a wrong value for one is a 400.
+* gRPC paths (`/reels.v1.X/`, reflection) take gRPC content types only; a plain HTTP
+  request there is a 415 that points at the JSON API under /api/v1/, not the 503 of the
+  service resetting a stream it cannot read.
+* The access log's `method` is the client's (the transcoder turns every JSON call into a
+  POST and keeps the original in x-envoy-original-method).
 
 `python -m reels_dev.infra.envoy render` writes envoy/envoy.yaml (committed, the
 default ports); `python -m reels_dev.infra.envoy run` renders into var/ and execs envoy.

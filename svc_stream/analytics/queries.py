@@ -4,13 +4,21 @@ Every query reads with ``FINAL`` because the tables are ReplacingMergeTree keyed
 event id: a redelivered event is a duplicate row until a background merge, and
 FINAL makes the numbers exact before that merge too.
 
-Definitions (documented here because the numbers are only as good as them):
+Definitions (documented here because the numbers are only as good as them; see also
+docs/DECISIONS.md, "Counting views"):
 
-* view = one ``watch_start`` event (unique by event id);
-* completion rate = ``watch_complete`` events / views (capped at 1);
+* a *view session* = the events of one (user, session_id) of a video with at least one
+  ``watch_start`` (events without a session id got one from the sink, per 30-minute
+  window); view = one view session, however often the player re-sent watch_start
+  (stalls, rebuffering) within it;
+* plays = playthroughs: per session, the first watch_start plus every watch_start that
+  follows a watch_complete (a replay), the session's start/complete events taken in
+  the order of their established time (then position, type, event id);
+* completions = completed plays: a watch_complete that does not follow another one;
+* completion rate = view sessions that completed at least once / views;
 * average watch seconds = sum of reported ``watch_seconds`` / views;
-* a *view session* = the events of one (user, session_id) with a watch_start; its
-  reach = furthest position / duration, or 1 when it sent ``watch_complete``;
+* reach of a view session = furthest position / duration, or 1 when it sent
+  ``watch_complete``;
 * completion distribution = view sessions by reach in 10 % buckets, [0,10) ...
   [90,100] (100 % falls into the last bucket);
 * retention at p % (p = 0, 5, ..., 100) = share of view sessions whose reach >= p %.
@@ -33,11 +41,38 @@ TOP_N = 5
 EPS = 1e-9
 
 
+# One row per (video, user, session): whether it is a view, its plays and completions.
+# ``seq`` is the session's starts (1) and completes (5) in the order they happened.
+_SESSIONS = """
+SELECT video_id, user_id, session_id, seq,
+    has(seq, 1) AS viewed,
+    arrayCount((t, i) -> t = 1 AND (i = indexOf(seq, 1) OR (i > 1 AND seq[i - 1] = 5)),
+               seq, arrayEnumerate(seq)) AS plays,
+    arrayCount((t, i) -> t = 5 AND (i = 1 OR seq[i - 1] != 5),
+               seq, arrayEnumerate(seq)) AS completions
+FROM (
+    SELECT video_id, user_id, session_id,
+        arrayMap(x -> x.4, arraySort(groupArrayIf((occurred_at, position_s, event_id, type),
+            type IN ({start:UInt8}, {complete:UInt8})))) AS seq
+    FROM video_events FINAL
+    WHERE %(where)s
+    GROUP BY video_id, user_id, session_id
+)
+"""
+
+
+def sessions_sql(where: str) -> str:
+    """The per-view-session subquery over the video events matching ``where``."""
+    return _SESSIONS % {"where": where}
+
+
 @dataclass
 class VideoStats:
     views: int = 0
     completions: int = 0
     watch_seconds: float = 0.0
+    plays: int = 0
+    completed_views: int = 0
     distribution: list[tuple[int, int, int]] = field(default_factory=list)
     retention: list[tuple[int, float]] = field(default_factory=list)
     top_countries: list[tuple[str, int]] = field(default_factory=list)
@@ -45,7 +80,7 @@ class VideoStats:
 
     @property
     def completion_rate(self) -> float:
-        return min(1.0, self.completions / self.views) if self.views else 0.0
+        return min(1.0, self.completed_views / self.views) if self.views else 0.0
 
     @property
     def average_watch_seconds(self) -> float:
@@ -56,12 +91,21 @@ async def video_stats(analytics: Analytics, video_id: str, duration_s: float) ->
     """Every per-video figure of GetVideoAnalytics that comes from watch events."""
     params = {"v": video_id, "start": START, "complete": COMPLETE}
     totals = await analytics.query_rows(
-        "SELECT countIf(type = {start:UInt8}), countIf(type = {complete:UInt8}), sum(watch_s) "
-        "FROM video_events FINAL WHERE video_id = {v:String}",
+        "SELECT countIf(viewed), sum(plays), sum(completions), countIf(viewed AND completions > 0)"
+        f" FROM ({sessions_sql('video_id = {v:String}')})",
         params,
     )
-    views, completions, watched = totals[0] if totals else (0, 0, 0.0)
-    stats = VideoStats(int(views), int(completions), float(watched or 0.0))
+    watched = await analytics.query_rows(
+        "SELECT sum(watch_s) FROM video_events FINAL WHERE video_id = {v:String}", params
+    )
+    views, plays, completions, completed_views = totals[0] if totals else (0, 0, 0, 0)
+    stats = VideoStats(
+        int(views),
+        int(completions or 0),
+        float((watched[0][0] if watched else 0.0) or 0.0),
+        int(plays or 0),
+        int(completed_views or 0),
+    )
     # Reach of each view session in twentieths (0..20) of the duration.
     steps = await analytics.query_rows(
         "SELECT step, count() FROM ("
@@ -91,11 +135,16 @@ async def video_stats(analytics: Analytics, video_id: str, duration_s: float) ->
 async def _top(
     analytics: Analytics, column: str, where: str, params: dict[str, object]
 ) -> list[tuple[str, int]]:
-    """Audience by ``column``: views (watch_start events), most first."""
+    """Audience by ``column``: views (distinct view sessions), most first.
+
+    A session's key is the one of its first watch_start (a phone that roams mid-session
+    is still one view)."""
     rows = await analytics.query_rows(
-        f"SELECT {column}, count() AS n FROM video_events FINAL "  # noqa: S608 - fixed column
-        f"WHERE {where} AND type = {{start:UInt8}} AND {column} != '' "
-        f"GROUP BY {column} ORDER BY n DESC, {column} LIMIT {TOP_N}",
+        f"SELECT k, count() AS n FROM ("  # noqa: S608 - fixed column
+        f" SELECT argMin({column}, (occurred_at, event_id)) AS k FROM video_events FINAL"
+        f" WHERE {where} AND type = {{start:UInt8}}"
+        f" GROUP BY video_id, user_id, session_id"
+        f") WHERE k != '' GROUP BY k ORDER BY n DESC, k LIMIT {TOP_N}",
         params,
     )
     return [(str(k), int(n)) for k, n in rows]
@@ -105,7 +154,9 @@ async def _top(
 class CreatorStats:
     video_ids: list[str] = field(default_factory=list)
     views: int = 0
+    plays: int = 0
     completions: int = 0
+    completed_views: int = 0
     watch_seconds: float = 0.0
     top_videos: list[tuple[str, int]] = field(default_factory=list)
     top_countries: list[tuple[str, int]] = field(default_factory=list)
@@ -126,17 +177,23 @@ async def creator_stats(analytics: Analytics, video_ids: Sequence[str]) -> Creat
         return stats
     params = {"ids": list(video_ids), "start": START, "complete": COMPLETE}
     per_video = await analytics.query_rows(
-        "SELECT video_id, countIf(type = {start:UInt8}) AS views,"
-        " countIf(type = {complete:UInt8}), sum(watch_s)"
-        " FROM video_events FINAL WHERE video_id IN {ids:Array(String)}"
+        "SELECT video_id, countIf(viewed) AS views, sum(plays), sum(completions),"
+        " countIf(viewed AND completions > 0)"
+        f" FROM ({sessions_sql('video_id IN {ids:Array(String)}')})"
         " GROUP BY video_id ORDER BY views DESC, video_id",
         params,
     )
-    for _vid, views, completions, watched in per_video:
+    watched = await analytics.query_rows(
+        "SELECT sum(watch_s) FROM video_events FINAL WHERE video_id IN {ids:Array(String)}",
+        params,
+    )
+    stats.watch_seconds = float((watched[0][0] if watched else 0.0) or 0.0)
+    for _vid, views, plays, completions, completed_views in per_video:
         stats.views += int(views)
+        stats.plays += int(plays)
         stats.completions += int(completions)
-        stats.watch_seconds += float(watched or 0.0)
-    stats.top_videos = [(str(v), int(n)) for v, n, _, _ in per_video if n][:TOP_N]
+        stats.completed_views += int(completed_views)
+    stats.top_videos = [(str(row[0]), int(row[1])) for row in per_video if row[1]][:TOP_N]
     stats.top_countries = await _top(
         analytics, "country", "video_id IN {ids:Array(String)}", params
     )

@@ -40,7 +40,10 @@ async def top(
 # score(video) = sum over its recent completions, standing likes and shares of
 #                weight(kind) * exp(-age / tau)
 # A completion says more than a view (the viewer stayed), a like more than a
-# completion, a share most (it brings new viewers). Exponential decay makes the list
+# completion, a share most (it brings new viewers). A completion counts once per view
+# session (user, session_id), at its first watch_complete: replays within a session
+# (a looping reel) are plays, not more people who stayed, and would let one viewer
+# push a video up the list. Exponential decay makes the list
 # follow what is hot now without a hard window edge; events older than
 # TRENDING_WINDOW contribute less than e^-(window/tau) and are not read at all.
 # Only likes still standing count (an unlike cancels the like, whenever it came).
@@ -64,9 +67,10 @@ MAX_ENTRIES = 10_000
 _SCORES_SQL = """
 SELECT video_id, sum(w * exp(-(toFloat64({now:Float64}) - ts) / {tau:Float64})) AS score
 FROM (
-    SELECT video_id, toFloat64(occurred_at) AS ts, {wc:Float64} AS w
+    SELECT video_id, toFloat64(min(occurred_at)) AS ts, {wc:Float64} AS w
     FROM video_events FINAL
     WHERE type = {complete:UInt8} AND occurred_at >= {since:DateTime64(3, 'UTC')}
+    GROUP BY video_id, user_id, session_id
     UNION ALL
     SELECT video_id, toFloat64(occurred_at) AS ts, {ws:Float64} AS w
     FROM engagement_events FINAL

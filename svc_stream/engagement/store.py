@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from reels import errors, topics
 from reels.events import new_event_id
 from reels.outbox import enqueue_message
+from reels.text import normalise_text
 from svc_stream.engagement.models import CreatorFollow, VideoComment, VideoLike, VideoShare
 
 MAX_COMMENT_CHARS = 500
@@ -107,16 +108,12 @@ async def unlike(sm: Sessions, user_id: str, video_id: str, creator_id: str) -> 
 
 
 def check_comment_text(raw: str) -> str:
-    """The comment as stored (trimmed), or INVALID_ARGUMENT naming the field."""
-    body = raw.strip()
-    if not body:
-        raise errors.InvalidArgument("comment is empty", [("text", "must not be empty")])
-    if len(body) > MAX_COMMENT_CHARS:
-        raise errors.InvalidArgument(
-            f"comment is longer than {MAX_COMMENT_CHARS} characters",
-            [("text", f"must be at most {MAX_COMMENT_CHARS} characters")],
-        )
-    return body
+    """The comment as stored (``reels.text``: NFC, control characters refused, invisible
+    text is empty, at most MAX_COMMENT_CHARS characters), or INVALID_ARGUMENT naming
+    the field ``text``."""
+    return normalise_text(
+        raw, field="text", label="comment", max_chars=MAX_COMMENT_CHARS, allow_newlines=True
+    )
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,24 @@
 """Per-video engagement counters in Redis for the feed, applied exactly once per event.
 
 The feed reads counters on every ranking call, so they live in one Redis hash per
-video (``key("video", id, "counters")``: views, completions, watch_ms, likes,
+video (``key("video", id, "counters")``: views, plays, completions, watch_ms, likes,
 shares, comments) instead of being queried from ClickHouse.
+
+Watch counters count like people count (docs/DECISIONS.md, "Counting views"):
+
+* ``views``: distinct view sessions, i.e. (user, session_id) pairs that sent a
+  ``watch_start``. A player re-sending watch_start after a stall is the same view.
+* ``plays``: playthroughs. The first start of a session is one; a ``watch_start``
+  after a ``watch_complete`` of the same session (a replay) is another.
+* ``completions``: completed plays (a repeated watch_complete within one play is one).
+
+That needs per-session state: one small hash per view session
+(``key("view", video, digest(user, session))``: ``p`` = plays so far, ``d`` = 1 while
+the current play has completed), updated by the same Lua script, under the same
+per-event ledger key, as the counters. So a redelivered event (same batch again, or
+after a restart) changes neither the state nor the counters, and a session whose
+events arrive in several batches is still one view. Session state expires
+``LEDGER_TTL_S`` after the session's last event (every touch renews it).
 
 Kafka delivers at least once, so every increment is guarded by a ledger key
 ``key("counted", event_id)`` set with NX *in the same Lua script* as the increments:
@@ -16,6 +32,7 @@ Redis.)
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -24,7 +41,7 @@ import redis.asyncio as aioredis
 from reels.cache import key
 
 LEDGER_TTL_S = 8 * 86400
-FIELDS = ("views", "completions", "watch_ms", "likes", "shares", "comments")
+FIELDS = ("views", "plays", "completions", "watch_ms", "likes", "shares", "comments")
 # Follower counts per creator live beside them, same mechanism.
 CREATOR_FIELDS = ("followers",)
 
@@ -75,6 +92,86 @@ return applied
 """
 
 
+# Watch events. ARGV: ttl, ledger key prefix, then groups per video: counters hash,
+# event count E, then E times (event id, session state key, kind, watch_ms); kind is
+# 1 (watch_start), 5 (watch_complete) or 0 (anything else: watch time only). Events
+# of one session must come in the order they happened (the caller sorts a batch).
+_APPLY_WATCH = """
+local ttl = tonumber(ARGV[1])
+local prefix = ARGV[2]
+local applied = 0
+local i = 3
+local n = #ARGV
+while i <= n do
+  local hash = ARGV[i]
+  local ne = tonumber(ARGV[i + 1])
+  local views, plays, completions, watch = 0, 0, 0, 0
+  local e = i + 2
+  for _ = 1, ne do
+    if redis.call('SET', prefix .. ARGV[e], '1', 'NX', 'EX', ttl) then
+      applied = applied + 1
+      local session = ARGV[e + 1]
+      local kind = ARGV[e + 2]
+      watch = watch + tonumber(ARGV[e + 3])
+      if kind == '1' then
+        if not redis.call('HGET', session, 'p') then
+          views = views + 1
+          plays = plays + 1
+          redis.call('HSET', session, 'p', 1, 'd', 0)
+        else
+          if redis.call('HGET', session, 'd') == '1' then
+            plays = plays + 1
+            redis.call('HINCRBY', session, 'p', 1)
+          end
+          redis.call('HSET', session, 'd', 0)
+        end
+        redis.call('EXPIRE', session, ttl)
+      elseif kind == '5' then
+        if redis.call('HGET', session, 'd') ~= '1' then
+          completions = completions + 1
+          redis.call('HSET', session, 'd', 1)
+        end
+        redis.call('EXPIRE', session, ttl)
+      end
+    end
+    e = e + 4
+  end
+  if views ~= 0 then redis.call('HINCRBY', hash, 'views', views) end
+  if plays ~= 0 then redis.call('HINCRBY', hash, 'plays', plays) end
+  if completions ~= 0 then redis.call('HINCRBY', hash, 'completions', completions) end
+  if watch ~= 0 then redis.call('HINCRBY', hash, 'watch_ms', string.format('%d', watch)) end
+  i = e
+end
+return applied
+"""
+
+WATCH_START_KIND = 1
+WATCH_COMPLETE_KIND = 5
+
+
+@dataclass(frozen=True, slots=True)
+class WatchDelta:
+    """One watch event for the view/play/completion counters of ``video_id``.
+
+    ``kind`` is :data:`WATCH_START_KIND`, :data:`WATCH_COMPLETE_KIND` or 0 (progress:
+    watch time only); ``session`` is the view session's (user, session id).
+    """
+
+    event_id: str
+    video_id: str
+    user_id: str
+    session_id: str
+    kind: int
+    watch_ms: int
+
+
+def view_session_key(video_id: str, user_id: str, session_id: str) -> str:
+    """The Redis hash holding one view session's state (user and session hashed: any
+    characters, bounded length)."""
+    digest = hashlib.sha256(f"{user_id}\x00{session_id}".encode()).hexdigest()[:32]
+    return key("view", video_id, digest)
+
+
 @dataclass(frozen=True, slots=True)
 class CounterDelta:
     """What one event adds: ``increments`` to the hash of ``subject`` (video or creator)."""
@@ -99,6 +196,37 @@ class Counters:
         self.redis = redis
         self.chunk = chunk
         self._script = redis.register_script(_APPLY)
+        self._watch_script = redis.register_script(_APPLY_WATCH)
+
+    async def apply_watch(self, deltas: Sequence[WatchDelta]) -> int:
+        """Apply watch events not applied before, in the given order; returns how many
+        were new. Each chunk is one atomic script call, all pipelined in one round trip.
+        """
+        if not deltas:
+            return 0
+        calls: list[list[str | int]] = []
+        prefix = key("counted", "")
+        for start in range(0, len(deltas), self.chunk):
+            groups: dict[str, list[str | int]] = {}
+            for d in deltas[start : start + self.chunk]:
+                args = groups.setdefault(d.video_id, [])
+                args += [
+                    d.event_id,
+                    view_session_key(d.video_id, d.user_id, d.session_id),
+                    d.kind,
+                    d.watch_ms,
+                ]
+            call: list[str | int] = [LEDGER_TTL_S, prefix]
+            for video_id, args in groups.items():
+                call += [video_counters_key(video_id), len(args) // 4, *args]
+            calls.append(call)
+        if len(calls) == 1:
+            return int(await self._watch_script(keys=[], args=calls[0]))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for call in calls:
+                await self._watch_script(keys=[], args=call, client=pipe)
+            results = await pipe.execute()
+        return sum(int(r) for r in results)
 
     async def apply(self, deltas: Sequence[CounterDelta]) -> int:
         """Apply the deltas of events not applied before; returns how many events were new.

@@ -11,9 +11,16 @@ record of the batch reaches the log, so nothing of it is recorded at all. (A bro
 that fails half-way through a batch can leave part of it recorded until the client's
 retry completes it; Kafka transactions would close that window but Tansu does not
 support them, and the retry contract makes the end state exact either way.)
+
+The time an event is counted at is established here, not trusted from the client:
+``occurred_at + (receive time - the batch's sent_at)`` when the client sends
+``sent_at``, else ``occurred_at`` as it is (see ``validation.establish_time``). The
+``VideoEvent`` on Kafka carries that established time.
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -53,10 +60,19 @@ class EventsRpcs:
                 "a batch holds 1 to 500 events",
                 [("events", f"must hold between 1 and {MAX_BATCH} events")],
             )
-        # A catalog (database) outage surfaces as UNAVAILABLE through the interceptor.
-        verdicts = await validate_batch(request.events, self.catalog.get, limits=self.limits)
+        now = datetime.now(UTC)
         received = timestamp_pb2.Timestamp()
-        received.GetCurrentTime()
+        received.FromDatetime(now)
+        # A catalog (database) outage surfaces as UNAVAILABLE through the interceptor.
+        # Each accepted verdict carries the event's established time: occurred_at
+        # corrected by (receive time - the batch's sent_at), see validation.py.
+        verdicts = await validate_batch(
+            request.events,
+            self.catalog.get,
+            now=now,
+            limits=self.limits,
+            sent_at=request.sent_at if request.HasField("sent_at") else None,
+        )
         headers = inject_trace_headers()
         outgoing = []
         # Built once per request and copied into each event (copying the trace-context
@@ -75,7 +91,10 @@ class EventsRpcs:
                 client_event_id=item.client_event_id,
                 video_id=item.video_id,
                 type=item.type,
-                occurred_at=item.occurred_at,
+                occurred_at=timestamp_pb2.Timestamp(
+                    seconds=verdict.occurred_at_nanos // 1_000_000_000,
+                    nanos=verdict.occurred_at_nanos % 1_000_000_000,
+                ),
                 position_seconds=item.position_seconds,
                 watch_seconds=item.watch_seconds,
                 rendition=item.rendition,

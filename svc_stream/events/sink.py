@@ -13,7 +13,16 @@ Postgres (which would cap throughput at the database's insert rate):
   row. Background merges collapse duplicates eventually; analytics queries read with
   ``FINAL`` so the numbers are exact at every moment, not only after a merge.
 * Redis counters are guarded by a per-event ledger key inside one atomic Lua script
-  (see ``counters.py``).
+  (see ``counters.py``); the per-view-session state that tells a view from a replay
+  is updated under the same ledger key, so views stay exact across batches, restarts
+  and redeliveries.
+
+View sessions: an event's ``session_id`` names its view session (with its user). An
+older client that sends none gets a deterministic one here,
+``legacy-<30-minute window of its established time>`` (:func:`effective_session`):
+its events within one window are one view session, so a re-sent watch_start does not
+make a second view; the same derived id is written to ClickHouse, so the analytics
+and the counters agree, and a redelivery derives the same id again.
 
 Offsets are committed only after both stores took the batch; a crash in between
 (or a failure of either store) replays the batch, which both stores then ignore.
@@ -37,8 +46,11 @@ from reels.analytics import Analytics
 from reels.events import EventConsumer, ReceivedEvent, event_id_of
 from reels.topics import Topic
 from svc_stream.events.counters import (
+    WATCH_COMPLETE_KIND,
+    WATCH_START_KIND,
     CounterDelta,
     Counters,
+    WatchDelta,
     creator_counters_key,
     video_counters_key,
 )
@@ -139,6 +151,15 @@ def device_name(device: int) -> str:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+LEGACY_SESSION_WINDOW_S = 30 * 60
+
+
+def effective_session(session_id: str, occurred_at: Any) -> str:
+    """The view session of an event: its own ``session_id``, or for an event without one
+    (older clients) ``legacy-<n>``, n = the 30-minute window of its established time."""
+    if session_id:
+        return session_id
+    return f"legacy-{occurred_at.seconds // LEGACY_SESSION_WINDOW_S}"
 
 
 def _ts(msg: Any) -> datetime:
@@ -161,8 +182,16 @@ class Batch:
         self.engagement: list[tuple[Any, ...]] = []
         self.videos: list[tuple[Any, ...]] = []
         self.deltas: list[CounterDelta] = []
+        # (sort key, delta): applied in the order the events happened (see ``watch``).
+        self._watch: list[tuple[tuple[Any, ...], WatchDelta]] = []
         # (user, video, session) -> watch_history row with the highest version.
         self.history: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+
+    @property
+    def watch(self) -> list[WatchDelta]:
+        """Watch deltas ordered as the analytics order a session's events: by established
+        time, then position, then type (a start before a complete at the same instant)."""
+        return [d for _, d in sorted(self._watch, key=lambda item: item[0])]
 
     def add(self, event: ReceivedEvent) -> None:
         try:
@@ -184,12 +213,13 @@ class Batch:
     def _video_event(self, event: ReceivedEvent) -> None:
         m = events_pb2.VideoEvent.FromString(event.value)
         occurred = _ts(m.occurred_at)
+        session = effective_session(m.session_id, m.occurred_at)
         self.video_events.append(
             (
                 event.event_id,
                 m.video_id,
                 m.user_id,
-                m.session_id,
+                session,
                 m.client_event_id,
                 m.type,
                 occurred,
@@ -205,24 +235,27 @@ class Batch:
             return  # player-reported like/share/comment: telemetry only (see engagement)
         completed = m.type == _WATCH_COMPLETE
         version = (int(completed) << 40) | int(m.position_seconds * 1000)
-        hkey = (m.user_id, m.video_id, m.session_id)
+        hkey = (m.user_id, m.video_id, session)
         old = self.history.get(hkey)
         if old is None or old[-1] < version:
             self.history[hkey] = (
                 m.user_id,
                 m.video_id,
-                m.session_id,
+                session,
                 m.position_seconds,
                 int(completed),
                 occurred,
                 version,
             )
-        inc = {"watch_ms": round(m.watch_seconds * 1000)}
-        if m.type == _WATCH_START:
-            inc["views"] = 1
-        elif completed:
-            inc["completions"] = 1
-        self.deltas.append(CounterDelta(event.event_id, video_counters_key(m.video_id), inc))
+        kind = (
+            WATCH_START_KIND if m.type == _WATCH_START else WATCH_COMPLETE_KIND if completed else 0
+        )
+        delta = WatchDelta(
+            event.event_id, m.video_id, m.user_id, session, kind, round(m.watch_seconds * 1000)
+        )
+        # Milliseconds, as ClickHouse stores the time, so both order ties alike.
+        order = (int(occurred.timestamp() * 1000), m.position_seconds, m.type, event.event_id)
+        self._watch.append((order, delta))
 
     def _engagement(self, event: ReceivedEvent) -> None:
         m = events_pb2.EngagementEvent.FromString(event.value)
@@ -308,6 +341,9 @@ class AnalyticsSink:
         jobs = [clickhouse()]
         if batch.deltas:
             jobs.append(self.counters.apply(batch.deltas))
+        watch = batch.watch
+        if watch:
+            jobs.append(self.counters.apply_watch(watch))
         results = await asyncio.gather(*jobs, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):

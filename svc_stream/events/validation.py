@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from google.protobuf import timestamp_pb2
 from reels.v1 import common_pb2, stream_pb2
 
 from svc_stream.playback.catalog import PublishedVideo
@@ -28,15 +29,28 @@ POSITION_TOLERANCE_S = 1.0
 
 @dataclass(frozen=True, slots=True)
 class EventLimits:
-    """How far an event may stray from "now" and from its video (svc_stream Settings)."""
+    """How far an event may stray from "now" and from its video (svc_stream Settings).
+
+    An event's time is *established* by the server (see :func:`establish_time`): with
+    the batch's ``sent_at`` the client clock's error is measured and taken out, so these
+    limits judge the corrected time; without it (older clients) the raw ``occurred_at``
+    is judged against the server clock with the wider ``uncorrected_future_s``.
+    """
 
     future_skew_s: float = 120.0
-    """Client clocks drift; a little future is tolerated, more is a broken clock."""
+    """How far an event's occurred_at may lie after its own batch's ``sent_at`` (both on
+    the client clock: the player stamps events and batch within the same second, so
+    more is a client bug)."""
     max_age_s: float = 7 * 86400.0
     """Offline players flush late, but a week-old event no longer describes "now" (and
-    the dedupe ledger only remembers event ids for a little longer than this window)."""
+    the dedupe ledger only remembers event ids for a little longer than this window).
+    Judged on the corrected time."""
     replay_allowance: float = 3.0
     """Looping playback (a reel replays by itself) lets watch time exceed the duration."""
+    uncorrected_future_s: float = 26 * 3600.0
+    """Without ``sent_at``: how far ahead of the server an event may be and still be
+    counted (at the receive time). 26 h covers a phone whose wall clock is right but
+    whose time zone is wrong (UTC-12 .. UTC+14); beyond that it is a broken clock."""
 
 
 DEFAULT_LIMITS = EventLimits()
@@ -66,24 +80,106 @@ def event_id_for(user_id: str, client_event_id: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """The outcome for one item; ``video`` is set when accepted."""
+    """The outcome for one item; ``video`` and ``occurred_at`` are set when accepted.
+
+    ``occurred_at`` is the established time (epoch seconds, server clock) the event is
+    counted at; ``occurred_at_nanos`` is the same as an exact integer.
+    """
 
     index: int
     client_event_id: str
     reason: str = ""
     video: PublishedVideo | None = None
     duplicate: bool = False
+    occurred_at_nanos: int = 0
 
     @property
     def accepted(self) -> bool:
         return not self.reason
 
+    @property
+    def occurred_at(self) -> float:
+        return self.occurred_at_nanos / 1e9
+
 
 CatalogGet = Callable[[str], Awaitable[PublishedVideo | None]]
 
+_NS = 1_000_000_000
 
-def _check_fields(event: stream_pb2.PlayerEvent, now: float, limits: EventLimits) -> str:
-    """Everything that can be judged without the catalog; empty string = fine."""
+
+def _nanos(stamp: timestamp_pb2.Timestamp) -> int:
+    return stamp.seconds * _NS + stamp.nanos
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """How one batch's event times are established.
+
+    ``offset_nanos`` = server receive time - client ``sent_at``: added to every
+    occurred_at of the batch, it turns the client clock into the server's (the upload
+    latency, usually well under a second, is the only error left). ``sent_nanos`` is
+    None for a batch without ``sent_at``: then there is no offset to apply.
+    """
+
+    received_nanos: int
+    sent_nanos: int | None = None
+
+    @property
+    def offset_nanos(self) -> int:
+        return 0 if self.sent_nanos is None else self.received_nanos - self.sent_nanos
+
+    @classmethod
+    def for_batch(cls, received: datetime, sent_at: timestamp_pb2.Timestamp | None) -> Clock:
+        received_nanos = round(received.timestamp() * 1e6) * 1000
+        if sent_at is None or not 0 <= sent_at.nanos < _NS:
+            return cls(received_nanos)
+        return cls(received_nanos, _nanos(sent_at))
+
+
+def establish_time(
+    occurred_at: timestamp_pb2.Timestamp, clock: Clock, limits: EventLimits
+) -> tuple[int, str]:
+    """(established time in epoch nanoseconds, rejection reason or "").
+
+    With ``sent_at``: corrected = occurred_at + (received - sent_at), never later than
+    the receive time (an event cannot happen after we received it). A clock that runs
+    hours fast or slow is thereby counted at the right time, and so is an offline queue
+    flushed days later (its events keep their distance to the send). The event must not
+    lie more than ``future_skew_s`` after its own batch's sent_at (client bug), and its
+    corrected time must be within ``max_age_s``.
+
+    Without ``sent_at`` (older clients): occurred_at as it is, against the server clock.
+    Up to ``uncorrected_future_s`` ahead is a skewed clock: counted at the receive time.
+    Further ahead (year 2100) or older than ``max_age_s`` (year 1970) is rejected.
+    """
+    raw = _nanos(occurred_at)
+    received = clock.received_nanos
+    if clock.sent_nanos is not None:
+        if raw > clock.sent_nanos + limits.future_skew_s * _NS:
+            return 0, "occurred_at is after the batch's sent_at (both are the client's clock)"
+        established = min(received, raw + clock.offset_nanos)
+        if established < received - limits.max_age_s * _NS:
+            return 0, (
+                f"occurred_at is too old: {(received - established) / 86400 / _NS:.1f} days "
+                f"before it was sent (the limit is {limits.max_age_s / 86400:g} days)"
+            )
+        return established, ""
+    if raw > received + limits.uncorrected_future_s * _NS:
+        return 0, (
+            "occurred_at is in the future by more than "
+            f"{limits.uncorrected_future_s / 3600:g} h and the batch has no sent_at "
+            "to correct the client clock with"
+        )
+    if raw < received - limits.max_age_s * _NS:
+        return 0, (
+            f"occurred_at is too old (more than {limits.max_age_s / 86400:g} days before "
+            "the server received it; send sent_at if the client clock is wrong)"
+        )
+    return min(raw, received), ""
+
+
+def _check_fields(event: stream_pb2.PlayerEvent) -> str:
+    """Everything that can be judged without the catalog and the clock; "" = fine."""
     if not event.client_event_id:
         return "client_event_id is required"
     if len(event.client_event_id) > MAX_CLIENT_EVENT_ID:
@@ -94,11 +190,8 @@ def _check_fields(event: stream_pb2.PlayerEvent, now: float, limits: EventLimits
         return "type is unspecified or unknown"
     if not event.HasField("occurred_at"):
         return "occurred_at is required"
-    ts = event.occurred_at.seconds + event.occurred_at.nanos / 1e9
-    if ts > now + limits.future_skew_s:
-        return "occurred_at is in the future"
-    if ts < now - limits.max_age_s:
-        return "occurred_at is too old"
+    if not 0 <= event.occurred_at.nanos < _NS:
+        return "occurred_at is not a valid timestamp"
     for name in ("position_seconds", "watch_seconds"):
         value = getattr(event, name)
         if not math.isfinite(value) or value < 0:
@@ -127,19 +220,25 @@ async def validate_batch(
     *,
     now: datetime | None = None,
     limits: EventLimits = DEFAULT_LIMITS,
+    sent_at: timestamp_pb2.Timestamp | None = None,
 ) -> list[Verdict]:
-    """One verdict per item, in order.
+    """One verdict per item, in order; an accepted one carries its established time.
 
-    A repeat of an accepted client_event_id inside the batch is answered accepted
-    (idempotent) but flagged ``duplicate`` so it is published once.
+    ``now`` is the server's receive time, ``sent_at`` the batch's client send time
+    (None when the client did not send one). A repeat of an accepted client_event_id
+    inside the batch is answered accepted (idempotent) but flagged ``duplicate`` so it
+    is published once.
     """
-    clock = (now or datetime.now(UTC)).timestamp()
+    clock = Clock.for_batch(now or datetime.now(UTC), sent_at)
     seen: set[str] = set()
     videos: dict[str, PublishedVideo | None] = {}
     verdicts: list[Verdict] = []
     for index, event in enumerate(events):
         cid = event.client_event_id
-        reason = _check_fields(event, clock, limits)
+        reason = _check_fields(event)
+        established = 0
+        if not reason:
+            established, reason = establish_time(event.occurred_at, clock, limits)
         video: PublishedVideo | None = None
         if not reason:
             if event.video_id not in videos:
@@ -151,6 +250,8 @@ async def validate_batch(
         if reason:
             verdicts.append(Verdict(index, cid, reason))
             continue
-        verdicts.append(Verdict(index, cid, "", video, duplicate=cid in seen))
+        verdicts.append(
+            Verdict(index, cid, "", video, duplicate=cid in seen, occurred_at_nanos=established)
+        )
         seen.add(cid)
     return verdicts

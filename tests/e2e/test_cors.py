@@ -213,3 +213,74 @@ def test_allowed_origins_come_from_reels_cors_origins() -> None:
     ]
     anything = settings_from_env({"REELS_CORS_ORIGINS": "*"})
     assert _allowed_origins(anything) == [{"safe_regex": {"regex": ".*"}}]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/reels?_=1700000000",  # jQuery / fetch wrappers' cache buster
+        "/api/v1/reels?limit=2&utm_source=mail",
+        "/api/v1/reels?unknown=1",
+        "/api/v1/transcode/jobs?limit=100",  # ListJobs takes pageSize, not limit
+    ],
+)
+async def test_unknown_query_parameters_are_ignored(
+    path: str, envoy: EnvoySettings, token: str
+) -> None:
+    """A query parameter that names no field of the request does not stop transcoding
+    (which ended in the catch-all 404): it is ignored, as browsers need."""
+    url = f"http://127.0.0.1:{envoy.listen_port}{path}"
+    headers = {"origin": ORIGIN, "authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url, headers=headers) as resp:
+            assert resp.status == 200, await resp.text()
+            assert resp.headers.get("access-control-allow-origin") == ORIGIN
+            assert resp.headers.get("x-envoy-upstream-service-time") is not None
+
+
+# Answers Envoy writes itself, before the CORS filter (the transcoder) or on a route
+# without a route entry (direct responses): (method, path, body, HTTP status).
+LOCAL_REPLIES = {
+    "body_not_json": ("POST", "/api/v1/events", "{", 400),
+    "query_value_wrong_type": ("GET", "/api/v1/reels?limit=abc", None, 400),
+    "plain_http_on_grpc_path": ("GET", "/reels.v1.FeedService/GetFeed", None, 415),
+    "no_such_route": ("GET", "/api/v1/no/such/route", None, 404),
+}
+
+
+@pytest.mark.parametrize("kind", LOCAL_REPLIES)
+@pytest.mark.parametrize("origin", [ORIGIN, OTHER_ORIGIN])
+async def test_the_front_doors_own_errors_are_readable_by_an_allowed_page(
+    kind: str, origin: str, envoy: EnvoySettings, token: str
+) -> None:
+    method, path, data, status = LOCAL_REPLIES[kind]
+    headers = {"origin": origin, "authorization": f"Bearer {token}"}
+    if data is not None:
+        headers["content-type"] = "application/json"
+    url = f"http://127.0.0.1:{envoy.listen_port}{path}"
+    async with aiohttp.ClientSession() as http:
+        async with http.request(method, url, headers=headers, data=data) as resp:
+            assert resp.status == status, await resp.text()
+            body = await resp.json()
+            assert body["code"] > 0 and body["message"], body
+            if origin == ORIGIN:
+                assert resp.headers.get("access-control-allow-origin") == ORIGIN
+                exposed = _split(resp.headers.get("access-control-expose-headers"))
+                assert {"grpc-status", "grpc-message"} <= exposed
+            else:
+                assert "access-control-allow-origin" not in resp.headers
+
+
+async def test_a_grpc_web_preflight_is_still_answered(envoy: EnvoySettings) -> None:
+    """gRPC paths take gRPC content types only; a browser's preflight has none, and is
+    still answered by the CORS filter."""
+    url = f"http://127.0.0.1:{envoy.listen_port}/reels.v1.FeedService/GetFeed"
+    headers = {
+        "origin": ORIGIN,
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization,content-type,x-grpc-web",
+    }
+    async with aiohttp.ClientSession() as http:
+        async with http.options(url, headers=headers) as pre:
+            assert pre.status in (200, 204), await pre.text()
+            assert pre.headers.get("access-control-allow-origin") == ORIGIN

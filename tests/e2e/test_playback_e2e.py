@@ -22,6 +22,7 @@ import pytest
 from reels_dev.infra.envoy import EnvoySettings
 from reels_dev.keys import mint_token
 from tests.fixtures.mesh import Mesh
+from tests.hls_check import assert_playlist_valid
 from tests.publishing import publish_to_store, send_published, transcode_ladder
 
 pytestmark = pytest.mark.skipif(
@@ -126,6 +127,7 @@ async def test_manifest_through_envoy_is_the_signed_master_playlist(
 
     variants = [line for line in body.splitlines() if line and not line.startswith("#")]
     assert body.startswith("#EXTM3U") and len(variants) == len(RUNGS)
+    assert_playlist_valid(body, "served master")  # RFC 8216 (tests/hls_check.py)
     assert all(
         v.startswith(f"http://127.0.0.1:{envoy.listen_port}/media/") and "sig=" in v
         for v in variants
@@ -136,7 +138,9 @@ async def test_manifest_through_envoy_is_the_signed_master_playlist(
     for variant in variants:
         async with http.get(variant) as playlist:  # no token: the signature is the credential
             assert playlist.status == 200
-            assert "#EXT-X-ENDLIST" in await playlist.text()
+            text = await playlist.text()
+            assert "#EXT-X-ENDLIST" in text
+            assert_playlist_valid(text, variant)
 
 
 async def test_tampered_signature_through_envoy_is_forbidden(

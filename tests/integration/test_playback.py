@@ -39,6 +39,7 @@ from svc_stream.playback.signing import UrlSigner
 from svc_transcode.pipeline import TranscodeResult
 from tests.fixtures.infra import TansuBroker, _test_database_url
 from tests.fixtures.stream import stream_settings
+from tests.hls_check import assert_playlist_valid
 from tests.polling import eventually
 from tests.publishing import publish_to_store, send_published, transcode_ladder
 
@@ -266,9 +267,11 @@ async def test_get_manifest_returns_master_with_absolute_signed_urls(
     assert body.content_type == "application/vnd.apple.mpegurl"
     urls = _variant_uris(body.data.decode())
     assert len(urls) == 3 and "/480p/" in urls[0]
+    assert_playlist_valid(body.data.decode(), "GetManifest master")  # RFC 8216, served
     for url in urls:
         status, _, playlist = await _get(stack, url)
         assert status == 200 and "#EXT-X-ENDLIST" in playlist.decode()
+        assert_playlist_valid(playlist.decode(), url)
 
 
 async def test_unknown_video_is_not_found(stack: Stack) -> None:

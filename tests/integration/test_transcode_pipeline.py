@@ -19,6 +19,7 @@ import pytest
 from reels.media.probe import ProbeLimits, probe
 from svc_transcode.hls import parse_media_playlist
 from svc_transcode.pipeline import TranscodeError, TranscodeResult, UnusableMedia, transcode
+from tests.hls_check import assert_hls_valid
 from tests.media import MediaFactory, decode_errors, ffprobe_json
 
 pytestmark = pytest.mark.skipif(
@@ -48,6 +49,7 @@ class Transcoded:
             if name not in self._done:
                 work = self.root / name
                 result = await transcode(await self.media.get(name), work, preset=TEST_PRESET)
+                await assert_hls_valid(work)  # tests/hls_check.py: RFC 8216
                 self._done[name] = (result, work)
             return self._done[name]
 

@@ -46,6 +46,7 @@ from svc_transcode.embeddings import NoTextEmbedder, TextEmbedder, TritonTextEmb
 from svc_transcode.models import TranscodeJob
 from svc_transcode.settings import Settings
 from svc_transcode.status import NoStatusReporter, StatusReporter
+from tests.hls_check import assert_hls_valid
 from tests.media import MediaFactory, corrupt_copy, decode_errors, ffprobe_json, make_clip
 from tests.polling import eventually
 
@@ -352,6 +353,7 @@ async def test_portrait_clip_is_published_playable_with_event_and_text_embedding
             keys
         )
         assert not await svc.store.list(f"{prefix}.tmp-{job.id}")  # staging cleaned up
+        await assert_hls_valid(svc.store.path(prefix))  # tests/hls_check.py: RFC 8216
 
         master = svc.store.path(f"{prefix}/master.m3u8")
         probed = await ffprobe_json(master)
@@ -444,6 +446,7 @@ async def test_transient_failure_is_retried_after_backoff_and_then_succeeds(
         job = await wait_state(svc, uploaded.video_id, "succeeded", "failed", "dead_lettered")
         assert job.state == "succeeded" and job.attempts == 2
         assert await svc.store.exists(f"videos/{uploaded.video_id}/master.m3u8")
+        await assert_hls_valid(svc.store.path(f"videos/{uploaded.video_id}"))
 
 
 async def test_dead_lettered_after_max_attempts_then_retry_job_requeues_and_completes(
@@ -664,6 +667,7 @@ async def test_worker_killed_mid_job_is_redone_by_another_worker_with_no_partial
     assert all(listing in ([], final) for listing in seen), "a partial output was visible"
     assert seen[0] == [] and seen[-1] == final
     assert not await store.list(f"{prefix}.tmp-{job.id}")
+    await assert_hls_valid(store.path(prefix))
 
 
 # --------------------------------------------------------------------------- with svc_upload

@@ -346,16 +346,27 @@ class RecordEventsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENTS_FIELD_NUMBER: _builtins.int
+    SENT_AT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlayerEvent]: ...
+    @_builtins.property
+    def sent_at(self) -> _timestamp_pb2.Timestamp:
+        """The client's clock when this attempt was sent (set it anew on every retry).
+        The server corrects every event's occurred_at by (its receive time - sent_at),
+        so a phone whose clock runs hours fast or slow, or an offline queue flushed
+        days later, is counted at the right time. Without it occurred_at is taken as
+        it is (older clients) and judged against the server's clock.
+        """
+
     def __init__(
         self,
         *,
         events: _abc.Iterable[Global___PlayerEvent] | None = ...,
+        sent_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sent_at", b"sent_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "sent_at", b"sent_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -735,15 +746,23 @@ class GetVideoAnalyticsResponse(_message.Message):
     TRENDING_SCORE_FIELD_NUMBER: _builtins.int
     TOP_COUNTRIES_FIELD_NUMBER: _builtins.int
     TOP_DEVICES_FIELD_NUMBER: _builtins.int
+    PLAYS_FIELD_NUMBER: _builtins.int
     video_id: _builtins.str
     views: _builtins.int
+    """Distinct view sessions (user, session_id) that started the video; a
+    watch_start re-sent within a session (after a stall) is not another view.
+    """
     likes: _builtins.int
     shares: _builtins.int
     comments: _builtins.int
     completion_rate: _builtins.float
-    """Share of views that reached WATCH_COMPLETE, 0..1."""
+    """Share of views (view sessions) that reached WATCH_COMPLETE, 0..1."""
     average_watch_seconds: _builtins.float
     trending_score: _builtins.float
+    plays: _builtins.int
+    """Playthroughs: one per view, plus one per replay (a watch_start after a
+    watch_complete in the same session). plays >= views.
+    """
     @_builtins.property
     def completion_distribution(self) -> _containers.RepeatedCompositeFieldContainer[Global___CompletionBucket]: ...
     @_builtins.property
@@ -767,10 +786,11 @@ class GetVideoAnalyticsResponse(_message.Message):
         trending_score: _builtins.float = ...,
         top_countries: _abc.Iterable[Global___KeyCount] | None = ...,
         top_devices: _abc.Iterable[Global___KeyCount] | None = ...,
+        plays: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["average_watch_seconds", b"average_watch_seconds", "comments", b"comments", "completion_distribution", b"completion_distribution", "completion_rate", b"completion_rate", "likes", b"likes", "retention", b"retention", "shares", b"shares", "top_countries", b"top_countries", "top_devices", b"top_devices", "trending_score", b"trending_score", "video_id", b"video_id", "views", b"views"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["average_watch_seconds", b"average_watch_seconds", "comments", b"comments", "completion_distribution", b"completion_distribution", "completion_rate", b"completion_rate", "likes", b"likes", "plays", b"plays", "retention", b"retention", "shares", b"shares", "top_countries", b"top_countries", "top_devices", b"top_devices", "trending_score", b"trending_score", "video_id", b"video_id", "views", b"views"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -810,15 +830,19 @@ class GetCreatorAnalyticsResponse(_message.Message):
     AVERAGE_WATCH_SECONDS_FIELD_NUMBER: _builtins.int
     TOP_VIDEOS_FIELD_NUMBER: _builtins.int
     TOP_COUNTRIES_FIELD_NUMBER: _builtins.int
+    PLAYS_FIELD_NUMBER: _builtins.int
     creator_id: _builtins.str
     followers: _builtins.int
     video_count: _builtins.int
     views: _builtins.int
+    """Distinct view sessions over the creator's videos (see GetVideoAnalyticsResponse)."""
     likes: _builtins.int
     shares: _builtins.int
     comments: _builtins.int
     average_completion_rate: _builtins.float
     average_watch_seconds: _builtins.float
+    plays: _builtins.int
+    """Playthroughs over the creator's videos, replays included."""
     @_builtins.property
     def top_videos(self) -> _containers.RepeatedCompositeFieldContainer[Global___KeyCount]:
         """The creator's videos with the most views, highest first."""
@@ -839,10 +863,11 @@ class GetCreatorAnalyticsResponse(_message.Message):
         average_watch_seconds: _builtins.float = ...,
         top_videos: _abc.Iterable[Global___KeyCount] | None = ...,
         top_countries: _abc.Iterable[Global___KeyCount] | None = ...,
+        plays: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["average_completion_rate", b"average_completion_rate", "average_watch_seconds", b"average_watch_seconds", "comments", b"comments", "creator_id", b"creator_id", "followers", b"followers", "likes", b"likes", "shares", b"shares", "top_countries", b"top_countries", "top_videos", b"top_videos", "video_count", b"video_count", "views", b"views"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["average_completion_rate", b"average_completion_rate", "average_watch_seconds", b"average_watch_seconds", "comments", b"comments", "creator_id", b"creator_id", "followers", b"followers", "likes", b"likes", "plays", b"plays", "shares", b"shares", "top_countries", b"top_countries", "top_videos", b"top_videos", "video_count", b"video_count", "views", b"views"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
