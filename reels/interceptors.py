@@ -83,6 +83,8 @@ def data_error(exc: BaseException) -> errors.InvalidArgument | None:
                 "error_ref": ref,
                 "sqlstate": sqlstate,
                 "error": type(orig).__name__,
+                # The driver's first line: no statement, no parameters.
+                "detail": (str(orig).splitlines() or [""])[0][:300],
                 "reason": reason,
             }
         },

@@ -37,10 +37,14 @@ class Settings(FromEnv):
 
     # Player events (RecordEvents).
     events_future_skew_s: float = setting(
-        120.0, "REELS_EVENTS_FUTURE_SKEW_S", "how far in the future an event's time may be (s)"
+        120.0,
+        "REELS_EVENTS_FUTURE_SKEW_S",
+        "how far an event's time may lie after its batch's sent_at, both client clock (s)",
     )
     events_max_age_s: float = setting(
-        7 * 86400.0, "REELS_EVENTS_MAX_AGE_S", "oldest event RecordEvents accepts (s)"
+        7 * 86400.0,
+        "REELS_EVENTS_MAX_AGE_S",
+        "oldest event RecordEvents accepts, by its corrected time (s)",
     )
     events_replay_allowance: float = setting(
         3.0,

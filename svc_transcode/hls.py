@@ -253,7 +253,7 @@ async def _video_codec_string(segment: Path) -> str:
         raise ValueError(f"{segment} has no H.264 video")
     profile = _H264_PROFILE_IDC.get(str(stream.get("profile") or "").lower(), 100)
     constraints = 0x40 if str(stream.get("profile")).lower() == "constrained baseline" else 0
-    level = int(stream.get("level") or 40)  # type: ignore[call-overload]
+    level = int(str(stream.get("level") or 40))
     return f"avc1.{profile:02x}{constraints:02x}{level:02x}"
 
 

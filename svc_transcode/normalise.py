@@ -18,10 +18,10 @@ Scan type
     "bb"/"tb" bottom field first (by *display* order). When the codec does not say
     (field_order absent or "unknown": MPEG-4 part 2, MJPEG, many remuxes) the `idet`
     filter reads a short sample from the middle of the file (`detect_scan`), with a
-    stricter comb threshold than its default, which mistakes sharp moving edges for combs. Interlaced
-    sources are deinterlaced first of all with `bwdif` (one frame per frame: 25i -> 25p,
-    then the usual frame-rate cap), with the parity set explicitly so idet-detected
-    sources whose frames carry no interlace flag are handled right.
+    stricter comb threshold than its default, which mistakes sharp moving edges for combs.
+    Interlaced sources are deinterlaced first of all with `bwdif` (one frame per frame:
+    25i -> 25p, then the usual frame-rate cap), with the parity set explicitly so
+    idet-detected sources whose frames carry no interlace flag are handled right.
 
 Colour
     The H.264 rungs are 8-bit SDR BT.709, tagged so in the bitstream (VUI).
@@ -300,7 +300,8 @@ async def detect_scan(src: Path, facts: SourceFacts) -> tuple[str, str | None]:
         argv += ["-ss", f"{start:.3f}"]
     argv += [
         "-i", str(src), "-map", _video_map(facts), "-an", "-sn", "-dn",
-        "-vf", f"idet=intl_thres={IDET_INTL_THRES}", "-frames:v", str(IDET_SAMPLE_FRAMES), "-f", "null", "-",
+        "-vf", f"idet=intl_thres={IDET_INTL_THRES}",
+        "-frames:v", str(IDET_SAMPLE_FRAMES), "-f", "null", "-",
     ]  # fmt: skip
     done = await run(argv, timeout_s=60)
     return judge_idet(done.stderr_tail)

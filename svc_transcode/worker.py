@@ -14,10 +14,13 @@ claim redoes the job from the start.
 
 Failures are routed by kind, never by parsing messages:
 
-* permanent (``UnusableMedia``: the file is corrupt, not a video, ...) → ``failed``
-  at once, with the reason a person can read;
-* transient (ffmpeg crash or kill, storage, svc_upload or Triton unavailable, any
-  unexpected error) → retried after an exponential backoff
+* permanent (``UnusableMedia``: the file is corrupt, not a video, ...; and a
+  ``TranscodeError`` with ``transient=False``: ffmpeg exited with an error of its own
+  that is neither a signal nor a machine fault, so the same command on the same bytes
+  fails the same way — reels.media.ffmpeg_run.ffmpeg_failure) → ``failed`` at once,
+  with the reason a person can read;
+* transient (ffmpeg crash, kill or machine error such as a full disk; storage,
+  svc_upload or Triton unavailable; any unexpected error) → retried after an exponential backoff
   (``REELS_TRANSCODE_BACKOFF_MIN_S`` 5 s doubling up to ``REELS_TRANSCODE_BACKOFF_MAX_S``
   30 s, ±20 % jitter) until ``REELS_TRANSCODE_MAX_ATTEMPTS`` (3), then ``dead_lettered``.
 

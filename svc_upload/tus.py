@@ -1,19 +1,32 @@
-"""tus 1.0 over HTTP (core, creation, termination, checksum) on the upload core.
+"""tus 1.0 over HTTP on the upload core.
 
 Served by svc_upload itself on ``REELS_UPLOAD_HTTP_PORT`` (default 50061) behind
 Envoy's ``/api/v1/uploads/tus/`` route, so tus-js-client, Uppy and tuspy work
 unmodified. The JWT is verified here again, as every service does.
 
-HTTP answers (beyond the tus spec's own 204/201/409/460/412):
+Supported (advertised in ``Tus-Extension``): core, ``creation``,
+``creation-with-upload``, ``expiration``, ``checksum`` (sha1, sha256, sha512, md5) and
+``termination``; ``X-HTTP-Method-Override`` is honoured. Not supported, so not
+advertised, and refused with 400 and a reason: ``creation-defer-length``
+(``Upload-Defer-Length``; every upload's size is checked before a byte is stored),
+``concatenation`` (``Upload-Concat``) and ``checksum-trailer`` (an ``Upload-Checksum``
+announced in ``Trailer``). docs/DECISIONS.md ("tus") lists each rule.
 
+HTTP answers (beyond the tus spec's own 201/204/409/412/415/460):
+
+* 410 for an upload that expired unfinished (``Upload-Expires`` passed); 404 for an
+  unknown upload, someone else's (ids never leak existence) or a terminated one;
 * 413 when ``Upload-Length`` exceeds the size limit (before any byte is stored)
-  and when a PATCH would run past ``Upload-Length``;
+  and when a body would run past ``Upload-Length``;
+* 431 when ``Upload-Metadata`` is longer than every field at its longest could need
+  (:mod:`svc_upload.tus_limits`, which also sizes aiohttp's and Envoy's header limits);
 * 429 + ``Retry-After`` (seconds to UTC midnight) for the daily quota;
 * 422 when the last PATCH completes an upload whose content is not a usable video
   (or whose declared sha256 does not match): the bytes arrived fine, the content
   is what is wrong; the JSON body says why and the video's status is ``failed``;
-* 400 for bad metadata, with the field violations in the JSON body;
-* 404 for an unknown upload or someone else's (ids never leak existence);
+* 400 for bad metadata (the field violations in the JSON body), malformed tus
+  headers, and the extensions above that we do not support;
+* 405 + ``Allow`` for a method the URL does not take;
 * 503 + ``Retry-After`` when a dependency (database, Redis, ...) is down.
 
 Errors are answered by the shared mapper (``reels.http_errors``), with tus's own
@@ -28,31 +41,65 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import PurePosixPath
+import re
+import unicodedata
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from email.utils import format_datetime
 
 import grpc
 from aiohttp import web
 
-from reels import errors
+from reels import errors, text
 from reels.auth import AuthError, TokenVerifier
 from reels.config import AuthConfig
 from reels.http_errors import http_error
 from reels.telemetry import http_server_middleware
 from svc_upload.limits import NewUpload, normalize_hashtags
-from svc_upload.uploads import ChecksumMismatch, OffsetMismatch, OutOfRange, UploadCore
+from svc_upload.models import Upload, Video
+from svc_upload.tus_limits import http_field_limit, metadata_header_limit
+from svc_upload.uploads import (
+    ChecksumMismatch,
+    OffsetMismatch,
+    OutOfRange,
+    UploadCore,
+    UploadView,
+)
 
 log = logging.getLogger(__name__)
 
 BASE_PATH = "/api/v1/uploads/tus/"
 TUS_VERSION = "1.0.0"
-EXTENSIONS = "creation,termination,checksum"
-CHECKSUM_ALGORITHMS = {"sha1": "sha1", "sha256": "sha256", "md5": "md5"}
+EXTENSIONS = "creation,creation-with-upload,expiration,checksum,termination"
+CHECKSUM_ALGORITHMS = {"sha1": "sha1", "sha256": "sha256", "sha512": "sha512", "md5": "md5"}
+OFFSET_STREAM = "application/offset+octet-stream"
 # Pieces are gathered to this size before a write: one thread hop and one hash
 # update per MiB instead of per 64 KiB socket read.
 WRITE_PIECE = 1024 * 1024
 USER = web.RequestKey("user", str)
+METHOD = web.RequestKey("method", str)
 CONTENT_TYPES = {"original": 1, "challenge": 2, "duet": 3, "reaction": 4}
+COLLECTION_METHODS = ("OPTIONS", "POST")
+ITEM_METHODS = ("OPTIONS", "HEAD", "PATCH", "DELETE")
+# The longest Upload-Metadata a HEAD answer carries (TusApp._stored_metadata).
+HEAD_METADATA_MAX = 8000
+# The title of an upload whose metadata names neither a title nor a file.
+UNTITLED = "Untitled"
+_DIGITS = re.compile(r"[0-9]+")
+_PATH_SEPARATORS = re.compile(r"[/\\]")
+
+
+class UploadGone(errors.NotFound):
+    """The upload expired unfinished (tus expiration: 410, we keep track of it)."""
+
+
+class UnusableUpload(errors.InvalidArgument):
+    """All bytes arrived, but the content is not a usable video (422)."""
+
+
+class MetadataTooLarge(errors.InvalidArgument):
+    """``Upload-Metadata`` is longer than any valid upload needs (431)."""
 
 
 class BodyInterrupted(Exception):
@@ -63,6 +110,12 @@ def tus_status(exc: errors.ReelsError) -> int | None:
     """tus's own status for ``exc``, or None for the shared mapping (reels.http_errors)."""
     if isinstance(exc, ChecksumMismatch):
         return 460
+    if isinstance(exc, UploadGone):
+        return 410
+    if isinstance(exc, UnusableUpload):
+        return 422
+    if isinstance(exc, MetadataTooLarge):
+        return 431
     if isinstance(exc, OffsetMismatch):
         return 409
     if isinstance(exc, OutOfRange):
@@ -84,18 +137,76 @@ def _error(exc: BaseException, status: int | None = None, **headers: str) -> web
 
 
 def parse_metadata(header: str) -> dict[str, str]:
-    """``key base64,key2 base64`` -> dict; a key without a value maps to ""."""
+    """``key base64,key2 base64`` -> dict; a key without a value (``filetype ``, a bare
+    ``title``) maps to "". A repeated key, or a value that is not base64 of UTF-8, is 400."""
     out: dict[str, str] = {}
     for pair in filter(None, (p.strip() for p in header.split(","))):
         name, _, value = pair.partition(" ")
+        value = value.strip()
+        if name in out:
+            raise errors.InvalidArgument(
+                f"Upload-Metadata names '{name}' twice (tus: every key is unique)",
+                [(f"Upload-Metadata.{name}", "repeated")],
+            )
         try:
-            out[name] = base64.b64decode(value.strip(), validate=True).decode() if value else ""
+            out[name] = base64.b64decode(value, validate=True).decode() if value else ""
         except (binascii.Error, UnicodeDecodeError) as exc:
             raise errors.InvalidArgument(
                 f"Upload-Metadata value of '{name}' is not base64 UTF-8",
                 [(f"Upload-Metadata.{name}", "must be base64 of UTF-8 text")],
             ) from exc
     return out
+
+
+def encode_metadata(values: dict[str, str]) -> str:
+    """The ``Upload-Metadata`` form of ``values``; empty values are left out."""
+    return ",".join(
+        f"{key} {base64.b64encode(value.encode()).decode()}"
+        for key, value in values.items()
+        if value
+    )
+
+
+def file_stem(filename: str) -> str:
+    """``C:\\fakepath\\My clip.mp4`` -> ``My clip``: the last path part, less its extension."""
+    base = _PATH_SEPARATORS.split(filename)[-1]
+    stem = base.rpartition(".")[0] if "." in base else base
+    return stem.strip().strip(".").strip()
+
+
+def title_of(meta: dict[str, str], filename: str, max_chars: int) -> str:
+    """The title a tus upload gets: ``title`` when it has visible text; else the file
+    name's stem (cut to ``max_chars``); else :data:`UNTITLED`.
+
+    A title with characters that are refused is kept, so validation names the field.
+    """
+    title = meta.get("title", "")
+    try:
+        if text.normalise_text(title, field="title", max_chars=max_chars, required=False):
+            return title
+    except text.TextError:
+        return title
+    stem = unicodedata.normalize("NFC", file_stem(filename))
+    return stem[:max_chars].strip() if not text.is_blank(stem) else UNTITLED
+
+
+def parse_count(headers: Mapping[str, str], name: str) -> int | None:
+    """A tus integer header (``Upload-Offset``, ``Upload-Length``): ASCII digits only
+    (no sign, spaces inside, ``_`` or other scripts' digits); None when absent."""
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    if not _DIGITS.fullmatch(raw.strip()):
+        raise errors.InvalidArgument(
+            f"{name} must be a non-negative integer (got '{text.shown(raw)}')",
+            [(name, "not a non-negative integer")],
+        )
+    return int(raw.strip())
+
+
+def http_date(when: datetime) -> str:
+    """RFC 9110 IMF-fixdate, as ``Upload-Expires`` takes it."""
+    return format_datetime(when.astimezone(UTC), usegmt=True)
 
 
 async def coalesce(request: web.Request, size: int = WRITE_PIECE) -> AsyncIterator[memoryview]:
@@ -138,31 +249,43 @@ class TusApp:
         self.core = core
         auth = auth or AuthConfig()
         self.verifier = TokenVerifier(auth) if auth.required else None
+        self.metadata_limit = metadata_header_limit(core.limits)
         # OpenTelemetry first: its SERVER span (child of Envoy's, via traceparent) is
         # current while the request runs, so the outbox event of a completing PATCH
         # carries this trace on (reels.telemetry).
         self.app = web.Application(middlewares=[http_server_middleware(), self._middleware])
+        # Every method reaches one handler per URL, which dispatches on the method the
+        # request stands for (X-HTTP-Method-Override first): 405 + Allow for the rest.
         base = BASE_PATH.rstrip("/")
         for path in (base, base + "/"):
-            self.app.router.add_route("OPTIONS", path, self.options)
-            self.app.router.add_route("POST", path, self.create)
-        item = base + "/{upload_id}"
-        self.app.router.add_route("OPTIONS", item, self.options)
-        self.app.router.add_route("HEAD", item, self.head)
-        self.app.router.add_route("PATCH", item, self.patch)
-        self.app.router.add_route("DELETE", item, self.delete)
+            self.app.router.add_route("*", path, self._collection)
+        self.app.router.add_route("*", base + "/{upload_id}", self._item)
 
     # -- plumbing -------------------------------------------------------------------
+
+    @staticmethod
+    def method_of(request: web.Request) -> str:
+        """tus core: ``X-HTTP-Method-Override``, when present, is the request's method."""
+        override = request.headers.get("X-HTTP-Method-Override", "").strip()
+        return override.upper() if override else request.method
 
     @web.middleware
     async def _middleware(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
+        method = request[METHOD] = self.method_of(request)
         try:
-            if request.method != "OPTIONS":
-                if request.headers.get("Tus-Resumable") != TUS_VERSION:
-                    response: web.StreamResponse = web.Response(
-                        status=412, headers={"Tus-Version": TUS_VERSION}
+            if method != "OPTIONS":  # OPTIONS ignores Tus-Resumable (tus core)
+                version = request.headers.get("Tus-Resumable")
+                if version != TUS_VERSION:
+                    got = f"Tus-Resumable {version}" if version else "no Tus-Resumable header"
+                    response: web.StreamResponse = web.json_response(
+                        {
+                            "code": "FAILED_PRECONDITION",
+                            "message": f"{got}: this server speaks tus {TUS_VERSION}",
+                        },
+                        status=412,
+                        headers={"Tus-Version": TUS_VERSION},
                     )
                     response.headers["Tus-Resumable"] = TUS_VERSION
                     return response
@@ -173,6 +296,8 @@ class TusApp:
         except Exception as exc:  # noqa: BLE001 - every error leaves as a JSON answer
             response = _error(exc)
         response.headers["Tus-Resumable"] = TUS_VERSION
+        if method == "HEAD":
+            response.headers["Cache-Control"] = "no-store"  # never a cached offset
         return response
 
     def _user(self, request: web.Request) -> str:
@@ -189,6 +314,113 @@ class TusApp:
     def _location(self, upload_id: str) -> str:
         return f"{BASE_PATH}{upload_id}"
 
+    async def _collection(self, request: web.Request) -> web.StreamResponse:
+        return await self._dispatch(
+            request, COLLECTION_METHODS, {"OPTIONS": self.options, "POST": self.create}
+        )
+
+    async def _item(self, request: web.Request) -> web.StreamResponse:
+        handlers = {
+            "OPTIONS": self.options,
+            "HEAD": self.head,
+            "PATCH": self.patch,
+            "DELETE": self.delete,
+        }
+        return await self._dispatch(request, ITEM_METHODS, handlers)
+
+    @staticmethod
+    async def _dispatch(
+        request: web.Request,
+        allowed: tuple[str, ...],
+        handlers: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]],
+    ) -> web.StreamResponse:
+        handler = handlers.get(request[METHOD])
+        if handler is None:
+            return web.json_response(
+                {
+                    "code": "UNIMPLEMENTED",
+                    "message": f"{request[METHOD]} is not a tus method for this URL",
+                },
+                status=405,
+                headers={"Allow": ", ".join(allowed)},
+            )
+        return await handler(request)
+
+    async def _live(self, request: web.Request, upload_id: str) -> UploadView:
+        """The caller's upload; :class:`UploadGone` (410) once it expired unfinished."""
+        view = await self.core.get(request[USER], upload_id)
+        if view.state == "open" and view.expires_at < datetime.now(UTC):
+            raise UploadGone(
+                "upload",
+                upload_id,
+                f"upload {upload_id} expired at {http_date(view.expires_at)} before it was "
+                "finished; start a new upload",
+            )
+        return view
+
+    def _checksum(self, request: web.Request) -> tuple[str, bytes] | None:
+        """``Upload-Checksum: <algorithm> <base64>``; 400 for an algorithm we lack or a
+        malformed value, and for a checksum sent as a trailer (checksum-trailer)."""
+        trailer = request.headers.get("Trailer", "").lower()
+        if "upload-checksum" in trailer:
+            raise errors.InvalidArgument(
+                "Upload-Checksum as a trailer (checksum-trailer) is not supported; "
+                "send it as a header",
+                [("Trailer", "Upload-Checksum trailers are not supported")],
+            )
+        header = request.headers.get("Upload-Checksum")
+        if header is None:
+            return None
+        name, _, value = header.strip().partition(" ")
+        algorithm = CHECKSUM_ALGORITHMS.get(name.lower())
+        if algorithm is None:
+            raise errors.InvalidArgument(
+                f"unsupported checksum algorithm '{text.shown(name)}'",
+                [("Upload-Checksum", f"one of {', '.join(CHECKSUM_ALGORITHMS)}")],
+            )
+        try:
+            digest = base64.b64decode(value.strip(), validate=True)
+        except binascii.Error:
+            digest = b""
+        if not digest:
+            raise errors.InvalidArgument(
+                "Upload-Checksum must be '<algorithm> <base64 digest>'",
+                [("Upload-Checksum", "no base64 digest")],
+            )
+        return algorithm, digest
+
+    async def _receive(
+        self, request: web.Request, upload_id: str, offset: int, checksum: tuple[str, bytes] | None
+    ) -> dict[str, str]:
+        """Write the body at ``offset`` and, when it was the last byte, complete the
+        upload. Returns the success headers; raises for every failure."""
+        user = request[USER]
+        try:
+            new_offset = await self.core.write_stream(
+                user,
+                upload_id,
+                offset,
+                coalesce(request),
+                length=request.content_length,
+                checksum=checksum,
+            )
+        except BodyInterrupted as exc:
+            # The client went away mid-body; what arrived is committed (see write_stream).
+            log.info("tus body for %s interrupted: %s", upload_id, exc)
+            raise errors.InvalidArgument(
+                "the request body broke off; HEAD gives the offset to resume at"
+            ) from exc
+        view = await self.core.get(user, upload_id)
+        headers = {"Upload-Offset": str(new_offset), "Reels-Video-Id": view.video_id}
+        if new_offset == view.size and view.state == "open":
+            try:
+                await self.core.complete(user, upload_id)
+            except errors.InvalidArgument as exc:
+                raise UnusableUpload(str(exc), exc.violations) from exc
+        elif view.state == "open":
+            headers["Upload-Expires"] = http_date(view.expires_at)
+        return headers
+
     # -- handlers -------------------------------------------------------------------
 
     async def options(self, request: web.Request) -> web.Response:
@@ -202,113 +434,173 @@ class TusApp:
             },
         )
 
-    async def create(self, request: web.Request) -> web.Response:
-        raw_length = request.headers.get("Upload-Length")
-        if raw_length is None:
+    def _length(self, request: web.Request) -> int:
+        """``Upload-Length`` of a creation; the extensions we lack are refused by name."""
+        headers = request.headers
+        if "Upload-Concat" in headers:
             raise errors.InvalidArgument(
-                "Upload-Length is required (Upload-Defer-Length is not supported)",
+                "Upload-Concat: the concatenation extension is not supported "
+                "(Tus-Extension lists what is); upload the file as one upload",
+                [("Upload-Concat", "concatenation is not supported")],
+            )
+        length = parse_count(headers, "Upload-Length")
+        deferred = headers.get("Upload-Defer-Length")
+        if deferred is not None:
+            if deferred.strip() != "1":
+                raise errors.InvalidArgument(
+                    "Upload-Defer-Length must be 1", [("Upload-Defer-Length", "must be 1")]
+                )
+            if length is not None:
+                raise errors.InvalidArgument(
+                    "send Upload-Length or Upload-Defer-Length, not both",
+                    [("Upload-Defer-Length", "not with Upload-Length")],
+                )
+            raise errors.InvalidArgument(
+                "Upload-Defer-Length: creation-defer-length is not supported; send "
+                "Upload-Length with the file's size (it is checked before any byte is stored)",
+                [("Upload-Defer-Length", "deferred length is not supported")],
+            )
+        if length is None:
+            raise errors.InvalidArgument(
+                "Upload-Length (the file's size in bytes) is required",
                 [("Upload-Length", "required")],
             )
-        try:
-            length = int(raw_length)
-        except ValueError:
-            raise errors.InvalidArgument(
-                "Upload-Length must be an integer", [("Upload-Length", "not an integer")]
-            ) from None
         if length > self.core.limits.max_bytes:
             raise errors.ResourceExhausted(
                 f"Upload-Length {length} exceeds the limit of {self.core.limits.max_bytes} bytes"
             )
-        meta = parse_metadata(request.headers.get("Upload-Metadata", ""))
-        filename = meta.get("filename", "")
-        title = meta.get("title") or PurePosixPath(filename).stem
+        return length
+
+    def _metadata(self, request: web.Request, length: int) -> NewUpload:
+        raw = request.headers.get("Upload-Metadata", "")
+        size = len(raw.encode("utf-8", "surrogateescape"))
+        if size > self.metadata_limit:
+            raise MetadataTooLarge(
+                f"Upload-Metadata is {size} bytes; the most any valid upload needs is "
+                f"{self.metadata_limit} (every field at its longest limit)",
+                [("Upload-Metadata", f"at most {self.metadata_limit} bytes")],
+            )
+        meta = parse_metadata(raw)
+        # tus-js-client sends filename/filetype; Uppy also name/type; gRPC names mime_type.
+        path = meta.get("filename") or meta.get("name") or ""
+        filename = _PATH_SEPARATORS.split(path)[-1].strip()
         content = meta.get("content_type", "original").strip().lower()
-        view = await self.core.create(
-            request[USER],
-            NewUpload(
-                title=title,
-                description=meta.get("description", ""),
-                hashtags=normalize_hashtags(meta.get("hashtags", "")),
-                content_type=CONTENT_TYPES.get(content, 1),
-                audio_attribution=meta.get("audio_attribution", ""),
-                declared_size=length,
-                sha256_hex=meta.get("sha256") or None,
-                filename=filename,
-                mime_type=meta.get("filetype") or meta.get("mime_type", ""),
-            ),
-        )
-        return web.Response(
-            status=201,
-            headers={
-                "Location": self._location(view.upload_id),
-                "Reels-Video-Id": view.video_id,
-                "Upload-Offset": "0",
-            },
+        return NewUpload(
+            title=title_of(meta, filename, self.core.limits.title_max),
+            description=meta.get("description", ""),
+            hashtags=normalize_hashtags(meta.get("hashtags", "")),
+            content_type=CONTENT_TYPES.get(content, 1),
+            audio_attribution=meta.get("audio_attribution", ""),
+            declared_size=length,
+            sha256_hex=meta.get("sha256") or None,
+            filename=filename,
+            mime_type=meta.get("filetype") or meta.get("type") or meta.get("mime_type", ""),
         )
 
+    async def create(self, request: web.Request) -> web.Response:
+        """creation, and creation-with-upload when the POST carries bytes.
+
+        Everything that can be refused is checked before the upload exists; a body that
+        then fails (checksum, broken off, unusable video) is answered with its own status
+        plus ``Location`` and ``Upload-Offset``, so the client can resume the upload.
+        """
+        length = self._length(request)
+        meta = self._metadata(request, length)
+        has_body = request.body_exists and request.content_length != 0
+        checksum = self._checksum(request) if has_body else None
+        if has_body and request.content_type != OFFSET_STREAM:
+            return web.json_response(
+                {"message": f"a creation body needs Content-Type: {OFFSET_STREAM}"}, status=415
+            )
+        if has_body and (request.content_length or 0) > length:
+            raise OutOfRange(
+                f"the body is {request.content_length} bytes, more than Upload-Length {length}"
+            )
+        view = await self.core.create(request[USER], meta)
+        headers = {
+            "Location": self._location(view.upload_id),
+            "Reels-Video-Id": view.video_id,
+            "Upload-Offset": "0",
+            "Upload-Expires": http_date(view.expires_at),
+        }
+        if has_body:
+            try:
+                headers.update(await self._receive(request, view.upload_id, 0, checksum))
+            except errors.ReelsError as exc:
+                now = await self.core.get(request[USER], view.upload_id)
+                headers["Upload-Offset"] = str(now.offset)
+                return _error(exc, **headers)
+            if headers["Upload-Offset"] == str(length):
+                headers.pop("Upload-Expires", None)  # complete: it no longer expires
+        return web.Response(status=201, headers=headers)
+
     async def head(self, request: web.Request) -> web.Response:
-        view = await self.core.get(request[USER], request.match_info["upload_id"])
-        return web.Response(
-            status=200,
-            headers={
-                "Upload-Offset": str(view.offset),
-                "Upload-Length": str(view.size),
-                "Cache-Control": "no-store",
-                "Reels-Video-Id": view.video_id,
-            },
-        )
+        upload_id = request.match_info["upload_id"]
+        view = await self._live(request, upload_id)
+        headers = {
+            "Upload-Offset": str(view.offset),
+            "Upload-Length": str(view.size),
+            "Reels-Video-Id": view.video_id,
+        }
+        if view.state == "open":
+            headers["Upload-Expires"] = http_date(view.expires_at)
+        metadata = await self._stored_metadata(view)
+        if metadata:
+            headers["Upload-Metadata"] = metadata
+        return web.Response(status=200, headers=headers)
+
+    async def _stored_metadata(self, view: UploadView) -> str:
+        """The upload's metadata as stored (after normalising), in tus's own form.
+
+        Kept within :data:`HEAD_METADATA_MAX`: a response header past 8 KiB breaks
+        common clients on resume (aiohttp's parser, Node's 16 KiB for all headers), so
+        the long texts (description, then hashtags, then audio attribution) are left
+        out of a HEAD answer that would otherwise exceed it; the status API has them.
+        """
+        async with self.core.sessionmaker() as session:
+            video = await session.get(Video, uuid.UUID(view.video_id))
+            upload = await session.get(Upload, uuid.UUID(view.upload_id))
+        if video is None:
+            return ""
+        values = {
+            "filename": video.filename or "",
+            "filetype": video.mime_type or "",
+            "title": video.title,
+            "description": video.description,
+            "hashtags": " ".join(f"#{tag}" for tag in video.hashtags or []),
+            "content_type": video.content_type or "",
+            "audio_attribution": video.audio_attribution or "",
+            "sha256": (upload.expected_sha256 if upload else None) or "",
+        }
+        encoded = encode_metadata(values)
+        for long_text in ("description", "hashtags", "audio_attribution"):
+            if len(encoded) <= HEAD_METADATA_MAX:
+                break
+            values.pop(long_text)
+            encoded = encode_metadata(values)
+        return encoded
 
     async def patch(self, request: web.Request) -> web.Response:
         upload_id = request.match_info["upload_id"]
-        if request.content_type != "application/offset+octet-stream":
+        if request.content_type != OFFSET_STREAM:
             return web.json_response(
-                {"message": "Content-Type must be application/offset+octet-stream"}, status=415
+                {"message": f"Content-Type must be {OFFSET_STREAM}"}, status=415
             )
-        try:
-            offset = int(request.headers["Upload-Offset"])
-        except (KeyError, ValueError):
+        offset = parse_count(request.headers, "Upload-Offset")
+        if offset is None:
             raise errors.InvalidArgument(
                 "Upload-Offset header (an integer) is required", [("Upload-Offset", "required")]
-            ) from None
-        checksum = self._checksum(request.headers.get("Upload-Checksum"))
-        try:
-            new_offset = await self.core.write_stream(
-                request[USER],
-                upload_id,
-                offset,
-                coalesce(request),
-                length=request.content_length,
-                checksum=checksum,
             )
-        except BodyInterrupted as exc:
-            # The client went away mid-body; what arrived is committed (see write_stream).
-            log.info("tus PATCH %s interrupted: %s", upload_id, exc)
-            return web.json_response({"message": "request body interrupted"}, status=400)
-        view = await self.core.get(request[USER], upload_id)
-        headers = {"Upload-Offset": str(new_offset), "Reels-Video-Id": view.video_id}
-        if new_offset == view.size and view.state == "open":
-            try:
-                await self.core.complete(request[USER], upload_id)
-            except errors.InvalidArgument as exc:
-                return _error(exc, 422, **headers)
+        checksum = self._checksum(request)
+        view = await self._live(request, upload_id)
+        length = parse_count(request.headers, "Upload-Length")
+        if length is not None and length != view.size:
+            raise errors.InvalidArgument(
+                f"Upload-Length cannot change: this upload is {view.size} bytes (got {length})",
+                [("Upload-Length", f"must be {view.size}, as at creation")],
+            )
+        headers = await self._receive(request, upload_id, offset, checksum)
         return web.Response(status=204, headers=headers)
-
-    def _checksum(self, header: str | None) -> tuple[str, bytes] | None:
-        if not header:
-            return None
-        name, _, value = header.strip().partition(" ")
-        algorithm = CHECKSUM_ALGORITHMS.get(name.lower())
-        if algorithm is None:
-            raise errors.InvalidArgument(
-                f"unsupported checksum algorithm '{name}'",
-                [("Upload-Checksum", f"one of {', '.join(CHECKSUM_ALGORITHMS)}")],
-            )
-        try:
-            return algorithm, base64.b64decode(value.strip(), validate=True)
-        except binascii.Error:
-            raise errors.InvalidArgument(
-                "Upload-Checksum value is not base64", [("Upload-Checksum", "not base64")]
-            ) from None
 
     async def delete(self, request: web.Request) -> web.Response:
         await self.core.terminate(request[USER], request.match_info["upload_id"])
@@ -316,8 +608,17 @@ class TusApp:
 
 
 async def start_http(app: TusApp, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Serve ``app`` on host:port (0 = a free port); returns the runner and the port."""
-    runner = web.AppRunner(app.app, access_log=None, read_bufsize=1024 * 1024)
+    """Serve ``app`` on host:port (0 = a free port); returns the runner and the port.
+
+    A header may be as long as the longest valid ``Upload-Metadata`` needs (aiohttp's
+    default 8190 bytes refuses a CJK description within our limit; tus_limits).
+    """
+    runner = web.AppRunner(
+        app.app,
+        access_log=None,
+        read_bufsize=1024 * 1024,
+        max_field_size=http_field_limit(app.core.limits),
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()

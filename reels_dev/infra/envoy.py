@@ -65,6 +65,7 @@ from reels.config import (
     var_dir,
 )
 from reels_dev.infra.process import REPO_ROOT, ManagedProcess, port_open
+from svc_upload.tus_limits import request_headers_kb
 
 DESCRIPTOR = REPO_ROOT / "gen" / "reels.pb"
 COMMITTED_CONFIG = REPO_ROOT / "envoy" / "envoy.yaml"
@@ -290,6 +291,7 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
     expose_headers = (
         "grpc-status, grpc-message, grpc-status-details-bin, location, upload-offset, "
         "upload-length, tus-resumable, tus-version, tus-extension, tus-max-size, "
+        "tus-checksum-algorithm, upload-expires, upload-metadata, upload-defer-length, "
         "reels-video-id, content-range, retry-after"
     )
     cors_policy = _typed(
@@ -305,7 +307,10 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
         allow_headers=(
             "authorization, content-type, x-grpc-web, x-user-agent, grpc-timeout, "
             "upload-offset, upload-length, upload-metadata, tus-resumable, upload-checksum, "
-            "range, traceparent, tracestate"
+            "upload-defer-length, upload-concat, x-http-method-override, "
+            "range, traceparent, tracestate, "
+            # CMCD in header mode (CTA-5004), should a player send it to the API too.
+            "cmcd-request, cmcd-object, cmcd-status, cmcd-session"
         ),
         expose_headers=expose_headers,
         max_age="86400",
@@ -338,6 +343,15 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
             "name": "media",
             "match": {"prefix": "/media/"},
             "route": {"cluster": "media_origin", "timeout": "30s"},
+            # Media CORS is the origin's (any page's origin, `*`, Range and the CMCD-*
+            # headers players send; svc_stream/playback/origin.py), as a CDN leaves it
+            # to its bucket: the filter is off here, preflights go through to it.
+            "typed_per_filter_config": {
+                "envoy.filters.http.cors": _typed(
+                    "envoy.extensions.filters.http.cors.v3.CorsPolicy",
+                    filter_enabled={"default_value": {"numerator": 0}},
+                )
+            },
         },
     ]
     routes.append(
@@ -431,6 +445,13 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
                 rules=[
                     {"match": {"prefix": "/media/"}},
                     {"match": {"prefix": "/grpc.health.v1.Health/"}},
+                    {
+                        # tus discovery (Tus-Version, Tus-Extension, ...) is public.
+                        "match": {
+                            "prefix": "/api/v1/uploads/tus/",
+                            "headers": [{"name": ":method", "string_match": {"exact": "OPTIONS"}}],
+                        }
+                    },
                     {"match": {"prefix": "/"}, "requires": {"provider_name": "reels"}},
                 ],
                 bypass_cors_preflight=True,
@@ -558,6 +579,8 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         stat_prefix="reels_ingress",
         codec_type="AUTO",
+        # Room for the longest valid tus Upload-Metadata (svc_upload/tus_limits.py).
+        max_request_headers_kb=request_headers_kb(),
         generate_request_id=True,
         stream_idle_timeout="0s",
         access_log=[

@@ -24,8 +24,9 @@ Kafka delivers at least once, so every increment is guarded by a ledger key
 ``key("counted", event_id)`` set with NX *in the same Lua script* as the increments:
 Redis runs a script atomically, so an event is either counted and remembered, or
 neither. A redelivery finds the ledger key and changes nothing. Ledger keys expire
-after ``LEDGER_TTL_S`` (8 days): RecordEvents rejects events older than 7 days, so
-no replay of a client event can arrive after its ledger key is gone. (For Redis
+after ``LEDGER_TTL_S`` (8 days): RecordEvents rejects events whose established
+(clock-corrected) time is older than 7 days, so no replay of a client event can
+arrive after its ledger key is gone. (For Redis
 Cluster the keys of one call would need a common hash tag; the local default is one
 Redis.)
 """

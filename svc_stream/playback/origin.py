@@ -11,10 +11,16 @@ signed URL is the credential. What a player gets:
   ``Range`` requests (206 + Content-Range; 416 + ``Content-Range: bytes */size`` when
   unsatisfiable), ``Cache-Control: public, max-age=31536000, immutable`` (an object
   key never changes content: a republish writes new segments);
-* CORS for browser players (hls.js): ``Access-Control-Allow-Origin: *``, Range allowed,
-  Content-Range/Content-Length/Accept-Ranges exposed, OPTIONS preflight answered
-  without a signature;
-* 403 for a missing, wrong or expired signature; 404 for an unknown key; 503 with
+* CORS for browser players (hls.js, dash.js, Shaka) on any page's origin (the signed
+  URL is the credential, no cookies): ``Access-Control-Allow-Origin: *``,
+  Content-Range/Content-Length/Accept-Ranges exposed, an OPTIONS preflight answered
+  without a signature, allowing ``Range`` and the CMCD headers (``CMCD-Request``,
+  ``-Object``, ``-Status``, ``-Session``, CTA-5004) plus whatever else the player asks
+  for. Envoy leaves ``/media/`` CORS to this origin (as a CDN would leave it to S3's);
+* parameters a player adds to the URL (CMCD, cache busters, LL-HLS directives) are
+  ignored: only the key, the expiry and our own parameters are signed (signing.py);
+* 403 for a missing, wrong or expired signature, or any of our parameters changed,
+  added or repeated; 404 for an unknown key; 503 with
   ``Retry-After`` when the store is unreachable or too slow (every store call has a
   deadline, so nothing hangs). Error responses are ``no-store``.
 
@@ -66,7 +72,12 @@ CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Expose-Headers": "Content-Range, Content-Length, Accept-Ranges, ETag",
 }
+# Request headers a browser player sends to media: byte ranges, and CMCD in header mode
+# (CTA-5004: hls.js `cmcd: {useHeaders: true}`, dash.js, Shaka). Always allowed; any
+# other header a preflight asks for is allowed too (no credentials ride on these URLs).
+PLAYER_REQUEST_HEADERS = ("Range", "CMCD-Request", "CMCD-Object", "CMCD-Status", "CMCD-Session")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")  # an RFC 9110 field name
 
 
 class Unsatisfiable(Exception):
@@ -150,15 +161,21 @@ class MediaOrigin:
             self._runner = None
 
     async def options(self, request: web.Request) -> web.Response:
+        allowed = {h.lower(): h for h in PLAYER_REQUEST_HEADERS}
+        asked = request.headers.get("Access-Control-Request-Headers", "")
+        for name in asked.split(","):
+            name = name.strip()
+            if _TOKEN.match(name):
+                allowed.setdefault(name.lower(), name)
         return web.Response(
             status=204,
             headers={
                 **CORS_HEADERS,
                 "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
-                "Access-Control-Allow-Headers": request.headers.get(
-                    "Access-Control-Request-Headers", "Range"
-                ),
+                "Access-Control-Allow-Headers": ", ".join(allowed.values()),
                 "Access-Control-Max-Age": "86400",
+                # The answer depends on what was asked: a cache must not hand it to others.
+                "Vary": "Access-Control-Request-Headers",
             },
         )
 
@@ -168,7 +185,8 @@ class MediaOrigin:
         except ValueError:
             return _error(404, "no such object")
         try:
-            signed = self.signer.verify(key, dict(request.query))
+            # The multidict itself: a repeated parameter of ours must be seen (and refused).
+            signed = self.signer.verify(key, request.query)
         except SignatureError as exc:
             return _error(403, f"forbidden: {exc.reason}")
         try:

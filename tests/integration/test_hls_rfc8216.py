@@ -53,6 +53,7 @@ CASES = {
     "single_segment": Case(426, 240, 1.5, (0.9, 1.5), segments=1),
     "shorter_than_target": Case(426, 240, 0.6, (0.0, 0.6), segments=1),
     "silent_dense_tail": Case(426, 240, 4.6, (4.0, 4.6), audio=False, segments=3),
+    "dense_sliver_tail": Case(426, 240, 4.2, (4.0, 4.2), segments=3),  # a 0.2 s last segment
 }
 
 
@@ -150,7 +151,14 @@ async def test_dense_tail_bandwidth_is_at_least_the_rfc_peak_in_every_variant(
 
 @pytest.mark.parametrize(
     "name",
-    ["dense_head", "dense_middle", "single_segment", "shorter_than_target", "silent_dense_tail"],
+    [
+        "dense_head",
+        "dense_middle",
+        "single_segment",
+        "shorter_than_target",
+        "silent_dense_tail",
+        "dense_sliver_tail",
+    ],
 )
 async def test_bandwidth_covers_the_peak_wherever_the_dense_part_is(
     ladders: Ladders, name: str

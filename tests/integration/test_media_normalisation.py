@@ -226,15 +226,18 @@ async def test_interlaced_source_is_deinterlaced_on_every_rung(tmp_path: Path) -
 async def test_interlaced_pictures_without_a_field_order_are_found_by_idet(
     tmp_path: Path,
 ) -> None:
-    """MPEG-4 part 2 in AVI stores no field order; bottom field first, as DV is."""
+    """MPEG-4 part 2 in AVI stores no field order; bottom field first, as DV is. (720 lines
+    so the top rung is not scaled: scaling blurs the combs away and idet sees nothing.)"""
     src = await make_interlaced(
-        tmp_path / "dv.avi", width=720, height=576, codec="mpeg4", bottom_first=True
+        tmp_path / "woven.avi", width=1280, height=720, codec="mpeg4", bottom_first=True
     )
     facts = normalise.normalise(await probe(src))
     assert facts.scan == "unknown"
     settled = await normalise.settle(src, facts)
     assert (settled.scan, settled.field_parity) == ("interlaced", "bff")
+    assert await idet_interlaced_share(src) > 0.8
     result = await transcode(src, tmp_path / "out", preset=PRESET)
+    assert (result.renditions[0].width, result.renditions[0].height) == (1280, 720)
     assert await idet_interlaced_share(tmp_path / "out" / result.renditions[0].playlist) <= 0.2
 
 
@@ -266,5 +269,19 @@ async def test_hdr_source_is_tone_mapped_to_sdr_bt709(tmp_path: Path, transfer: 
     for rendition in result.renditions:
         first = segments(tmp_path / "out", rendition.playlist)[0]
         await assert_bt709_sdr(first)
-        assert rendition.codecs.startswith("avc1.64")  # 8-bit High, not High 10 (0x6e)
+        assert rendition.codecs[5:7] in ("42", "4d", "64")  # 8-bit; not High 10 (6e)
         assert await decode_errors(tmp_path / "out" / rendition.playlist) == ""
+
+
+async def test_without_zscale_hdr_still_publishes_bt709(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The documented fallback for an ffmpeg built without zimg: `colorspace`, no tone map."""
+
+    async def missing(name: str) -> bool:
+        return False
+
+    monkeypatch.setattr(normalise, "filter_available", missing)
+    src = await make_hdr(tmp_path / "hdr.mp4", width=320, height=180)
+    result = await transcode(src, tmp_path / "out", preset=PRESET)
+    await assert_bt709_sdr(segments(tmp_path / "out", result.renditions[0].playlist)[0])

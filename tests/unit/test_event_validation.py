@@ -186,14 +186,118 @@ def test_a_non_ascii_country_is_not_an_iso_code() -> None:
 
 
 # --------------------------------------------------------------------------- the clock
+#
+# The server establishes each event's time: occurred_at + (receive time - the batch's
+# sent_at) when the client sends sent_at, else occurred_at as it is (never later than
+# the receive time). Honest clocks that run fast or slow are counted; garbage is not.
 
 
-def test_a_little_client_clock_skew_is_tolerated() -> None:
-    assert reason(at=NOW + timedelta(seconds=60)) == ""
+def stamp(at: datetime) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(at)
+    return ts
 
 
-def test_an_event_from_the_future_is_a_broken_clock() -> None:
-    assert reason(at=NOW + timedelta(minutes=10)) == "occurred_at is in the future"
+def judge_sent(
+    events: list[stream_pb2.PlayerEvent],
+    sent_at: datetime | None,
+    limits: validation.EventLimits = validation.DEFAULT_LIMITS,
+) -> list[validation.Verdict]:
+    catalog = Catalog(video(), video(OTHER, 10.0))
+    return asyncio.run(
+        validation.validate_batch(
+            events,
+            catalog.get,
+            now=NOW,
+            limits=limits,
+            sent_at=None if sent_at is None else stamp(sent_at),
+        )
+    )
+
+
+def established(at: datetime, sent_at: datetime | None) -> datetime:
+    (verdict,) = judge_sent([event(at=at)], sent_at)
+    assert verdict.accepted, verdict.reason
+    return datetime.fromtimestamp(verdict.occurred_at_nanos / 1e9, UTC)
+
+
+def sent_reason(at: datetime, sent_at: datetime | None) -> str:
+    (verdict,) = judge_sent([event(at=at)], sent_at)
+    return verdict.reason
+
+
+@pytest.mark.parametrize("skew_h", [3, -3, 14, -14, 26 * 365 * 24])
+def test_with_sent_at_a_skewed_clock_is_counted_at_the_corrected_time(skew_h: int) -> None:
+    skew = timedelta(hours=skew_h)
+    # Happened 40 s before the server received the batch; the client clock is off.
+    assert established(NOW - timedelta(seconds=40) + skew, NOW + skew) == NOW - timedelta(
+        seconds=40
+    )
+
+
+@pytest.mark.parametrize("skew_h", [0, 3, -3])
+def test_an_offline_queue_keeps_its_distance_to_the_send(skew_h: int) -> None:
+    skew = timedelta(hours=skew_h)
+    watched = NOW - timedelta(days=2)
+    sent = NOW + skew  # sent two days later, by the same (skewed) clock
+    assert established(watched + skew, sent) == watched
+
+
+def test_every_event_of_a_batch_gets_the_same_correction() -> None:
+    skew = timedelta(hours=-5)
+    times = [NOW - timedelta(minutes=m) for m in (30, 20, 10)]
+    verdicts = judge_sent(
+        [event(client_event_id=str(i), at=t + skew) for i, t in enumerate(times)], NOW + skew
+    )
+    assert [datetime.fromtimestamp(v.occurred_at_nanos / 1e9, UTC) for v in verdicts] == times
+
+
+def test_the_correction_never_puts_an_event_after_its_receipt() -> None:
+    # 60 s after the batch's own sent_at is client noise (tolerated), counted at receipt.
+    assert established(NOW + timedelta(seconds=60), NOW) == NOW
+
+
+def test_an_event_long_after_its_own_batch_was_sent_is_a_client_bug() -> None:
+    assert sent_reason(NOW + timedelta(hours=1), NOW) == (
+        "occurred_at is after the batch's sent_at (both are the client's clock)"
+    )
+
+
+def test_with_sent_at_an_event_corrected_older_than_a_week_is_too_old() -> None:
+    skew = timedelta(hours=3)
+    reason_ = sent_reason(NOW - timedelta(days=8) + skew, NOW + skew)
+    assert reason_.startswith("occurred_at is too old: 8.0 days before it was sent")
+
+
+def test_a_clock_reset_to_1970_is_honest_when_it_sends_sent_at() -> None:
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    assert established(epoch + timedelta(seconds=5), epoch + timedelta(seconds=35)) == (
+        NOW - timedelta(seconds=30)
+    )
+
+
+def test_without_sent_at_occurred_at_is_taken_as_it_is() -> None:
+    for ago in (timedelta(seconds=5), timedelta(hours=3), timedelta(days=6)):
+        assert established(NOW - ago, None) == NOW - ago
+
+
+@pytest.mark.parametrize("ahead", [timedelta(seconds=60), timedelta(hours=3), timedelta(hours=25)])
+def test_without_sent_at_a_fast_clock_is_counted_at_the_receive_time(ahead: timedelta) -> None:
+    assert established(NOW + ahead, None) == NOW
+
+
+def test_without_sent_at_year_2100_is_a_broken_clock() -> None:
+    assert sent_reason(datetime(2100, 1, 1, tzinfo=UTC), None) == (
+        "occurred_at is in the future by more than 26 h and the batch has no sent_at "
+        "to correct the client clock with"
+    )
+
+
+def test_without_sent_at_year_1970_is_too_old() -> None:
+    assert sent_reason(datetime(1970, 1, 1, tzinfo=UTC), None) == (
+        "occurred_at is too old (more than 7 days before the server received it; "
+        "send sent_at if the client clock is wrong)"
+    )
 
 
 def test_an_offline_player_may_flush_events_days_later() -> None:
@@ -201,7 +305,14 @@ def test_an_offline_player_may_flush_events_days_later() -> None:
 
 
 def test_an_event_older_than_a_week_is_too_old() -> None:
-    assert reason(at=NOW - timedelta(days=8)) == "occurred_at is too old"
+    assert reason(at=NOW - timedelta(days=8)).startswith("occurred_at is too old")
+
+
+def test_an_invalid_timestamp_is_named() -> None:
+    ev = event()
+    ev.occurred_at.nanos = -1
+    (verdict,) = judge([ev])
+    assert verdict.reason == "occurred_at is not a valid timestamp"
 
 
 # --------------------------------------------------------------------------- the video
@@ -260,19 +371,31 @@ def test_two_users_reusing_a_client_event_id_do_not_collide() -> None:
 
 
 def test_configured_limits_replace_the_defaults() -> None:
-    strict = validation.EventLimits(future_skew_s=10, max_age_s=3600, replay_allowance=1)
+    strict = validation.EventLimits(
+        future_skew_s=10, max_age_s=3600, replay_allowance=1, uncorrected_future_s=600
+    )
     catalog = Catalog(video())
 
-    def strict_reason(**overrides: object) -> str:
+    def strict_reason(sent_at: datetime | None = None, **overrides: object) -> str:
         (verdict,) = asyncio.run(
-            validation.validate_batch([event(**overrides)], catalog.get, now=NOW, limits=strict)
+            validation.validate_batch(
+                [event(**overrides)],
+                catalog.get,
+                now=NOW,
+                limits=strict,
+                sent_at=None if sent_at is None else stamp(sent_at),
+            )
         )
         return verdict.reason
 
-    assert reason(at=NOW + timedelta(seconds=60)) == ""
-    assert strict_reason(at=NOW + timedelta(seconds=60)) == "occurred_at is in the future"
+    assert sent_reason(NOW + timedelta(seconds=60), NOW) == ""
+    assert strict_reason(NOW, at=NOW + timedelta(seconds=60)).startswith(
+        "occurred_at is after the batch's sent_at"
+    )
+    assert reason(at=NOW + timedelta(hours=1)) == ""
+    assert strict_reason(at=NOW + timedelta(hours=1)).startswith("occurred_at is in the future")
     assert reason(at=NOW - timedelta(hours=2)) == ""
-    assert strict_reason(at=NOW - timedelta(hours=2)) == "occurred_at is too old"
+    assert strict_reason(at=NOW - timedelta(hours=2)).startswith("occurred_at is too old")
     assert reason(watch_seconds=45.0) == ""
     assert strict_reason(watch_seconds=45.0) == (
         "watch_seconds is impossible for the video's duration"
@@ -281,8 +404,9 @@ def test_configured_limits_replace_the_defaults() -> None:
 
 def test_the_default_limits_are_the_documented_ones() -> None:
     limits = validation.EventLimits()
-    assert (limits.future_skew_s, limits.max_age_s, limits.replay_allowance) == (
-        120.0,
-        7 * 86400.0,
-        3.0,
-    )
+    assert (
+        limits.future_skew_s,
+        limits.max_age_s,
+        limits.replay_allowance,
+        limits.uncorrected_future_s,
+    ) == (120.0, 7 * 86400.0, 3.0, 26 * 3600.0)
