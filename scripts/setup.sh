@@ -12,7 +12,7 @@ command -v "$PY" >/dev/null || PY=python3
 SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 
-STEPS=6
+STEPS=7
 step() {  # step N "what": a numbered progress line, only for steps that do work
   echo "setup [$1/$STEPS] $2"
 }
@@ -27,10 +27,22 @@ if ! command -v pg_ctlcluster >/dev/null && ! ls /usr/lib/postgresql/*/bin/postg
   missing+=(postgresql)
 fi
 "$PY" -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
-if [ ${#missing[@]} -gt 0 ]; then
-  step 1 "system packages: apt-get install ${missing[*]}"
+command -v npm >/dev/null || missing+=(npm)  # hls.js for the browser tests (step 7)
+# The browser tests' chromium (driven by Playwright; its own download is not used).
+# Without recommends: they would pull in a desktop's worth of packages.
+browser=()
+[ -x /usr/bin/chromium ] || browser+=(chromium)
+command -v chromedriver >/dev/null || browser+=(chromium-driver)
+if [ ${#missing[@]} -gt 0 ] || [ ${#browser[@]} -gt 0 ]; then
+  step 1 "system packages: apt-get install ${missing[*]} ${browser[*]}"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+  if [ ${#missing[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+  fi
+  if [ ${#browser[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+      "${browser[@]}"
+  fi
 fi
 
 # 2. The virtualenv, reinstalled only when a requirements file changed.
@@ -76,4 +88,21 @@ fi
 
 # 6. Models served by Triton (builds a torch venv the first time: the longest step).
 SETUP_STEP="6/$STEPS" bash scripts/models.sh
+
+# 7. The browser tests (tests/browser): Playwright in .venv, and hls.js vendored from npm
+#    (package-lock.json, no CDN at run time). Each redone only when its pins change.
+stamp=.venv/.browser-requirements.sha256
+want=$(sha256sum requirements/browser.txt | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  step 7 "browser tests: installing Playwright into .venv (requirements/browser.txt)..."
+  .venv/bin/pip install "${PIP_Q[@]}" -r requirements/browser.txt
+  echo "$want" > "$stamp"
+fi
+stamp=tests/browser/node_modules/.package-lock.sha256
+want=$(sha256sum tests/browser/package-lock.json | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  step 7 "browser tests: npm ci in tests/browser (hls.js)..."
+  npm ci --silent --no-audit --no-fund --prefix tests/browser
+  echo "$want" > "$stamp"
+fi
 echo "setup: ok"

@@ -175,16 +175,16 @@ def file_stem(filename: str) -> str:
 
 
 def title_of(meta: dict[str, str], filename: str, max_chars: int) -> str:
-    """The title a tus upload gets: ``title`` when it has visible text; else the file
-    name's stem (cut to ``max_chars``); else :data:`UNTITLED`.
+    """The title a tus upload gets: ``title`` when the client sent one; else (no
+    ``title``, an empty value, or only spaces) the file name's stem, cut to
+    ``max_chars``; else :data:`UNTITLED`.
 
-    A title with characters that are refused is kept, so validation names the field.
+    A title that is not empty is kept as sent, so validation judges it: one of only
+    invisible characters (U+200B, U+3164) is "title is required", one with refused
+    characters is named, as over gRPC.
     """
     title = meta.get("title", "")
-    try:
-        if text.normalise_text(title, field="title", max_chars=max_chars, required=False):
-            return title
-    except text.TextError:
+    if title.strip():
         return title
     stem = unicodedata.normalize("NFC", file_stem(filename))
     return stem[:max_chars].strip() if not text.is_blank(stem) else UNTITLED

@@ -172,8 +172,7 @@ def _assert_clean(seen: Seen, base: str, mode: str) -> None:
 def _kinds(requests: list[tuple[str, str, dict[str, str]]]) -> set[str]:
     """Which object kinds were fetched: playlist (.m3u8) and/or segment."""
     return {
-        "playlist" if urlsplit(url).path.endswith(".m3u8") else "segment"
-        for _, url, _ in requests
+        "playlist" if urlsplit(url).path.endswith(".m3u8") else "segment" for _, url, _ in requests
     }
 
 
@@ -211,5 +210,7 @@ async def test_hlsjs_plays_signed_reel_with_cmcd_in_headers(
         assert 'cid="reels-browser-test"' in headers["cmcd-session"]
     assert _kinds(media) == {"playlist", "segment"}
     segment_headers = [h for _, u, h in media if not urlsplit(u).path.endswith(".m3u8")]
-    assert any("ot=v" in h.get("cmcd-object", "") or "ot=av" in h.get("cmcd-object", "")
-               for h in segment_headers), segment_headers
+    assert any(
+        "ot=v" in h.get("cmcd-object", "") or "ot=av" in h.get("cmcd-object", "")
+        for h in segment_headers
+    ), segment_headers

@@ -22,6 +22,7 @@ from svc_transcode import normalise
 from svc_transcode.hls import parse_media_playlist
 from svc_transcode.pipeline import TranscodeError, TranscodeResult, UnusableMedia, transcode
 from svc_transcode.worker import classify
+from tests.hls_check import assert_hls_valid
 from tests.media import (
     decode_errors,
     ffprobe_json,
@@ -119,6 +120,7 @@ async def test_anamorphic_source_publishes_its_display_aspect_with_square_pixels
     assert source.sample_aspect_ratio == Fraction(sar.replace(":", "/"))
     assert (source.width, source.height) == display  # what svc_upload stores
     result = await transcode(src, tmp_path / "out", preset=PRESET)
+    await assert_hls_valid(tmp_path / "out")  # RFC 8216 on every ladder
     assert (result.width, result.height) == display
     assert max(min(r.width, r.height) for r in result.renditions) <= min(display)  # no upscale
     await assert_square_pixel_rungs(result, tmp_path / "out", aspect)
@@ -133,6 +135,7 @@ async def test_open_gop_h264_is_accepted_by_the_probe_and_published(tmp_path: Pa
     source = await probe(src)  # ... and the tail seek's warnings are not corruption
     assert source.duration_s == pytest.approx(8.0, abs=0.1)
     result = await transcode(src, tmp_path / "out", preset=PRESET)
+    await assert_hls_valid(tmp_path / "out")  # RFC 8216 on every ladder
     assert result.has_audio
     for rendition in result.renditions:
         assert await decode_errors(tmp_path / "out" / rendition.playlist) == ""
@@ -167,6 +170,7 @@ async def test_iphone_mov_with_undecodable_default_audio_publishes_the_aac_track
     source = await probe(src)
     assert source.has_audio and source.audio_codec == "aac"
     result = await transcode(src, tmp_path / "out", preset=PRESET)
+    await assert_hls_valid(tmp_path / "out")  # RFC 8216 on every ladder
     assert result.has_audio
     master = (tmp_path / "out" / result.master_playlist).read_text()
     for rendition in result.renditions:
@@ -180,6 +184,7 @@ async def test_iphone_mov_with_undecodable_default_audio_publishes_the_aac_track
 async def test_a_video_whose_only_audio_is_undecodable_publishes_silent(tmp_path: Path) -> None:
     src = await make_spatial_audio_mov(tmp_path / "IMG_0002.MOV", aac_companion=False)
     result = await transcode(src, tmp_path / "out", preset=PRESET)
+    await assert_hls_valid(tmp_path / "out")  # RFC 8216 on every ladder
     assert not result.has_audio
     for rendition in result.renditions:
         assert "mp4a" not in rendition.codecs
@@ -215,6 +220,7 @@ async def test_interlaced_source_is_deinterlaced_on_every_rung(tmp_path: Path) -
     facts = normalise.normalise(await probe(src))
     assert (facts.scan, facts.field_parity) == ("interlaced", "tff")  # field_order "tt"
     result = await transcode(src, tmp_path / "out", preset=PRESET)
+    await assert_hls_valid(tmp_path / "out")  # RFC 8216 on every ladder
     top = result.renditions[0]
     assert (top.width, top.height) == (1280, 720)
     assert top.frame_rate == 25.0
@@ -237,6 +243,7 @@ async def test_interlaced_pictures_without_a_field_order_are_found_by_idet(
     assert (settled.scan, settled.field_parity) == ("interlaced", "bff")
     assert await idet_interlaced_share(src) > 0.8
     result = await transcode(src, tmp_path / "out", preset=PRESET)
+    await assert_hls_valid(tmp_path / "out")  # RFC 8216 on every ladder
     assert (result.renditions[0].width, result.renditions[0].height) == (1280, 720)
     assert await idet_interlaced_share(tmp_path / "out" / result.renditions[0].playlist) <= 0.2
 
@@ -265,6 +272,7 @@ async def test_hdr_source_is_tone_mapped_to_sdr_bt709(tmp_path: Path, transfer: 
     assert (source["color_transfer"], source["color_primaries"]) == (transfer, "bt2020")
     assert source["pix_fmt"] == "yuv420p10le"
     result = await transcode(src, tmp_path / "out", preset=PRESET)
+    await assert_hls_valid(tmp_path / "out")  # RFC 8216 on every ladder
     assert result.facts is not None and result.facts.colour.hdr in ("pq", "hlg")
     for rendition in result.renditions:
         first = segments(tmp_path / "out", rendition.playlist)[0]
@@ -284,4 +292,5 @@ async def test_without_zscale_hdr_still_publishes_bt709(
     monkeypatch.setattr(normalise, "filter_available", missing)
     src = await make_hdr(tmp_path / "hdr.mp4", width=320, height=180)
     result = await transcode(src, tmp_path / "out", preset=PRESET)
+    await assert_hls_valid(tmp_path / "out")  # RFC 8216 on every ladder
     await assert_bt709_sdr(segments(tmp_path / "out", result.renditions[0].playlist)[0])

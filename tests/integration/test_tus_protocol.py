@@ -220,9 +220,9 @@ async def test_the_longest_valid_metadata_passes_and_one_byte_more_than_the_limi
         ({"filename": "/Users/me/Movies/Dive.mov", "title": None}, "Dive", "Dive.mov"),
         # Uppy's `name` and `type`.
         ({"name": "uppy clip.webm", "type": "video/webm", "title": None}, "uppy clip", None),
-        # A title of blanks or invisible characters counts as empty.
-        ({"filename": "zero.mp4", "title": "\u200b\u200b"}, "zero", None),
+        # A title of spaces is an empty one.
         ({"filename": "space.mp4", "title": "   "}, "space", None),
+        ({"filename": "tab.mp4", "title": "\t\u3000"}, "tab", None),
         # A macOS (NFD) name becomes an NFC title.
         ({"filename": unicodedata.normalize("NFD", "Café.mp4"), "title": None}, "Café", None),
     ],
@@ -256,6 +256,9 @@ async def test_bad_titles_are_still_refused_by_name(tus: Tus) -> None:
     status, _, body = await tus.create(meta=metadata(filename="a.mp4", title="bad\x00title"))
     assert status == 400 and "title" in body["message"], body
     status, _, body = await tus.create(meta=metadata(title="x" * (LIMITS.title_max + 1)))
+    assert status == 400 and "title" in body["message"], body
+    # Typed invisible characters are not "no title": "title is required" (reels.text).
+    status, _, body = await tus.create(meta=metadata(filename="a.mp4", title="\u200b\u3164"))
     assert status == 400 and "title" in body["message"], body
 
 
