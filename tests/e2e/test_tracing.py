@@ -105,16 +105,28 @@ async def test_one_upload_is_one_trace_from_envoy_to_the_catalog(
         }
         return wanted - have
 
+    def orphans(spans: list[dict[str, object]]) -> list[object]:
+        # Envoy exports its spans on its own schedule: wait until every tus span's parent
+        # (Envoy's span for that request) has arrived too.
+        ids = {s["span_id"] for s in spans}
+        tus = [
+            s
+            for s in spans
+            if s["service"] == "svc_upload" and s["kind"] == SERVER
+            and str(s["name"]).startswith("PATCH")
+        ]  # fmt: skip
+        return [s["parent_span_id"] for s in tus if s["parent_span_id"] not in ids]
+
     async def all_spans() -> list[dict[str, object]] | None:
         spans = [s for s in read_spans(mesh.spans_path) if s["trace_id"] == trace_id]
-        return None if missing(spans) else spans
+        return None if missing(spans) or orphans(spans) else spans
 
     try:
         spans = await eventually_value(all_spans, 30, "every span of the upload's trace")
     except AssertionError:
         spans = [s for s in read_spans(mesh.spans_path) if s["trace_id"] == trace_id]
         raise AssertionError(
-            f"missing {sorted(map(str, missing(spans)))}; have:\n"
+            f"missing {sorted(map(str, missing(spans)))}, parents {orphans(spans)}; have:\n"
             + "\n".join(sorted({f"{s['service']}: {s['name']} ({s['kind']})" for s in spans}))
         ) from None
     assert isinstance(spans, list)
