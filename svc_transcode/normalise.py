@@ -49,7 +49,8 @@ Audio track
 
 Corruption
     Judged by whether frames come out of a decode, not by decoder warnings (see
-    reels.media.probe.check_decodes); the ladder itself still runs with `-xerror`.
+    reels.media.probe.check_decodes); the ladder's own decoder errors are judged by
+    reels.media.ffmpeg_run.damage_verdict.
 """
 
 from __future__ import annotations

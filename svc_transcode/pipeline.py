@@ -20,7 +20,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reels.media.ffmpeg_run import TranscodeError, UnusableMedia, ffmpeg_failure, run
+from reels.media.ffmpeg_run import (
+    TranscodeError,
+    UnusableMedia,
+    damage_verdict,
+    ffmpeg_failure,
+    run,
+)
 from reels.media.probe import ProbeLimits, ProbeResult, probe
 from svc_transcode import artifacts, hls, normalise
 from svc_transcode.ladder import DEFAULT_FPS_CAP, Rung, build_ladder
@@ -128,6 +134,9 @@ async def _encode_ladder(
         raise TranscodeError(f"could not start ffmpeg: {exc}", transient=True) from exc
     if done.returncode != 0:
         raise classify_ffmpeg_failure(done.returncode, done.stderr_tail, "encoding the ladder")
+    damaged = damage_verdict(done.input_errors, source.duration_s * facts.fps)
+    if damaged is not None:
+        raise damaged
     if encoded_s < source.duration_s * TRUNCATION_TOLERANCE and source.duration_s - encoded_s > 1:
         raise UnusableMedia(
             f"the video is truncated: only {encoded_s:.1f} s of its "

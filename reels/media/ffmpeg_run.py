@@ -51,7 +51,7 @@ class TranscodeError(Exception):
         self.stderr_tail = stderr_tail
 
 
-# stderr lines that blame the input rather than the machine (ffmpeg runs with -xerror).
+# stderr lines that blame the input rather than the machine.
 _INPUT_ERROR = re.compile(
     r"corrupt input packet|error while decoding|invalid data found|partial file|"
     r"invalid nal unit|missing picture|moov atom not found|decode_slice|"
@@ -78,7 +78,8 @@ def _last_line(text: str) -> str:
 def ffmpeg_failure(returncode: int, stderr_tail: str, what: str) -> Exception:
     """What a failed ffmpeg run means, as the exception the job runner routes on.
 
-    * decode errors (`-xerror` stops at the first) → `UnusableMedia` "corrupt";
+    * a failed run whose stderr blames the input (decode errors) → `UnusableMedia`
+      "corrupt" (a run that finished is judged by :func:`damage_verdict` instead);
     * killed by a signal (OOM killer, node drain), exit 255 (ffmpeg trapped SIGTERM), or a
       machine error in stderr (disk full, out of memory, I/O) → transient `TranscodeError`:
       another attempt, maybe on another machine, can succeed;
@@ -105,18 +106,51 @@ def ffmpeg_failure(returncode: int, stderr_tail: str, what: str) -> Exception:
     return TranscodeError(f"ffmpeg {how} while {what}", transient=True, stderr_tail=stderr_tail)
 
 
+# A decode that finished is corrupt only when the damage is more than concealment: more
+# than this share of the frames (or this many, at least) produced decoder errors.
+DAMAGE_SHARE = 0.05
+DAMAGE_MIN_ERRORS = 10
+
+
+def damage_verdict(input_errors: int, expected_frames: float) -> UnusableMedia | None:
+    """Whether a decode that ran to the end produced a usable video (issue 8: judge
+    decodability by whether frames come out).
+
+    Decoders conceal a damaged macroblock or a broken reference and keep going (a bit
+    flip, an open GOP cut mid-way); those frames come out and the video is usable. A
+    file whose damage spans many frames (a tenth of it overwritten) yields mostly
+    concealment garbage: corrupt. ``input_errors`` counts ffmpeg's stderr lines that
+    blame the input (about one per damaged frame); ``expected_frames`` is duration x fps.
+    """
+    limit = max(DAMAGE_MIN_ERRORS, DAMAGE_SHARE * max(expected_frames, 0.0))
+    if input_errors > limit:
+        return UnusableMedia(
+            f"the video is corrupt: {input_errors} decoder errors over about "
+            f"{expected_frames:.0f} frames"
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class Completed:
-    """What a finished subprocess left behind (stdout only when it was captured)."""
+    """What a finished subprocess left behind (stdout only when it was captured).
+
+    ``input_errors`` counts stderr lines that blame the input (decoder errors), all of
+    them, not only those in the tail.
+    """
 
     returncode: int
     stdout: bytes
     stderr_tail: str
+    input_errors: int = 0
 
 
-async def _drain_lines(stream: asyncio.StreamReader, keep: deque[str]) -> None:
+async def _drain_lines(stream: asyncio.StreamReader, keep: deque[str], counts: list[int]) -> None:
     while line := await stream.readline():
-        keep.append(line.decode("utf-8", "replace").rstrip())
+        text = line.decode("utf-8", "replace").rstrip()
+        if _INPUT_ERROR.search(text):
+            counts[0] += 1
+        keep.append(text)
 
 
 async def _kill(proc: asyncio.subprocess.Process) -> None:
@@ -151,6 +185,7 @@ async def run(
         start_new_session=True,  # own process group: killpg reaches any helper it spawns
     )
     tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+    input_errors = [0]
     chunks: list[bytes] = []
 
     async def read_stdout() -> None:
@@ -163,7 +198,7 @@ async def run(
 
     async def body() -> None:
         assert proc.stderr is not None
-        readers = [_drain_lines(proc.stderr, tail)]
+        readers = [_drain_lines(proc.stderr, tail, input_errors)]
         if want_stdout:
             readers.append(read_stdout())
         await asyncio.gather(*readers)
@@ -174,4 +209,4 @@ async def run(
     except BaseException:
         await asyncio.shield(_kill(proc))
         raise
-    return Completed(proc.returncode or 0, b"".join(chunks), "\n".join(tail))
+    return Completed(proc.returncode or 0, b"".join(chunks), "\n".join(tail), input_errors[0])

@@ -127,6 +127,32 @@ def _rate(value: str | None) -> float | None:
     return rate if 0 < rate <= 1000 else None
 
 
+# The highest frame rate a real camera stream has; a larger r_frame_rate is a timebase
+# (MP4 phones report 90000/1 or 600/1 for variable-rate video), not a frame rate.
+MAX_REAL_FPS = 120.0
+
+
+def frame_rate(stream: dict[str, Any]) -> float:
+    """The rate the ladder is built for: the stream's MAXIMUM frame rate, not its average.
+
+    Phones write variable-frame-rate video (frames dropped in low light, on a 1/30 s
+    grid): its average (avg_frame_rate, say 15.3) understates how often frames come, and
+    ffmpeg encodes it at the real grid rate (r_frame_rate, 30), duplicating frames into
+    the gaps. RFC 8216 4.3.4.2 wants FRAME-RATE to be the maximum, and the GOP must be
+    counted at the rate frames are actually written, so r_frame_rate wins when it is a
+    plausible camera rate at or above the average; a timebase-like r_frame_rate
+    (90000/1) falls back to the average, and so does an interlaced stream, whose
+    r_frame_rate is its field rate (50 for 25i). Unknown: 30 fps.
+    """
+    average = _rate(stream.get("avg_frame_rate"))
+    grid = _rate(stream.get("r_frame_rate"))
+    interlaced = str(stream.get("field_order") or "progressive") not in ("progressive", "unknown")
+    plausible = grid is not None and grid <= MAX_REAL_FPS and not interlaced
+    if plausible and (average is None or grid >= average - 0.01):  # type: ignore[operator]
+        return grid  # type: ignore[return-value]
+    return average or grid or FALLBACK_FPS
+
+
 def sample_aspect_ratio(stream: dict[str, Any]) -> Fraction:
     """The coded pixels' shape; 1 when square, unknown, or outside SAR_RANGE (a bad header)."""
     sar = parse_ratio(stream.get("sample_aspect_ratio"))
@@ -258,7 +284,7 @@ def parse_probe(data: dict[str, Any], limits: ProbeLimits) -> ProbeResult:
             f"{limits.max_long_edge} px"
         )
 
-    fps = _rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate")) or FALLBACK_FPS
+    fps = frame_rate(video)
     audios = audio_candidates(streams)
     return ProbeResult(
         duration_s=duration,
@@ -289,7 +315,7 @@ async def check_decodes(path: Path, duration_s: float) -> None:
     A file cut off mid-upload still carries a complete header (faststart moov), so it
     probes fine; decoding its last second finds nothing. The first second catches files
     whose codec data is garbage. The middle is checked by the ladder run itself
-    (`-xerror`), which decodes every frame anyway.
+    (its decoder errors, counted: reels.media.ffmpeg_run.damage_verdict).
 
     What the decoder *says* is not the test: a seek lands on a keyframe, and in an
     open-GOP stream the B-frames that follow it reference pictures before the seek point,

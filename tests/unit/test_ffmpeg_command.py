@@ -27,7 +27,7 @@ def test_portrait_1080x1920_with_audio_builds_the_exact_command() -> None:
     assert command.argv == [
         hls.FFMPEG, "-hide_banner", "-nostdin", "-y", "-v", "error",
         "-progress", "pipe:1", "-nostats",
-        "-xerror", "-i", "/staging/in.mp4",
+        "-i", "/staging/in.mp4",
         "-filter_complex",
         "[0:v:0]format=yuv420p,split=4[s0][s1][s2][s3];"
         "[s0]scale=1080:1920:flags=bicubic,setsar=1[v0];"
@@ -76,7 +76,7 @@ def test_silent_720p_landscape_at_60fps_builds_the_exact_command() -> None:
     assert command.argv == [
         hls.FFMPEG, "-hide_banner", "-nostdin", "-y", "-v", "error",
         "-nostats",
-        "-xerror", "-i", "/staging/in.mp4",
+        "-i", "/staging/in.mp4",
         "-filter_complex",
         "[0:v:0]fps=30,format=yuv420p,split=3[s0][s1][s2];"
         "[s0]scale=1280:720:flags=bicubic,setsar=1[v0];"

@@ -318,3 +318,15 @@ def test_ffmpeg_failures_are_routed_by_what_they_blame(
     assert retried is transient
     if kind is TranscodeError and not transient:
         assert reason.startswith("the video cannot be processed: ffmpeg stopped while encoding")
+
+
+def test_variable_frame_rate_is_built_for_its_maximum_rate_not_its_average() -> None:
+    """RFC 8216 4.3.4.2: FRAME-RATE is the maximum; frames come on the 1/30 s grid."""
+    from reels.media.probe import frame_rate
+
+    phone_vfr = {"avg_frame_rate": "15341/1000", "r_frame_rate": "30/1"}
+    assert frame_rate(phone_vfr) == 30.0
+    assert frame_rate({"avg_frame_rate": "2997/100", "r_frame_rate": "90000/1"}) == 29.97
+    assert frame_rate({"avg_frame_rate": "25/1", "r_frame_rate": "50/1", "field_order": "tt"}) == 25
+    assert frame_rate({"avg_frame_rate": "30/1", "r_frame_rate": "30/1"}) == 30.0
+    assert frame_rate({"avg_frame_rate": "0/0", "r_frame_rate": "0/0"}) == 30.0
