@@ -57,6 +57,10 @@ token:            ## print a dev JWT: make token AS=alice
 	@bash scripts/setup.sh >/dev/null
 	@$(PY) -m reels_dev token --user "$(TOKEN_USER)"
 
+.PHONY: eval-feed
+eval-feed: setup  ## offline feed evaluation: learned ranker vs formulas on simulated worlds (RECSYS.md)
+	@bash scripts/eval_feed.sh $(ARGS)
+
 bench: setup      ## benchmarks, each beside a same-run baseline (B=upload for one)
 	@bash scripts/bench.sh
 

@@ -27,6 +27,14 @@ Instrument (unit) → Prometheus family, and who records it:
   svc_stream, ``watch_start`` events by ``rendition``.
 * ``rpc.server.duration`` (ms) → histogram ``rpc_server_duration_milliseconds``; every
   service, one RPC by method and code.
+* ``feed.ranking_latency_ms`` (ms) → histogram ``feed_ranking_latency_ms_milliseconds``;
+  svc_rank, one GetFeed inside the service, by ``cache_hit``.
+* ``deep_model.inference_duration_ms`` (ms) → histogram
+  ``deep_model_inference_duration_ms_milliseconds``; svc_rank, one call of the learned
+  ranker (Triton model ``ranker``), by ``outcome`` (ok, timeout, error).
+* ``feed.fallbacks`` ({response}) → counter ``feed_fallbacks_total``; svc_rank, feed
+  responses served by a degraded path, by ``fallback`` (rule_scorer, no_vectors,
+  last_list, redis_trending, uncached).
 
 Definitions:
 
@@ -61,6 +69,9 @@ TRANSCODE_JOBS = "video.transcode_jobs"
 COMPLETION_RATE = "watch.completion_rate_distribution"
 RENDITION_STARTS = "playback.rendition_starts"
 RPC_SERVER_DURATION = "rpc.server.duration"
+FEED_RANKING_LATENCY = "feed.ranking_latency_ms"
+DEEP_MODEL_INFERENCE = "deep_model.inference_duration_ms"
+FEED_FALLBACKS = "feed.fallbacks"
 
 # Outcomes of a transcode attempt (attribute ``outcome``).
 SUCCEEDED, FAILED, DEAD_LETTERED, RETRIED, CANCELLED = (
@@ -109,6 +120,24 @@ rendition_starts: Counter = _meter.create_counter(
 )
 rpc_server_duration: Histogram = _meter.create_histogram(
     RPC_SERVER_DURATION, unit="ms", description="Time to serve one RPC, by method and code"
+)
+_LATENCY_BUCKETS_MS = [1, 2, 5, 10, 20, 30, 50, 75, 100, 200, 500, 1000]
+feed_ranking_latency: Histogram = _meter.create_histogram(
+    FEED_RANKING_LATENCY,
+    unit="ms",
+    description="Time svc_rank spent on one GetFeed, by cache_hit",
+    explicit_bucket_boundaries_advisory=_LATENCY_BUCKETS_MS,
+)
+deep_model_inference_duration: Histogram = _meter.create_histogram(
+    DEEP_MODEL_INFERENCE,
+    unit="ms",
+    description="Time of one learned-ranker call (Triton model ranker), by outcome",
+    explicit_bucket_boundaries_advisory=_LATENCY_BUCKETS_MS,
+)
+feed_fallbacks: Counter = _meter.create_counter(
+    FEED_FALLBACKS,
+    unit="{response}",
+    description="Feed responses served by a degraded path, by fallback",
 )
 
 
@@ -174,6 +203,9 @@ EXPORTED: tuple[Exported, ...] = (
     Exported(COMPLETION_RATE, "histogram", "1", "svc_stream"),
     Exported(RENDITION_STARTS, "counter", "{start}", "svc_stream"),
     Exported(RPC_SERVER_DURATION, "histogram", "ms", "*"),
+    Exported(FEED_RANKING_LATENCY, "histogram", "ms", "svc_rank"),
+    Exported(DEEP_MODEL_INFERENCE, "histogram", "ms", "svc_rank"),
+    Exported(FEED_FALLBACKS, "counter", "{response}", "svc_rank"),
 )
 
 

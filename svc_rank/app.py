@@ -1,46 +1,179 @@
-"""svc_rank's composition root: the typed App that ``python -m svc_rank`` serves."""
+"""svc_rank's composition root: the typed App that ``python -m svc_rank`` serves.
+
+:func:`build` makes every part from :class:`~svc_rank.settings.Settings` without
+opening a connection; ``start()`` opens the channel to svc_stream and starts the
+background loops under the supervisor, and returns at once, so GetFeed answers (from
+whatever sources are up) while Kafka or Milvus are still coming up.
+
+Background loops (``reels.supervise``: restarted with backoff and jitter). None is
+required: each feeds one part of the ranking, and the feed degrades without it
+instead of going NOT_SERVING:
+
+* ``catalog`` — ``video.published`` → ``rank_videos`` (idempotent, Postgres).
+* ``engagement`` — ``engagement.events`` → followee graph (Postgres) and affinity.
+* ``watches`` — ``video.events`` → user vectors, affinity, served history (Redis).
+* ``vectors`` — opens Milvus (Lite: the only process that opens its file) and copies
+  the catalog's embeddings into it; while it is down the feed has no ``similar``
+  recall (FEED_FALLBACK_NO_VECTORS).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
+import redis.asyncio as aioredis
 from reels.v1 import rank_pb2_grpc, stream_pb2_grpc
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from reels import topics
+from reels.cache import redis_client, set_key_prefix
 from reels.clients import channel
+from reels.db.engine import make_engine, make_sessionmaker
+from reels.events import EventConsumer, ensure_topics
 from reels.server import AppBase, Registration
 from reels.supervise import Supervisor
-from svc_rank.server import FeedService
+from svc_rank.feed import FeedPipeline
+from svc_rank.index.catalog import Catalog
+from svc_rank.index.engagement import EngagementIndexer
+from svc_rank.index.vectors import VectorStore
+from svc_rank.index.watches import WatchIndexer
+from svc_rank.scorer.learned import LearnedRanker
+from svc_rank.server import ArmChooser, FeedService
 from svc_rank.settings import Settings
+from svc_rank.stream_client import StreamClient
+
+CONSUMED = (topics.VIDEO_PUBLISHED, topics.ENGAGEMENT_EVENTS, topics.VIDEO_EVENTS)
 
 
 @dataclass
 class App(AppBase):
-    """The feed service: a FeedService over svc_stream's trending pool (for now)."""
+    """The feed: recall, ranking, the ranked-list cache, and the indexes behind them."""
 
     settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    redis: aioredis.Redis
+    catalog: Catalog
+    vectors: VectorStore
+    ranker: LearnedRanker
+    watches: WatchIndexer
+    engagement: EngagementIndexer
+    arms: ArmChooser | None = None
+    """The experiments' arm chooser (None: every user gets the default ranking)."""
     stream_channel: grpc.aio.Channel | None = None
+    pipeline: FeedPipeline | None = None
     supervisor: Supervisor = field(default_factory=lambda: Supervisor("rank"))
     name: str = "rank"
 
+    def consumer_options(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "bootstrap": self.platform.kafka_bootstrap,
+            "session_timeout_ms": self.platform.kafka_session_timeout_ms,
+            "heartbeat_interval_ms": s.consumer_heartbeat_ms,
+            "commit_timeout": s.consumer_commit_timeout_s,
+            "retry_backoff_max": s.consumer_retry_backoff_max_s,
+        }
+
     async def start(self) -> None:
+        set_key_prefix(self.platform.redis_prefix)
         # grpc.aio channels belong to the running loop, so they are opened here.
         if self.stream_channel is None:
             self.stream_channel = channel(self.platform.stream_addr)
+        stream = StreamClient(
+            stream_pb2_grpc.StreamServiceStub(self.stream_channel),
+            timeout_s=self.settings.stream_timeout_s,
+        )
+        self.pipeline = FeedPipeline(
+            self.settings,
+            sessionmaker=self.sessionmaker,
+            redis=self.redis,
+            catalog=self.catalog,
+            vectors=self.vectors,
+            stream=stream,
+            ranker=self.ranker,
+        )
+        add = self.supervisor.add
+        add("catalog", self._run_catalog)
+        add("engagement", self._run_engagement)
+        add("watches", self._run_watches)
+        add("vectors", self.vectors.run)
         await self.supervisor.start()
 
     def registrations(self) -> list[Registration]:
-        assert self.stream_channel is not None, "start() first"
-        stub = stream_pb2_grpc.StreamServiceStub(self.stream_channel)
-        feed = FeedService(stub, timeout_s=self.settings.trending_timeout_s)
+        assert self.pipeline is not None, "start() first"
+        feed = FeedService(self.settings, self.pipeline, self.pipeline.stream, arms=self.arms)
         return [(rank_pb2_grpc.add_FeedServiceServicer_to_server, feed, "reels.v1.FeedService")]
 
     async def stop(self) -> None:
         await self.supervisor.stop()
+        await self.ranker.close()
         if self.stream_channel is not None:
             await self.stream_channel.close()
+        await self.redis.aclose()
+        await self.engine.dispose()
+        set_key_prefix(None)
+
+    # ------------------------------------------------------------------ loops
+
+    async def _consume(self, consumer: EventConsumer, owner: Any) -> None:
+        try:
+            await ensure_topics(consumer.topics, bootstrap=consumer.bootstrap)
+            await consumer.start()
+            owner.active_consumer = consumer
+            await consumer.run()
+        finally:
+            await consumer.stop()
+
+    async def _run_catalog(self) -> None:
+        await self._consume(self.catalog.consumer(**self.consumer_options()), self.catalog)
+
+    async def _run_engagement(self) -> None:
+        await self._consume(self.engagement.consumer(**self.consumer_options()), self.engagement)
+
+    async def _run_watches(self) -> None:
+        await self._consume(self.watches.consumer(**self.consumer_options()), self.watches)
 
 
-def build(settings: Settings) -> App:
-    """The App for ``settings``; nothing is opened until ``start()``."""
-    return App(settings=settings)
+def build(settings: Settings, *, arms: ArmChooser | None = None) -> App:
+    """The App for ``settings``; nothing connects until ``start()`` (or the first call)."""
+    platform = settings.platform
+    s = settings
+    engine = make_engine(platform.database_url)
+    sessionmaker = make_sessionmaker(engine)
+    # Short socket deadlines: a Redis outage must become a fallback within the feed's
+    # budget, not a 5 s hang per request.
+    redis = redis_client(platform.redis_url, socket_connect_timeout=0.25, socket_timeout=0.5)
+    catalog = Catalog(sessionmaker, embedding_dim=s.embedding_dim)
+    vectors = VectorStore(
+        sessionmaker,
+        uri=platform.milvus_uri,
+        collection=s.milvus_collection,
+        dim=s.embedding_dim,
+        index_type=s.milvus_index,
+        nlist=s.milvus_nlist,
+        nprobe=s.milvus_nprobe,
+        timeout_s=s.milvus_timeout_s,
+        interval_s=s.indexer_interval_s,
+    )
+    ranker = LearnedRanker(
+        platform.triton_addr,
+        model=s.ranker_model,
+        version=s.ranker_version,
+        timeout_s=s.ranker_timeout_s,
+        retry_s=s.ranker_retry_s,
+    )
+    return App(
+        settings=settings,
+        engine=engine,
+        sessionmaker=sessionmaker,
+        redis=redis,
+        catalog=catalog,
+        vectors=vectors,
+        ranker=ranker,
+        watches=WatchIndexer(redis, catalog, half_life_s=s.user_vector_half_life_s),
+        engagement=EngagementIndexer(sessionmaker, redis),
+        arms=arms,
+    )

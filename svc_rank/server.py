@@ -1,19 +1,64 @@
-"""FeedService. Until the ranked feed lands, GetFeed serves the trending pool so
-clients get a real, paginated answer (reason TRENDING with its explanation);
-scoring, recall and experiments replace this in the feed release."""
+"""FeedService: GetFeed pages through a cached ranked list; GetTrending; ExplainFeedItem.
+
+GetFeed, step by step:
+
+1. The caller is the authenticated user (``user_id`` in the request is honoured only
+   on calls without one: tests, tools with auth off; a signed-in user never reads
+   another user's feed).
+2. No cursor: the cached list ``feed:{user}`` if one is alive (``cache_hit``), else a
+   new list (:class:`~svc_rank.feed.FeedPipeline`), cached for 60 s; page 1.
+3. A cursor of the cached list: the next page of that same list (no duplicates, no
+   gaps). A cursor of a list that expired or was replaced: a new list, which
+   excludes everything served so far (served history), from its first item.
+4. The page's ids go into the served history and impressions (side effects).
+
+Redis down: nothing is cached; the list is built for the request and a cursor pages
+by rebuilding the list with the same seed (the same list while the inputs stay the
+same). svc_stream down: the rest of the user's last list, or trending read from
+Redis. The response names every fallback used; none of them is an error to the
+client while any source answers.
+"""
 
 from __future__ import annotations
 
+import logging
+import secrets
+import time
 import uuid
+from collections.abc import Callable
 
 import grpc
-from reels.v1 import rank_pb2, rank_pb2_grpc, stream_pb2, stream_pb2_grpc
+from google.protobuf import duration_pb2
+from redis.exceptions import RedisError
+from reels.v1 import rank_pb2, rank_pb2_grpc
 
-from reels import errors
-from svc_rank import cursor
+from reels import errors, metrics
+from reels.auth import current_user
+from svc_rank import cursor, feed_cache
+from svc_rank.candidate import ListItem, SourceUnavailable
+from svc_rank.feed import FeedPipeline, RankingParams
+from svc_rank.scorer import features as feature_list
+from svc_rank.scorer.rules import TERMS
+from svc_rank.settings import Settings
+from svc_rank.side_effect.served import record_served, served_ids
+from svc_rank.stream_client import StreamClient
+
+log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
+
+ArmChooser = Callable[[str, str | None], tuple[str, RankingParams | None]]
+"""(user, forced arm or None) → (arm name, its ranking params; None = defaults).
+The experiments package plugs in here; without it every user gets the defaults."""
+
+_FALLBACK_NAMES = {
+    rank_pb2.FEED_FALLBACK_RULE_SCORER: "rule_scorer",
+    rank_pb2.FEED_FALLBACK_NO_VECTORS: "no_vectors",
+    rank_pb2.FEED_FALLBACK_LAST_LIST: "last_list",
+    rank_pb2.FEED_FALLBACK_REDIS_TRENDING: "redis_trending",
+    rank_pb2.FEED_FALLBACK_UNCACHED: "uncached",
+}
 
 
 def _limit(value: int) -> int:
@@ -24,55 +69,258 @@ def _limit(value: int) -> int:
     return value or DEFAULT_LIMIT
 
 
+def _caller(override: str) -> str:
+    user = current_user.get()
+    if user:
+        return user
+    if override:
+        return override
+    raise errors.Unauthenticated("the feed needs an authenticated user")
+
+
+def _seed(list_id: str) -> int:
+    return int(list_id[:8], 16)
+
+
+def _feed_item(item: ListItem, rank: int) -> rank_pb2.FeedItem:
+    duration = duration_pb2.Duration()
+    duration.FromNanoseconds(int(item.duration_s * 1e9))
+    return rank_pb2.FeedItem(
+        video_id=item.video_id,
+        creator_id=item.creator_id,
+        title=item.title,
+        thumbnail_url=item.thumbnail_url,
+        manifest_url=item.streaming_url,
+        duration=duration,
+        score=item.score,
+        reason=item.reason,  # type: ignore[arg-type]
+        explanation=item.explanation,
+        rank=rank,
+        duration_seconds=item.duration_s,
+        view_count=item.view_count,
+        like_count=item.like_count,
+        completion_rate=item.completion_rate,
+        streaming_url=item.streaming_url,
+    )
+
+
+def _default_arms(user: str, forced: str | None) -> tuple[str, RankingParams | None]:
+    return "", None
+
+
 class FeedService(rank_pb2_grpc.FeedServiceServicer):
     def __init__(
-        self, stream: stream_pb2_grpc.StreamServiceStub, *, timeout_s: float = 2.0
+        self,
+        settings: Settings,
+        pipeline: FeedPipeline,
+        stream: StreamClient,
+        *,
+        arms: ArmChooser | None = None,
     ) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.redis = pipeline.redis
         self.stream = stream
-        self.timeout_s = timeout_s
+        self.arms = arms or _default_arms
 
-    async def _trending_page(
-        self, limit: int, cursor_token: str, region: str = ""
-    ) -> tuple[list[rank_pb2.FeedItem], str]:
-        offset = cursor.decode(cursor_token)
+    # ------------------------------------------------------------------ GetFeed
+
+    async def _new_list(
+        self,
+        user: str,
+        *,
+        region: str,
+        list_id: str,
+        params: RankingParams | None,
+        experiment: str,
+        cache: bool,
+    ) -> feed_cache.CachedList:
+        built = await self.pipeline.build(user, region=region, seed=_seed(list_id), params=params)
+        fallbacks = set(built.fallbacks)
+        items = built.items
+        if built.stream_down:
+            rest = await self._rest_of_last_list(user) if cache and not built.redis_down else []
+            if rest:
+                items = rest
+                fallbacks.add(rank_pb2.FEED_FALLBACK_LAST_LIST)
+                fallbacks.discard(rank_pb2.FEED_FALLBACK_REDIS_TRENDING)
+            else:
+                fallbacks.add(rank_pb2.FEED_FALLBACK_REDIS_TRENDING)
+        if built.redis_down:
+            cache = False
+        lst = feed_cache.CachedList(list_id, items, sorted(fallbacks), built.scorer, experiment)
+        if cache and items:
+            try:
+                await feed_cache.store(
+                    self.redis,
+                    user,
+                    lst,
+                    ttl_s=self.settings.feed_ttl_s,
+                    last_ttl_s=self.settings.last_list_ttl_s,
+                )
+            except (RedisError, OSError):
+                lst.fallbacks = sorted({*lst.fallbacks, rank_pb2.FEED_FALLBACK_UNCACHED})
+        return lst
+
+    async def _rest_of_last_list(self, user: str) -> list[ListItem]:
         try:
-            reply = await self.stream.ListTrending(
-                stream_pb2.ListTrendingRequest(limit=limit + 1, offset=offset, region=region),
-                timeout=self.timeout_s,
-            )
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise errors.Unavailable("trending source unavailable, retry shortly", 1.0) from exc
-            raise
-        entries = list(reply.entries)
-        more = len(entries) > limit
-        items = [
-            rank_pb2.FeedItem(
-                video_id=e.video_id,
-                score=e.score,
-                reason=rank_pb2.FEED_REASON_TRENDING,
-                explanation="Trending now",
-                rank=offset + i,
-            )
-            for i, e in enumerate(entries[:limit])
-        ]
-        return items, cursor.encode(offset + limit) if more else ""
+            last = await feed_cache.load(self.redis, user, last=True)
+            if last is None:
+                return []
+            served = await served_ids(self.redis, user, self.settings.served_window_s)
+        except (RedisError, OSError):
+            return []
+        return [i for i in last.items if i.video_id not in served and i.streaming_url]
 
     async def GetFeed(  # noqa: N802 - generated name
         self, request: rank_pb2.GetFeedRequest, context: grpc.aio.ServicerContext
     ) -> rank_pb2.GetFeedResponse:
-        items, next_cursor = await self._trending_page(_limit(request.limit), request.cursor)
+        started = time.perf_counter()
+        user = _caller(request.user_id)
+        limit = _limit(request.limit)
+        position = cursor.decode_feed(request.cursor)
+        forced = request.experiment if request.HasField("experiment") else None
+        experiment, params = self.arms(user, forced)
+        redis_ok = True
+        cached: feed_cache.CachedList | None = None
+        try:
+            cached = await feed_cache.load(self.redis, user)
+        except (RedisError, OSError):
+            redis_ok = False
+        cache_hit = False
+        if cached is not None and (position is None or position.list_id == cached.list_id):
+            lst, offset, cache_hit = cached, position.offset if position else 0, True
+        elif position is not None and not redis_ok:
+            # No cache to page through: rebuild the cursor's list (same seed) and go on.
+            lst = await self._new_list(
+                user,
+                region=request.region,
+                list_id=position.list_id,
+                params=params,
+                experiment=experiment,
+                cache=False,
+            )
+            offset = position.offset
+        else:
+            lst = await self._new_list(
+                user,
+                region=request.region,
+                list_id=secrets.token_hex(8),
+                params=params,
+                experiment=experiment,
+                cache=redis_ok,
+            )
+            offset = 0
+        fallbacks = set(lst.fallbacks)
+        if not redis_ok:
+            fallbacks.add(rank_pb2.FEED_FALLBACK_UNCACHED)
+        page = lst.items[offset : offset + limit]
+        more = offset + limit < len(lst.items)
+        if page and redis_ok:
+            try:
+                await record_served(
+                    self.redis,
+                    user,
+                    [i.video_id for i in page],
+                    window_s=self.settings.served_window_s,
+                    max_items=self.settings.served_max,
+                )
+            except (RedisError, OSError) as exc:
+                log.warning("served history not recorded: %s", exc)
+        next_cursor = cursor.encode_feed(lst.list_id, offset + limit) if more else ""
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        metrics.feed_ranking_latency.record(elapsed_ms, {"cache_hit": str(cache_hit).lower()})
+        for fb in fallbacks:
+            metrics.feed_fallbacks.add(1, {"fallback": _FALLBACK_NAMES.get(fb, str(fb))})
         return rank_pb2.GetFeedResponse(
-            items=items,
+            items=[_feed_item(item, offset + i) for i, item in enumerate(page)],
             next_cursor=next_cursor,
+            cursor=next_cursor,
+            has_more=more,
             request_id=uuid.uuid4().hex,
-            experiment="trending-fallback",
+            experiment=lst.experiment or experiment,
+            cache_hit=cache_hit,
+            response_time_ms=round(elapsed_ms, 3),
+            fallbacks=sorted(fallbacks),  # type: ignore[arg-type]
+            scorer=lst.scorer,
         )
+
+    # ------------------------------------------------------------------ GetTrending
 
     async def GetTrending(  # noqa: N802 - generated name
         self, request: rank_pb2.GetTrendingRequest, context: grpc.aio.ServicerContext
     ) -> rank_pb2.GetTrendingResponse:
-        items, next_cursor = await self._trending_page(
-            _limit(request.limit), request.cursor, request.region
+        limit = _limit(request.limit)
+        offset = cursor.decode(request.cursor)
+        try:
+            rows = await self.stream.trending(
+                limit=limit + 1,
+                offset=offset,
+                region=request.region,
+                timeout_s=self.settings.trending_timeout_s,
+            )
+        except SourceUnavailable as exc:
+            raise errors.Unavailable("trending source unavailable, retry shortly", 1.0) from exc
+        more = len(rows) > limit
+        rows = rows[:limit]
+        catalog = await self.pipeline.catalog.get_many(v for v, _ in rows)
+        items = []
+        for i, (vid, score) in enumerate(rows):
+            video = catalog.get(vid)
+            items.append(
+                rank_pb2.FeedItem(
+                    video_id=vid,
+                    creator_id=video.creator_id if video else "",
+                    title=video.title if video else "",
+                    duration_seconds=video.duration_s if video else 0.0,
+                    score=score,
+                    reason=rank_pb2.FEED_REASON_TRENDING,
+                    explanation="Trending now",
+                    rank=offset + i,
+                )
+            )
+        return rank_pb2.GetTrendingResponse(
+            items=items, next_cursor=cursor.encode(offset + limit) if more else ""
         )
-        return rank_pb2.GetTrendingResponse(items=items, next_cursor=next_cursor)
+
+    # ------------------------------------------------------------------ ExplainFeedItem
+
+    async def ExplainFeedItem(  # noqa: N802 - generated name
+        self, request: rank_pb2.ExplainFeedItemRequest, context: grpc.aio.ServicerContext
+    ) -> rank_pb2.ExplainFeedItemResponse:
+        user = _caller(request.user_id)
+        if not request.video_id:
+            raise errors.InvalidArgument("video_id is required", [("video_id", "must be set")])
+        forced = request.experiment if request.HasField("experiment") else None
+        experiment, params = self.arms(user, forced)
+        result = await self.pipeline.explain(user, request.video_id, params)
+        if result is None:
+            raise errors.NotFound("video", request.video_id)
+        hydrated, rule, ranker_score, scorer, text = result
+        weights = (params.weights if params else self.pipeline.default_weights).as_dict()
+        reason = hydrated.candidate.reason
+        try:  # the reason it really has in the user's current list, when it is there
+            cached = await feed_cache.load(self.redis, user)
+        except (RedisError, OSError):
+            cached = None
+        for item in cached.items if cached else ():
+            if item.video_id == request.video_id:
+                reason, text = item.reason, item.explanation
+                break
+        return rank_pb2.ExplainFeedItemResponse(
+            video_id=request.video_id,
+            score=ranker_score if ranker_score is not None else rule,
+            components=[
+                rank_pb2.ScoreComponent(name=t, value=hydrated.terms[t], weight=weights[t])
+                for t in TERMS
+            ],
+            reason=reason,  # type: ignore[arg-type]
+            explanation=text,
+            experiment=experiment,
+            scorer=scorer,
+            ranker_score=ranker_score,
+            features=[
+                rank_pb2.ScoreComponent(name=n, value=hydrated.features.get(n, 0.0), weight=0.0)
+                for n in feature_list.FEATURE_NAMES
+            ],
+        )

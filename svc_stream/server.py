@@ -101,3 +101,8 @@ class StreamService(stream_pb2_grpc.StreamServiceServicer):
         self, request: stream_pb2.ListTrendingRequest, context: Ctx
     ) -> stream_pb2.ListTrendingResponse:
         return await self.analytics.ListTrending(request, context)
+
+    async def GetPlaybackUrls(  # noqa: N802 - generated name
+        self, request: stream_pb2.GetPlaybackUrlsRequest, context: Ctx
+    ) -> stream_pb2.GetPlaybackUrlsResponse:
+        return await self.playback.GetPlaybackUrls(request, context)

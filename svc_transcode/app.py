@@ -1,7 +1,8 @@
 """svc_transcode's composition root: the typed App that ``python -m svc_transcode`` serves.
 
 One process serves TranscodeService (the job API) and, under its supervisor, runs the
-``video.uploaded`` consumer, the transcode worker and an outbox relay. Each of the three
+``video.uploaded`` consumer, the transcode worker (with its embeddings backfill) and
+an outbox relay. Each of the three
 can be switched off (Settings: ``consumer``, ``worker``, ``relay``) so a deployment can
 run API-only or worker-only processes. None of them needs the broker at startup: each
 keeps retrying in the background, so the service comes up while Kafka is still starting.
@@ -13,6 +14,9 @@ Which loops are *required* (gRPC health NOT_SERVING while one is down):
 * consumer: not required. A broker outage must not take the job API out of rotation;
   queued jobs keep running and the group resumes from its committed offsets.
 * relay: not required. Outcomes wait in the outbox until a broker answers.
+* embeddings-backfill (with the worker, unless ``REELS_EMBEDDINGS=off``): not
+  required. It only fills in vectors of videos already published; while Triton is
+  down it keeps retrying on its own backoff (svc_transcode/backfill.py).
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ from reels.outbox import OutboxRelay
 from reels.server import AppBase, Registration
 from reels.storage import ObjectStore, open_object_store
 from reels.supervise import Supervisor
+from svc_transcode.backfill import EmbeddingBackfill
 from svc_transcode.consumer import make_consumer
-from svc_transcode.embeddings import NoTextEmbedder, TextEmbedder, TritonTextEmbedder
+from svc_transcode.embeddings import NoEmbedder, TritonEmbedder, VideoEmbedder
 from svc_transcode.server import TranscodeService, registrations
 from svc_transcode.settings import Settings
 from svc_transcode.status import (
@@ -59,12 +64,13 @@ class App(AppBase):
     settings: Settings
     store: ObjectStore | None = None
     reporter: StatusReporter | None = None
-    embedder: TextEmbedder | None = None
+    embedder: VideoEmbedder | None = None
     supervisor: Supervisor = field(default_factory=lambda: Supervisor("transcode"))
     name: str = "transcode"
     engine: AsyncEngine | None = None
     sessionmaker: async_sessionmaker[AsyncSession] | None = None
     worker: TranscodeWorker | None = None
+    backfill: EmbeddingBackfill | None = None
     consumer: IdempotentConsumer | None = None
     relay: OutboxRelay | None = None
     _stopping: bool = False
@@ -81,10 +87,12 @@ class App(AppBase):
             self.platform.upload_addr, credentials, timeout_s=self.settings.status_timeout_s
         )
 
-    def _default_embedder(self) -> TextEmbedder:
+    def _default_embedder(self) -> VideoEmbedder:
         if not self.settings.embeddings:
-            return NoTextEmbedder()
-        return TritonTextEmbedder(self.platform.triton_addr)
+            return NoEmbedder()
+        return TritonEmbedder(
+            self.platform.triton_addr, timeout_s=self.settings.embeddings_timeout_s
+        )
 
     def _supervise(self, name: str, run: Callable[[], Awaitable[None]], *, required: bool) -> None:
         async def loop() -> None:
@@ -110,6 +118,14 @@ class App(AppBase):
                 sessionmaker, self.store, self.reporter, self.embedder, config
             )
             self._supervise("worker", self.worker.run, required=True)
+            if self.embedder.enabled:
+                self.backfill = EmbeddingBackfill(
+                    sessionmaker,
+                    self.embedder,
+                    config,
+                    lease_s=max(60.0, 3 * settings.embeddings_timeout_s),
+                )
+                self._supervise("embeddings-backfill", self.backfill.run, required=False)
         if settings.consumer:
             self.consumer = make_consumer(
                 sessionmaker,
@@ -145,6 +161,8 @@ class App(AppBase):
             await self.consumer.stop()
         if self.worker is not None:
             await self.worker.stop(self.server.grace_seconds)
+        if self.backfill is not None:
+            await self.backfill.stop()
         if self.relay is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.relay.drain_once(), 5.0)

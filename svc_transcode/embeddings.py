@@ -1,25 +1,69 @@
-"""Embeddings a published video carries in its video.published event.
+"""The embeddings a published video carries in its ``video.published`` event.
 
-The text embedding (title, description, hashtags; MiniLM, 384-d, unit norm) comes
-from Triton. Where no models are deployed, ``REELS_EMBEDDINGS=off`` publishes videos
-without it (svc_rank then cannot recall them by similarity, only by trending,
-followees and freshness). The visual embedding (EfficientNet-Lite0 frame
-embeddings) is a later issue: ``visual_embedding`` stays empty until then.
+Three vectors and a version, all computed by Triton-served models
+(reels/embedding_space.py defines the space and its version):
+
+* ``visual``: float32 [1280], unit norm. EfficientNet-Lite0 (Triton
+  ``visual_embedding``) on up to 16 frames sampled evenly across the video
+  (svc_transcode/frames.py: uint8 [n, 224, 224, 3] RGB, center square), sent in ONE
+  request; the frame embeddings are mean-pooled and L2-normalised.
+* ``text``: float32 [384], unit norm. MiniLM-L6-v2 (Triton ``text_embedding``) of
+  title, description and hashtags (``video_text``).
+* ``video``: float32 [256], unit norm: ``embedding_space.combine(visual, text)``.
+* ``model_version``: ``embedding_space.MODEL_VERSION``.
+
+Both requests go out at once and share one deadline (``REELS_EMBEDDINGS_TIMEOUT_S``).
+A failure of either model (Triton down, timing out, answering badly) raises
+``EmbeddingUnavailable``: the worker then publishes the video without vectors and
+the backfill retries later (svc_transcode/backfill.py). A malformed input is a bug
+and raises ``ValueError``, which is never retried as if it were an outage.
+
+``REELS_EMBEDDINGS=off`` (``NoEmbedder``): videos publish without vectors and nothing
+is retried (svc_rank then recalls them by trending, followees and freshness only).
 """
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from typing import Protocol
 
-from reels.model_client import ModelClient, ModelError
+import numpy as np
+
+from reels import embedding_space
+from reels.model_client import (
+    FRAME_SIZE,
+    TEXT_EMBEDDING_DIM,
+    VISUAL_EMBEDDING_DIM,
+    ModelClient,
+)
+
+DEFAULT_TIMEOUT_S = 10.0
 
 
 class EmbeddingUnavailable(Exception):
-    """The model server did not answer; transient (the job is retried with backoff)."""
+    """The model server did not answer (down, timed out, bad reply); transient."""
 
 
-class TextEmbedder(Protocol):
-    async def embed_text(self, text: str) -> list[float]: ...
+@dataclass(frozen=True)
+class VideoEmbeddings:
+    """One video's vectors (float32, each unit norm) and the space's version."""
+
+    visual: np.ndarray  # [1280]
+    text: np.ndarray  # [384]
+    video: np.ndarray  # [256]
+    model_version: str
+
+
+class VideoEmbedder(Protocol):
+    """What the worker and the backfill need: vectors for frames + text, or None."""
+
+    @property
+    def enabled(self) -> bool:
+        """False: embeddings are switched off (publish without them, never retry)."""
+        ...
+
+    async def embed(self, frames: np.ndarray, text: str) -> VideoEmbeddings | None: ...
 
     async def close(self) -> None: ...
 
@@ -30,30 +74,76 @@ def video_text(title: str, description: str, hashtags: list[str]) -> str:
     return "\n".join(part for part in (title.strip(), description.strip(), tags) if part)
 
 
-class TritonTextEmbedder:
-    """MiniLM through Triton at ``addr`` (``REELS_TRITON_ADDR``)."""
+def check_frames(frames: np.ndarray) -> np.ndarray:
+    """``frames`` as uint8 [n>=1, 224, 224, 3]; ValueError otherwise (a caller bug)."""
+    frames = np.asarray(frames)
+    if (
+        frames.dtype != np.uint8
+        or frames.ndim != 4
+        or frames.shape[1:] != (FRAME_SIZE, FRAME_SIZE, 3)
+        or len(frames) == 0
+    ):
+        raise ValueError(
+            f"frames must be uint8 [n>=1, 224, 224, 3], got {frames.dtype} {frames.shape}"
+        )
+    return frames
 
-    def __init__(self, addr: str) -> None:
-        self.client = ModelClient(addr)
 
-    async def embed_text(self, text: str) -> list[float]:
+class TritonEmbedder:
+    """Both models through Triton at ``addr`` (``REELS_TRITON_ADDR``)."""
+
+    enabled = True
+
+    def __init__(self, addr: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self.client = ModelClient(addr, timeout=timeout_s)
+        self.timeout_s = timeout_s
+
+    async def embed(self, frames: np.ndarray, text: str) -> VideoEmbeddings:
+        """Vectors for one video: ``frames`` uint8 [n, 224, 224, 3] (1 <= n <= 16,
+        svc_transcode/frames.py), ``text`` from ``video_text``. One visual request
+        (all frames) and one text request, concurrently, within ``timeout_s``."""
+        frames = check_frames(frames)
         try:
-            (vector,) = await self.client.embed_texts([text])
-        except ModelError as exc:
-            raise EmbeddingUnavailable(str(exc)) from exc
-        except Exception as exc:  # noqa: BLE001 - tritonclient/grpc connection errors of any kind
-            raise EmbeddingUnavailable(f"text embedding at {self.client.addr}: {exc!r}") from exc
-        return [float(x) for x in vector]
+            rows, texts = await asyncio.wait_for(
+                asyncio.gather(self.client.embed_frames(frames), self.client.embed_texts([text])),
+                self.timeout_s,
+            )
+        except (ValueError, TypeError):
+            raise
+        except TimeoutError as exc:
+            raise EmbeddingUnavailable(
+                f"embeddings at {self.client.addr}: no answer within {self.timeout_s:.0f}s"
+            ) from exc
+        except Exception as exc:  # noqa: BLE001 - ModelError, grpc/tritonclient errors of any kind
+            raise EmbeddingUnavailable(f"embeddings at {self.client.addr}: {exc}") from exc
+        return vectors_of(rows, texts[0])
 
     async def close(self) -> None:
         await self.client.close()
 
 
-class NoTextEmbedder:
-    """``REELS_EMBEDDINGS=off``: publish without a text embedding."""
+def vectors_of(frame_embeddings: np.ndarray, text_embedding: np.ndarray) -> VideoEmbeddings:
+    """The video's vectors from the models' raw outputs: frame embeddings float32
+    [n, 1280] (not normalised) and the text embedding float32 [384]."""
+    visual = embedding_space.pool_frames(frame_embeddings)
+    text = embedding_space.normalise(np.asarray(text_embedding, dtype=np.float32))
+    if visual.shape != (VISUAL_EMBEDDING_DIM,) or text.shape != (TEXT_EMBEDDING_DIM,):
+        raise ValueError(f"unexpected embedding shapes {visual.shape}, {text.shape}")
+    return VideoEmbeddings(
+        visual=visual,
+        text=text,
+        video=embedding_space.combine(visual, text),
+        model_version=embedding_space.MODEL_VERSION,
+    )
 
-    async def embed_text(self, text: str) -> list[float]:
-        return []
+
+class NoEmbedder:
+    """``REELS_EMBEDDINGS=off``: publish without vectors."""
+
+    enabled = False
+
+    async def embed(self, frames: np.ndarray, text: str) -> VideoEmbeddings | None:
+        return None
 
     async def close(self) -> None:
         return None

@@ -17,7 +17,16 @@ States::
 
 A transient failure with attempts left goes back to ``queued`` with a future
 ``next_attempt_at`` and ``last_error`` set, so "waiting to retry" is visible without
-a state of its own. Every transition a worker makes is guarded by its lease
+a state of its own.
+
+Embeddings never hold a video back: when Triton could not embed it, the job still
+ends ``succeeded`` (the video is published, without vectors) but with
+``stage = 'embeddings_pending'``, ``last_error`` saying why and ``next_attempt_at``
+the next try; the backfill (backfill.py) claims due ones, and on success sets the
+stage to ``done`` and writes the follow-up ``video.published`` (with the vectors) in
+the same transaction. ``embeddings_failed`` is the stage of one that cannot be
+embedded at all (its stored frames are unreadable: a bug, not an outage); RetryJob
+makes a pending one due at once. Every transition a worker makes is guarded by its lease
 (``lease_owner`` and ``state = 'running'``): a worker that lost its job (cancelled,
 or its lease ran out and another worker took over) can no longer change it.
 """
@@ -58,6 +67,21 @@ class JobState(StrEnum):
 
 
 RETRYABLE_STATES = (JobState.FAILED, JobState.DEAD_LETTERED, JobState.CANCELLED)
+# Stages of a succeeded job whose video was published without vectors.
+EMBEDDINGS_PENDING = "embeddings_pending"
+EMBEDDINGS_FAILED = "embeddings_failed"
+
+
+@dataclass(frozen=True)
+class PendingEmbeddings:
+    """What a job published without vectors keeps for the backfill."""
+
+    frames: bytes  # svc_transcode.frames.pack_frames
+    event: bytes  # the VideoPublished sent without vectors
+    error: str  # why the embeddings failed
+    retry_in_s: float  # first backfill attempt after this delay
+
+
 CANCELLABLE_STATES = (JobState.QUEUED, JobState.RUNNING)
 
 
@@ -250,24 +274,154 @@ async def write_messages(session: AsyncSession, messages: Sequence[OutgoingMessa
 
 
 async def mark_succeeded(
-    session: AsyncSession, job: TranscodeJob, messages: Sequence[OutgoingMessage]
+    session: AsyncSession,
+    job: TranscodeJob,
+    messages: Sequence[OutgoingMessage],
+    *,
+    pending: PendingEmbeddings | None = None,
 ) -> None:
-    """Job done and its video.published event, in the caller's (locked) transaction."""
-    await session.execute(
-        update(TranscodeJob)
-        .where(TranscodeJob.id == job.id)
-        .values(
-            state=JobState.SUCCEEDED.value,
-            stage="done",
-            percent=100.0,
-            lease_owner=None,
-            lease_expires_at=None,
-            permanent=False,
-            updated_at=func.now(),
-            finished_at=func.now(),
-        )
-    )
+    """Job done and its video.published event, in the caller's (locked) transaction.
+
+    With ``pending`` the video was published without vectors: the stage is
+    ``embeddings_pending`` and the backfill's first try is due after ``retry_in_s``
+    (the attempt at publish counts as the first).
+    """
+    values: dict[str, object] = {
+        "state": JobState.SUCCEEDED.value,
+        "stage": "done",
+        "percent": 100.0,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "permanent": False,
+        "updated_at": func.now(),
+        "finished_at": func.now(),
+    }
+    if pending is not None:
+        values |= {
+            "stage": EMBEDDINGS_PENDING,
+            "last_error": _clip(f"embeddings pending: {pending.error}"),
+            "embedding_attempts": 1,
+            "next_attempt_at": func.now() + timedelta(seconds=pending.retry_in_s),
+            "pending_frames": pending.frames,
+            "pending_event": pending.event,
+        }
+    await session.execute(update(TranscodeJob).where(TranscodeJob.id == job.id).values(**values))
     await write_messages(session, messages)
+
+
+# --------------------------------------------------------------------------- embeddings backfill
+
+
+@dataclass(frozen=True)
+class EmbeddingsClaim:
+    """A published job whose embeddings the backfill now owns until ``next_attempt_at``."""
+
+    job_id: uuid.UUID
+    video_id: str
+    attempts: int  # embedding attempts including this one
+    frames: bytes | None
+    event: bytes | None
+    uploaded: bytes  # the original video.uploaded (title, description, hashtags)
+    trace_context: dict[str, str]
+
+
+async def claim_embeddings(
+    sessionmaker: async_sessionmaker[AsyncSession], lease_s: float
+) -> EmbeddingsClaim | None:
+    """Take one job whose embeddings are due (``FOR UPDATE SKIP LOCKED``).
+
+    The claim moves ``next_attempt_at`` ``lease_s`` ahead: that is the lease. A
+    backfill that dies mid-try leaves the job due again when it runs out.
+    """
+    due = (
+        select(TranscodeJob.id)
+        .where(
+            TranscodeJob.stage == EMBEDDINGS_PENDING,
+            TranscodeJob.state == JobState.SUCCEEDED.value,
+            TranscodeJob.next_attempt_at <= func.now(),
+        )
+        .order_by(TranscodeJob.next_attempt_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    async with sessionmaker() as session, session.begin():
+        row = (
+            await session.execute(
+                update(TranscodeJob)
+                .where(TranscodeJob.id == due)
+                .values(
+                    embedding_attempts=TranscodeJob.embedding_attempts + 1,
+                    next_attempt_at=func.now() + timedelta(seconds=lease_s),
+                    updated_at=func.now(),
+                )
+                .returning(
+                    TranscodeJob.id,
+                    TranscodeJob.video_id,
+                    TranscodeJob.embedding_attempts,
+                    TranscodeJob.pending_frames,
+                    TranscodeJob.pending_event,
+                    TranscodeJob.payload,
+                    TranscodeJob.trace_context,
+                )
+            )
+        ).one_or_none()
+    if row is None:
+        return None
+    return EmbeddingsClaim(row[0], row[1], row[2], row[3], row[4], row[5], dict(row[6] or {}))
+
+
+async def finish_embeddings(
+    session: AsyncSession, job_id: uuid.UUID, messages: Sequence[OutgoingMessage]
+) -> bool:
+    """Embeddings done: stage ``done``, stored frames dropped, the follow-up event
+    written, in the caller's transaction. False (nothing written) when the job is no
+    longer pending (another backfill finished it after our lease ran out)."""
+    done = await session.scalar(
+        update(TranscodeJob)
+        .where(TranscodeJob.id == job_id, TranscodeJob.stage == EMBEDDINGS_PENDING)
+        .values(
+            stage="done",
+            last_error=None,
+            pending_frames=None,
+            pending_event=None,
+            updated_at=func.now(),
+        )
+        .returning(TranscodeJob.id)
+    )
+    if done is None:
+        return False
+    await write_messages(session, messages)
+    return True
+
+
+async def retry_embeddings_later(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    job_id: uuid.UUID,
+    *,
+    error: str,
+    delay_s: float | None,
+) -> None:
+    """A failed backfill try: due again after ``delay_s``; ``None``: give up
+    (stage ``embeddings_failed``, the frames are useless)."""
+    values: dict[str, object] = {
+        "last_error": _clip(f"embeddings pending: {error}"),
+        "updated_at": func.now(),
+    }
+    if delay_s is None:
+        values |= {
+            "stage": EMBEDDINGS_FAILED,
+            "last_error": _clip(f"embeddings failed: {error}"),
+            "pending_frames": None,
+        }
+    else:
+        values["next_attempt_at"] = func.now() + timedelta(seconds=delay_s)
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(TranscodeJob)
+            .where(TranscodeJob.id == job_id, TranscodeJob.stage == EMBEDDINGS_PENDING)
+            .values(**values)
+        )
 
 
 async def mark_terminal_failure(
@@ -410,10 +564,19 @@ async def list_jobs(
 
 
 async def retry_job(session: AsyncSession, job_id: str) -> TranscodeJob:
-    """Re-queue a finished-unsuccessfully job now, with a fresh attempt budget."""
+    """Re-queue a finished-unsuccessfully job now, with a fresh attempt budget.
+
+    A published job whose embeddings are pending has its backfill try made due now
+    instead (nothing is transcoded again).
+    """
     job = await session.get(TranscodeJob, parse_job_id(job_id), with_for_update=True)
     if job is None:
         raise errors.NotFound("transcode job", job_id)
+    if job.state == JobState.SUCCEEDED and job.stage == EMBEDDINGS_PENDING:
+        job.next_attempt_at = await session.scalar(select(func.now()))
+        job.updated_at = job.next_attempt_at
+        await session.flush()
+        return job
     if job.state not in RETRYABLE_STATES:
         raise errors.FailedPrecondition(
             f"transcode job {job_id} is {job.state}; only failed, dead_lettered or "

@@ -19,6 +19,7 @@ from reels.v1 import common_pb2, events_pb2
 
 from reels import topics
 from reels.events import inject_trace_headers, new_event_id
+from svc_transcode.embeddings import VideoEmbeddings
 from svc_transcode.jobs import OutgoingMessage
 from svc_transcode.models import TranscodeJob
 from svc_transcode.publish import PublishedVideo
@@ -58,14 +59,24 @@ def renditions_of(video: PublishedVideo) -> list[common_pb2.Rendition]:
     ]
 
 
+def _set_embeddings(event: events_pb2.VideoPublished, embeddings: VideoEmbeddings) -> None:
+    event.visual_embedding[:] = embeddings.visual.tolist()
+    event.text_embedding[:] = embeddings.text.tolist()
+    event.video_embedding[:] = embeddings.video.tolist()
+    event.embedding_model_version = embeddings.model_version
+
+
 def video_published(
     uploaded: events_pb2.VideoUploaded,
     video: PublishedVideo,
-    text_embedding: list[float],
+    embeddings: VideoEmbeddings | None,
 ) -> OutgoingMessage:
     """video.published: everything svc_rank and svc_stream need to index and play it.
 
-    ``visual_embedding`` stays empty until the visual model is served (a later issue).
+    With ``embeddings``: ``visual_embedding`` (1280 floats), ``text_embedding`` (384),
+    ``video_embedding`` (256), each unit norm, and ``embedding_model_version``.
+    Without (Triton unavailable, or embeddings off) all four are empty; a pending
+    video gets them in a follow-up event (``video_published_with_embeddings``).
     """
     event_id = new_event_id()
     published_at = timestamp_pb2.Timestamp()
@@ -83,14 +94,33 @@ def video_published(
         preview_key=video.preview_key,
         storyboard_key=video.storyboard_key,
         master_playlist_key=video.master_playlist_key,
-        text_embedding=text_embedding,
         hashtags=list(uploaded.hashtags),
         published_at=published_at,
         title=uploaded.title,
         content_type=uploaded.content_type,
     )
+    if embeddings is not None:
+        _set_embeddings(event, embeddings)
     return OutgoingMessage(
         topics.VIDEO_PUBLISHED, uploaded.video_id, event.SerializeToString(), event_id
+    )
+
+
+def video_published_with_embeddings(first: bytes, embeddings: VideoEmbeddings) -> OutgoingMessage:
+    """The follow-up ``video.published`` of a video first published without vectors.
+
+    ``first`` is the event as it was sent (``transcode_jobs.pending_event``). The
+    follow-up is the same video, field for field (``published_at`` included), with a
+    new event id and ``occurred_at`` and the vectors filled in: consumers handle it as
+    the upsert of a republish (svc_stream's catalog replaces the row, ClickHouse's
+    replacing tables keep the newer version, svc_rank indexes the vectors).
+    """
+    event = events_pb2.VideoPublished.FromString(first)
+    event_id = new_event_id()
+    event.meta.CopyFrom(_meta(event_id))
+    _set_embeddings(event, embeddings)
+    return OutgoingMessage(
+        topics.VIDEO_PUBLISHED, event.video_id, event.SerializeToString(), event_id
     )
 
 

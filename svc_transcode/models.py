@@ -35,6 +35,10 @@ class TranscodeJob(Base):
     an operator can read and change (retry, cancel). ``video_id`` is unique so a
     redelivered ``video.uploaded`` never makes a second job; RetryJob reuses the row.
     ``payload`` keeps the original event bytes for the dead-letter topic.
+
+    A ``succeeded`` job with ``stage = 'embeddings_pending'`` published its video
+    without vectors (Triton was unavailable); the backfill fills them in later
+    (svc_transcode/backfill.py) and sets the stage to ``done``.
     """
 
     __tablename__ = "transcode_jobs"
@@ -43,6 +47,12 @@ class TranscodeJob(Base):
         Index("ix_transcode_jobs_state_next_attempt_at", "state", "next_attempt_at"),
         # ListJobs: newest first, keyset-paginated on (created_at, id).
         Index("ix_transcode_jobs_created_at_id", "created_at", "id"),
+        # The embeddings backfill: published jobs whose vectors are still to come (t0004).
+        Index(
+            "ix_transcode_jobs_embeddings_due",
+            "next_attempt_at",
+            postgresql_where=text("stage = 'embeddings_pending'"),
+        ),
         CheckConstraint(
             "state IN ('queued', 'running', 'succeeded', 'failed', 'dead_lettered', 'cancelled')",
             name="state",
@@ -72,6 +82,15 @@ class TranscodeJob(Base):
     trace_context: Mapped[dict[str, str]] = mapped_column(
         JSONB, nullable=False, server_default=text("'{}'::jsonb")
     )
+    # t0004: embeddings still to compute after publishing (stage 'embeddings_pending'):
+    # backfill attempts so far, the sampled frames (svc_transcode.frames.pack_frames)
+    # and the video.published sent without vectors; both bytes are cleared once done.
+    embedding_attempts: Mapped[int] = mapped_column(
+        Integer, nullable=False, server_default=text("0")
+    )
+    # Deferred: up to a few MB, read only by the backfill (GetJob/ListJobs never load them).
+    pending_frames: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)
+    pending_event: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

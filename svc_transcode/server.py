@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from reels.server import Registration
 from svc_transcode import jobs
-from svc_transcode.jobs import JobState
+from svc_transcode.jobs import EMBEDDINGS_PENDING, JobState
 from svc_transcode.models import TranscodeJob
 from svc_transcode.status import StatusReporter, StatusReportError
 from svc_transcode.worker import CANCELLED_REASON
@@ -57,8 +57,11 @@ def job_to_proto(job: TranscodeJob) -> transcode_pb2.Job:
         stamp = _ts(getattr(job, name))
         if stamp is not None:
             getattr(out, name).CopyFrom(stamp)
-    if job.state == JobState.QUEUED and job.attempts > 0:
-        # A retry is scheduled (the contract sets next_attempt_at only then).
+    if (job.state == JobState.QUEUED and job.attempts > 0) or (
+        job.state == JobState.SUCCEEDED and job.stage == EMBEDDINGS_PENDING
+    ):
+        # A retry is scheduled (the contract sets next_attempt_at only then): of the
+        # job, or of the embeddings of its published video (stage embeddings_pending).
         stamp = _ts(job.next_attempt_at)
         if stamp is not None:
             out.next_attempt_at.CopyFrom(stamp)
@@ -102,7 +105,8 @@ class TranscodeService(transcode_pb2_grpc.TranscodeServiceServicer):
     ) -> transcode_pb2.RetryJobResponse:
         async with self.sessionmaker() as session, session.begin():
             job = await jobs.retry_job(session, request.job_id)
-        await self._report(job, common_pb2.VIDEO_STATUS_PROCESSING, stage="queued")
+        if job.state != JobState.SUCCEEDED:  # not an embeddings re-try: the video is published
+            await self._report(job, common_pb2.VIDEO_STATUS_PROCESSING, stage="queued")
         return transcode_pb2.RetryJobResponse(job=job_to_proto(job))
 
     async def CancelJob(  # noqa: N802 - gRPC method name

@@ -51,7 +51,22 @@ class Settings(FromEnv):
         "where originals are downloaded and encoded (empty: the temp dir)",
     )
     embeddings: bool = setting(
-        True, "REELS_EMBEDDINGS", "text embeddings from Triton (off: publish without them)"
+        True,
+        "REELS_EMBEDDINGS",
+        "visual + text embeddings from Triton at publish (off: publish without them)",
+    )
+    embeddings_timeout_s: float = setting(
+        10.0,
+        "REELS_EMBEDDINGS_TIMEOUT_S",
+        "deadline of one video's embedding requests; past it the video publishes without (s)",
+    )
+    embeddings_retry_min_s: float = setting(
+        10.0,
+        "REELS_EMBEDDINGS_RETRY_MIN_S",
+        "first retry of a video published without embeddings; doubles, ±20 % (s)",
+    )
+    embeddings_retry_max_s: float = setting(
+        600.0, "REELS_EMBEDDINGS_RETRY_MAX_S", "cap on the embedding retry delay (s)"
     )
     report_status: bool = setting(
         True, "REELS_TRANSCODE_REPORT_STATUS", "report to svc_upload (off: the job row only)"
@@ -75,4 +90,6 @@ class Settings(FromEnv):
             backoff_max_s=self.backoff_max_s,
             preset=self.preset,
             work_root=self.work_dir or Path(tempfile.gettempdir()),
+            embeddings_retry_min_s=self.embeddings_retry_min_s,
+            embeddings_retry_max_s=max(self.embeddings_retry_min_s, self.embeddings_retry_max_s),
         )

@@ -28,6 +28,14 @@ Both terminal failures report FAILED to svc_upload and write the original event 
 ``video.uploaded.dlq`` and a ``video.failed`` event through the outbox, in the same
 transaction as the state change. Success reports PUBLISHED and writes
 ``video.published`` the same way. The work directory is always removed.
+
+Embeddings (svc_transcode/embeddings.py) are computed between the encode and the
+upload: frames sampled from the lowest rendition (frames.py), one Triton request for
+them and one for the text. When Triton is down or times out the video is published
+anyway, without vectors, and the job ends ``succeeded`` with stage
+``embeddings_pending``; the backfill (backfill.py) fills them in later. Only the
+frame sampling (our ffmpeg on our own output) fails the attempt like any other
+pipeline step.
 """
 
 from __future__ import annotations
@@ -54,8 +62,13 @@ from reels import metrics
 from reels.events import extract_trace_context
 from reels.media.ffmpeg_run import TranscodeError, UnusableMedia
 from reels.storage import ObjectStore
-from svc_transcode import hls, jobs, messages, pipeline, publish
-from svc_transcode.embeddings import EmbeddingUnavailable, TextEmbedder, video_text
+from svc_transcode import frames, hls, jobs, messages, pipeline, publish
+from svc_transcode.embeddings import (
+    EmbeddingUnavailable,
+    VideoEmbedder,
+    VideoEmbeddings,
+    video_text,
+)
 from svc_transcode.models import TranscodeJob
 from svc_transcode.status import StatusReporter, StatusReportError
 
@@ -85,6 +98,10 @@ class WorkerConfig:
     work_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
     progress_interval_s: float = 0.5
     progress_step: float = 1.0
+    # Embedding retries of published videos (backfill.py): from the minimum, doubling
+    # per attempt up to the maximum, ±20 %, with no limit on attempts.
+    embeddings_retry_min_s: float = 10.0
+    embeddings_retry_max_s: float = 600.0
 
 
 def backoff_delay(attempt: int, config: WorkerConfig) -> float:
@@ -93,6 +110,22 @@ def backoff_delay(attempt: int, config: WorkerConfig) -> float:
     base = config.backoff_min_s * 2 ** max(0, attempt - 1)
     jittered = base * random.uniform(0.8, 1.2)
     return max(config.backoff_min_s, min(config.backoff_max_s, jittered))
+
+
+def embeddings_backoff(attempt: int, config: WorkerConfig) -> float:
+    """Delay before embedding attempt ``attempt + 1`` of a published video."""
+    base = config.embeddings_retry_min_s * 2 ** min(max(0, attempt - 1), 20)
+    jittered = base * random.uniform(0.8, 1.2)
+    return max(config.embeddings_retry_min_s, min(config.embeddings_retry_max_s, jittered))
+
+
+@dataclass(frozen=True)
+class _Embedded:
+    """The embedding step's outcome: vectors, or the frames to retry with later."""
+
+    vectors: VideoEmbeddings | None = None
+    pending_frames: bytes | None = None
+    error: str = ""
 
 
 def classify(exc: BaseException) -> tuple[str, bool]:
@@ -152,7 +185,7 @@ class TranscodeWorker:
         sessionmaker: async_sessionmaker[AsyncSession],
         store: ObjectStore,
         reporter: StatusReporter,
-        embedder: TextEmbedder,
+        embedder: VideoEmbedder,
         config: WorkerConfig | None = None,
         *,
         worker_id: str | None = None,
@@ -347,11 +380,7 @@ class TranscodeWorker:
 
             result = await pipeline.transcode(src, work_dir / "out", on_progress, preset=cfg.preset)
             self._progress(run, "embeddings", EMBEDDINGS_AT, force=True)
-            embedding = await self.embedder.embed_text(
-                video_text(
-                    run.uploaded.title, run.uploaded.description, list(run.uploaded.hashtags)
-                )
-            )
+            embedded = await self._embed(run, work_dir / "out", result)
             self._progress(run, "upload", UPLOAD_AT, force=True)
             staged = await publish.stage(self.store, work_dir / "out", staging)
             self._progress(run, "publish", PUBLISH_AT, force=True)
@@ -363,7 +392,7 @@ class TranscodeWorker:
             final = publish.final_prefix(job.video_id)
             await publish.publish(self.store, staged, staging, final)
             published = True
-            await self._succeed(run, publish.PublishedVideo(job.video_id, result), embedding)
+            await self._succeed(run, publish.PublishedVideo(job.video_id, result), embedded)
         except Exception as exc:  # noqa: BLE001 - every failure is routed by classify()
             reason, transient = classify(exc)
             log.warning(
@@ -379,11 +408,29 @@ class TranscodeWorker:
             if not published:
                 await publish.discard(self.store, staging)
 
+    async def _embed(self, run: _Run, out_dir: Path, result: pipeline.TranscodeResult) -> _Embedded:
+        """Vectors for the video, or (Triton unavailable) the frames to retry with.
+
+        Frame sampling errors propagate (TranscodeError: the attempt is retried like
+        any pipeline failure); embedding errors never do.
+        """
+        if not self.embedder.enabled:
+            return _Embedded()
+        low = out_dir / result.renditions[-1].playlist  # highest first: the last is cheapest
+        sampled = await frames.sample_frames(low, result.duration_s)
+        text = video_text(run.uploaded.title, run.uploaded.description, list(run.uploaded.hashtags))
+        try:
+            return _Embedded(vectors=await self.embedder.embed(sampled, text))
+        except EmbeddingUnavailable as exc:
+            log.warning(
+                "job %s: embeddings unavailable, publishing without them: %s", run.job_id, exc
+            )
+            packed = await asyncio.to_thread(frames.pack_frames, sampled)
+            return _Embedded(pending_frames=packed, error=str(exc))
+
     # ----------------------------------------------------------------------- outcomes
 
-    async def _succeed(
-        self, run: _Run, video: publish.PublishedVideo, embedding: list[float]
-    ) -> None:
+    async def _succeed(self, run: _Run, video: publish.PublishedVideo, embedded: _Embedded) -> None:
         result = video.result
         request = upload_pb2.UpdateVideoStatusRequest(
             video_id=run.video_id,
@@ -415,15 +462,23 @@ class TranscodeWorker:
                     # svc_upload refuses the video (deleted meanwhile): take the outputs down.
                     await publish.discard(self.store, video.prefix)
                 raise
-            await jobs.mark_succeeded(
-                session, locked, [messages.video_published(run.uploaded, video, embedding)]
-            )
+            event = messages.video_published(run.uploaded, video, embedded.vectors)
+            pending = None
+            if embedded.pending_frames is not None:
+                pending = jobs.PendingEmbeddings(
+                    frames=embedded.pending_frames,
+                    event=event.payload,
+                    error=embedded.error,
+                    retry_in_s=embeddings_backoff(1, self.config),
+                )
+            await jobs.mark_succeeded(session, locked, [event], pending=pending)
         run.outcome = metrics.SUCCEEDED
         log.info(
-            "job %s: video %s published (%d renditions)",
+            "job %s: video %s published (%d renditions, embeddings %s)",
             run.job_id,
             run.video_id,
             len(result.renditions),
+            "pending" if pending else "included" if embedded.vectors is not None else "off",
         )
 
     async def _fail(self, run: _Run, reason: str, *, transient: bool) -> None:

@@ -15,6 +15,10 @@ from reels import errors, text
 MB = 1024 * 1024
 MIME_TYPE_MAX = 255  # RFC 6838: type and subtype are at most 127 characters each
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+# The title of an upload whose title is empty (or invisible) and whose file name gives
+# none either. Every door (gRPC, JSON through Envoy, tus) falls back the same way.
+UNTITLED = "Untitled"
+_PATH_SEPARATORS = re.compile(r"[/\\]")
 
 
 @dataclass(frozen=True)
@@ -55,9 +59,43 @@ class NewUpload:
 def normalize_hashtags(raw: list[str] | str) -> list[str]:
     """`#a, b c` and ["#a", "b"] both become ["a", "b", "c"]: tus sends one string.
 
-    Only splits; :func:`validate` checks and folds them (``reels.text``).
+    Only splits (at whitespace, ``#``, punctuation and symbols of any script); refused
+    characters stay, so :func:`validate` names them when it checks and folds the tags
+    (``reels.text``).
     """
     return text.split_hashtags(raw)
+
+
+def file_stem(filename: str) -> str:
+    """``C:\\fakepath\\My clip.mp4`` -> ``My clip``: the last path part, less its extension."""
+    base = _PATH_SEPARATORS.split(filename)[-1]
+    stem = base.rpartition(".")[0] if "." in base else base
+    return stem.strip().strip(".").strip()
+
+
+def _title(violations: list[tuple[str, str]], meta: NewUpload, limits: UploadLimits) -> str:
+    """The title: as typed; when that is empty, or only invisible characters (the same
+    thing, ``reels.text`` rule 5), the file name's stem cut to the title limit; else
+    :data:`UNTITLED`. A title with refused characters is named, never replaced; so is
+    a stem with them (the title would be made of them)."""
+    try:
+        title = text.normalise_text(
+            meta.title, field="title", max_chars=limits.title_max, required=False
+        )
+    except text.TextError as exc:
+        violations.extend(exc.violations)
+        return meta.title
+    if title:
+        return title
+    stem = file_stem(meta.filename)
+    try:
+        stem = text.normalise_text(
+            stem, field="title", max_chars=max(limits.filename_max, len(stem)), required=False
+        )
+    except text.TextError as exc:
+        violations.extend(exc.violations)
+        return meta.title
+    return text.truncate(stem, limits.title_max) or UNTITLED
 
 
 def _field(violations: list[tuple[str, str]], value: str, field: str, **rules: object) -> str:
@@ -73,14 +111,13 @@ def validate(meta: NewUpload, limits: UploadLimits) -> NewUpload:
     """Raise InvalidArgument listing every bad field, or ResourceExhausted when too big.
 
     Every text goes through ``reels.text`` (NFC, control characters refused, invisible
-    text is empty, lengths in characters after normalising); hashtags are stored as their
-    casefolded keys, distinct. All field problems are reported together (BadRequest
+    text is empty, lengths in characters after normalising); an empty title falls back
+    to the file name's stem, then to :data:`UNTITLED` (:func:`_title`); hashtags are
+    stored as their casefolded keys, distinct. All field problems are reported together (BadRequest
     violations) so a form can mark every wrong field at once.
     """
     violations: list[tuple[str, str]] = []
-    title = _field(
-        violations, meta.title, "title", max_chars=limits.title_max, empty_message="is required"
-    )
+    title = _title(violations, meta, limits)
     description = _field(
         violations,
         meta.description,

@@ -40,9 +40,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import logging
 import re
-import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -56,7 +56,12 @@ from reels.auth import AuthError, TokenVerifier
 from reels.config import AuthConfig
 from reels.http_errors import http_error
 from reels.telemetry import http_server_middleware
-from svc_upload.limits import NewUpload, normalize_hashtags
+from svc_upload.limits import (  # noqa: F401 - file_stem, UNTITLED: re-exported
+    UNTITLED,
+    NewUpload,
+    file_stem,
+    normalize_hashtags,
+)
 from svc_upload.models import Upload, Video
 from svc_upload.tus_limits import http_field_limit, metadata_header_limit
 from svc_upload.uploads import (
@@ -84,9 +89,9 @@ COLLECTION_METHODS = ("OPTIONS", "POST")
 ITEM_METHODS = ("OPTIONS", "HEAD", "PATCH", "DELETE")
 # The longest Upload-Metadata a HEAD answer carries (TusApp._stored_metadata).
 HEAD_METADATA_MAX = 8000
-# The title of an upload whose metadata names neither a title nor a file.
-UNTITLED = "Untitled"
 _DIGITS = re.compile(r"[0-9]+")
+_METADATA_SPACE = re.compile(r"[ \t]+")
+_METADATA_KEY = re.compile(r"[\x21-\x2b\x2d-\x7e]+")  # visible ASCII but ','
 _PATH_SEPARATORS = re.compile(r"[/\\]")
 
 
@@ -100,6 +105,16 @@ class UnusableUpload(errors.InvalidArgument):
 
 class MetadataTooLarge(errors.InvalidArgument):
     """``Upload-Metadata`` is longer than any valid upload needs (431)."""
+
+
+class UnsupportedContentType(errors.InvalidArgument):
+    """A body that is not ``application/offset+octet-stream`` (415, tus core)."""
+
+    def __init__(self, what: str, got: str) -> None:
+        super().__init__(
+            f"{what} needs Content-Type: {OFFSET_STREAM} (got '{text.shown(got) or 'none'}')",
+            [("Content-Type", f"must be {OFFSET_STREAM}")],
+        )
 
 
 class BodyInterrupted(Exception):
@@ -116,6 +131,8 @@ def tus_status(exc: errors.ReelsError) -> int | None:
         return 422
     if isinstance(exc, MetadataTooLarge):
         return 431
+    if isinstance(exc, UnsupportedContentType):
+        return 415
     if isinstance(exc, OffsetMismatch):
         return 409
     if isinstance(exc, OutOfRange):
@@ -138,11 +155,30 @@ def _error(exc: BaseException, status: int | None = None, **headers: str) -> web
 
 def parse_metadata(header: str) -> dict[str, str]:
     """``key base64,key2 base64`` -> dict; a key without a value (``filetype ``, a bare
-    ``title``) maps to "". A repeated key, or a value that is not base64 of UTF-8, is 400."""
+    ``title``) maps to "". A repeated key, or a value that is not base64 of UTF-8, is 400.
+
+    tus: "The key and value MUST be separated by a space. The key MUST NOT contain
+    spaces and commas and MUST NOT be empty. The key SHOULD be ASCII encoded". The
+    separator is read as HTTP's whitespace (one or more SP or HTAB): neither can be part
+    of a key or of base64, so a client that writes a tab is understood, not misread as
+    a junk key. A key is visible ASCII (``!``-``~``, no comma); any other key, and a
+    pair with more than a key and a value, is 400 naming the pair.
+    """
     out: dict[str, str] = {}
-    for pair in filter(None, (p.strip() for p in header.split(","))):
-        name, _, value = pair.partition(" ")
-        value = value.strip()
+    for pair in filter(None, (p.strip(" \t") for p in header.split(","))):
+        parts = _METADATA_SPACE.split(pair)
+        name, value = parts[0], parts[1] if len(parts) > 1 else ""
+        if len(parts) > 2 or not _METADATA_KEY.fullmatch(name):
+            shown = text.shown(pair)
+            problem = (
+                "a key and a value separated by a space"
+                if len(parts) > 2
+                else "a key of visible ASCII characters (tus)"
+            )
+            raise errors.InvalidArgument(
+                f"Upload-Metadata pair '{shown}' is not {problem}",
+                [(f"Upload-Metadata.{text.shown(name, 20)}", f"must be {problem}")],
+            )
         if name in out:
             raise errors.InvalidArgument(
                 f"Upload-Metadata names '{name}' twice (tus: every key is unique)",
@@ -165,29 +201,6 @@ def encode_metadata(values: dict[str, str]) -> str:
         for key, value in values.items()
         if value
     )
-
-
-def file_stem(filename: str) -> str:
-    """``C:\\fakepath\\My clip.mp4`` -> ``My clip``: the last path part, less its extension."""
-    base = _PATH_SEPARATORS.split(filename)[-1]
-    stem = base.rpartition(".")[0] if "." in base else base
-    return stem.strip().strip(".").strip()
-
-
-def title_of(meta: dict[str, str], filename: str, max_chars: int) -> str:
-    """The title a tus upload gets: ``title`` when the client sent one; else (no
-    ``title``, an empty value, or only spaces) the file name's stem, cut to
-    ``max_chars``; else :data:`UNTITLED`.
-
-    A title that is not empty is kept as sent, so validation judges it: one of only
-    invisible characters (U+200B, U+3164) is "title is required", one with refused
-    characters is named, as over gRPC.
-    """
-    title = meta.get("title", "")
-    if title.strip():
-        return title
-    stem = unicodedata.normalize("NFC", file_stem(filename))
-    return stem[:max_chars].strip() if not text.is_blank(stem) else UNTITLED
 
 
 def parse_count(headers: Mapping[str, str], name: str) -> int | None:
@@ -465,6 +478,11 @@ class TusApp:
                 "Upload-Length (the file's size in bytes) is required",
                 [("Upload-Length", "required")],
             )
+        if length == 0:
+            raise errors.InvalidArgument(
+                "Upload-Length must be greater than 0: an empty file is no video",
+                [("Upload-Length", "must be greater than 0")],
+            )
         if length > self.core.limits.max_bytes:
             raise errors.ResourceExhausted(
                 f"Upload-Length {length} exceeds the limit of {self.core.limits.max_bytes} bytes"
@@ -486,7 +504,9 @@ class TusApp:
         filename = _PATH_SEPARATORS.split(path)[-1].strip()
         content = meta.get("content_type", "original").strip().lower()
         return NewUpload(
-            title=title_of(meta, filename, self.core.limits.title_max),
+            # An absent, empty or invisible title becomes the file's stem or "Untitled"
+            # in limits.validate, as over gRPC.
+            title=meta.get("title", ""),
             description=meta.get("description", ""),
             hashtags=normalize_hashtags(meta.get("hashtags", "")),
             content_type=CONTENT_TYPES.get(content, 1),
@@ -509,9 +529,7 @@ class TusApp:
         has_body = request.body_exists and request.content_length != 0
         checksum = self._checksum(request) if has_body else None
         if has_body and request.content_type != OFFSET_STREAM:
-            return web.json_response(
-                {"message": f"a creation body needs Content-Type: {OFFSET_STREAM}"}, status=415
-            )
+            raise UnsupportedContentType("a creation body", request.headers.get("Content-Type", ""))
         if has_body and (request.content_length or 0) > length:
             raise OutOfRange(
                 f"the body is {request.content_length} bytes, more than Upload-Length {length}"
@@ -583,9 +601,7 @@ class TusApp:
     async def patch(self, request: web.Request) -> web.Response:
         upload_id = request.match_info["upload_id"]
         if request.content_type != OFFSET_STREAM:
-            return web.json_response(
-                {"message": f"Content-Type must be {OFFSET_STREAM}"}, status=415
-            )
+            raise UnsupportedContentType("a PATCH", request.headers.get("Content-Type", ""))
         offset = parse_count(request.headers, "Upload-Offset")
         if offset is None:
             raise errors.InvalidArgument(
@@ -599,8 +615,40 @@ class TusApp:
                 f"Upload-Length cannot change: this upload is {view.size} bytes (got {length})",
                 [("Upload-Length", f"must be {view.size}, as at creation")],
             )
+        if view.state == "completed":
+            return await self._patch_completed(request, view, offset, checksum)
         headers = await self._receive(request, upload_id, offset, checksum)
         return web.Response(status=204, headers=headers)
+
+    @staticmethod
+    async def _patch_completed(
+        request: web.Request, view: UploadView, offset: int, checksum: tuple[str, bytes] | None
+    ) -> web.Response:
+        """A PATCH to an upload that is already complete (HEAD: offset == length).
+
+        tus core: the offsets must match (409 otherwise) and the bytes are applied at the
+        offset. At ``Upload-Offset == Upload-Length`` with an empty body the offsets match
+        and there is nothing to apply, so it is 204 with the same ``Upload-Offset``: a
+        client that lost the answer to its last PATCH, or that finishes with an empty
+        one, is told the upload is done, not that it conflicts. At that offset any byte
+        runs past the length (413); at another offset it is 409 with the offset to use,
+        as for an open upload.
+        """
+        if offset != view.size:
+            raise OffsetMismatch(view.size, offset, "the upload is already complete")
+        body = b""
+        if request.content_length is None and request.body_exists:
+            body = await request.content.readany()
+        if request.content_length or body:
+            raise OutOfRange(
+                f"the upload is complete at {view.size} bytes; a body at that offset runs past it"
+            )
+        if checksum is not None and hashlib.new(checksum[0], b"").digest() != checksum[1]:
+            raise ChecksumMismatch("Upload-Checksum does not match the empty body")
+        return web.Response(
+            status=204,
+            headers={"Upload-Offset": str(view.size), "Reels-Video-Id": view.video_id},
+        )
 
     async def delete(self, request: web.Request) -> web.Response:
         await self.core.terminate(request[USER], request.match_info["upload_id"])

@@ -73,7 +73,8 @@ def publish_to_store(
         ],
         thumbnail_key=f"{prefix}/{result.thumbnail}",
         preview_key=f"{prefix}/{result.preview}",
-        storyboard_key=f"{prefix}/{result.storyboard}",
+        # What svc_transcode publishes (publish.py): the WebVTT track, which names the sprite.
+        storyboard_key=f"{prefix}/{result.storyboard_vtt}",
         master_playlist_key=f"{prefix}/{result.master_playlist}",
         hashtags=["test"],
         published_at=published_at,

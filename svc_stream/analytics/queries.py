@@ -7,16 +7,25 @@ FINAL makes the numbers exact before that merge too.
 Definitions (documented here because the numbers are only as good as them; see also
 docs/DECISIONS.md, "Counting views"):
 
-* a *view session* = the events of one (user, session_id) of a video with at least one
-  ``watch_start`` (events without a session id got one from the sink, per 30-minute
-  window); view = one view session, however often the player re-sent watch_start
-  (stalls, rebuffering) within it;
-* plays = playthroughs: per session, the first watch_start plus every watch_start that
-  follows a watch_complete (a replay), the session's start/complete events taken in
-  the order of their established time (then position, type, event id);
+* a *view session* = the watch events (watch_start, progress, watch_complete) of one
+  (user, session_id) of a video (events without a session id got one from the sink,
+  per 30-minute window); view = one view session, however often the player re-sent
+  watch_start (stalls, rebuffering) within it. A session whose watch_start was lost
+  (only progress or watch_complete arrived: a dropped request, a player that starts
+  reporting late) is still a view: its start is inferred before its first event, so
+  someone who finished is a completed view, never a completion without a view;
+* plays = playthroughs: per session, the first (possibly inferred) watch_start plus
+  every watch_start that follows a watch_complete (a replay), the session's
+  start/complete events taken in the order of their established time (then position,
+  type, event id);
 * completions = completed plays: a watch_complete that does not follow another one;
 * completion rate = view sessions that completed at least once / views;
-* average watch seconds = sum of reported ``watch_seconds`` / views;
+* watch seconds of a view session = the sum of its events' ``watch_seconds``, bounded
+  by duration x max(plays, replay allowance) (a session cannot watch more than its
+  plays hold; the allowance, 3 by default, covers players that loop without reporting
+  each loop; an unknown duration leaves it unbounded). The Redis ``watch_ms`` counter
+  applies the same bound (events/counters.py);
+* average watch seconds = sum of the view sessions' watch seconds / views;
 * reach of a view session = furthest position / duration, or 1 when it sent
   ``watch_complete``;
 * completion distribution = view sessions by reach in 10 % buckets, [0,10) ...
@@ -32,33 +41,49 @@ from dataclasses import dataclass, field
 from reels.v1 import common_pb2
 
 from reels.analytics import Analytics
+from svc_stream.events.counters import DEFAULT_REPLAY_ALLOWANCE
 
 ET = common_pb2.EventType
 START = ET.EVENT_TYPE_WATCH_START
 COMPLETE = ET.EVENT_TYPE_WATCH_COMPLETE
+# The event types of watching; player-reported like/share/comment are telemetry only.
+WATCH = [
+    int(t)
+    for t in (
+        START,
+        ET.EVENT_TYPE_PROGRESS_25,
+        ET.EVENT_TYPE_PROGRESS_50,
+        ET.EVENT_TYPE_PROGRESS_75,
+        COMPLETE,
+    )
+]
 TOP_N = 5
 # Positions are reported as floats; a hair of slack keeps 1.5 s of 10 s at exactly 15 %.
 EPS = 1e-9
 
 
-# One row per (video, user, session): whether it is a view, its plays and completions.
-# ``seq`` is the session's starts (1) and completes (5) in the order they happened.
+# One row per view session (video, user, session): its plays, completions and the
+# watch seconds it reported. ``seq`` is the session's starts (1) and completes (5) in
+# the order they happened, with an inferred start first when the session's first one
+# was lost. Every row is a view (``viewed`` is kept for readers of the old shape).
 _SESSIONS = """
-SELECT video_id, user_id, session_id, seq,
-    has(seq, 1) AS viewed,
-    arrayCount((t, i) -> t = 1 AND (i = indexOf(seq, 1) OR (i > 1 AND seq[i - 1] = 5)),
+SELECT video_id, user_id, session_id, seq, watch_s, 1 AS viewed,
+    arrayCount((t, i) -> t = 1 AND (i = 1 OR seq[i - 1] = 5),
                seq, arrayEnumerate(seq)) AS plays,
     arrayCount((t, i) -> t = 5 AND (i = 1 OR seq[i - 1] != 5),
                seq, arrayEnumerate(seq)) AS completions
 FROM (
-    SELECT video_id, user_id, session_id,
+    SELECT video_id, user_id, session_id, sum(watch_s) AS watch_s,
         arrayMap(x -> x.4, arraySort(groupArrayIf((occurred_at, position_s, event_id, type),
-            type IN ({start:UInt8}, {complete:UInt8})))) AS seq
+            type IN ({start:UInt8}, {complete:UInt8})))) AS raw,
+        if(empty(raw) OR raw[1] != {start:UInt8}, arrayPushFront(raw, {start:UInt8}), raw) AS seq
     FROM video_events FINAL
-    WHERE %(where)s
+    WHERE (%(where)s) AND has({watch:Array(UInt8)}, type)
     GROUP BY video_id, user_id, session_id
 )
 """
+# A session's watch seconds, bounded by what its plays can hold (``d`` = duration).
+_BOUNDED_WATCH = "if(d > 0, least(watch_s, d * greatest(plays, {allow:Float64})), watch_s)"
 
 
 def sessions_sql(where: str) -> str:
@@ -87,22 +112,32 @@ class VideoStats:
         return self.watch_seconds / self.views if self.views else 0.0
 
 
-async def video_stats(analytics: Analytics, video_id: str, duration_s: float) -> VideoStats:
+async def video_stats(
+    analytics: Analytics,
+    video_id: str,
+    duration_s: float,
+    replay_allowance: float = DEFAULT_REPLAY_ALLOWANCE,
+) -> VideoStats:
     """Every per-video figure of GetVideoAnalytics that comes from watch events."""
-    params = {"v": video_id, "start": START, "complete": COMPLETE}
+    params = {
+        "v": video_id,
+        "start": START,
+        "complete": COMPLETE,
+        "watch": WATCH,
+        "d": float(duration_s),
+        "allow": float(replay_allowance),
+    }
     totals = await analytics.query_rows(
-        "SELECT countIf(viewed), sum(plays), sum(completions), countIf(viewed AND completions > 0)"
-        f" FROM ({sessions_sql('video_id = {v:String}')})",
+        "SELECT count(), sum(plays), sum(completions), countIf(completions > 0),"
+        f" sum({_BOUNDED_WATCH})"
+        f" FROM (SELECT *, {{d:Float64}} AS d FROM ({sessions_sql('video_id = {v:String}')}))",
         params,
     )
-    watched = await analytics.query_rows(
-        "SELECT sum(watch_s) FROM video_events FINAL WHERE video_id = {v:String}", params
-    )
-    views, plays, completions, completed_views = totals[0] if totals else (0, 0, 0, 0)
+    views, plays, completions, completed_views, watched = totals[0] if totals else (0, 0, 0, 0, 0.0)
     stats = VideoStats(
         int(views),
         int(completions or 0),
-        float((watched[0][0] if watched else 0.0) or 0.0),
+        float(watched or 0.0),
         int(plays or 0),
         int(completed_views or 0),
     )
@@ -111,10 +146,10 @@ async def video_stats(analytics: Analytics, video_id: str, duration_s: float) ->
         "SELECT step, count() FROM ("
         " SELECT if(countIf(type = {complete:UInt8}) > 0 OR {d:Float64} <= 0, 20,"
         "   toUInt8(least(20, floor(max(position_s) * 20 / {d:Float64} + {eps:Float64})))) AS step"
-        " FROM video_events FINAL WHERE video_id = {v:String}"
-        " GROUP BY user_id, session_id HAVING countIf(type = {start:UInt8}) > 0"
+        " FROM video_events FINAL WHERE video_id = {v:String} AND has({watch:Array(UInt8)}, type)"
+        " GROUP BY user_id, session_id"
         ") GROUP BY step",
-        {**params, "d": float(duration_s), "eps": EPS},
+        {**params, "eps": EPS},
     )
     per_step = [0] * 21
     for step, count in steps:
@@ -137,12 +172,12 @@ async def _top(
 ) -> list[tuple[str, int]]:
     """Audience by ``column``: views (distinct view sessions), most first.
 
-    A session's key is the one of its first watch_start (a phone that roams mid-session
+    A session's key is the one of its first watch event (a phone that roams mid-session
     is still one view)."""
     rows = await analytics.query_rows(
         f"SELECT k, count() AS n FROM ("  # noqa: S608 - fixed column
         f" SELECT argMin({column}, (occurred_at, event_id)) AS k FROM video_events FINAL"
-        f" WHERE {where} AND type = {{start:UInt8}}"
+        f" WHERE {where} AND has({{watch:Array(UInt8)}}, type)"
         f" GROUP BY video_id, user_id, session_id"
         f") WHERE k != '' GROUP BY k ORDER BY n DESC, k LIMIT {TOP_N}",
         params,
@@ -171,28 +206,37 @@ async def creator_videos(analytics: Analytics, creator_id: str) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
-async def creator_stats(analytics: Analytics, video_ids: Sequence[str]) -> CreatorStats:
+async def creator_stats(
+    analytics: Analytics,
+    video_ids: Sequence[str],
+    replay_allowance: float = DEFAULT_REPLAY_ALLOWANCE,
+) -> CreatorStats:
     stats = CreatorStats(video_ids=list(video_ids))
     if not video_ids:
         return stats
-    params = {"ids": list(video_ids), "start": START, "complete": COMPLETE}
+    params = {
+        "ids": list(video_ids),
+        "start": START,
+        "complete": COMPLETE,
+        "watch": WATCH,
+        "allow": float(replay_allowance),
+    }
+    # Each video's duration (as video.published told the sink) bounds its sessions.
     per_video = await analytics.query_rows(
-        "SELECT video_id, countIf(viewed) AS views, sum(plays), sum(completions),"
-        " countIf(viewed AND completions > 0)"
-        f" FROM ({sessions_sql('video_id IN {ids:Array(String)}')})"
+        "SELECT video_id, count() AS views, sum(plays), sum(completions),"
+        f" countIf(completions > 0), sum({_BOUNDED_WATCH})"
+        f" FROM ({sessions_sql('video_id IN {ids:Array(String)}')}) AS s"
+        " LEFT JOIN (SELECT video_id, argMax(duration_s, version) AS d FROM videos"
+        "   WHERE video_id IN {ids:Array(String)} GROUP BY video_id) AS v USING video_id"
         " GROUP BY video_id ORDER BY views DESC, video_id",
         params,
     )
-    watched = await analytics.query_rows(
-        "SELECT sum(watch_s) FROM video_events FINAL WHERE video_id IN {ids:Array(String)}",
-        params,
-    )
-    stats.watch_seconds = float((watched[0][0] if watched else 0.0) or 0.0)
-    for _vid, views, plays, completions, completed_views in per_video:
+    for _vid, views, plays, completions, completed_views, watched in per_video:
         stats.views += int(views)
         stats.plays += int(plays)
         stats.completions += int(completions)
         stats.completed_views += int(completed_views)
+        stats.watch_seconds += float(watched or 0.0)
     stats.top_videos = [(str(row[0]), int(row[1])) for row in per_video if row[1]][:TOP_N]
     stats.top_countries = await _top(
         analytics, "country", "video_id IN {ids:Array(String)}", params

@@ -7,18 +7,31 @@ shares, comments) instead of being queried from ClickHouse.
 Watch counters count like people count (docs/DECISIONS.md, "Counting views"):
 
 * ``views``: distinct view sessions, i.e. (user, session_id) pairs that sent a
-  ``watch_start``. A player re-sending watch_start after a stall is the same view.
+  watch event (``watch_start``, progress or ``watch_complete``). A player re-sending
+  watch_start after a stall is the same view.
 * ``plays``: playthroughs. The first start of a session is one; a ``watch_start``
   after a ``watch_complete`` of the same session (a replay) is another.
 * ``completions``: completed plays (a repeated watch_complete within one play is one).
+* a session whose ``watch_start`` was lost (only progress or ``watch_complete``
+  arrived) is still a view and a play: the start is inferred from its first watch
+  event, so a viewer who finished is never a completion without a view.
+* ``watch_ms``: watch time, bounded per view session (not per event) by what its plays
+  can hold: at most duration x max(plays, replay allowance) in total (the allowance,
+  3 by default, is for players that loop without reporting each loop). A player that
+  re-sends ``watch_seconds`` on every event cannot inflate it; an unknown duration
+  (0) leaves it unbounded.
 
 That needs per-session state: one small hash per view session
 (``key("view", video, digest(user, session))``: ``p`` = plays so far, ``d`` = 1 while
-the current play has completed), updated by the same Lua script, under the same
-per-event ledger key, as the counters. So a redelivered event (same batch again, or
-after a restart) changes neither the state nor the counters, and a session whose
-events arrive in several batches is still one view. Session state expires
-``LEDGER_TTL_S`` after the session's last event (every touch renews it).
+the current play has completed, ``c`` = established time (ms) of the last
+watch_complete, ``w`` = watch ms counted so far), updated by the same Lua script, under
+the same per-event ledger key, as the counters. A watch_start established *before* the
+session's last watch_complete (a start delivered late, in a later batch) is not a
+replay: the counters agree with the analytics, which order by established time. So a
+redelivered event (same batch again, or after a restart) changes neither the state nor
+the counters, and a session whose events arrive in several batches is still one view.
+Session state expires ``LEDGER_TTL_S`` after the session's last event (every touch
+renews it).
 
 Kafka delivers at least once, so every increment is guarded by a ledger key
 ``key("counted", event_id)`` set with NX *in the same Lua script* as the increments:
@@ -94,9 +107,10 @@ return applied
 
 
 # Watch events. ARGV: ttl, ledger key prefix, then groups per video: counters hash,
-# event count E, then E times (event id, session state key, kind, watch_ms); kind is
-# 1 (watch_start), 5 (watch_complete) or 0 (anything else: watch time only). Events
-# of one session must come in the order they happened (the caller sorts a batch).
+# the video's duration in ms (0 = unknown), the replay allowance, event count E, then
+# E times (event id, session state key, kind, watch_ms, established ms); kind is
+# 1 (watch_start), 5 (watch_complete) or 0 (progress: watch time only). Events of one
+# session must come in the order they happened (the caller sorts a batch).
 _APPLY_WATCH = """
 local ttl = tonumber(ARGV[1])
 local prefix = ARGV[2]
@@ -105,37 +119,54 @@ local i = 3
 local n = #ARGV
 while i <= n do
   local hash = ARGV[i]
-  local ne = tonumber(ARGV[i + 1])
+  local duration = tonumber(ARGV[i + 1])
+  local allowance = tonumber(ARGV[i + 2])
+  local ne = tonumber(ARGV[i + 3])
   local views, plays, completions, watch = 0, 0, 0, 0
-  local e = i + 2
+  local e = i + 4
   for _ = 1, ne do
     if redis.call('SET', prefix .. ARGV[e], '1', 'NX', 'EX', ttl) then
       applied = applied + 1
       local session = ARGV[e + 1]
       local kind = ARGV[e + 2]
-      watch = watch + tonumber(ARGV[e + 3])
-      if kind == '1' then
-        if not redis.call('HGET', session, 'p') then
-          views = views + 1
+      local at = tonumber(ARGV[e + 4])
+      if not redis.call('HGET', session, 'p') then
+        -- The session's first watch event: a view and its first play (a lost
+        -- watch_start is inferred from whatever watch event came first).
+        views = views + 1
+        plays = plays + 1
+        redis.call('HSET', session, 'p', 1, 'd', 0, 'c', 0, 'w', 0)
+      elseif kind == '1' then
+        if redis.call('HGET', session, 'd') == '1'
+            and at >= tonumber(redis.call('HGET', session, 'c') or '0') then
           plays = plays + 1
-          redis.call('HSET', session, 'p', 1, 'd', 0)
-        else
-          if redis.call('HGET', session, 'd') == '1' then
-            plays = plays + 1
-            redis.call('HINCRBY', session, 'p', 1)
-          end
+          redis.call('HINCRBY', session, 'p', 1)
           redis.call('HSET', session, 'd', 0)
         end
-        redis.call('EXPIRE', session, ttl)
-      elseif kind == '5' then
+      end
+      if kind == '5' then
         if redis.call('HGET', session, 'd') ~= '1' then
           completions = completions + 1
           redis.call('HSET', session, 'd', 1)
         end
-        redis.call('EXPIRE', session, ttl)
+        if at > tonumber(redis.call('HGET', session, 'c') or '0') then
+          redis.call('HSET', session, 'c', at)
+        end
       end
+      local add = tonumber(ARGV[e + 3])
+      if duration > 0 then
+        local p = tonumber(redis.call('HGET', session, 'p'))
+        local cap = math.floor(duration * math.max(p, allowance))
+        local counted = tonumber(redis.call('HGET', session, 'w') or '0')
+        add = math.max(0, math.min(add, cap - counted))
+      end
+      if add > 0 then
+        redis.call('HINCRBY', session, 'w', string.format('%d', add))
+        watch = watch + add
+      end
+      redis.call('EXPIRE', session, ttl)
     end
-    e = e + 4
+    e = e + 5
   end
   if views ~= 0 then redis.call('HINCRBY', hash, 'views', views) end
   if plays ~= 0 then redis.call('HINCRBY', hash, 'plays', plays) end
@@ -148,6 +179,10 @@ return applied
 
 WATCH_START_KIND = 1
 WATCH_COMPLETE_KIND = 5
+# Watch time of a view session is bounded by duration x max(plays, this): a player that
+# loops by itself reports one play (svc_stream Settings.events_replay_allowance, the
+# same allowance RecordEvents judges a single event's watch_seconds by).
+DEFAULT_REPLAY_ALLOWANCE = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +199,8 @@ class WatchDelta:
     session_id: str
     kind: int
     watch_ms: int
+    occurred_ms: int = 0
+    """Established time of the event (epoch ms): orders a late start against a complete."""
 
 
 def view_session_key(video_id: str, user_id: str, session_id: str) -> str:
@@ -193,16 +230,29 @@ def creator_counters_key(creator_id: str) -> str:
 class Counters:
     """Applies counter deltas idempotently; one script call per consumed batch."""
 
-    def __init__(self, redis: aioredis.Redis, *, chunk: int = 500) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        chunk: int = 500,
+        replay_allowance: float = DEFAULT_REPLAY_ALLOWANCE,
+    ) -> None:
         self.redis = redis
         self.chunk = chunk
+        self.replay_allowance = replay_allowance
         self._script = redis.register_script(_APPLY)
         self._watch_script = redis.register_script(_APPLY_WATCH)
 
-    async def apply_watch(self, deltas: Sequence[WatchDelta]) -> int:
+    async def apply_watch(
+        self, deltas: Sequence[WatchDelta], durations: Mapping[str, float] | None = None
+    ) -> int:
         """Apply watch events not applied before, in the given order; returns how many
         were new. Each chunk is one atomic script call, all pipelined in one round trip.
+
+        ``durations`` (seconds, by video id) bound each view session's watch time; a
+        video missing from it has its watch time unbounded.
         """
+        durations = durations or {}
         if not deltas:
             return 0
         calls: list[list[str | int]] = []
@@ -216,10 +266,18 @@ class Counters:
                     view_session_key(d.video_id, d.user_id, d.session_id),
                     d.kind,
                     d.watch_ms,
+                    d.occurred_ms,
                 ]
             call: list[str | int] = [LEDGER_TTL_S, prefix]
             for video_id, args in groups.items():
-                call += [video_counters_key(video_id), len(args) // 4, *args]
+                duration_ms = max(0, round(durations.get(video_id, 0.0) * 1000))
+                call += [
+                    video_counters_key(video_id),
+                    duration_ms,
+                    repr(float(self.replay_allowance)),
+                    len(args) // 5,
+                    *args,
+                ]
             calls.append(call)
         if len(calls) == 1:
             return int(await self._watch_script(keys=[], args=calls[0]))

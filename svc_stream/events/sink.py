@@ -9,9 +9,10 @@ Exactly-once *effects* on an at-least-once log, without a per-event ledger in
 Postgres (which would cap throughput at the database's insert rate):
 
 * ClickHouse tables are ``ReplacingMergeTree`` whose sorting key ends in the event id
-  (``watch_history`` and ``videos``: the natural key), so a replayed row is the same
-  row. Background merges collapse duplicates eventually; analytics queries read with
-  ``FINAL`` so the numbers are exact at every moment, not only after a merge.
+  (``watch_history``, ``videos`` and ``video_embeddings``: the natural key), so a
+  replayed row is the same row. Background merges collapse duplicates eventually;
+  analytics queries read with ``FINAL`` so the numbers are exact at every moment, not
+  only after a merge.
 * Redis counters are guarded by a per-event ledger key inside one atomic Lua script
   (see ``counters.py``); the per-view-session state that tells a view from a replay
   is updated under the same ledger key, so views stay exact across batches, restarts
@@ -22,7 +23,9 @@ older client that sends none gets a deterministic one here,
 ``legacy-<30-minute window of its established time>`` (:func:`effective_session`):
 its events within one window are one view session, so a re-sent watch_start does not
 make a second view; the same derived id is written to ClickHouse, so the analytics
-and the counters agree, and a redelivery derives the same id again.
+and the counters agree, and a redelivery derives the same id again. The counters bound
+each view session's watch time by its video's duration (counters.py), which the sink
+takes from ``video.published`` (this batch's, or the ``videos`` table).
 
 Offsets are committed only after both stores took the batch; a crash in between
 (or a failure of either store) replays the batch, which both stores then ignore.
@@ -97,6 +100,13 @@ SCHEMA = (
         video_id String, creator_id String, duration_s Float64, title String,
         published_at DateTime64(3, 'UTC'), version UInt64
     ) ENGINE = ReplacingMergeTree(version) ORDER BY video_id""",
+    # One row per (video, embedding space version): the 256-d unit video vector of a
+    # video.published that carries one (reels/embedding_space.py). created = when the
+    # vector was made (the event's occurred_at); a replay is the same row.
+    """CREATE TABLE IF NOT EXISTS video_embeddings (
+        video_id String, model_version LowCardinality(String),
+        embedding Array(Float32), created DateTime64(3, 'UTC'), version UInt64
+    ) ENGINE = ReplacingMergeTree(version) ORDER BY (video_id, model_version)""",
 )
 VIDEO_EVENT_COLUMNS = (
     "event_id",
@@ -133,6 +143,7 @@ ENGAGEMENT_COLUMNS = (
     "occurred_at",
 )
 VIDEO_COLUMNS = ("video_id", "creator_id", "duration_s", "title", "published_at", "version")
+VIDEO_EMBEDDING_COLUMNS = ("video_id", "model_version", "embedding", "created", "version")
 
 # Plain ints: attribute access on a protobuf enum wrapper is a Python __getattr__ call.
 _WATCH_START = int(ET.EVENT_TYPE_WATCH_START)
@@ -181,6 +192,7 @@ class Batch:
         self.video_events: list[tuple[Any, ...]] = []
         self.engagement: list[tuple[Any, ...]] = []
         self.videos: list[tuple[Any, ...]] = []
+        self.embeddings: list[tuple[Any, ...]] = []
         self.deltas: list[CounterDelta] = []
         # (sort key, delta): applied in the order the events happened (see ``watch``).
         self._watch: list[tuple[tuple[Any, ...], WatchDelta]] = []
@@ -250,11 +262,18 @@ class Batch:
         kind = (
             WATCH_START_KIND if m.type == _WATCH_START else WATCH_COMPLETE_KIND if completed else 0
         )
-        delta = WatchDelta(
-            event.event_id, m.video_id, m.user_id, session, kind, round(m.watch_seconds * 1000)
-        )
         # Milliseconds, as ClickHouse stores the time, so both order ties alike.
-        order = (int(occurred.timestamp() * 1000), m.position_seconds, m.type, event.event_id)
+        occurred_ms = int(occurred.timestamp() * 1000)
+        delta = WatchDelta(
+            event.event_id,
+            m.video_id,
+            m.user_id,
+            session,
+            kind,
+            round(m.watch_seconds * 1000),
+            occurred_ms,
+        )
+        order = (occurred_ms, m.position_seconds, m.type, event.event_id)
         self._watch.append((order, delta))
 
     def _engagement(self, event: ReceivedEvent) -> None:
@@ -307,6 +326,22 @@ class Batch:
                 version or int(published.timestamp() * 1e9),
             )
         )
+        if m.video_embedding:
+            # A video first published without vectors gets them in a follow-up
+            # video.published (svc_transcode/backfill.py); one without any adds no row.
+            created = _ts(m.meta.occurred_at) if m.HasField("meta") else published
+            self.embeddings.append(
+                (
+                    m.video_id,
+                    m.embedding_model_version,
+                    list(m.video_embedding),
+                    created,
+                    version or int(created.timestamp() * 1e9),
+                )
+            )
+
+
+MAX_REMEMBERED_DURATIONS = 200_000
 
 
 class AnalyticsSink:
@@ -317,6 +352,28 @@ class AnalyticsSink:
         self.counters = counters
         self.applied_batches = 0
         self.rows = 0
+        # Video durations (s) that bound each view session's watch time in the counters
+        # (counters.py): from video.published, as ClickHouse's ``videos`` has them.
+        self._durations: dict[str, float] = {}
+
+    async def durations(self, batch: Batch, video_ids: set[str]) -> dict[str, float]:
+        """Durations of ``video_ids``: this batch's video.published first, then what
+        earlier batches wrote to ``videos`` (one query for those not remembered yet).
+        A video not known anywhere is left out (its watch time is not bounded)."""
+        for row in batch.videos:
+            self._durations[row[0]] = float(row[2])
+        missing = [v for v in video_ids if v not in self._durations]
+        if missing:
+            rows = await self.analytics.query_rows(
+                "SELECT video_id, argMax(duration_s, version) FROM videos"
+                " WHERE video_id IN {ids:Array(String)} GROUP BY video_id",
+                {"ids": missing},
+            )
+            if len(self._durations) > MAX_REMEMBERED_DURATIONS:
+                self._durations.clear()
+            for video_id, duration in rows:
+                self._durations[str(video_id)] = float(duration)
+        return {v: self._durations[v] for v in video_ids if v in self._durations}
 
     async def apply(self, events: Sequence[ReceivedEvent]) -> None:
         batch = Batch()
@@ -328,6 +385,7 @@ class AnalyticsSink:
         # the other store already took.
         inserts = (
             ("videos", batch.videos, VIDEO_COLUMNS),
+            ("video_embeddings", batch.embeddings, VIDEO_EMBEDDING_COLUMNS),
             ("video_events", batch.video_events, VIDEO_EVENT_COLUMNS),
             ("watch_history", list(batch.history.values()), WATCH_HISTORY_COLUMNS),
             ("engagement_events", batch.engagement, ENGAGEMENT_COLUMNS),
@@ -343,7 +401,8 @@ class AnalyticsSink:
             jobs.append(self.counters.apply(batch.deltas))
         watch = batch.watch
         if watch:
-            jobs.append(self.counters.apply_watch(watch))
+            durations = await self.durations(batch, {d.video_id for d in watch})
+            jobs.append(self.counters.apply_watch(watch, durations))
         results = await asyncio.gather(*jobs, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):

@@ -23,6 +23,20 @@ from svc_stream.playback.catalog import PublishedVideo
 
 MAX_BATCH = 500
 MAX_CLIENT_EVENT_ID = 128
+# Every string field of an item is bounded and free of control characters, each checked
+# alone so that one bad item is rejected with its reason and the rest recorded (a NUL
+# that reached the catalog's Postgres lookup used to fail the whole batch). Identifiers
+# are what players generate (UUIDs, ULIDs, counters): printable, no whitespace.
+MAX_VIDEO_ID = 64  # our ids are UUIDs (36); room for other id shapes, not for payloads
+MAX_SESSION_ID = 128
+MAX_RENDITION = 32  # "1080p", "720p60", "audio-en-stereo"
+# (field, longest, required): the free-form identifier fields, checked in this order.
+ID_FIELDS: tuple[tuple[str, int, bool], ...] = (
+    ("client_event_id", MAX_CLIENT_EVENT_ID, True),
+    ("video_id", MAX_VIDEO_ID, True),
+    ("session_id", MAX_SESSION_ID, False),
+    ("rendition", MAX_RENDITION, False),
+)
 # Players report the playhead a little past the end (rounding, last frame).
 POSITION_TOLERANCE_S = 1.0
 
@@ -178,14 +192,30 @@ def establish_time(
     return min(raw, received), ""
 
 
+def _check_identifier(name: str, value: str, longest: int, required: bool) -> str:
+    """One identifier-like string field: present if required, at most ``longest``
+    characters, only printable characters and no whitespace; "" = fine."""
+    if not value:
+        return f"{name} is required" if required else ""
+    if len(value) > longest:
+        return f"{name} longer than {longest} characters"
+    if not value.isprintable() or any(ch.isspace() for ch in value):
+        # isprintable() is False for controls (NUL...), format characters (bidi
+        # overrides, zero-width), separators, surrogates and unassigned code points.
+        bad = next(ch for ch in value if not ch.isprintable() or ch.isspace())
+        return (
+            f"{name} contains a control, invisible or whitespace character "
+            f"(U+{ord(bad):04X} at character {value.index(bad) + 1})"
+        )
+    return ""
+
+
 def _check_fields(event: stream_pb2.PlayerEvent) -> str:
     """Everything that can be judged without the catalog and the clock; "" = fine."""
-    if not event.client_event_id:
-        return "client_event_id is required"
-    if len(event.client_event_id) > MAX_CLIENT_EVENT_ID:
-        return f"client_event_id longer than {MAX_CLIENT_EVENT_ID} characters"
-    if not event.video_id:
-        return "video_id is required"
+    for name, longest, required in ID_FIELDS:
+        why = _check_identifier(name, getattr(event, name), longest, required)
+        if why:
+            return why
     if event.type not in KNOWN_TYPES:
         return "type is unspecified or unknown"
     if not event.HasField("occurred_at"):
@@ -236,6 +266,8 @@ async def validate_batch(
     for index, event in enumerate(events):
         cid = event.client_event_id
         reason = _check_fields(event)
+        if reason.startswith("client_event_id"):
+            cid = ""  # never echo a malformed id (100 KB, NUL...): the index names the item
         established = 0
         if not reason:
             established, reason = establish_time(event.occurred_at, clock, limits)

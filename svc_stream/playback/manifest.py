@@ -1,4 +1,4 @@
-"""HLS playlist rewriting: every URI gets a signature, the master gets the device's ladder.
+"""Text media rewriting: every URI inside gets a signature, the master the device's ladder.
 
 Stored playlists (written by svc_transcode) use relative URIs (``720p/index.m3u8``,
 ``seg_0000.ts``). A relative URI loses the query string of the playlist it came from,
@@ -10,12 +10,23 @@ each URI to carry its own signature. Two shapes:
 * returned by GetManifest (served under ``/api/...``, not ``/media/``): absolute URLs
   under the media base URL.
 
+The same holds for every text object the origin serves that names other objects
+(:func:`sign_text`): a WebVTT thumbnails track (``storyboard.jpg#xywh=0,0,160,90`` cue
+payloads; a player resolves them against the VTT's URL and loses its query) and the
+storyboard's JSON index (its ``image``). A fragment (``#xywh=..``) is kept after the
+signed query. In playlists every URI is covered: segment lines, and every ``URI=``
+attribute (EXT-X-MAP, EXT-X-KEY, EXT-X-MEDIA renditions such as subtitles and audio,
+EXT-X-I-FRAME-STREAM-INF, EXT-X-SESSION-DATA/-KEY, LL-HLS parts and hints); the
+subtitle playlists' ``.vtt`` segments are then rewritten like any WebVTT (their cue
+text is not a URI, so it is left alone).
+
 Pure functions on text: no I/O here, so the origin and the RPCs share them and the
 benchmark measures exactly what the service runs.
 """
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 from collections.abc import Callable, Collection
@@ -64,10 +75,18 @@ def absolute_signed(url_for: Callable[[str], str]) -> UriSigner:
     return lambda key, uri: url_for(key)
 
 
+def sign_uri(base_key: str, uri: str, sign: UriSigner) -> str:
+    """``uri`` with its signed query, fragment (``#xywh=..``) kept after the query; URIs
+    that do not point inside the video's folder (:func:`resolve_key`) are left as they are."""
+    path, hash_, fragment = uri.partition("#")
+    key = resolve_key(base_key, path)
+    return uri if key is None else f"{sign(key, path)}{hash_}{fragment}"
+
+
 def _sign_attr(line: str, base_key: str, sign: UriSigner) -> str:
     def repl(m: re.Match[str]) -> str:
-        key = resolve_key(base_key, m.group(1))
-        return m.group(0) if key is None else f'URI="{sign(key, m.group(1))}"'
+        signed = sign_uri(base_key, m.group(1), sign)
+        return m.group(0) if signed == m.group(1) else f'URI="{signed}"'
 
     return _URI_ATTR.sub(repl, line)
 
@@ -79,11 +98,81 @@ def sign_media_playlist(text: str, key: str, sign: UriSigner) -> str:
         if line.startswith("#"):
             out.append(_sign_attr(line, key, sign) if 'URI="' in line else line)
         elif line.strip():
-            target = resolve_key(key, line.strip())
-            out.append(line if target is None else sign(target, line.strip()))
+            out.append(sign_uri(key, line.strip(), sign))
         else:
             out.append(line)
     return "\n".join(out) + "\n"
+
+
+# A cue payload that is a reference to one of our objects, not text to show: one token
+# naming a file of a kind the origin serves (the thumbnails-track convention of JW
+# Player, Video.js, Vidstack, hls.js' storyboard plugins), optionally with a fragment.
+_OBJECT_REF = re.compile(
+    r"^[^\s#?]+\.(?:jpe?g|png|webp|gif|avif|vtt|m3u8|ts|m4s|mp4|json)(?:#\S*)?$",
+    re.IGNORECASE,
+)
+_VTT_TIMING = "-->"
+
+
+def sign_webvtt(text: str, key: str, sign: UriSigner) -> str:
+    """A WebVTT file with every cue payload that references one of our objects signed.
+
+    Cue text that is not an object reference (subtitles, captions, chapters) and every
+    other block (header, NOTE, STYLE, REGION) are kept byte for byte, line endings too.
+    """
+    out: list[str] = []
+    in_cue = False
+    for line in text.splitlines(keepends=True):
+        body = line.rstrip("\r\n")
+        if not body.strip():
+            in_cue = False
+        elif _VTT_TIMING in body and not in_cue:
+            in_cue = True  # the timing line; the payload follows until a blank line
+        elif in_cue and _OBJECT_REF.match(body.strip()):
+            ending = line[len(body) :]
+            lead = body[: len(body) - len(body.lstrip())]
+            out.append(f"{lead}{sign_uri(key, body.strip(), sign)}{ending}")
+            continue
+        out.append(line)
+    return "".join(out)
+
+
+# Fields of a JSON index (the storyboard's) that name objects next to it.
+JSON_URI_FIELDS = ("image", "uri", "url")
+
+
+def sign_json_index(text: str, key: str, sign: UriSigner) -> str:
+    """A JSON object with its top-level ``image``/``uri``/``url`` references signed;
+    anything else (or JSON that does not parse) is returned unchanged."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(doc, dict):
+        return text
+    changed = False
+    for name in JSON_URI_FIELDS:
+        value = doc.get(name)
+        if isinstance(value, str) and _OBJECT_REF.match(value):
+            signed = sign_uri(key, value, sign)
+            changed |= signed != value
+            doc[name] = signed
+    return json.dumps(doc, indent=1) if changed else text
+
+
+def rewrites(key: str) -> bool:
+    """Whether the origin serves ``key`` rewritten (its URIs signed) rather than as stored."""
+    return posixpath.splitext(key)[1].lower() in (".m3u8", ".vtt", ".json")
+
+
+def sign_text(text: str, key: str, sign: UriSigner) -> str:
+    """The URIs inside a non-playlist text object (WebVTT, JSON index) signed."""
+    ext = posixpath.splitext(key)[1].lower()
+    if ext == ".vtt":
+        return sign_webvtt(text, key, sign)
+    if ext == ".json":
+        return sign_json_index(text, key, sign)
+    return text
 
 
 @dataclass

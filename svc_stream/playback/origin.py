@@ -6,7 +6,11 @@ signed URL is the credential. What a player gets:
 * playlists rewritten on the fly so every URI inside carries its own signature (same
   expiry as the URL that fetched it), the master filtered to the device's ladder and
   to variants that exist, start rendition first; ``Cache-Control: public, max-age=5``
-  (short: rewritten per signature bucket, and a republish must show up quickly);
+  (short: rewritten per signature bucket, and a republish must show up quickly). The
+  other text media that name objects are rewritten the same way (manifest.sign_text):
+  WebVTT tracks (the storyboard's ``storyboard.jpg#xywh=..`` cues, subtitle segments)
+  and the storyboard's JSON index, so whatever a player derives from a signed URL is
+  signed too;
 * segments, images, preview: streamed in chunks (never whole in memory), single
   ``Range`` requests (206 + Content-Range; 416 + ``Content-Range: bytes */size`` when
   unsatisfiable), ``Cache-Control: public, max-age=31536000, immutable`` (an object
@@ -19,6 +23,12 @@ signed URL is the credential. What a player gets:
   for. Envoy leaves ``/media/`` CORS to this origin (as a CDN would leave it to S3's);
 * parameters a player adds to the URL (CMCD, cache busters, LL-HLS directives) are
   ignored: only the key, the expiry and our own parameters are signed (signing.py);
+* a request target longer than :data:`MAX_TARGET_BYTES` (8 KiB, what most servers and
+  CDNs accept; our URLs are a few hundred bytes) is 414, and a request aiohttp cannot
+  parse at all is 400: both JSON bodies in the shared error shape
+  (``reels.http_errors``) that never echo the request back (aiohttp's own answer
+  quoted the request line); Envoy passes request lines up to its header limit, so the
+  parser's line limit follows it (:data:`MAX_LINE_BYTES`);
 * 403 for a missing, wrong or expired signature, or any of our parameters changed,
   added or repeated; 404 for an unknown key; 503 with
   ``Retry-After`` when the store is unreachable or too slow (every store call has a
@@ -40,9 +50,11 @@ import posixpath
 import re
 from urllib.parse import unquote
 
+import grpc
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
-from reels.http_errors import http_error
+from reels.http_errors import HttpError, http_error
 from reels.storage import validate_key
 from svc_stream.playback import manifest
 from svc_stream.playback.devices import parse_device
@@ -76,6 +88,12 @@ CORS_HEADERS = {
 # (CTA-5004: hls.js `cmcd: {useHeaders: true}`, dash.js, Shaka). Always allowed; any
 # other header a preflight asks for is allowed too (no credentials ride on these URLs).
 PLAYER_REQUEST_HEADERS = ("Range", "CMCD-Request", "CMCD-Object", "CMCD-Status", "CMCD-Session")
+# The longest request target (path + query) we answer; longer is 414. The parser itself
+# accepts lines up to MAX_LINE_BYTES (Envoy's max_request_headers_kb is 75 KiB, and
+# the request line counts toward it), so what Envoy forwards gets a clean 414 from us
+# rather than the parser's own 400.
+MAX_TARGET_BYTES = 8192
+MAX_LINE_BYTES = 80 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")  # an RFC 9110 field name
 
@@ -118,6 +136,50 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
     )
 
 
+def _json_error(err: HttpError, **headers: str) -> web.Response:
+    return err.json_response(**CORS_HEADERS, **{"Cache-Control": "no-store"}, **headers)
+
+
+class _QuietRequestHandler(RequestHandler):
+    """aiohttp's connection handler, minus its habit of echoing unparsable requests.
+
+    aiohttp answers a request it cannot parse (a line over the limit, a bad method, a
+    malformed header) with a text/plain 400 quoting the offending bytes. Ours is the
+    shared JSON shape with a fixed message; errors past the parser are unchanged.
+    """
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500 or request.writer.output_size > 0:
+            return super().handle_error(request, status, exc, message)
+        log.info("origin: unparsable request refused (%s)", type(exc).__name__)
+        err = HttpError(
+            status,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "malformed or oversized request (request line or a header too long?)",
+        )
+        response = _json_error(err)
+        response.force_close()
+        return response
+
+
+class _QuietServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _QuietRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class _OriginRunner(web.AppRunner):
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _QuietServer  # same state, our handler class per connection
+        return server
+
+
 class MediaOrigin:
     """aiohttp application serving signed media from a :class:`MediaStore`."""
 
@@ -133,7 +195,12 @@ class MediaOrigin:
 
     async def start(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> int:
         """Listen (port 0 picks a free one); returns the bound port."""
-        runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True)
+        runner = _OriginRunner(
+            self.app,
+            access_log=None,
+            handler_cancellation=True,
+            max_line_size=MAX_LINE_BYTES,
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, host, port)
@@ -180,6 +247,14 @@ class MediaOrigin:
         )
 
     async def get(self, request: web.Request) -> web.StreamResponse:
+        if len(request.raw_path) > MAX_TARGET_BYTES:
+            return _json_error(
+                HttpError(
+                    414,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"request URL too long (at most {MAX_TARGET_BYTES} bytes)",
+                )
+            )
         try:
             key = validate_key(unquote(request.match_info["key"]))
         except ValueError:
@@ -192,6 +267,8 @@ class MediaOrigin:
         try:
             if key.endswith(".m3u8"):
                 return await self._playlist(key, signed)
+            if manifest.rewrites(key):
+                return await self._text(key, signed)
             return await self._object(request, key)
         except FileNotFoundError:
             return _error(404, "no such object")
@@ -214,6 +291,21 @@ class MediaOrigin:
             headers={
                 **CORS_HEADERS,
                 "Content-Type": manifest.CONTENT_TYPE,
+                "Cache-Control": PLAYLIST_CACHE,
+            },
+        )
+
+    async def _text(self, key: str, signed: dict[str, str]) -> web.Response:
+        """A WebVTT track or JSON index with the URIs inside signed (as playlists are)."""
+        raw = await self.store.read_small(key)
+        exp = int(signed["exp"])
+        sign = manifest.relative_signed(lambda k: self.signer.query(k, exp))
+        body = manifest.sign_text(raw.decode("utf-8", errors="replace"), key, sign)
+        return web.Response(
+            body=body.encode(),
+            headers={
+                **CORS_HEADERS,
+                "Content-Type": CONTENT_TYPES.get(posixpath.splitext(key)[1].lower(), "text/plain"),
                 "Cache-Control": PLAYLIST_CACHE,
             },
         )

@@ -23,6 +23,8 @@ from svc_stream.playback.devices import DeviceClass, choose_ladder, resolve_devi
 from svc_stream.playback.media_store import MediaStore
 from svc_stream.playback.signing import UrlSigner
 
+MAX_URL_BATCH = 500
+
 
 def _user_agent(request_ua: str, context: grpc.aio.ServicerContext | None) -> str:
     """The request's field, else the caller's User-Agent header (kept by Envoy)."""
@@ -87,6 +89,40 @@ class PlaybackRpcs:
             thumbnail_url=signer.url(keys.thumbnail, exp) if keys.thumbnail else "",
             preview_url=signer.url(keys.preview, exp) if keys.preview else "",
             storyboard_url=signer.url(keys.storyboard, exp) if keys.storyboard else "",
+            expires_at=expires_at,
+        )
+
+    async def GetPlaybackUrls(  # noqa: N802 - generated name
+        self, request: stream_pb2.GetPlaybackUrlsRequest, context: grpc.aio.ServicerContext
+    ) -> stream_pb2.GetPlaybackUrlsResponse:
+        """Signed master and thumbnail URLs of a feed page's videos (svc_rank), in one call.
+
+        Unlike GetPlayback there is no storage round trip per rendition: a published
+        video's master playlist exists (svc_transcode writes it before publishing), and
+        a page of 100 must cost a catalog hit and two HMACs per video. Unknown ids are
+        left out: the feed drops what playback cannot serve.
+        """
+        ids = list(dict.fromkeys(v for v in request.video_ids if v))
+        if len(ids) > MAX_URL_BATCH:
+            raise errors.InvalidArgument(
+                f"at most {MAX_URL_BATCH} video ids per call",
+                [("video_ids", f"got {len(ids)}")],
+            )
+        videos = await asyncio.gather(*(self.catalog.get(v) for v in ids))
+        exp = self.signer.expiry()
+        expires_at = timestamp_pb2.Timestamp()
+        expires_at.FromSeconds(exp)
+        sign = self.signer.url
+        return stream_pb2.GetPlaybackUrlsResponse(
+            videos=[
+                stream_pb2.PlaybackUrls(
+                    video_id=v.video_id,
+                    master_manifest_url=sign(v.keys.master_playlist, exp),
+                    thumbnail_url=sign(v.keys.thumbnail, exp) if v.keys.thumbnail else "",
+                )
+                for v in videos
+                if v is not None and v.keys.master_playlist
+            ],
             expires_at=expires_at,
         )
 

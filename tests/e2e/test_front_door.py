@@ -31,7 +31,10 @@ from reels_dev.keys import mint_token
 from tests.fixtures.mesh import Mesh
 
 
-def _auth(user: str = "alice", **kwargs: object) -> dict[str, str]:
+def _auth(user: str = "", **kwargs: object) -> dict[str, str]:
+    # A new user per call unless one is named: the feed caches a ranked list per user
+    # and never re-serves what a user was served, so tests must not share a viewer.
+    user = user or f"alice-{uuid.uuid4().hex[:8]}"
     return {"authorization": f"Bearer {mint_token(user, **kwargs)}"}  # type: ignore[arg-type]
 
 
@@ -106,7 +109,8 @@ async def trending(mesh: Mesh) -> None:
             events_pb2.VideoPublished(
                 meta=events_pb2.EventMeta(event_id=str(uuid.uuid4()), occurred_at=now),
                 video_id=vid,
-                creator_id="creator-1",
+                # One creator each: the feed allows at most 2 items of a creator in 10.
+                creator_id=f"creator-{vid[-1]}",
                 duration=duration_pb2.Duration(seconds=10),
                 width=720,
                 height=1280,

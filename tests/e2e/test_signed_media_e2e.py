@@ -47,6 +47,7 @@ class Urls:
     master: str
     variant: str
     segment: str
+    storyboard: str
 
 
 @pytest.fixture(scope="module")
@@ -74,13 +75,15 @@ async def urls(
         while True:
             async with http.get(api, headers=auth) as resp:
                 if resp.status == 200:
-                    master = str((await resp.json())["masterManifestUrl"])
+                    info = await resp.json()
+                    master = str(info["masterManifestUrl"])
+                    storyboard = str(info["storyboardUrl"])
                     break
                 assert resp.status == 404, await resp.text()
             await asyncio.sleep(0.3)
     variant = urljoin(master, _first_uri(await _text(http, master)))
     segment = urljoin(variant, _first_uri(await _text(http, variant)))
-    return Urls(master, variant, segment)
+    return Urls(master, variant, segment, storyboard)
 
 
 async def _text(http: aiohttp.ClientSession, url: str) -> str:
@@ -207,3 +210,30 @@ async def test_api_preflight_allows_cmcd_headers(
         assert pre.headers.get("Access-Control-Allow-Origin") == origin
         allowed = _split(pre.headers.get("Access-Control-Allow-Headers"))
         assert set(CMCD_HEADERS.split(",")) | {"authorization"} <= allowed
+
+
+async def test_storyboard_tiles_load_from_the_signed_track_as_a_player_resolves_them(
+    http: aiohttp.ClientSession, urls: Urls
+) -> None:
+    """The storyboard track's cues (``storyboard.jpg#xywh=..``) resolved against the
+    track's URL, as players do (its query is dropped), still load: each cue is signed."""
+    track = await _text(http, _append(urls.storyboard, f"CMCD={CMCD}"))
+    cues = [ln for ln in track.splitlines() if "#xywh=" in ln]
+    assert cues, track
+    for cue in cues:
+        image = urljoin(urls.storyboard, cue).split("#")[0]
+        async with http.get(image) as resp:
+            await resp.read()
+            assert (resp.status, resp.headers["Content-Type"]) == (200, "image/jpeg"), cue
+
+
+async def test_an_oversized_media_url_is_a_json_414_that_echoes_nothing(
+    http: aiohttp.ClientSession, urls: Urls
+) -> None:
+    marker = f"ECHO{uuid.uuid4().hex[:8]}"
+    url = _append(urls.segment, f"{marker}={'x' * 9000}")
+    async with http.get(url) as resp:
+        body = await resp.read()
+        assert resp.status == 414, body[:300]
+        assert resp.headers["Content-Type"].startswith("application/json")
+    assert marker.encode() not in body and b"xxxx" not in body

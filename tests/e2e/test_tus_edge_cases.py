@@ -136,3 +136,17 @@ async def test_browser_preflight_allows_the_tus_headers_clients_send(tus: Tus) -
     assert status == 201
     exposed = {x.strip() for x in h["access-control-expose-headers"].split(",")}
     assert {"location", "upload-offset", "upload-expires", "tus-resumable"} <= exposed
+
+
+async def test_review_follow_ups_through_envoy(mesh: Mesh, tus: Tus) -> None:
+    """415 has the JSON shape of other errors; Upload-Length 0 names the header; a tab
+    separates a key from its value; an invisible title takes the file name's stem."""
+    h = tus.headers(**{"Upload-Length": "100", "Upload-Metadata": metadata(title="x")})
+    status, _, body = await tus.request("POST", tus.base, {**h, "Content-Type": "text/plain"}, b"x")
+    assert status == 415 and body["code"] == "INVALID_ARGUMENT", body
+    status, _, body = await tus.create(length=0, meta=metadata(title="x"))
+    assert status == 400 and body["field_violations"][0]["field"] == "Upload-Length", body
+    header = metadata(filename="Tabbed.mp4").replace(" ", "\t") + ",title\t" + "4oCL"  # U+200B
+    status, headers, body = await tus.create(meta=header)
+    assert status == 201, body
+    assert await stored(mesh, headers["Reels-Video-Id"], "title") == "Tabbed"

@@ -211,3 +211,52 @@ async def test_a_lone_surrogate_escape_in_json_is_400_not_500(
         ) as resp:
             body = await resp.text()
     assert resp.status == 400, body
+
+
+# --- review follow-ups: the JSON door agrees with gRPC and tus ---------------------------
+
+INVISIBLE_TITLES = ["\u200b", "\u3164", "\u180e", "\ufeff", "\u0301", "\U000e0041", "\u00a0\u3000"]
+
+
+async def _reel(envoy: EnvoySettings, video_id: str, who: str) -> dict:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{_base(envoy)}/api/v1/reels/{video_id}", headers=_auth(who)) as r:
+            body = await r.json(content_type=None)
+            assert r.status == 200, body
+            return body["video"]
+
+
+@pytest.mark.parametrize("title", INVISIBLE_TITLES, ids=lambda t: f"{ord(t[0]):04x}")
+async def test_an_invisible_title_over_json_is_an_empty_one(
+    envoy: EnvoySettings, title: str
+) -> None:
+    who = f"titler-{uuid.uuid4().hex[:6]}"
+    for filename, expected in [("Sunset walk.mp4", "Sunset walk"), ("", "Untitled")]:
+        fields = {"title": title, "filename": filename, "declaredSizeBytes": "1000"}
+        status, body = await _post_json(envoy, "/api/v1/uploads", fields, who)
+        assert status == 200, body
+        assert (await _reel(envoy, body["videoId"], who))["title"] == expected
+
+
+async def test_hashtags_with_any_scripts_punctuation_over_json(envoy: EnvoySettings) -> None:
+    who = f"tagger-{uuid.uuid4().hex[:6]}"
+    raw = "#مرحبا، #عالم #東京。#大阪 #नमस्ते। #भारत #wow! #love\ufe0f #abc\u200e #a\u200db"
+    status, body = await _post_json(
+        envoy,
+        "/api/v1/uploads",
+        {"title": "tags", "declaredSizeBytes": "1000", "hashtags": raw.split(" ")},
+        who,
+    )
+    assert status == 200, body
+    assert (await _reel(envoy, body["videoId"], who))["hashtags"] == [
+        "مرحبا",
+        "عالم",
+        "東京",
+        "大阪",
+        "नमस्ते",
+        "भारत",
+        "wow",
+        "love",
+        "abc",
+        "ab",
+    ]

@@ -87,6 +87,9 @@ async def test_prometheus_scrapes_a_running_service(
     metrics.transcode_queue_depth.set(7)
     metrics.record_player_event(1, 0.0, 30.0, "360p")  # watch_start
     metrics.record_player_event(3, 15.0, 30.0, "360p")  # progress_50
+    metrics.feed_ranking_latency.record(12.0, {"cache_hit": "false"})
+    metrics.deep_model_inference_duration.record(3.0, {"outcome": "ok"})
+    metrics.feed_fallbacks.add(1, {"fallback": "rule_scorer"})
     await asyncio.sleep(0)
     families = await _scrape(metrics_port)
     kinds = {"histogram": "histogram", "counter": "counter", "gauge": "gauge"}

@@ -119,7 +119,7 @@ async def test_migrations_create_tables(empty_database_url: str) -> None:
                 .all()
             )
             assert versions == set(ScriptDirectory.from_config(alembic_config()).get_heads())
-            assert "t0003" in versions  # svc_transcode's head
+            assert "t0004" in versions  # svc_transcode's head
 
         await downgrade(empty_database_url, "base")
         async with engine.connect() as conn:

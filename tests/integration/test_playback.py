@@ -171,10 +171,19 @@ async def test_playback_lists_signed_renditions_and_starts_at_480p_for_unknown_d
     for url, kind in [
         (info.thumbnail_url, "image/jpeg"),
         (info.preview_url, "video/mp4"),
-        (info.storyboard_url, "image/jpeg"),
+        (info.storyboard_url, "text/vtt"),
     ]:
         status, headers, _ = await _get(stack, url)
         assert (status, headers["Content-Type"]) == (200, kind)
+    # The storyboard track's cues name tiles of the sprite: a player resolves each one
+    # against the track's URL (dropping its query), so each carries its own signature.
+    _, _, track = await _get(stack, info.storyboard_url)
+    cues = [ln for ln in track.decode().splitlines() if "#xywh=" in ln]
+    assert cues
+    for cue in cues:
+        url = info.storyboard_url.split("?")[0].rsplit("/", 1)[0] + "/" + cue.split("#")[0]
+        status, headers, _ = await _get(stack, url)
+        assert (status, headers["Content-Type"]) == (200, "image/jpeg"), cue
 
     # The master a player gets: every variant, 480p listed first (players start there).
     status, _, body = await _get(stack, info.master_manifest_url)

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from reels import topics
 from reels.config import ServerSettings, platform
+from reels.embedding_space import MODEL_VERSION, VIDEO_EMBEDDING_DIM
 from reels.errors import from_rpc_error
 from reels.events import EVENT_ID_HEADER, EventProducer, ReceivedEvent, from_kafka_headers
 from reels.server import RunningServer, run_app
@@ -42,7 +43,7 @@ from reels_dev.infra.triton import MODEL_REPOSITORY, triton_process
 from reels_dev.keys import mint_token
 from svc_transcode.app import App
 from svc_transcode.consumer import make_consumer, make_handler
-from svc_transcode.embeddings import NoTextEmbedder, TextEmbedder, TritonTextEmbedder
+from svc_transcode.embeddings import NoEmbedder, TritonEmbedder, VideoEmbedder
 from svc_transcode.models import TranscodeJob
 from svc_transcode.settings import Settings
 from svc_transcode.status import NoStatusReporter, StatusReporter
@@ -57,6 +58,9 @@ pytestmark = pytest.mark.skipif(
     shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
     reason="ffmpeg/ffprobe are not installed (scripts/setup.sh installs them)",
 )
+
+# The Triton models a published video's embeddings need (svc_transcode/embeddings.py).
+EMBEDDING_MODELS = ("text_embedding", "visual_embedding")
 
 # Worker settings that make a test's jobs, leases and retries take seconds, not minutes.
 FAST: dict[str, object] = {
@@ -105,15 +109,16 @@ async def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def triton_addr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    model = MODEL_REPOSITORY / "text_embedding" / "1" / "model.onnx"
-    if not model.exists():
-        pytest.fail(f"text_embedding is not built ({model} missing): run `bash scripts/models.sh`")
+    for name in EMBEDDING_MODELS:
+        model = MODEL_REPOSITORY / name / "1" / "model.onnx"
+        if not model.exists():
+            pytest.fail(f"{name} is not built ({model} missing): run `bash scripts/models.sh`")
     grpc_port = free_port()
     proc = triton_process(
         free_port(),
         grpc_port,
         None,
-        models=["text_embedding"],
+        models=list(EMBEDDING_MODELS),
         log_dir=tmp_path_factory.mktemp("triton-log"),
     )
     proc.start()
@@ -188,7 +193,7 @@ async def transcode_service(
     kafka: TansuBroker,
     tmp: Path,
     *,
-    embedder: TextEmbedder | None = None,
+    embedder: VideoEmbedder | None = None,
     reporter: StatusReporter | None = None,
     worker: bool = True,
     **overrides: object,
@@ -198,7 +203,7 @@ async def transcode_service(
         settings=transcode_settings(sessionmaker, kafka, tmp, worker=worker, **overrides),
         store=store,
         reporter=reporter or NoStatusReporter(),
-        embedder=embedder or NoTextEmbedder(),
+        embedder=embedder or NoEmbedder(),
     )
     server = await run_app(app, port=0)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
@@ -331,7 +336,7 @@ async def test_duplicate_delivery_of_one_video_uploaded_event_makes_one_job(
 # --------------------------------------------------------------------------- outcomes
 
 
-async def test_portrait_clip_is_published_playable_with_event_and_text_embedding(
+async def test_portrait_clip_is_published_playable_with_event_and_embeddings(
     sessionmaker: async_sessionmaker[AsyncSession],
     kafka: TansuBroker,
     clips: dict[str, Path],
@@ -339,7 +344,7 @@ async def test_portrait_clip_is_published_playable_with_event_and_text_embedding
     tmp_path: Path,
 ) -> None:
     async with transcode_service(
-        sessionmaker, kafka, tmp_path, embedder=TritonTextEmbedder(triton_addr)
+        sessionmaker, kafka, tmp_path, embedder=TritonEmbedder(triton_addr)
     ) as svc:
         uploaded = await svc.submit(clips["portrait"])
         job = await wait_state(svc, uploaded.video_id, "succeeded", "failed", "dead_lettered")
@@ -376,10 +381,16 @@ async def test_portrait_clip_is_published_playable_with_event_and_text_embedding
         assert (published.width, published.height) == (540, 960)
         assert 2.5 < published.duration.ToNanoseconds() / 1e9 < 3.5
         assert published.title == uploaded.title
-        vector = np.array(published.text_embedding)
-        assert vector.shape == (384,)
-        assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-4
-        assert len(published.visual_embedding) == 0  # the visual model is a later issue
+        # Visual (1280), text (384) and the combined video vector (256), each unit norm.
+        for field, dim in (
+            ("visual_embedding", 1280),
+            ("text_embedding", 384),
+            ("video_embedding", VIDEO_EMBEDDING_DIM),
+        ):
+            vector = np.array(getattr(published, field))
+            assert vector.shape == (dim,), field
+            assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-4, field
+        assert published.embedding_model_version == MODEL_VERSION
 
 
 async def test_corrupt_file_fails_permanently_at_once_with_dead_letter_and_failed_event(

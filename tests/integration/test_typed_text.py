@@ -81,7 +81,7 @@ async def test_nul_in_a_text_field_over_grpc_is_invalid_argument_naming_it(
 async def test_every_bad_text_field_is_named_at_once(svc: Service) -> None:
     err = await _create_fails(
         svc,
-        title="\u200b\u3164",  # invisible: no title
+        title="\u200b\x00",  # invisible but for a NUL: named, not replaced by the stem
         description="evil\u202etxt.exe",  # a bidi override
         hashtags=["ok", "not ok!", "a\x00"],
     )
@@ -167,10 +167,10 @@ def _tus_post(svc: Service, who: str, **meta: str) -> requests.Response:
         ({"title": "ok", "description": "great clip\u0000!!"}, {"description"}),
         ({"filename": "clip\u0000.mp4"}, {"filename", "title"}),  # the title is its stem
         ({"title": "\u202egpj.exe"}, {"title"}),
-        ({"title": "\u200b\u200b\u200b"}, {"title"}),
+        ({"title": "\u200b\u200b\u0000"}, {"title"}),  # invisible but for a NUL
         ({"title": "ok", "hashtags": "#fine #not\u0000fine"}, {"hashtags"}),
     ],
-    ids=["nul_title", "nul_description", "nul_filename", "bidi_override", "invisible", "tag"],
+    ids=["nul_title", "nul_description", "nul_filename", "bidi_override", "zwsp_nul", "tag"],
 )
 async def test_bad_text_over_tus_is_400_naming_the_field(
     svc: Service, meta: dict[str, str], fields: set[str]
@@ -195,6 +195,69 @@ async def test_hashtags_over_tus_are_stored_as_distinct_casefolded_keys(svc: Ser
         "café",
         "東京",
     ]
+
+
+# --- review follow-ups: invisible titles and hashtags, the same on every door ------------
+
+INVISIBLE_TITLES = [
+    "\u200b",
+    "\u3164",
+    "\u180e",
+    "\ufeff",
+    "\u2060",
+    "\u115f",
+    "\u0301",
+    "\U000e0041\U000e0042",
+    "\u00a0\u3000",
+    "\u2800\u200d\ufe0f",
+]
+
+
+async def _title_over_both_doors(svc: Service, title: str, filename: str) -> tuple[str, str]:
+    """The stored title of one upload made over gRPC and one over tus, same metadata."""
+    created = await _create(svc, user(), title=title, filename=filename)
+    grpc_title = await svc.scalar("SELECT title FROM videos WHERE id = :v", v=created.video_id)
+    meta = {"title": title, **({"filename": filename} if filename else {})}
+    header = ",".join(f"{k} {_b64(v)}" for k, v in meta.items())
+    response = await asyncio.to_thread(
+        requests.post,
+        svc.tus_url,
+        headers={**tus_headers(user()), "Upload-Length": "1000", "Upload-Metadata": header},
+    )
+    assert response.status_code == 201, response.text
+    tus_title = await svc.scalar(
+        "SELECT title FROM videos WHERE id = :v", v=response.headers["Reels-Video-Id"]
+    )
+    return str(grpc_title), str(tus_title)
+
+
+@pytest.mark.parametrize("title", INVISIBLE_TITLES, ids=lambda t: f"{ord(t[0]):04x}")
+async def test_an_invisible_title_is_empty_on_grpc_and_tus_alike(svc: Service, title: str) -> None:
+    assert await _title_over_both_doors(svc, title, "Sunset walk.mp4") == ("Sunset walk",) * 2
+    assert await _title_over_both_doors(svc, title, "") == ("Untitled",) * 2
+    assert await _title_over_both_doors(svc, "", "") == ("Untitled",) * 2
+
+
+REVIEWED_HASHTAGS = (
+    "#مرحبا، #عالم #a؛ #b #東京。#大阪 #नमस्ते। #भारत #wow! #a. #a; #b #love\ufe0f #abc\u200e"
+)
+REVIEWED_KEYS = ["مرحبا", "عالم", "a", "b", "東京", "大阪", "नमस्ते", "भारत", "wow", "love", "abc"]
+
+
+async def test_hashtags_with_any_scripts_punctuation_are_accepted_over_grpc_and_tus(
+    svc: Service,
+) -> None:
+    created = await _create(svc, user(), hashtags=REVIEWED_HASHTAGS.split(" "))
+    stored = await svc.scalar("SELECT hashtags FROM videos WHERE id = :v", v=created.video_id)
+    assert stored == REVIEWED_KEYS
+    response = await asyncio.to_thread(
+        _tus_post, svc, user(), title="tags", hashtags=REVIEWED_HASHTAGS, filename="a.mp4"
+    )
+    assert response.status_code == 201, response.text
+    video_id = response.headers["Reels-Video-Id"]
+    assert await svc.scalar("SELECT hashtags FROM videos WHERE id = :v", v=video_id) == (
+        REVIEWED_KEYS
+    )
 
 
 # --- comments (svc_stream) ---------------------------------------------------------------

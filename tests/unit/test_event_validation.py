@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -410,3 +411,135 @@ def test_the_default_limits_are_the_documented_ones() -> None:
         limits.replay_allowance,
         limits.uncorrected_future_s,
     ) == (120.0, 7 * 86400.0, 3.0, 26 * 3600.0)
+
+
+# --------------------------------------------------------------------------- string fields
+# Every string field of an item is bounded and free of control characters, judged per
+# item: one bad field rejects its own item (named in the reason), never the batch.
+
+STRING_FIELDS = {  # field -> (longest accepted, required)
+    "client_event_id": (validation.MAX_CLIENT_EVENT_ID, True),
+    "video_id": (validation.MAX_VIDEO_ID, True),
+    "session_id": (validation.MAX_SESSION_ID, False),
+    "rendition": (validation.MAX_RENDITION, False),
+}
+# Characters no identifier may hold: C0/C1 controls, DEL, bidi override, zero-width
+# space and joiner, BOM, line/paragraph separators, whitespace of every kind.
+BAD_CHARS = ["\x00", "\x01", "\x1b", "\x7f", "\x85", "\u202e", "\u200b", "\u200d", "\ufeff",
+             "\u2028", "\u2029", "\n", "\r", "\t", " ", "\u00a0", "\u3000"]  # fmt: skip
+
+
+def _valid_for(field: str, length: int) -> str:
+    """A value of ``length`` characters that is fine for ``field`` (video ids must exist)."""
+    if field == "video_id":
+        return REEL
+    return ("ab-7_é東" * length)[:length]
+
+
+def _batch_with(
+    field: str, bad: str, size: int = 6, at: int = 3, when: datetime | None = None
+) -> list[stream_pb2.PlayerEvent]:
+    when = when or NOW - timedelta(seconds=5)
+    events = [event(client_event_id=f"ce-{i}", session_id=f"s-{i}", at=when) for i in range(size)]
+    setattr(events[at], field, bad)
+    return events
+
+
+@pytest.mark.parametrize("field", list(STRING_FIELDS))
+@pytest.mark.parametrize("length", [129, 1024, 100 * 1024])
+def test_an_oversized_string_field_rejects_only_its_own_item(field: str, length: int) -> None:
+    longest, _ = STRING_FIELDS[field]
+    catalog = Catalog(video(), video(OTHER, 10.0))
+    bad = "v" * max(length, longest + 1)
+    verdicts = asyncio.run(validation.validate_batch(_batch_with(field, bad), catalog.get, now=NOW))
+    assert [v.accepted for v in verdicts] == [True, True, True, False, True, True]
+    assert verdicts[3].reason == f"{field} longer than {longest} characters"
+    assert bad not in catalog.lookups
+    # A rejected client_event_id is not echoed back (the index names the item).
+    assert len(verdicts[3].client_event_id) <= validation.MAX_CLIENT_EVENT_ID
+
+
+@pytest.mark.parametrize("field", list(STRING_FIELDS))
+@pytest.mark.parametrize("char", BAD_CHARS, ids=[f"U+{ord(c):04X}" for c in BAD_CHARS])
+@pytest.mark.parametrize("where", ["start", "middle", "end"])
+def test_a_control_or_invisible_character_rejects_only_its_own_item(
+    field: str, char: str, where: str
+) -> None:
+    base = "abc-123" if field != "video_id" else REEL
+    bad = {"start": char + base, "middle": base[:3] + char + base[3:], "end": base + char}[where]
+    catalog = Catalog(video(), video(OTHER, 10.0))
+    verdicts = asyncio.run(validation.validate_batch(_batch_with(field, bad), catalog.get, now=NOW))
+    assert [v.accepted for v in verdicts] == [True, True, True, False, True, True]
+    assert verdicts[3].reason.startswith(f"{field} contains a control, invisible or whitespace")
+    assert f"U+{ord(char):04X}" in verdicts[3].reason
+    assert bad not in catalog.lookups  # never reaches the database
+
+
+@pytest.mark.parametrize("field", list(STRING_FIELDS))
+def test_string_fields_at_their_limit_are_accepted(field: str) -> None:
+    longest, _ = STRING_FIELDS[field]
+    value = _valid_for(field, longest)
+    assert reason(**{field: value}) == ""
+
+
+@pytest.mark.parametrize("field", [f for f, (_, required) in STRING_FIELDS.items() if required])
+def test_required_string_fields_are_named_when_missing(field: str) -> None:
+    assert reason(**{field: ""}) == f"{field} is required"
+
+
+def test_optional_string_fields_may_be_empty() -> None:
+    assert reason(session_id="", rendition="") == ""
+
+
+def test_generated_batches_reject_exactly_the_bad_items() -> None:
+    """Random batches with random bad fields: the verdicts match item by item."""
+    rng = random.Random(3)
+    for _ in range(40):
+        events, bad_at = [], set()
+        for i in range(rng.randint(1, 40)):
+            ev = event(client_event_id=f"ce-{i}", session_id=f"s-{rng.randrange(5)}")
+            if rng.random() < 0.3:
+                field = rng.choice(list(STRING_FIELDS))
+                longest, _ = STRING_FIELDS[field]
+                value = rng.choice(
+                    ["x" * (longest + rng.randint(1, 5000)), f"a{rng.choice(BAD_CHARS)}b"]
+                )
+                setattr(ev, field, value)
+                bad_at.add(i)
+            events.append(ev)
+        verdicts = judge(events)
+        assert {v.index for v in verdicts if not v.accepted} == bad_at
+
+
+class _Producer:
+    def __init__(self) -> None:
+        self.sent: list = []
+
+    async def publish(self, events: list) -> None:
+        self.sent.extend(events)
+
+
+def test_record_events_answers_a_nul_in_one_video_id_per_item_and_records_the_rest() -> None:
+    """Through the RPC: the batch is OK, the bad item is rejected with its reason, the
+    others are published (a NUL used to reach Postgres and fail the whole batch: 400)."""
+    from reels.auth import current_user
+    from svc_stream.events.rpc import EventsRpcs
+
+    catalog, producer = Catalog(video()), _Producer()
+    events = _batch_with(
+        "video_id", REEL[:8] + "\x00" + REEL[8:], when=datetime.now(UTC) - timedelta(seconds=5)
+    )
+    events[1].session_id = "s\x00" + "x" * 100_000
+    events[4].rendition = "r" * 100 * 1024
+    request = stream_pb2.RecordEventsRequest(events=events)
+    token = current_user.set("viewer-1")
+    try:
+        reply = asyncio.run(EventsRpcs(catalog, producer).RecordEvents(request, None))  # type: ignore[arg-type]
+    finally:
+        current_user.reset(token)
+    assert reply.accepted_count == 3 == len(producer.sent)
+    assert [r.accepted for r in reply.results] == [True, False, True, False, False, True]
+    assert reply.results[3].reason.startswith("video_id contains a control")
+    assert reply.results[1].reason == "session_id longer than 128 characters"
+    assert reply.results[4].reason == "rendition longer than 32 characters"
+    assert catalog.lookups == [REEL]

@@ -92,3 +92,27 @@ def test_tampered_or_garbage_cursor_is_invalid_argument(bad: str) -> None:
 def test_hostile_cursor_is_invalid_argument_not_an_internal_error(bad: str) -> None:
     with pytest.raises(errors.InvalidArgument):
         cursor.decode(bad)
+
+
+# --------------------------------------------------------------------------- feed (v2)
+
+
+def test_feed_cursor_names_its_list_and_offset() -> None:
+    token_ = cursor.encode_feed("0123456789abcdef", 40)
+    assert cursor.decode_feed(token_) == cursor.FeedCursor("0123456789abcdef", 40)
+    assert cursor.decode_feed("") is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        cursor.encode(5),  # a trending cursor is not a feed cursor
+        token({"v": 2, "o": 5}),
+        token({"v": 2, "l": "NOT-HEX", "o": 5}),
+        token({"v": 2, "l": "ab", "o": -1}),
+        token({"v": 2, "l": "ab", "o": True}),
+    ],
+)
+def test_bad_feed_cursor_is_invalid_argument(bad: str) -> None:
+    with pytest.raises(errors.InvalidArgument):
+        cursor.decode_feed(bad)

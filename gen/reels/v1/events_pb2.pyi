@@ -296,6 +296,8 @@ class VideoPublished(_message.Message):
     PUBLISHED_AT_FIELD_NUMBER: _builtins.int
     TITLE_FIELD_NUMBER: _builtins.int
     CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    VIDEO_EMBEDDING_FIELD_NUMBER: _builtins.int
+    EMBEDDING_MODEL_VERSION_FIELD_NUMBER: _builtins.int
     video_id: _builtins.str
     creator_id: _builtins.str
     width: _builtins.int
@@ -306,6 +308,10 @@ class VideoPublished(_message.Message):
     master_playlist_key: _builtins.str
     title: _builtins.str
     content_type: _common_pb2.ContentType.ValueType
+    embedding_model_version: _builtins.str
+    """Version of the model(s) that produced video_embedding; vectors of different
+    versions are not comparable.
+    """
     @_builtins.property
     def meta(self) -> Global___EventMeta: ...
     @_builtins.property
@@ -324,6 +330,13 @@ class VideoPublished(_message.Message):
     def hashtags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def published_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def video_embedding(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """The video's one vector for recall (svc_rank indexes it in Milvus): L2-normalised,
+        combining the visual and text embeddings; empty when embedding failed (a
+        later republish fills it in).
+        """
+
     def __init__(
         self,
         *,
@@ -344,10 +357,12 @@ class VideoPublished(_message.Message):
         published_at: _timestamp_pb2.Timestamp | None = ...,
         title: _builtins.str = ...,
         content_type: _common_pb2.ContentType.ValueType = ...,
+        video_embedding: _abc.Iterable[_builtins.float] | None = ...,
+        embedding_model_version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "meta", b"meta", "published_at", b"published_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "creator_id", b"creator_id", "duration", b"duration", "hashtags", b"hashtags", "height", b"height", "master_playlist_key", b"master_playlist_key", "meta", b"meta", "preview_key", b"preview_key", "published_at", b"published_at", "renditions", b"renditions", "storyboard_key", b"storyboard_key", "text_embedding", b"text_embedding", "thumbnail_key", b"thumbnail_key", "title", b"title", "video_id", b"video_id", "visual_embedding", b"visual_embedding", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "creator_id", b"creator_id", "duration", b"duration", "embedding_model_version", b"embedding_model_version", "hashtags", b"hashtags", "height", b"height", "master_playlist_key", b"master_playlist_key", "meta", b"meta", "preview_key", b"preview_key", "published_at", b"published_at", "renditions", b"renditions", "storyboard_key", b"storyboard_key", "text_embedding", b"text_embedding", "thumbnail_key", b"thumbnail_key", "title", b"title", "video_embedding", b"video_embedding", "video_id", b"video_id", "visual_embedding", b"visual_embedding", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -651,6 +666,72 @@ class ChatModerationEvent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ChatModerationEvent: _TypeAlias = ChatModerationEvent  # noqa: Y015
+
+@_typing.final
+class FeedExposure(_message.Message):
+    """Topic `feed.exposures`, key user_id. Producer: svc_rank (outbox), once per
+    (user, experiment, phase): when an experiment's arm first SERVES the user a
+    feed page (svc_rank/experiments/exposure.py). Consumer: analytics
+    (ClickHouse `feed_exposures`, one row per (experiment, phase, user)). The
+    event id is derived from (experiment_id, phase, user_id), so a re-sent
+    exposure is the same event to every idempotent consumer.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    EXPERIMENT_ID_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    SALT_FIELD_NUMBER: _builtins.int
+    ARM_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    BUCKET_FIELD_NUMBER: _builtins.int
+    RANKER_MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    EXPOSED_AT_FIELD_NUMBER: _builtins.int
+    experiment_id: _builtins.str
+    phase: _builtins.int
+    """Starts at 1; a change to the arms or shares starts a new phase (new salt)."""
+    salt: _builtins.str
+    """The phase's salt: bucket = H(salt + ":" + user_id) mod 10000."""
+    arm: _builtins.str
+    """The arm that served."""
+    user_id: _builtins.str
+    bucket: _builtins.int
+    """0..9999, recomputable by any client from salt and user_id."""
+    ranker_model_version: _builtins.str
+    """The ranker the arm pins: a model version, "rules" (rule scorer alone), or
+    empty when the arm keeps the service's configured ranker.
+    """
+    request_id: _builtins.str
+    """Id of the feed response that exposed the user (GetFeed's request id)."""
+    @_builtins.property
+    def meta(self) -> Global___EventMeta: ...
+    @_builtins.property
+    def exposed_at(self) -> _timestamp_pb2.Timestamp:
+        """When that feed page was served."""
+
+    def __init__(
+        self,
+        *,
+        meta: Global___EventMeta | None = ...,
+        experiment_id: _builtins.str = ...,
+        phase: _builtins.int = ...,
+        salt: _builtins.str = ...,
+        arm: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        bucket: _builtins.int = ...,
+        ranker_model_version: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        exposed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["exposed_at", b"exposed_at", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arm", b"arm", "bucket", b"bucket", "experiment_id", b"experiment_id", "exposed_at", b"exposed_at", "meta", b"meta", "phase", b"phase", "ranker_model_version", b"ranker_model_version", "request_id", b"request_id", "salt", b"salt", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FeedExposure: _TypeAlias = FeedExposure  # noqa: Y015
 
 TOPIC_FIELD_NUMBER: _builtins.int
 topic: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MessageOptions, Global___TopicOptions]

@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13reels/v1/rank.proto\x12\x08reels.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\"\xf1\x01\n\x08\x46\x65\x65\x64Item\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x12\n\ncreator_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x15\n\rthumbnail_url\x18\x04 \x01(\t\x12\x14\n\x0cmanifest_url\x18\x05 \x01(\t\x12+\n\x08\x64uration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05score\x18\x07 \x01(\x01\x12$\n\x06reason\x18\x08 \x01(\x0e\x32\x14.reels.v1.FeedReason\x12\x13\n\x0b\x65xplanation\x18\t \x01(\t\x12\x0c\n\x04rank\x18\n \x01(\x05\"=\n\x0eScoreComponent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x0e\n\x06weight\x18\x03 \x01(\x01\"y\n\x0eGetFeedRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x14\n\x07user_id\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x17\n\nexperiment\x18\x04 \x01(\tH\x01\x88\x01\x01\x42\n\n\x08_user_idB\r\n\x0b_experiment\"q\n\x0fGetFeedResponse\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.reels.v1.FeedItem\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x12\n\nexperiment\x18\x04 \x01(\t\"C\n\x12GetTrendingRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\"M\n\x13GetTrendingResponse\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.reels.v1.FeedItem\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"t\n\x16\x45xplainFeedItemRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x14\n\x07user_id\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x17\n\nexperiment\x18\x03 \x01(\tH\x01\x88\x01\x01\x42\n\n\x08_user_idB\r\n\x0b_experiment\"\xb7\x01\n\x17\x45xplainFeedItemResponse\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12,\n\ncomponents\x18\x03 \x03(\x0b\x32\x18.reels.v1.ScoreComponent\x12$\n\x06reason\x18\x04 \x01(\x0e\x32\x14.reels.v1.FeedReason\x12\x13\n\x0b\x65xplanation\x18\x05 \x01(\t\x12\x12\n\nexperiment\x18\x06 \x01(\t*\xaa\x01\n\nFeedReason\x12\x1b\n\x17\x46\x45\x45\x44_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46\x45\x45\x44_REASON_TRENDING\x10\x01\x12\x17\n\x13\x46\x45\x45\x44_REASON_SIMILAR\x10\x02\x12\x18\n\x14\x46\x45\x45\x44_REASON_FOLLOWEE\x10\x03\x12\x15\n\x11\x46\x45\x45\x44_REASON_FRESH\x10\x04\x12\x1b\n\x17\x46\x45\x45\x44_REASON_EXPLORATION\x10\x05\x32\xd3\x02\n\x0b\x46\x65\x65\x64Service\x12U\n\x07GetFeed\x12\x18.reels.v1.GetFeedRequest\x1a\x19.reels.v1.GetFeedResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/reels\x12j\n\x0bGetTrending\x12\x1c.reels.v1.GetTrendingRequest\x1a\x1d.reels.v1.GetTrendingResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/api/v1/reels/trending\x12\x80\x01\n\x0f\x45xplainFeedItem\x12 .reels.v1.ExplainFeedItemRequest\x1a!.reels.v1.ExplainFeedItemResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /api/v1/reels/{video_id}/explainb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13reels/v1/rank.proto\x12\x08reels.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\"\xe3\x02\n\x08\x46\x65\x65\x64Item\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x12\n\ncreator_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x15\n\rthumbnail_url\x18\x04 \x01(\t\x12\x14\n\x0cmanifest_url\x18\x05 \x01(\t\x12+\n\x08\x64uration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05score\x18\x07 \x01(\x01\x12$\n\x06reason\x18\x08 \x01(\x0e\x32\x14.reels.v1.FeedReason\x12\x13\n\x0b\x65xplanation\x18\t \x01(\t\x12\x0c\n\x04rank\x18\n \x01(\x05\x12\x18\n\x10\x64uration_seconds\x18\x0b \x01(\x01\x12\x12\n\nview_count\x18\x0c \x01(\x03\x12\x12\n\nlike_count\x18\r \x01(\x03\x12\x17\n\x0f\x63ompletion_rate\x18\x0e \x01(\x01\x12\x15\n\rstreaming_url\x18\x0f \x01(\t\"=\n\x0eScoreComponent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x0e\n\x06weight\x18\x03 \x01(\x01\"\x89\x01\n\x0eGetFeedRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x14\n\x07user_id\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x17\n\nexperiment\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x0e\n\x06region\x18\x05 \x01(\tB\n\n\x08_user_idB\r\n\x0b_experiment\"\xfb\x01\n\x0fGetFeedResponse\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.reels.v1.FeedItem\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x12\n\nexperiment\x18\x04 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x05 \x01(\t\x12\x10\n\x08has_more\x18\x06 \x01(\x08\x12\x11\n\tcache_hit\x18\x07 \x01(\x08\x12\x18\n\x10response_time_ms\x18\x08 \x01(\x01\x12)\n\tfallbacks\x18\t \x03(\x0e\x32\x16.reels.v1.FeedFallback\x12\x0e\n\x06scorer\x18\n \x01(\t\"C\n\x12GetTrendingRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\"M\n\x13GetTrendingResponse\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.reels.v1.FeedItem\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"t\n\x16\x45xplainFeedItemRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x14\n\x07user_id\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x17\n\nexperiment\x18\x03 \x01(\tH\x01\x88\x01\x01\x42\n\n\x08_user_idB\r\n\x0b_experiment\"\x9f\x02\n\x17\x45xplainFeedItemResponse\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12,\n\ncomponents\x18\x03 \x03(\x0b\x32\x18.reels.v1.ScoreComponent\x12$\n\x06reason\x18\x04 \x01(\x0e\x32\x14.reels.v1.FeedReason\x12\x13\n\x0b\x65xplanation\x18\x05 \x01(\t\x12\x12\n\nexperiment\x18\x06 \x01(\t\x12\x0e\n\x06scorer\x18\x07 \x01(\t\x12\x19\n\x0cranker_score\x18\x08 \x01(\x01H\x00\x88\x01\x01\x12*\n\x08\x66\x65\x61tures\x18\t \x03(\x0b\x32\x18.reels.v1.ScoreComponentB\x0f\n\r_ranker_score*\xaa\x01\n\nFeedReason\x12\x1b\n\x17\x46\x45\x45\x44_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46\x45\x45\x44_REASON_TRENDING\x10\x01\x12\x17\n\x13\x46\x45\x45\x44_REASON_SIMILAR\x10\x02\x12\x18\n\x14\x46\x45\x45\x44_REASON_FOLLOWEE\x10\x03\x12\x15\n\x11\x46\x45\x45\x44_REASON_FRESH\x10\x04\x12\x1b\n\x17\x46\x45\x45\x44_REASON_EXPLORATION\x10\x05*\xc5\x01\n\x0c\x46\x65\x65\x64\x46\x61llback\x12\x1d\n\x19\x46\x45\x45\x44_FALLBACK_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x46\x45\x45\x44_FALLBACK_RULE_SCORER\x10\x01\x12\x1c\n\x18\x46\x45\x45\x44_FALLBACK_NO_VECTORS\x10\x02\x12\x1b\n\x17\x46\x45\x45\x44_FALLBACK_LAST_LIST\x10\x03\x12 \n\x1c\x46\x45\x45\x44_FALLBACK_REDIS_TRENDING\x10\x04\x12\x1a\n\x16\x46\x45\x45\x44_FALLBACK_UNCACHED\x10\x05\x32\xd3\x02\n\x0b\x46\x65\x65\x64Service\x12U\n\x07GetFeed\x12\x18.reels.v1.GetFeedRequest\x1a\x19.reels.v1.GetFeedResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/reels\x12j\n\x0bGetTrending\x12\x1c.reels.v1.GetTrendingRequest\x1a\x1d.reels.v1.GetTrendingResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/api/v1/reels/trending\x12\x80\x01\n\x0f\x45xplainFeedItem\x12 .reels.v1.ExplainFeedItemRequest\x1a!.reels.v1.ExplainFeedItemResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /api/v1/reels/{video_id}/explainb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,24 +39,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FEEDSERVICE'].methods_by_name['GetTrending']._serialized_options = b'\202\323\344\223\002\030\022\026/api/v1/reels/trending'
   _globals['_FEEDSERVICE'].methods_by_name['ExplainFeedItem']._loaded_options = None
   _globals['_FEEDSERVICE'].methods_by_name['ExplainFeedItem']._serialized_options = b'\202\323\344\223\002\"\022 /api/v1/reels/{video_id}/explain'
-  _globals['_FEEDREASON']._serialized_start=1093
-  _globals['_FEEDREASON']._serialized_end=1263
+  _globals['_FEEDREASON']._serialized_start=1467
+  _globals['_FEEDREASON']._serialized_end=1637
+  _globals['_FEEDFALLBACK']._serialized_start=1640
+  _globals['_FEEDFALLBACK']._serialized_end=1837
   _globals['_FEEDITEM']._serialized_start=96
-  _globals['_FEEDITEM']._serialized_end=337
-  _globals['_SCORECOMPONENT']._serialized_start=339
-  _globals['_SCORECOMPONENT']._serialized_end=400
-  _globals['_GETFEEDREQUEST']._serialized_start=402
-  _globals['_GETFEEDREQUEST']._serialized_end=523
-  _globals['_GETFEEDRESPONSE']._serialized_start=525
-  _globals['_GETFEEDRESPONSE']._serialized_end=638
-  _globals['_GETTRENDINGREQUEST']._serialized_start=640
-  _globals['_GETTRENDINGREQUEST']._serialized_end=707
-  _globals['_GETTRENDINGRESPONSE']._serialized_start=709
-  _globals['_GETTRENDINGRESPONSE']._serialized_end=786
-  _globals['_EXPLAINFEEDITEMREQUEST']._serialized_start=788
-  _globals['_EXPLAINFEEDITEMREQUEST']._serialized_end=904
-  _globals['_EXPLAINFEEDITEMRESPONSE']._serialized_start=907
-  _globals['_EXPLAINFEEDITEMRESPONSE']._serialized_end=1090
-  _globals['_FEEDSERVICE']._serialized_start=1266
-  _globals['_FEEDSERVICE']._serialized_end=1605
+  _globals['_FEEDITEM']._serialized_end=451
+  _globals['_SCORECOMPONENT']._serialized_start=453
+  _globals['_SCORECOMPONENT']._serialized_end=514
+  _globals['_GETFEEDREQUEST']._serialized_start=517
+  _globals['_GETFEEDREQUEST']._serialized_end=654
+  _globals['_GETFEEDRESPONSE']._serialized_start=657
+  _globals['_GETFEEDRESPONSE']._serialized_end=908
+  _globals['_GETTRENDINGREQUEST']._serialized_start=910
+  _globals['_GETTRENDINGREQUEST']._serialized_end=977
+  _globals['_GETTRENDINGRESPONSE']._serialized_start=979
+  _globals['_GETTRENDINGRESPONSE']._serialized_end=1056
+  _globals['_EXPLAINFEEDITEMREQUEST']._serialized_start=1058
+  _globals['_EXPLAINFEEDITEMREQUEST']._serialized_end=1174
+  _globals['_EXPLAINFEEDITEMRESPONSE']._serialized_start=1177
+  _globals['_EXPLAINFEEDITEMRESPONSE']._serialized_end=1464
+  _globals['_FEEDSERVICE']._serialized_start=1840
+  _globals['_FEEDSERVICE']._serialized_end=2179
 # @@protoc_insertion_point(module_scope)

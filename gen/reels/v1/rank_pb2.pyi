@@ -44,6 +44,56 @@ FEED_REASON_FRESH: FeedReason.ValueType  # 4
 FEED_REASON_EXPLORATION: FeedReason.ValueType  # 5
 Global___FeedReason: _TypeAlias = FeedReason  # noqa: Y015
 
+class _FeedFallback:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FeedFallbackEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FeedFallback.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FEED_FALLBACK_UNSPECIFIED: _FeedFallback.ValueType  # 0
+    FEED_FALLBACK_RULE_SCORER: _FeedFallback.ValueType  # 1
+    """The learned ranker (Triton model `ranker`) was absent, down or too slow:
+    the rule scorer ranked the list.
+    """
+    FEED_FALLBACK_NO_VECTORS: _FeedFallback.ValueType  # 2
+    """The vector index (Milvus) was unavailable: no `similar` recall, the list
+    came from trending, fresh (and followees, exploration).
+    """
+    FEED_FALLBACK_LAST_LIST: _FeedFallback.ValueType  # 3
+    """svc_stream was unavailable: the rest of the user's last cached list."""
+    FEED_FALLBACK_REDIS_TRENDING: _FeedFallback.ValueType  # 4
+    """svc_stream was unavailable and no cached list was left: trending read
+    from Redis directly (media URLs may be missing).
+    """
+    FEED_FALLBACK_UNCACHED: _FeedFallback.ValueType  # 5
+    """Redis was unavailable: a ranked list built for this request only (no
+    cache, no served history, no user vector).
+    """
+
+class FeedFallback(_FeedFallback, metaclass=_FeedFallbackEnumTypeWrapper):
+    """Which degraded path served a feed (none: the full pipeline did)."""
+
+FEED_FALLBACK_UNSPECIFIED: FeedFallback.ValueType  # 0
+FEED_FALLBACK_RULE_SCORER: FeedFallback.ValueType  # 1
+"""The learned ranker (Triton model `ranker`) was absent, down or too slow:
+the rule scorer ranked the list.
+"""
+FEED_FALLBACK_NO_VECTORS: FeedFallback.ValueType  # 2
+"""The vector index (Milvus) was unavailable: no `similar` recall, the list
+came from trending, fresh (and followees, exploration).
+"""
+FEED_FALLBACK_LAST_LIST: FeedFallback.ValueType  # 3
+"""svc_stream was unavailable: the rest of the user's last cached list."""
+FEED_FALLBACK_REDIS_TRENDING: FeedFallback.ValueType  # 4
+"""svc_stream was unavailable and no cached list was left: trending read
+from Redis directly (media URLs may be missing).
+"""
+FEED_FALLBACK_UNCACHED: FeedFallback.ValueType  # 5
+"""Redis was unavailable: a ranked list built for this request only (no
+cache, no served history, no user vector).
+"""
+Global___FeedFallback: _TypeAlias = FeedFallback  # noqa: Y015
+
 @_typing.final
 class FeedItem(_message.Message):
     """One video in a feed."""
@@ -60,6 +110,11 @@ class FeedItem(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     EXPLANATION_FIELD_NUMBER: _builtins.int
     RANK_FIELD_NUMBER: _builtins.int
+    DURATION_SECONDS_FIELD_NUMBER: _builtins.int
+    VIEW_COUNT_FIELD_NUMBER: _builtins.int
+    LIKE_COUNT_FIELD_NUMBER: _builtins.int
+    COMPLETION_RATE_FIELD_NUMBER: _builtins.int
+    STREAMING_URL_FIELD_NUMBER: _builtins.int
     video_id: _builtins.str
     creator_id: _builtins.str
     title: _builtins.str
@@ -72,6 +127,16 @@ class FeedItem(_message.Message):
     """Human-readable reason, e.g. "Because you watched #cats"."""
     rank: _builtins.int
     """0-based position in the whole feed (across pages)."""
+    duration_seconds: _builtins.float
+    view_count: _builtins.int
+    """Distinct view sessions so far (svc_stream's counters)."""
+    like_count: _builtins.int
+    completion_rate: _builtins.float
+    """Completed plays / plays, 0..1 (0 when never played)."""
+    streaming_url: _builtins.str
+    """Signed HLS master playlist URL, playable as it is (the same URL as
+    manifest_url, under the seed API's name).
+    """
     @_builtins.property
     def duration(self) -> _duration_pb2.Duration: ...
     def __init__(
@@ -87,10 +152,15 @@ class FeedItem(_message.Message):
         reason: Global___FeedReason.ValueType = ...,
         explanation: _builtins.str = ...,
         rank: _builtins.int = ...,
+        duration_seconds: _builtins.float = ...,
+        view_count: _builtins.int = ...,
+        like_count: _builtins.int = ...,
+        completion_rate: _builtins.float = ...,
+        streaming_url: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["creator_id", b"creator_id", "duration", b"duration", "explanation", b"explanation", "manifest_url", b"manifest_url", "rank", b"rank", "reason", b"reason", "score", b"score", "thumbnail_url", b"thumbnail_url", "title", b"title", "video_id", b"video_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_rate", b"completion_rate", "creator_id", b"creator_id", "duration", b"duration", "duration_seconds", b"duration_seconds", "explanation", b"explanation", "like_count", b"like_count", "manifest_url", b"manifest_url", "rank", b"rank", "reason", b"reason", "score", b"score", "streaming_url", b"streaming_url", "thumbnail_url", b"thumbnail_url", "title", b"title", "video_id", b"video_id", "view_count", b"view_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -134,6 +204,7 @@ class GetFeedRequest(_message.Message):
     CURSOR_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
     EXPERIMENT_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
     limit: _builtins.int
     """Items per page; default 20, max 100."""
     cursor: _builtins.str
@@ -141,6 +212,10 @@ class GetFeedRequest(_message.Message):
     user_id: _builtins.str
     experiment: _builtins.str
     """Forces an experiment arm (otherwise assigned by user hash)."""
+    region: _builtins.str
+    """ISO 3166-1 alpha-2 region for regional trending; empty: the region last
+    seen in the user's player events, else global only.
+    """
     def __init__(
         self,
         *,
@@ -148,10 +223,11 @@ class GetFeedRequest(_message.Message):
         cursor: _builtins.str = ...,
         user_id: _builtins.str | None = ...,
         experiment: _builtins.str | None = ...,
+        region: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_experiment", b"_experiment", "_user_id", b"_user_id", "experiment", b"experiment", "user_id", b"user_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_experiment", b"_experiment", "_user_id", b"_user_id", "cursor", b"cursor", "experiment", b"experiment", "limit", b"limit", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_experiment", b"_experiment", "_user_id", b"_user_id", "cursor", b"cursor", "experiment", b"experiment", "limit", b"limit", "region", b"region", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__experiment: _TypeAlias = _typing.Literal["experiment"]  # noqa: Y015
     _WhichOneofArgType__experiment: _TypeAlias = _typing.Literal["_experiment", b"_experiment"]  # noqa: Y015
@@ -172,14 +248,34 @@ class GetFeedResponse(_message.Message):
     NEXT_CURSOR_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     EXPERIMENT_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    HAS_MORE_FIELD_NUMBER: _builtins.int
+    CACHE_HIT_FIELD_NUMBER: _builtins.int
+    RESPONSE_TIME_MS_FIELD_NUMBER: _builtins.int
+    FALLBACKS_FIELD_NUMBER: _builtins.int
+    SCORER_FIELD_NUMBER: _builtins.int
     next_cursor: _builtins.str
     """Empty when there is nothing more."""
     request_id: _builtins.str
     """Id for tying events and logs to this response."""
     experiment: _builtins.str
     """Experiment arm that served this feed."""
+    cursor: _builtins.str
+    """The same token as next_cursor (the seed API's name)."""
+    has_more: _builtins.bool
+    """Whether another page follows (next_cursor is set)."""
+    cache_hit: _builtins.bool
+    """Whether the page came from the cached ranked list (Redis `feed:{user}`)."""
+    response_time_ms: _builtins.float
+    """Time svc_rank spent on this response, milliseconds."""
+    scorer: _builtins.str
+    """What ranked the list: "rules" or "ranker:<model version>"."""
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___FeedItem]: ...
+    @_builtins.property
+    def fallbacks(self) -> _containers.RepeatedScalarFieldContainer[Global___FeedFallback.ValueType]:
+        """The degraded paths that served this response; empty: none."""
+
     def __init__(
         self,
         *,
@@ -187,10 +283,16 @@ class GetFeedResponse(_message.Message):
         next_cursor: _builtins.str = ...,
         request_id: _builtins.str = ...,
         experiment: _builtins.str = ...,
+        cursor: _builtins.str = ...,
+        has_more: _builtins.bool = ...,
+        cache_hit: _builtins.bool = ...,
+        response_time_ms: _builtins.float = ...,
+        fallbacks: _abc.Iterable[Global___FeedFallback.ValueType] | None = ...,
+        scorer: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment", b"experiment", "items", b"items", "next_cursor", b"next_cursor", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_hit", b"cache_hit", "cursor", b"cursor", "experiment", b"experiment", "fallbacks", b"fallbacks", "has_more", b"has_more", "items", b"items", "next_cursor", b"next_cursor", "request_id", b"request_id", "response_time_ms", b"response_time_ms", "scorer", b"scorer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -287,14 +389,25 @@ class ExplainFeedItemResponse(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     EXPLANATION_FIELD_NUMBER: _builtins.int
     EXPERIMENT_FIELD_NUMBER: _builtins.int
+    SCORER_FIELD_NUMBER: _builtins.int
+    RANKER_SCORE_FIELD_NUMBER: _builtins.int
+    FEATURES_FIELD_NUMBER: _builtins.int
     video_id: _builtins.str
     score: _builtins.float
     """Final score (sum of contributions, after adjustments)."""
     reason: Global___FeedReason.ValueType
     explanation: _builtins.str
     experiment: _builtins.str
+    scorer: _builtins.str
+    """What the feed ranks with now: "rules" or "ranker:<model version>"."""
+    ranker_score: _builtins.float
+    """The learned ranker's score of the video, when it answered."""
     @_builtins.property
     def components(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScoreComponent]: ...
+    @_builtins.property
+    def features(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScoreComponent]:
+        """The hydrated features behind the score (value = feature, weight = 0)."""
+
     def __init__(
         self,
         *,
@@ -304,11 +417,16 @@ class ExplainFeedItemResponse(_message.Message):
         reason: Global___FeedReason.ValueType = ...,
         explanation: _builtins.str = ...,
         experiment: _builtins.str = ...,
+        scorer: _builtins.str = ...,
+        ranker_score: _builtins.float | None = ...,
+        features: _abc.Iterable[Global___ScoreComponent] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_ranker_score", b"_ranker_score", "ranker_score", b"ranker_score"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["components", b"components", "experiment", b"experiment", "explanation", b"explanation", "reason", b"reason", "score", b"score", "video_id", b"video_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ranker_score", b"_ranker_score", "components", b"components", "experiment", b"experiment", "explanation", b"explanation", "features", b"features", "ranker_score", b"ranker_score", "reason", b"reason", "score", b"score", "scorer", b"scorer", "video_id", b"video_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__ranker_score: _TypeAlias = _typing.Literal["ranker_score"]  # noqa: Y015
+    _WhichOneofArgType__ranker_score: _TypeAlias = _typing.Literal["_ranker_score", b"_ranker_score"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ranker_score) -> _WhichOneofReturnType__ranker_score | None: ...
 
 Global___ExplainFeedItemResponse: _TypeAlias = ExplainFeedItemResponse  # noqa: Y015

@@ -918,3 +918,82 @@ class ListTrendingResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListTrendingResponse: _TypeAlias = ListTrendingResponse  # noqa: Y015
+
+@_typing.final
+class GetPlaybackUrlsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VIDEO_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def video_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """At most 500 ids; duplicates are answered once."""
+
+    def __init__(
+        self,
+        *,
+        video_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["video_ids", b"video_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPlaybackUrlsRequest: _TypeAlias = GetPlaybackUrlsRequest  # noqa: Y015
+
+@_typing.final
+class PlaybackUrls(_message.Message):
+    """Signed URLs of one published video."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VIDEO_ID_FIELD_NUMBER: _builtins.int
+    MASTER_MANIFEST_URL_FIELD_NUMBER: _builtins.int
+    THUMBNAIL_URL_FIELD_NUMBER: _builtins.int
+    video_id: _builtins.str
+    master_manifest_url: _builtins.str
+    """Signed URL of the HLS master playlist, playable as it is."""
+    thumbnail_url: _builtins.str
+    """Signed thumbnail URL; empty when the video has no thumbnail."""
+    def __init__(
+        self,
+        *,
+        video_id: _builtins.str = ...,
+        master_manifest_url: _builtins.str = ...,
+        thumbnail_url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["master_manifest_url", b"master_manifest_url", "thumbnail_url", b"thumbnail_url", "video_id", b"video_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlaybackUrls: _TypeAlias = PlaybackUrls  # noqa: Y015
+
+@_typing.final
+class GetPlaybackUrlsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VIDEOS_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def videos(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlaybackUrls]:
+        """One per known video, in request order."""
+
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When the signed URLs stop working."""
+
+    def __init__(
+        self,
+        *,
+        videos: _abc.Iterable[Global___PlaybackUrls] | None = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "videos", b"videos"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPlaybackUrlsResponse: _TypeAlias = GetPlaybackUrlsResponse  # noqa: Y015

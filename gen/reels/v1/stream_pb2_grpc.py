@@ -102,6 +102,11 @@ class StreamServiceStub:
                 request_serializer=reels_dot_v1_dot_stream__pb2.ListTrendingRequest.SerializeToString,
                 response_deserializer=reels_dot_v1_dot_stream__pb2.ListTrendingResponse.FromString,
                 _registered_method=True)
+        self.GetPlaybackUrls = channel.unary_unary(
+                '/reels.v1.StreamService/GetPlaybackUrls',
+                request_serializer=reels_dot_v1_dot_stream__pb2.GetPlaybackUrlsRequest.SerializeToString,
+                response_deserializer=reels_dot_v1_dot_stream__pb2.GetPlaybackUrlsResponse.FromString,
+                _registered_method=True)
 
 
 class StreamServiceServicer:
@@ -205,6 +210,16 @@ class StreamServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPlaybackUrls(self, request, context):
+        """Internal (FeedService): signed master-playlist and thumbnail URLs of many
+        published videos in one call, for a feed page. Unknown or unpublished ids
+        are left out of the answer (no error). No storage round trip: the catalog
+        and an HMAC per URL.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StreamServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -272,6 +287,11 @@ def add_StreamServiceServicer_to_server(servicer, server):
                     servicer.ListTrending,
                     request_deserializer=reels_dot_v1_dot_stream__pb2.ListTrendingRequest.FromString,
                     response_serializer=reels_dot_v1_dot_stream__pb2.ListTrendingResponse.SerializeToString,
+            ),
+            'GetPlaybackUrls': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPlaybackUrls,
+                    request_deserializer=reels_dot_v1_dot_stream__pb2.GetPlaybackUrlsRequest.FromString,
+                    response_serializer=reels_dot_v1_dot_stream__pb2.GetPlaybackUrlsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -627,6 +647,33 @@ class StreamService:
             '/reels.v1.StreamService/ListTrending',
             reels_dot_v1_dot_stream__pb2.ListTrendingRequest.SerializeToString,
             reels_dot_v1_dot_stream__pb2.ListTrendingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPlaybackUrls(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reels.v1.StreamService/GetPlaybackUrls',
+            reels_dot_v1_dot_stream__pb2.GetPlaybackUrlsRequest.SerializeToString,
+            reels_dot_v1_dot_stream__pb2.GetPlaybackUrlsResponse.FromString,
             options,
             channel_credentials,
             insecure,

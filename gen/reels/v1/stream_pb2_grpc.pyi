@@ -70,6 +70,12 @@ class StreamServiceStub:
     """Per-creator analytics. Errors: NOT_FOUND."""
     ListTrending: _grpc.UnaryUnaryMultiCallable[_stream_pb2.ListTrendingRequest, _stream_pb2.ListTrendingResponse]
     """Internal (FeedService): videos by trending score, highest first."""
+    GetPlaybackUrls: _grpc.UnaryUnaryMultiCallable[_stream_pb2.GetPlaybackUrlsRequest, _stream_pb2.GetPlaybackUrlsResponse]
+    """Internal (FeedService): signed master-playlist and thumbnail URLs of many
+    published videos in one call, for a feed page. Unknown or unpublished ids
+    are left out of the answer (no error). No storage round trip: the catalog
+    and an HMAC per URL.
+    """
 
 @_typing.type_check_only
 class StreamServiceAsyncStub(StreamServiceStub):
@@ -112,6 +118,12 @@ class StreamServiceAsyncStub(StreamServiceStub):
     """Per-creator analytics. Errors: NOT_FOUND."""
     ListTrending: _aio.UnaryUnaryMultiCallable[_stream_pb2.ListTrendingRequest, _stream_pb2.ListTrendingResponse]  # type: ignore[assignment]
     """Internal (FeedService): videos by trending score, highest first."""
+    GetPlaybackUrls: _aio.UnaryUnaryMultiCallable[_stream_pb2.GetPlaybackUrlsRequest, _stream_pb2.GetPlaybackUrlsResponse]  # type: ignore[assignment]
+    """Internal (FeedService): signed master-playlist and thumbnail URLs of many
+    published videos in one call, for a feed page. Unknown or unpublished ids
+    are left out of the answer (no error). No storage round trip: the catalog
+    and an HMAC per URL.
+    """
 
 class StreamServiceServicer(metaclass=_abc_1.ABCMeta):
     """StreamService serves playback (manifests, signed media URLs), ingests
@@ -229,5 +241,17 @@ class StreamServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_stream_pb2.ListTrendingResponse, _abc.Awaitable[_stream_pb2.ListTrendingResponse]]:
         """Internal (FeedService): videos by trending score, highest first."""
+
+    @_abc_1.abstractmethod
+    def GetPlaybackUrls(
+        self,
+        request: _stream_pb2.GetPlaybackUrlsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_stream_pb2.GetPlaybackUrlsResponse, _abc.Awaitable[_stream_pb2.GetPlaybackUrlsResponse]]:
+        """Internal (FeedService): signed master-playlist and thumbnail URLs of many
+        published videos in one call, for a feed page. Unknown or unpublished ids
+        are left out of the answer (no error). No storage round trip: the catalog
+        and an HMAC per URL.
+        """
 
 def add_StreamServiceServicer_to_server(servicer: StreamServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

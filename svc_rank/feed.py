@@ -1,0 +1,407 @@
+"""The feed pipeline: candidate sources → hydration → scoring → mixing → a ranked list.
+
+:meth:`FeedPipeline.build` makes one ranked list for one user (at most ``list_size``
+items, each with its metadata, counters and signed URLs), which the service caches
+and pages through (:mod:`svc_rank.feed_cache`). Every stage degrades instead of
+failing (the response says which way, ``FeedFallback``):
+
+* Milvus unavailable → no ``similar`` recall (NO_VECTORS): trending, fresh,
+  followees and exploration still fill the list.
+* Triton's ``ranker`` absent, down or late → the rule scorer (RULE_SCORER).
+* svc_stream unavailable → trending straight from Redis (REDIS_TRENDING); the media
+  URLs cannot be signed, so the server prefers the rest of the user's last list.
+* Redis unavailable → no user vector, served history, affinity or counters: a list
+  from svc_stream's trending and Postgres (fresh, followees, exploration), ranked
+  on priors, not cached (UNCACHED).
+
+Only when every source fails does :meth:`build` return an empty list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from reels.v1 import rank_pb2
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from svc_rank import explain
+from svc_rank.candidate import (
+    EXPLORATION,
+    FOLLOWEE,
+    FRESH,
+    SIMILAR,
+    TRENDING,
+    Candidate,
+    FeedRequest,
+    ListItem,
+    Scored,
+    SourceUnavailable,
+    merge,
+)
+from svc_rank.candidate_source.exploration import ExplorationSource
+from svc_rank.candidate_source.followees import FolloweeSource, followees_of
+from svc_rank.candidate_source.fresh import FreshSource
+from svc_rank.candidate_source.similar import SimilarSource
+from svc_rank.candidate_source.trending import TrendingSource
+from svc_rank.feature_hydrator.counters import empty as empty_counters
+from svc_rank.feature_hydrator.counters import video_counters
+from svc_rank.filter.eligibility import eligible
+from svc_rank.filter.mixer import MixRules, mix
+from svc_rank.index import user_state
+from svc_rank.index.catalog import Catalog, VideoInfo
+from svc_rank.index.vectors import VectorStore
+from svc_rank.scorer import features as feature_list
+from svc_rank.scorer import rules
+from svc_rank.scorer.learned import LearnedRanker
+from svc_rank.settings import Settings
+from svc_rank.side_effect.served import served_ids
+from svc_rank.stream_client import StreamClient
+
+log = logging.getLogger(__name__)
+
+RULES = "rules"
+
+
+@dataclass(frozen=True, slots=True)
+class RankingParams:
+    """What may vary per request (an experiment arm's ranking configuration)."""
+
+    weights: rules.Weights = rules.Weights()
+    ranker_version: str | None = None
+    """None: the service's setting; "": rule scorer only; else that model version."""
+    exploration_share: float | None = None
+
+
+@dataclass(slots=True)
+class BuiltList:
+    items: list[ListItem]
+    fallbacks: set[int] = field(default_factory=set)
+    scorer: str = RULES
+    redis_down: bool = False
+    stream_down: bool = False
+
+
+@dataclass(slots=True)
+class Hydrated:
+    """Everything known about one candidate for scoring and explanation."""
+
+    candidate: Candidate
+    video: VideoInfo
+    counters: dict[str, int]
+    pair: dict[str, int]
+    follows: bool
+    similarity: float | None
+    terms: dict[str, float] = field(default_factory=dict)
+    features: dict[str, float] = field(default_factory=dict)
+
+
+class FeedPipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        redis: aioredis.Redis,
+        catalog: Catalog,
+        vectors: VectorStore,
+        stream: StreamClient,
+        ranker: LearnedRanker | None,
+    ) -> None:
+        s = settings
+        self.settings = s
+        self.sessionmaker = sessionmaker
+        self.redis = redis
+        self.catalog = catalog
+        self.stream = stream
+        self.ranker = ranker
+        self.similar = SimilarSource(vectors, s.similar_k)
+        self.followees = FolloweeSource(sessionmaker, s.followee_k, s.followee_window_s)
+        self.trending = TrendingSource(stream, redis, s.trending_k)
+        self.fresh = FreshSource(
+            sessionmaker,
+            redis,
+            k=s.fresh_k,
+            window_s=s.fresh_window_s,
+            max_impressions=s.fresh_max_impressions,
+        )
+        self.exploration = ExplorationSource(sessionmaker, s.exploration_k)
+        self.default_weights = rules.Weights(s.w_completion, s.w_engagement, s.w_affinity, s.w_deep)
+
+    # ------------------------------------------------------------------ context
+
+    async def request_for(
+        self, user_id: str, *, region: str, seed: int, exclude_served: bool = True
+    ) -> tuple[FeedRequest, tuple[str, ...], bool]:
+        """The user's context: vector, region, followees, served history, top tags.
+
+        Returns (request, user's top hashtags, redis_down).
+        """
+        redis_down = False
+        followees_task = asyncio.ensure_future(followees_of(self.sessionmaker, user_id))
+        try:
+            profile, served = await asyncio.gather(
+                user_state.profile(self.redis, user_id),
+                served_ids(self.redis, user_id, self.settings.served_window_s)
+                if exclude_served
+                else _none(),
+            )
+        except (RedisError, OSError):
+            redis_down = True
+            profile, served = user_state.UserProfile(None, "", ()), set()
+        followees = await followees_task
+        request = FeedRequest(
+            user_id=user_id,
+            region=(region or profile.region).upper(),
+            user_vector=profile.vector,
+            followees=frozenset(followees),
+            served=frozenset(served or ()),
+            seed=seed,
+        )
+        return request, profile.top_tags, redis_down
+
+    # ------------------------------------------------------------------ build
+
+    async def build(
+        self,
+        user_id: str,
+        *,
+        region: str = "",
+        seed: int = 0,
+        params: RankingParams | None = None,
+    ) -> BuiltList:
+        params = params or RankingParams(weights=self.default_weights)
+        fallbacks: set[int] = set()
+        request, user_tags, redis_down = await self.request_for(user_id, region=region, seed=seed)
+        sources = (self.similar, self.followees, self.trending, self.fresh, self.exploration)
+        results = await asyncio.gather(
+            *(src.fetch(request, fallbacks) for src in sources), return_exceptions=True
+        )
+        groups: list[list[Candidate]] = []
+        for src, result in zip(sources, results, strict=True):
+            if isinstance(result, BaseException):
+                if src is self.similar:
+                    fallbacks.add(rank_pb2.FEED_FALLBACK_NO_VECTORS)
+                if not isinstance(result, SourceUnavailable):
+                    log.warning("source %s failed: %r", src.name, result)
+                continue
+            groups.append(result)
+        if self.similar.vectors.index is None and request.user_vector is not None:
+            fallbacks.add(rank_pb2.FEED_FALLBACK_NO_VECTORS)
+        merged = merge(groups)
+        catalog = await self.catalog.get_many(merged)
+        pool = eligible(merged.values(), catalog, user_id=user_id, served=request.served)
+        pool = _outside_interests(pool, catalog)
+        hydrated, hydrate_redis_down = await self._hydrate(pool, catalog, request)
+        redis_down = redis_down or hydrate_redis_down
+        scored, scorer = await self._score(hydrated, request, user_tags, params)
+        if scorer == RULES:
+            fallbacks.add(rank_pb2.FEED_FALLBACK_RULE_SCORER)
+        s = self.settings
+        share = (
+            s.exploration_share if params.exploration_share is None else params.exploration_share
+        )
+        ranked = mix(
+            scored,
+            MixRules(
+                size=s.list_size,
+                exploration_share=share,
+                fresh_share=s.fresh_share,
+                saturation_floor=s.saturation_floor,
+                saturation_decay=s.saturation_decay,
+                creator_cap=s.creator_cap,
+                near_duplicate_cosine=s.near_duplicate_cosine,
+            ),
+        )
+        by_id = {h.candidate.video_id: h for h in hydrated}
+        items = [_item(r, by_id[r.video_id], request, user_tags) for r in ranked]
+        built = BuiltList(items, fallbacks, scorer, redis_down=redis_down)
+        await self._sign(built)
+        if redis_down:
+            fallbacks.add(rank_pb2.FEED_FALLBACK_UNCACHED)
+        return built
+
+    async def _hydrate(
+        self, pool: Sequence[Candidate], catalog: dict[str, VideoInfo], request: FeedRequest
+    ) -> tuple[list[Hydrated], bool]:
+        ids = [c.video_id for c in pool]
+        creators = {catalog[v].creator_id for v in ids}
+        redis_down = False
+        try:
+            counters, pairs = await asyncio.gather(
+                video_counters(self.redis, ids),
+                user_state.pair_counts(self.redis, request.user_id, creators),
+            )
+        except (RedisError, OSError):
+            redis_down = True
+            counters, pairs = {}, {}
+        out = []
+        now = time.time()
+        uv = request.user_vector
+        for c in pool:
+            video = catalog[c.video_id]
+            similarity = c.similarity
+            if similarity is None and uv is not None and video.embedding is not None:
+                if video.embedding.shape == uv.shape:
+                    similarity = float(video.embedding @ uv)
+            pair = pairs.get(video.creator_id) or dict.fromkeys(user_state.PAIR_FIELDS, 0)
+            follows = video.creator_id in request.followees or pair.get("f", 0) > 0
+            h = Hydrated(
+                c, video, counters.get(c.video_id) or empty_counters(), pair, follows, similarity
+            )
+            cnt = h.counters
+            skips = max(0, pair.get("s", 0) - pair.get("q", 0))
+            h.terms = {
+                "completion": rules.completion(cnt["completions"], cnt["plays"]),
+                "engagement": rules.engagement(
+                    cnt["likes"], cnt["shares"], cnt["comments"], cnt["views"]
+                ),
+                "affinity": rules.affinity(
+                    rules.affinity_raw(
+                        1.0 if follows else 0.0, pair.get("l", 0), pair.get("c", 0), skips
+                    )
+                ),
+                "deep_model": rules.deep_model(similarity),
+            }
+            h.features = {
+                **h.terms,
+                "freshness": rules.freshness(now - video.published_at),
+                "duration": rules.duration_score(video.duration_s),
+                "log_views": min(1.0, float(np.log1p(cnt["views"]) / np.log1p(1e6))),
+                "follows_creator": 1.0 if follows else 0.0,
+                "is_similar": float(SIMILAR in c.reasons),
+                "is_followee": float(FOLLOWEE in c.reasons),
+                "is_trending": float(TRENDING in c.reasons),
+                "is_fresh": float(FRESH in c.reasons),
+                "is_exploration": float(EXPLORATION in c.reasons),
+            }
+            out.append(h)
+        return out, redis_down
+
+    async def _score(
+        self,
+        hydrated: Sequence[Hydrated],
+        request: FeedRequest,
+        user_tags: Sequence[str],
+        params: RankingParams,
+    ) -> tuple[list[Scored], str]:
+        scores = [rules.rule_score(h.terms, params.weights) for h in hydrated]
+        scorer = RULES
+        version = params.ranker_version
+        if self.ranker is not None and self.settings.ranker_enabled and version != "" and hydrated:
+            learned = await self.ranker.score(
+                feature_list.matrix([h.features for h in hydrated]), version
+            )
+            if learned is not None:
+                scores = [float(x) for x in learned]
+                scorer = f"ranker:{self.ranker.served_version}"
+        out = []
+        for h, score in zip(hydrated, scores, strict=True):
+            c = h.candidate
+            out.append(
+                Scored(
+                    video_id=c.video_id,
+                    creator_id=h.video.creator_id,
+                    score=score,
+                    reason=c.reason,
+                    reasons=frozenset(c.reasons),
+                    embedding=h.video.embedding,
+                    components=dict(h.terms),
+                )
+            )
+        return out, scorer
+
+    async def _sign(self, built: BuiltList) -> None:
+        """Attach signed URLs; drop what svc_stream cannot play (not in its catalog yet)."""
+        try:
+            urls = await self.stream.media_urls([i.video_id for i in built.items])
+        except SourceUnavailable:
+            built.stream_down = True
+            return
+        kept = []
+        for item in built.items:
+            u = urls.get(item.video_id)
+            if u is None:
+                continue
+            item.streaming_url, item.thumbnail_url = u.streaming_url, u.thumbnail_url
+            kept.append(item)
+        built.items = kept
+
+    # ------------------------------------------------------------------ explain
+
+    async def explain(
+        self, user_id: str, video_id: str, params: RankingParams | None = None
+    ) -> tuple[Hydrated, float, float | None, str, str] | None:
+        """(hydrated, rule score, ranker score, scorer, explanation) of one video for
+        one user, computed now; None when the video is unknown."""
+        params = params or RankingParams(weights=self.default_weights)
+        video = await self.catalog.get(video_id)
+        if video is None:
+            return None
+        request, user_tags, _ = await self.request_for(
+            user_id, region="", seed=0, exclude_served=False
+        )
+        reasons: set[int] = set()
+        if video.creator_id in request.followees:
+            reasons.add(FOLLOWEE)
+        if request.user_vector is not None and video.embedding is not None:
+            reasons.add(SIMILAR)
+        candidate = Candidate(video_id, reasons or {EXPLORATION})
+        (h,), _ = await self._hydrate([candidate], {video_id: video}, request)
+        rule = rules.rule_score(h.terms, params.weights)
+        ranker_score = None
+        scorer = RULES
+        if self.ranker is not None and self.settings.ranker_enabled and params.ranker_version != "":
+            learned = await self.ranker.score(
+                feature_list.matrix([h.features]), params.ranker_version
+            )
+            if learned is not None:
+                ranker_score = float(learned[0])
+                scorer = f"ranker:{self.ranker.served_version}"
+        text = explain.explanation(
+            candidate.reason,
+            creator_id=video.creator_id,
+            hashtags=video.hashtags,
+            user_tags=user_tags,
+        )
+        return h, rule, ranker_score, scorer, text
+
+
+async def _none() -> None:
+    return None
+
+
+def _outside_interests(pool: list[Candidate], catalog: dict[str, VideoInfo]) -> list[Candidate]:
+    """Exploration-only candidates by a creator that similar/followees recalled are
+    not exploration: drop them (they would be "more of the same")."""
+    interest = {catalog[c.video_id].creator_id for c in pool if c.reasons & {SIMILAR, FOLLOWEE}}
+    return [
+        c
+        for c in pool
+        if not (c.reasons == {EXPLORATION} and catalog[c.video_id].creator_id in interest)
+    ]
+
+
+def _item(r: Scored, h: Hydrated, request: FeedRequest, user_tags: Sequence[str]) -> ListItem:
+    v, cnt = h.video, h.counters
+    plays = cnt["plays"]
+    return ListItem(
+        video_id=v.video_id,
+        creator_id=v.creator_id,
+        title=v.title,
+        duration_s=v.duration_s,
+        score=round(r.score, 6),
+        reason=r.reason,
+        explanation=explain.explanation(
+            r.reason, creator_id=v.creator_id, hashtags=v.hashtags, user_tags=user_tags
+        ),
+        view_count=cnt["views"],
+        like_count=cnt["likes"],
+        completion_rate=round(min(1.0, cnt["completions"] / plays), 4) if plays else 0.0,
+    )

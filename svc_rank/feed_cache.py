@@ -1,0 +1,81 @@
+"""The cached ranked list of a user: Redis ``feed:{user_id}``, 60 s TTL.
+
+A cursor pages through this one list (no duplicates, no gaps across the pages of a
+session); the list carries its id (``list_id``) so a cursor from an expired or
+replaced list is recognised. Every item holds what a page needs — metadata, counters
+and the signed URLs (valid for hours, signed once at build time) — so a cached page
+costs one GET and no other call (goal: p99 < 5 ms inside the service).
+
+``feed:{user_id}:last`` keeps a copy for an hour: when svc_stream is down (no trending
+page, no URLs to sign) the rest of that list is still servable, URLs included.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+
+from reels.cache import key
+from svc_rank.candidate import ListItem
+
+
+def feed_key(user_id: str) -> str:
+    return key("feed", user_id)
+
+
+def last_key(user_id: str) -> str:
+    return key("feed", user_id, "last")
+
+
+@dataclass(slots=True)
+class CachedList:
+    list_id: str
+    items: list[ListItem]
+    fallbacks: list[int] = field(default_factory=list)
+    scorer: str = ""
+    experiment: str = ""
+
+    def dumps(self) -> bytes:
+        return json.dumps(
+            {
+                "id": self.list_id,
+                "fb": self.fallbacks,
+                "sc": self.scorer,
+                "ex": self.experiment,
+                "items": [i.to_json() for i in self.items],
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def loads(cls, raw: bytes | str) -> CachedList:
+        data = json.loads(raw)
+        return cls(
+            data["id"],
+            [ListItem.from_json(row) for row in data["items"]],
+            list(data.get("fb", [])),
+            data.get("sc", ""),
+            data.get("ex", ""),
+        )
+
+
+async def load(redis: aioredis.Redis, user_id: str, *, last: bool = False) -> CachedList | None:
+    raw = await redis.get(last_key(user_id) if last else feed_key(user_id))
+    if raw is None:
+        return None
+    try:
+        return CachedList.loads(raw)
+    except (ValueError, KeyError, TypeError):
+        return None  # an older format: rebuild
+
+
+async def store(
+    redis: aioredis.Redis, user_id: str, lst: CachedList, *, ttl_s: float, last_ttl_s: float
+) -> None:
+    raw = lst.dumps()
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.set(feed_key(user_id), raw, px=max(1, int(ttl_s * 1000)))
+        pipe.set(last_key(user_id), raw, px=max(1, int(last_ttl_s * 1000)))
+        await pipe.execute()

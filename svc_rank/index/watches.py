@@ -1,0 +1,65 @@
+"""The ``video.events`` consumer: user vectors, affinity, hashtags, region, watched ids.
+
+Group ``svc_rank.index.watches``. Every record is applied to Redis exactly once by
+its event id (:func:`svc_rank.index.user_state.apply_watch`: a ledger key in the same
+MULTI as the update), so no Postgres transaction is needed per player event (the
+volume is the platform's highest). A record whose video svc_rank's catalog does not
+know yet (its ``video.published`` still on the way) still sets the region; its vector
+credit is lost, which a later watch of the same user makes up for.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from reels import topics
+from reels.events import EventConsumer, ReceivedEvent
+from svc_rank.index.catalog import Catalog
+from svc_rank.index.user_state import WatchUpdate, apply_watch
+from svc_rank.side_effect.served import served_key
+
+log = logging.getLogger(__name__)
+
+CONSUMER_GROUP = "svc_rank.index.watches"
+
+
+class WatchIndexer:
+    def __init__(self, redis: aioredis.Redis, catalog: Catalog, *, half_life_s: float) -> None:
+        self.redis = redis
+        self.catalog = catalog
+        self.half_life_s = half_life_s
+        self.applied = 0
+        self.active_consumer: EventConsumer | None = None
+
+    async def handle(self, event: ReceivedEvent) -> None:
+        try:
+            message = topics.VIDEO_EVENTS.parse(event.value)
+        except Exception:  # noqa: BLE001 - a poison record must not wedge the partition
+            log.error("watches: undecodable video.events %s; skipped", event.event_id)
+            return
+        if not message.user_id or not message.video_id:
+            return
+        occurred = (
+            message.occurred_at if message.HasField("occurred_at") else message.meta.occurred_at
+        )
+        video = await self.catalog.get(message.video_id)
+        applied = await apply_watch(
+            self.redis,
+            WatchUpdate(
+                event_id=event.event_id,
+                user_id=message.user_id,
+                video=video,
+                kind=int(message.type),
+                occurred_ms=occurred.ToMilliseconds(),
+                country=message.country,
+            ),
+            half_life_s=self.half_life_s,
+            served_key=served_key(message.user_id),
+        )
+        self.applied += int(applied)
+
+    def consumer(self, **kwargs: Any) -> EventConsumer:
+        return EventConsumer([topics.VIDEO_EVENTS], CONSUMER_GROUP, self.handle, **kwargs)
