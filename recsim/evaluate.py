@@ -260,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             f" tuned {r.ndcg[BASELINE].mean():.3f})",
             flush=True,
         )
+        print(f"    {r.histogram}", flush=True)
         results.append(r)
     text, goal = report(results)
     print()

@@ -154,7 +154,13 @@ class App(AppBase):
             PlaybackRpcs(self.catalog, self.signer, self.media),
             EventsRpcs(self.catalog, self.producer, self.event_limits),
             EngagementRpcs(self.catalog, self.sessionmaker),
-            AnalyticsRpcs(self.catalog, self.sessionmaker, self.redis, self.analytics),
+            AnalyticsRpcs(
+                self.catalog,
+                self.sessionmaker,
+                self.redis,
+                self.analytics,
+                replay_allowance=self.settings.events_replay_allowance,
+            ),
         )
         return [
             (stream_pb2_grpc.add_StreamServiceServicer_to_server, service, "reels.v1.StreamService")
@@ -271,6 +277,6 @@ def build(settings: Settings) -> App:
         media=media,
         origin=MediaOrigin(media, signer),
         producer=Producer(platform.kafka_bootstrap),
-        counters=Counters(redis),
+        counters=Counters(redis, replay_allowance=settings.events_replay_allowance),
         analytics=AnalyticsHandle(),
     )

@@ -33,11 +33,14 @@ class AnalyticsRpcs:
         sessionmaker: async_sessionmaker[AsyncSession],
         redis: aioredis.Redis,
         analytics: AnalyticsHandle,
+        replay_allowance: float = queries.DEFAULT_REPLAY_ALLOWANCE,
     ) -> None:
         self.catalog = catalog
         self.sessionmaker = sessionmaker
         self.redis = redis
         self.analytics = analytics
+        # The same allowance the per-event check uses (Settings.events_replay_allowance).
+        self.replay_allowance = replay_allowance
 
     async def ListTrending(  # noqa: N802 - generated name
         self, request: stream_pb2.ListTrendingRequest, context: grpc.aio.ServicerContext
@@ -68,7 +71,9 @@ class AnalyticsRpcs:
         if video.creator_id != user:
             raise errors.PermissionDenied("only the video's creator may see its analytics")
         store = self.analytics.get()
-        stats = await queries.video_stats(store, video.video_id, video.duration_s)
+        stats = await queries.video_stats(
+            store, video.video_id, video.duration_s, replay_allowance=self.replay_allowance
+        )
         counts = await engagement.video_counts(self.sessionmaker, [video.video_id])
         score = await self.redis.zscore(trending.trending_key(), video.video_id)
         likes, shares, comments = counts.get(video.video_id, (0, 0, 0))
@@ -105,7 +110,9 @@ class AnalyticsRpcs:
         store = self.analytics.get()
         sm = self.sessionmaker
         video_ids = await queries.creator_videos(store, request.creator_id)
-        stats = await queries.creator_stats(store, video_ids)
+        stats = await queries.creator_stats(
+            store, video_ids, replay_allowance=self.replay_allowance
+        )
         counts = await engagement.video_counts(sm, video_ids)
         followers = await engagement.follower_count(sm, request.creator_id)
         views = stats.views

@@ -229,15 +229,15 @@ async def _agree(
     assert entry["method"] == method, entry
 
 
-async def test_over_the_transcoders_buffer_is_413_or_500_and_says_so_everywhere(
+async def test_over_the_transcoders_buffer_is_413_or_a_per_item_rejection(
     logged_envoy: tuple[EnvoySettings, Path],
 ) -> None:
     """A 1 MiB string through the transcoder, whose buffer is 1 MiB (Envoy's default).
     If the body arrives in big enough pieces, the request is refused: 413 with
     RESOURCE_EXHAUSTED (gRPC's answer to a message over its limit; the one local reply
-    whose HTTP status is not its code's mapping, 429). If it streams through, the answer
-    (RecordEvents echoes each client_event_id) is over the buffer: 500 INTERNAL, ours.
-    Which one depends on the socket; either way all four places agree."""
+    whose HTTP status is not its code's mapping, 429), and all four places agree. If it
+    streams through, RecordEvents rejects that item alone for its length and does not
+    echo the id back (it used to, and the answer then overflowed the buffer: a 500)."""
     settings, log = logged_envoy
     data = _events({"clientEventId": "x" * (1 << 20), "videoId": "v-1"})
     status, body, trace_id, headers = await _call(
@@ -245,10 +245,14 @@ async def test_over_the_transcoders_buffer_is_413_or_500_and_says_so_everywhere(
     )
     if status == 413:
         code, http_status = grpc.StatusCode.RESOURCE_EXHAUSTED, 413
-    else:
-        code, http_status = grpc.StatusCode.INTERNAL, None
-    await _agree(log, trace_id, "POST", status, body, headers, code, http_status)
-    assert "buffer" in body["message"], body
+        await _agree(log, trace_id, "POST", status, body, headers, code, http_status)
+        assert "buffer" in body["message"], body
+        return
+    assert status == 200, (status, body)
+    assert body["acceptedCount"] == 0, body
+    (item,) = body["results"]
+    assert not item["accepted"] and item["reason"].startswith("client_event_id longer"), item
+    assert item["clientEventId"] == "", item
 
 
 async def test_plain_http_on_a_grpc_path_is_a_client_error(
