@@ -27,6 +27,10 @@ HTTP answers (beyond the tus spec's own 201/204/409/412/415/460):
 * 400 for bad metadata (the field violations in the JSON body), malformed tus
   headers, and the extensions above that we do not support;
 * 405 + ``Allow`` for a method the URL does not take;
+* 415 for a body that is not ``application/offset+octet-stream``, with the same JSON
+  body as every other error (``code``, ``message``, ``field_violations``);
+* for a PATCH to a completed upload: 204 when it is empty and at ``Upload-Length`` (the
+  offsets match, nothing to apply), 413 for bytes there, 409 at any other offset;
 * 503 + ``Retry-After`` when a dependency (database, Redis, ...) is down.
 
 Errors are answered by the shared mapper (``reels.http_errors``), with tus's own

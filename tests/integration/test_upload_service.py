@@ -339,7 +339,7 @@ async def test_bad_metadata_lists_every_field_violation(svc: Service) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub(ch).CreateUpload(
                 upload_pb2.CreateUploadRequest(
-                    title="x" * 151, hashtags=["ok", "not ok!"], declared_size_bytes=0
+                    title="x" * 151, hashtags=["ok", "not\x00ok"], declared_size_bytes=0
                 ),
                 metadata=auth(user()),
             )
