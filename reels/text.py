@@ -527,9 +527,15 @@ def normalise_hashtags(
     is empty after that is dropped, as a bare ``#`` is. Refused characters (rule 2) and
     tags over :data:`HASHTAG_MAX_CHARS` fail the request.
     """
+    texts = [raw] if isinstance(raw, str) else list(raw)
+    # Cheap bound before any work: far more than max_count tags at their longest with
+    # separators, emoji and spaces between them could take.
+    most = max_count * 8 * HASHTAG_MAX_CHARS + 1024
+    if sum(len(t) for t in texts) > most:
+        raise TextError(field, "hashtags", f"are longer than {most} characters in all")
     bad: list[str] = []
-    keys: list[str] = []
-    for item in split_hashtags(raw):
+    keys: dict[str, None] = {}
+    for item in split_hashtags(texts):
         problem = _refused(item)
         if problem:
             bad.append(f"'{shown(item)}' {problem}")
@@ -539,8 +545,8 @@ def normalise_hashtags(
             problem = _hashtag_problem(key)
             if problem:
                 bad.append(f"'{shown(tag)}' {problem}")
-            elif key not in keys:
-                keys.append(key)
+            else:
+                keys.setdefault(key)
     if bad:
         raise TextError(
             field,
@@ -551,4 +557,4 @@ def normalise_hashtags(
         )
     if len(keys) > max_count:
         raise TextError(field, "hashtags", f"must be at most {max_count} (got {len(keys)})")
-    return keys
+    return list(keys)

@@ -102,7 +102,9 @@ def _vec(raw: bytes | None) -> np.ndarray | None:
 class WatchUpdate:
     event_id: str
     user_id: str
+    video_id: str
     video: VideoInfo | None
+    """The catalog's entry (None while its video.published is still on the way)."""
     kind: int
     occurred_ms: int
     country: str = ""
@@ -160,11 +162,11 @@ async def apply_watch(
                         for tag in video.hashtags:
                             pipe.zincrby(tkey, credit, tag)
                         pipe.expire(tkey, USER_TTL_S)
-                    if update.kind == common_pb2.EVENT_TYPE_WATCH_START:
-                        # Watched (from the feed or a shared link): never served again
-                        # within the window, like a served item.
-                        at = min(update.occurred_ms, int(time.time() * 1000))
-                        pipe.zadd(served_key, {video.video_id: at})
+                if update.kind == common_pb2.EVENT_TYPE_WATCH_START:
+                    # Watched (from the feed or a shared link): never served again
+                    # within the window, like a served item; known to the catalog or not.
+                    at = min(update.occurred_ms, int(time.time() * 1000))
+                    pipe.zadd(served_key, {update.video_id: at})
                 await pipe.execute()
                 return True
             except WatchError:

@@ -51,6 +51,7 @@ class WatchIndexer:
             WatchUpdate(
                 event_id=event.event_id,
                 user_id=message.user_id,
+                video_id=message.video_id,
                 video=video,
                 kind=int(message.type),
                 occurred_ms=occurred.ToMilliseconds(),

@@ -121,7 +121,7 @@ async def test_after_twelve_published_and_one_watched_a_page_has_every_field(
         page: dict = {}
         viewer = user
         while True:
-            async with http.get(base + "/api/v1/reels?limit=20", headers=_auth(viewer)) as resp:
+            async with http.get(base + "/api/v1/reels?limit=50", headers=_auth(viewer)) as resp:
                 page = await resp.json(content_type=None)
                 assert resp.status == 200, page
             got = {i["videoId"] for i in page.get("items", [])}

@@ -719,3 +719,16 @@ def test_a_title_cut_from_a_long_file_name_is_still_valid_text() -> None:
         assert whole.startswith(cut), title[-5:]
         assert len(whole) == len(cut) or not text._continues(whole[len(cut)]), title[-5:]
         assert not title.endswith("\u200d")
+
+
+def test_a_huge_hashtags_input_is_refused_before_any_work() -> None:
+    import time
+
+    start = time.monotonic()
+    for raw in ([f"t{i}" for i in range(200_000)], "#x😀" * 200_000):
+        with pytest.raises(TextError) as info:
+            normalise_hashtags(raw, max_count=30)
+        assert "longer than" in info.value.message
+    assert time.monotonic() - start < 1.0
+    # Within the bound, many emoji between tags are fine (they only separate).
+    assert normalise_hashtags("#a" + "😀" * 5000 + "#b", max_count=30) == ["a", "b"]
