@@ -35,9 +35,7 @@ from svc_rank import explain
 from svc_rank.candidate import (
     EXPLORATION,
     FOLLOWEE,
-    FRESH,
     SIMILAR,
-    TRENDING,
     Candidate,
     FeedRequest,
     ListItem,
@@ -50,8 +48,8 @@ from svc_rank.candidate_source.followees import FolloweeSource, followees_of
 from svc_rank.candidate_source.fresh import FreshSource
 from svc_rank.candidate_source.similar import SimilarSource
 from svc_rank.candidate_source.trending import TrendingSource
+from svc_rank.feature_hydrator import aggregates
 from svc_rank.feature_hydrator.counters import empty as empty_counters
-from svc_rank.feature_hydrator.counters import video_counters
 from svc_rank.filter.eligibility import eligible
 from svc_rank.filter.mixer import MixRules, mix
 from svc_rank.index import user_state
@@ -95,11 +93,14 @@ class Hydrated:
     candidate: Candidate
     video: VideoInfo
     counters: dict[str, int]
-    pair: dict[str, int]
     follows: bool
     similarity: float | None
     terms: dict[str, float] = field(default_factory=dict)
+    """The rule scorer's 0..1 inputs (``recsim.features.formula_inputs``)."""
     features: dict[str, float] = field(default_factory=dict)
+    """The ranker's input row by name (``recsim.features.FEATURE_NAMES``)."""
+    row: np.ndarray | None = None
+    """The same row, float32 ``[N_FEATURES]``, in the model's column order."""
 
 
 class FeedPipeline:
@@ -230,58 +231,49 @@ class FeedPipeline:
     async def _hydrate(
         self, pool: Sequence[Candidate], catalog: dict[str, VideoInfo], request: FeedRequest
     ) -> tuple[list[Hydrated], bool]:
+        """Raw aggregates (one Redis round trip) -> ``recsim.features.build_features``
+        rows -> the ranker's input and the rule scorer's terms, per candidate."""
         ids = [c.video_id for c in pool]
-        creators = {catalog[v].creator_id for v in ids}
+        videos = [catalog[v] for v in ids]
+        now = time.time()
         redis_down = False
         try:
-            counters, pairs = await asyncio.gather(
-                video_counters(self.redis, ids),
-                user_state.pair_counts(self.redis, request.user_id, creators),
+            agg = await aggregates.read(
+                self.redis, request.user_id, ids, (v.creator_id for v in videos), now=now
             )
         except (RedisError, OSError):
             redis_down = True
-            counters, pairs = {}, {}
+            agg = aggregates.Aggregates()
+        follows = [
+            v.creator_id in request.followees
+            or (agg.pair.get(v.creator_id) or {}).get("f", 0.0) > 0
+            for v in videos
+        ]
+        x = feature_list.matrix(videos, agg, follows, now=now)
+        terms = rules.terms(x)
         out = []
-        now = time.time()
         uv = request.user_vector
-        for c in pool:
-            video = catalog[c.video_id]
+        for i, (c, video) in enumerate(zip(pool, videos, strict=True)):
             similarity = c.similarity
             if similarity is None and uv is not None and video.embedding is not None:
                 if video.embedding.shape == uv.shape:
                     similarity = float(video.embedding @ uv)
-            pair = pairs.get(video.creator_id) or dict.fromkeys(user_state.PAIR_FIELDS, 0)
-            follows = video.creator_id in request.followees or pair.get("f", 0) > 0
-            h = Hydrated(
-                c, video, counters.get(c.video_id) or empty_counters(), pair, follows, similarity
+            raw = agg.video.get(c.video_id)
+            counters = (
+                {f: int(raw.get(f, 0)) for f in empty_counters()} if raw else empty_counters()
             )
-            cnt = h.counters
-            skips = max(0, pair.get("s", 0) - pair.get("q", 0))
-            h.terms = {
-                "completion": rules.completion(cnt["completions"], cnt["plays"]),
-                "engagement": rules.engagement(
-                    cnt["likes"], cnt["shares"], cnt["comments"], cnt["views"]
-                ),
-                "affinity": rules.affinity(
-                    rules.affinity_raw(
-                        1.0 if follows else 0.0, pair.get("l", 0), pair.get("c", 0), skips
-                    )
-                ),
-                "deep_model": rules.deep_model(similarity),
-            }
-            h.features = {
-                **h.terms,
-                "freshness": rules.freshness(now - video.published_at),
-                "duration": rules.duration_score(video.duration_s),
-                "log_views": min(1.0, float(np.log1p(cnt["views"]) / np.log1p(1e6))),
-                "follows_creator": 1.0 if follows else 0.0,
-                "is_similar": float(SIMILAR in c.reasons),
-                "is_followee": float(FOLLOWEE in c.reasons),
-                "is_trending": float(TRENDING in c.reasons),
-                "is_fresh": float(FRESH in c.reasons),
-                "is_exploration": float(EXPLORATION in c.reasons),
-            }
-            out.append(h)
+            out.append(
+                Hydrated(
+                    c,
+                    video,
+                    counters,
+                    follows[i],
+                    similarity,
+                    terms=terms[i],
+                    features=dict(zip(feature_list.FEATURE_NAMES, map(float, x[i]), strict=True)),
+                    row=x[i],
+                )
+            )
         return out, redis_down
 
     async def _score(
@@ -295,9 +287,7 @@ class FeedPipeline:
         scorer = RULES
         version = params.ranker_version
         if self.ranker is not None and self.settings.ranker_enabled and version != "" and hydrated:
-            learned = await self.ranker.score(
-                feature_list.matrix([h.features for h in hydrated]), version
-            )
+            learned = await self.ranker.score(_rows(hydrated), version)
             if learned is not None:
                 scores = [float(x) for x in learned]
                 scorer = f"ranker:{self.ranker.served_version}"
@@ -358,9 +348,7 @@ class FeedPipeline:
         ranker_score = None
         scorer = RULES
         if self.ranker is not None and self.settings.ranker_enabled and params.ranker_version != "":
-            learned = await self.ranker.score(
-                feature_list.matrix([h.features]), params.ranker_version
-            )
+            learned = await self.ranker.score(_rows([h]), params.ranker_version)
             if learned is not None:
                 ranker_score = float(learned[0])
                 scorer = f"ranker:{self.ranker.served_version}"
@@ -371,6 +359,11 @@ class FeedPipeline:
             user_tags=user_tags,
         )
         return h, rule, ranker_score, scorer, text
+
+
+def _rows(hydrated: Sequence[Hydrated]) -> np.ndarray:
+    """The ranker's input ``float32 [N, N_FEATURES]`` of hydrated candidates."""
+    return np.stack([h.row for h in hydrated if h.row is not None]).astype(np.float32)
 
 
 async def _none() -> None:

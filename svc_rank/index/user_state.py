@@ -26,9 +26,24 @@ update of the same user retries).
 
 **Affinity counters** ``rank:pair:{user}`` hold per creator ``{creator}|f`` (follows,
 0/1), ``|l`` (net likes), ``|s`` (views started), ``|q`` (views past 25 %) and ``|c``
-(completions); skips are read as ``s − q``. **Hashtags** ``rank:tags:{user}`` is a
-sorted set of the hashtags of watched videos by credited weight (the explanation
-"Because you watched #tag").
+(completions), ``|w`` (watch-ratio sum); skips are read as ``s − q``. **Hashtags**
+``rank:tags:{user}`` is a sorted set of the hashtags of watched videos by credited
+weight (the explanation "Because you watched #tag").
+
+**The learned ranker's aggregates** (the raw inputs of ``recsim.features.build_features``,
+see :mod:`svc_rank.feature_hydrator.aggregates`), applied in the same MULTI:
+
+* a watch event's watch ratio is ``watch_seconds / duration`` of the event (the
+  player reports the seconds watched since its previous event), capped at 1 per
+  event; a view's ratio is the sum over its events (replays may push it past 1);
+* ``rank:user:{user}`` ``n`` views started, ``w`` watch-ratio sum, ``tw`` (float32
+  bytes of ``Σ wr_i·e_i``, the undecayed watch-ratio-weighted sum of the watched
+  videos' embeddings) and ``te`` (``Σ e_i``, one per view) — together they give
+  ``topic_affinity`` and ``topic_lift`` exactly as recsim defines them;
+* ``rank:creator:{creator}`` ``n`` views started, ``w`` watch-ratio sum;
+* ``rank:video:{video}`` ``s`` views started, ``q`` views past 25 % (skips = s − q);
+* ``rank:recent:{hour}`` video → views started in that hour (expires after 26 h),
+  the ``video_views_recent`` window.
 """
 
 from __future__ import annotations
@@ -47,7 +62,7 @@ from svc_rank.index.catalog import VideoInfo
 
 LEDGER_TTL_S = 8 * 86400
 USER_TTL_S = 90 * 86400
-PAIR_FIELDS = ("f", "l", "s", "q", "c")
+PAIR_FIELDS = ("f", "l", "s", "q", "c", "w")
 
 # Credit of each watch event toward the user vector (sums to 1 for a full watch).
 WATCH_CREDIT = {
@@ -68,6 +83,29 @@ def pair_key(user_id: str) -> str:
 
 def tags_key(user_id: str) -> str:
     return key("rank", "tags", user_id)
+
+
+def creator_key(creator_id: str) -> str:
+    return key("rank", "creator", creator_id)
+
+
+def video_key(video_id: str) -> str:
+    return key("rank", "video", video_id)
+
+
+def recent_key(hour: int) -> str:
+    """Views started in epoch hour ``hour`` (a hash: video id -> count)."""
+    return key("rank", "recent", hour)
+
+
+RECENT_TTL_S = 26 * 3600
+
+
+def watch_ratio(watch_seconds: float, duration_s: float) -> float:
+    """One event's contribution to its view's watch ratio (0..1)."""
+    if duration_s <= 0 or not watch_seconds > 0:
+        return 0.0
+    return min(1.0, watch_seconds / duration_s)
 
 
 def ledger_key(event_id: str) -> str:
@@ -108,6 +146,7 @@ class WatchUpdate:
     kind: int
     occurred_ms: int
     country: str = ""
+    watch_seconds: float = 0.0
 
 
 async def apply_watch(
@@ -122,6 +161,9 @@ async def apply_watch(
     ukey = user_key(update.user_id)
     video = update.video
     credit = WATCH_CREDIT.get(update.kind, 0.0)
+    started = update.kind == common_pb2.EVENT_TYPE_WATCH_START
+    ratio = watch_ratio(update.watch_seconds, video.duration_s) if video is not None else 0.0
+    embedding = video.embedding if video is not None else None
     async with redis.pipeline(transaction=True) as pipe:
         while True:
             try:
@@ -130,22 +172,52 @@ async def apply_watch(
                     await pipe.reset()
                     return False
                 new_vec: tuple[np.ndarray, int] | None = None
-                if credit and video is not None and video.embedding is not None:
-                    raw_vec, raw_t = await pipe.hmget(ukey, "vec", "t")
-                    new_vec = decayed_sum(
-                        _vec(raw_vec),
-                        int(raw_t or 0),
-                        video.embedding,
-                        credit,
-                        update.occurred_ms,
-                        half_life_s,
-                    )
+                topic: dict[str, bytes] = {}
+                need_vec = bool(credit) and embedding is not None
+                need_topic = embedding is not None and (started or ratio > 0)
+                if need_vec or need_topic:
+                    raw_vec, raw_t, raw_tw, raw_te = await pipe.hmget(ukey, "vec", "t", "tw", "te")
+                    if need_vec:
+                        assert embedding is not None
+                        new_vec = decayed_sum(
+                            _vec(raw_vec),
+                            int(raw_t or 0),
+                            embedding,
+                            credit,
+                            update.occurred_ms,
+                            half_life_s,
+                        )
+                    if need_topic:
+                        assert embedding is not None
+                        if ratio > 0:
+                            topic["tw"] = _add(_vec(raw_tw), embedding, ratio).tobytes()
+                        if started:
+                            topic["te"] = _add(_vec(raw_te), embedding, 1.0).tobytes()
                 pipe.multi()
                 pipe.set(ledger, 1, ex=LEDGER_TTL_S)
                 if new_vec is not None:
                     pipe.hset(ukey, mapping={"vec": new_vec[0].tobytes(), "t": new_vec[1]})
+                if topic:
+                    pipe.hset(ukey, mapping=topic)  # type: ignore[arg-type]
                 if update.country:
                     pipe.hset(ukey, "region", update.country.upper())
+                if video is not None:
+                    ckey, vkey = creator_key(video.creator_id), video_key(update.video_id)
+                    if started:
+                        pipe.hincrby(ukey, "n", 1)
+                        pipe.hincrby(ckey, "n", 1)
+                        pipe.hincrby(vkey, "s", 1)
+                        hour = min(update.occurred_ms, int(time.time() * 1000)) // 3_600_000
+                        rkey = recent_key(hour)
+                        pipe.hincrby(rkey, update.video_id, 1)
+                        pipe.expire(rkey, RECENT_TTL_S)
+                    elif update.kind == common_pb2.EVENT_TYPE_PROGRESS_25:
+                        pipe.hincrby(vkey, "q", 1)
+                    if ratio > 0:
+                        pipe.hincrbyfloat(ukey, "w", ratio)
+                        pipe.hincrbyfloat(ckey, "w", ratio)
+                    pipe.expire(ckey, USER_TTL_S)
+                    pipe.expire(vkey, USER_TTL_S)
                 pipe.expire(ukey, USER_TTL_S)
                 if video is not None:
                     field = {
@@ -156,13 +228,16 @@ async def apply_watch(
                     pkey = pair_key(update.user_id)
                     if field:
                         pipe.hincrby(pkey, f"{video.creator_id}|{field}", 1)
+                    if ratio > 0:
+                        pipe.hincrbyfloat(pkey, f"{video.creator_id}|w", ratio)
+                    if field or ratio > 0:
                         pipe.expire(pkey, USER_TTL_S)
                     if credit and video.hashtags:
                         tkey = tags_key(update.user_id)
                         for tag in video.hashtags:
                             pipe.zincrby(tkey, credit, tag)
                         pipe.expire(tkey, USER_TTL_S)
-                if update.kind == common_pb2.EVENT_TYPE_WATCH_START:
+                if started:
                     # Watched (from the feed or a shared link): never served again
                     # within the window, like a served item; known to the catalog or not.
                     at = min(update.occurred_ms, int(time.time() * 1000))
@@ -171,6 +246,12 @@ async def apply_watch(
                 return True
             except WatchError:
                 continue
+
+
+def _add(stored: np.ndarray | None, add: np.ndarray, weight: float) -> np.ndarray:
+    if stored is None or stored.shape != add.shape:
+        return (weight * add).astype(np.float32)
+    return (stored + weight * add).astype(np.float32)
 
 
 # Ledger + increments in one script, so an event changes the counters once or not at all.
@@ -226,7 +307,7 @@ async def profile(redis: aioredis.Redis, user_id: str, *, tags: int = 5) -> User
 
 async def pair_counts(
     redis: aioredis.Redis, user_id: str, creators: Iterable[str]
-) -> dict[str, dict[str, int]]:
+) -> dict[str, dict[str, float]]:
     """Affinity counters of the user on each creator (zeros when none)."""
     names = list(dict.fromkeys(creators))
     if not names:
@@ -236,5 +317,10 @@ async def pair_counts(
     out: dict[str, dict[str, int]] = {}
     for i, creator in enumerate(names):
         chunk = values[i * len(PAIR_FIELDS) : (i + 1) * len(PAIR_FIELDS)]
-        out[creator] = {f: int(v or 0) for f, v in zip(PAIR_FIELDS, chunk, strict=True)}
+        out[creator] = {f: _num(v) for f, v in zip(PAIR_FIELDS, chunk, strict=True)}
     return out
+
+
+def _num(raw: bytes | str | None) -> float:
+    """A counter as a number (integer counters and HINCRBYFLOAT sums alike)."""
+    return float(raw) if raw is not None else 0.0

@@ -56,6 +56,7 @@ class WatchIndexer:
                 kind=int(message.type),
                 occurred_ms=occurred.ToMilliseconds(),
                 country=message.country,
+                watch_seconds=message.watch_seconds,
             ),
             half_life_s=self.half_life_s,
             served_key=served_key(message.user_id),

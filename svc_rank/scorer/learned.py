@@ -1,10 +1,10 @@
 """The learned ranker: Triton model ``ranker``, one call per request for all candidates.
 
 Contract: input ``features`` float32 ``[-1, F]`` (columns in
-:data:`svc_rank.scorer.features.FEATURE_NAMES` order), output ``scores`` float32
-``[-1]`` (expected watch ratio, higher first). The call has a deadline (30 ms by
-default, ``REELS_RANK_RANKER_TIMEOUT_S``); a timeout, an error, a missing model or a
-wrong-shaped answer returns None and the rule scorer ranks instead.
+:data:`recsim.features.FEATURE_NAMES` order, built by :mod:`svc_rank.scorer.features`),
+output ``scores`` float32 ``[-1]`` (expected watch ratio, higher first). The call has
+a deadline (30 ms by default, ``REELS_RANK_RANKER_TIMEOUT_S``); a timeout, an error,
+a missing model or a wrong-shaped answer returns None and the rule scorer ranks instead.
 
 A circuit breaker keeps an absent or failing ranker from costing every request its
 deadline: after a failure the ranker is not called for ``retry_s`` (5 s), then one

@@ -467,6 +467,76 @@ async def test_the_learned_ranker_ranks_while_it_answers_and_rules_when_it_is_st
         ranker.addr, ranker.timeout_s = old_addr, harness.rank.settings.ranker_timeout_s
 
 
+async def test_the_built_ranker_served_by_triton_ranks_the_feed_on_recsims_features(
+    harness: FeedHarness, tmp_path: Path
+) -> None:
+    """The real model (``make models``: trained on recsim's logs) in a real tritonserver:
+    svc_rank's learned path scores the page (no fallback), with the very rows
+    ``recsim.features`` defines, and the scores are the ONNX model's on those rows."""
+    import onnxruntime as ort
+
+    from recsim.features import FEATURE_NAMES
+    from reels_dev.infra.triton import MODEL_REPOSITORY, triton_process
+
+    model = MODEL_REPOSITORY / "ranker" / "1" / "model.onnx"
+    if not model.exists():
+        pytest.fail(f"ranker is not built ({model}): run `bash scripts/models.sh`")
+    http, grpc_port = free_port(), free_port()
+    triton = triton_process(http, grpc_port, None, models=["ranker"], log_dir=tmp_path)
+    await asyncio.to_thread(triton.start)
+    ranker = harness.rank.ranker
+    assert ranker is not None
+    old_addr = ranker.addr
+    await ranker.close()
+    ranker.addr = f"127.0.0.1:{grpc_port}"
+    ranker.timeout_s = 10.0  # the first inference of a fresh Triton warms it up (and CI is busy)
+    ranker._closed_until = 0.0
+    user = "triton-ranked-1"
+    try:
+        watched = sorted(harness.creators)[0]
+        await harness.watch(user, watched)
+
+        async def has_history() -> bool:
+            raw = await harness.rank.redis.hmget(key("rank", "user", user), "n", "tw")
+            return raw[0] is not None and raw[1] is not None
+
+        await eventually(has_history, 30, "the watch did not reach the user's aggregates")
+        from svc_rank.feature_hydrator import aggregates
+
+        creator = harness.creators[watched]
+        agg = await aggregates.read(harness.rank.redis, user, [watched], [creator])
+        assert agg.video[watched]["s"] == 1 and agg.video[watched]["q"] == 1
+        assert agg.video[watched]["recent"] >= 1
+        assert agg.user.views == 1 and agg.pair[creator]["s"] == 1
+        # 0 + 3 + 6 + 9 + 12 s reported over five events of a 15 s video, each capped at 1.
+        assert agg.user.watch_sum == pytest.approx(0.2 + 0.4 + 0.6 + 0.8)
+        assert agg.pair[creator]["w"] == pytest.approx(agg.user.watch_sum)
+        assert agg.creator[creator]["n"] >= 1
+        reply = await harness.get_feed(user, limit=10)
+        assert reply.items and reply.scorer == "ranker:1", reply.scorer
+        assert F.FEED_FALLBACK_RULE_SCORER not in reply.fallbacks
+        session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        for item in reply.items[:3]:
+            explained = await harness.feed.ExplainFeedItem(
+                F.ExplainFeedItemRequest(video_id=item.video_id),
+                metadata=harness.auth(user),
+                timeout=10,
+            )
+            assert explained.scorer == "ranker:1"
+            assert [f.name for f in explained.features] == list(FEATURE_NAMES)
+            row = np.array([[f.value for f in explained.features]], dtype=np.float32)
+            want = session.run(["scores"], {"features": row})[0][0]
+            assert explained.ranker_score == pytest.approx(float(want), abs=1e-4)
+            assert explained.score == explained.ranker_score
+        # The user's history is in the rows: they watched one video, so user_log_views > 0.
+        values = {f.name: f.value for f in explained.features}
+        assert values["user_log_views"] == pytest.approx(np.log1p(1.0))
+    finally:
+        await ranker.close()
+        ranker.addr, ranker.timeout_s = old_addr, harness.rank.settings.ranker_timeout_s
+        await asyncio.to_thread(triton.stop)
+
+
 # --------------------------------------------------------------------------- fallbacks
 
 
