@@ -102,8 +102,9 @@ class LogStats:
         np.add.at(self.user_lift, u, (wr - user_mean[u])[:, None] * tags[v])
         self.user_lift /= (self.user_views + 5)[:, None]
         norm = np.linalg.norm(self.user_vec, axis=1, keepdims=True)
-        self.user_unit = np.divide(self.user_vec, norm, out=np.zeros_like(self.user_vec),
-                                   where=norm > 0)
+        self.user_unit = np.divide(
+            self.user_vec, norm, out=np.zeros_like(self.user_vec), where=norm > 0
+        )
         self._log = log
 
     def served(self) -> np.ndarray:

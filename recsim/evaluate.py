@@ -178,9 +178,7 @@ def report(results: list[SeedResult], *, n_boot: int = 2000) -> tuple[str, bool]
             delta = "(baseline)"
         else:
             delta = _fmt_ci(
-                *pooled_bootstrap_ci(
-                    [r.ndcg[p] - r.ndcg[BASELINE] for r in results], n_boot=n_boot
-                )
+                *pooled_bootstrap_ci([r.ndcg[p] - r.ndcg[BASELINE] for r in results], n_boot=n_boot)
             )
         watch = np.mean([r.watch_s[p].mean() for r in results])
         cov = np.mean([r.coverage[p] for r in results])
@@ -192,8 +190,9 @@ def report(results: list[SeedResult], *, n_boot: int = 2000) -> tuple[str, bool]
     lines.append("learned ranker - tuned formula, ΔNDCG@10 per seed (paired bootstrap over users):")
     per_seed_ok = True
     for r in results:
-        m, lo, hi = paired_bootstrap_ci(r.ndcg["learned ranker"], r.ndcg[BASELINE],
-                                        n_boot=n_boot, seed=r.seed)
+        m, lo, hi = paired_bootstrap_ci(
+            r.ndcg["learned ranker"], r.ndcg[BASELINE], n_boot=n_boot, seed=r.seed
+        )
         per_seed_ok &= lo > 0
         w = "/".join(f"{v:.1f}" for v in r.tuned_weights)
         lines.append(

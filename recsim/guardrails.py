@@ -41,7 +41,7 @@ def assemble_page(
         if blocked[i] or int(videos[i]) in used:
             continue
         c = int(creators[i])
-        if page_creators[-(window - 1):].count(c) >= per_creator:
+        if page_creators[-(window - 1) :].count(c) >= per_creator:
             continue
         page.append(int(i))
         page_creators.append(c)

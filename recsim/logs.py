@@ -61,10 +61,7 @@ class EventLog:
         """The events of days strictly before ``day``."""
         keep = self.day < day
         return EventLog(
-            **{
-                k: (v[keep] if k != "initial_follows" else v)
-                for k, v in self.__dict__.items()
-            }
+            **{k: (v[keep] if k != "initial_follows" else v) for k, v in self.__dict__.items()}
         )
 
 
@@ -124,7 +121,7 @@ def simulate_logs(world: World) -> EventLog:
         v = avail[pick]
         c = creator[v]
         w = world.watch_ratio(u, v, t)
-        obs = np.clip(w * np.exp(rng.normal(-0.35**2 / 2, 0.35, size=w.size)), 0.0, 1.5 * W_MAX)
+        obs = np.clip(w * np.exp(rng.normal(-(0.35**2) / 2, 0.35, size=w.size)), 0.0, 1.5 * W_MAX)
         wc = np.minimum(obs, 3.0)
         like = rng.random(w.size) < _sigmoid(-4.0 + 1.6 * wc)
         share = rng.random(w.size) < _sigmoid(-5.5 + 1.4 * wc)

@@ -53,8 +53,9 @@ def paired_bootstrap_ci(
     ``a``, ``b``: ``[n]`` per-user values of two policies on the same users.
     Returns ``(mean, lo, hi)``.
     """
-    return pooled_bootstrap_ci([np.asarray(a) - np.asarray(b)], n_boot=n_boot, seed=seed,
-                               alpha=alpha)
+    return pooled_bootstrap_ci(
+        [np.asarray(a) - np.asarray(b)], n_boot=n_boot, seed=seed, alpha=alpha
+    )
 
 
 def pooled_bootstrap_ci(

@@ -113,16 +113,33 @@ def test_feature_contract_priors_and_order() -> None:
     assert len(FEATURE_NAMES) == N_FEATURES == len(set(FEATURE_NAMES))
     zero = dict.fromkeys(
         [
-            "video_views", "video_watch_sum", "video_completions", "video_skips",
-            "video_engagements", "video_views_recent", "creator_views", "creator_watch_sum",
-            "creator_followers", "user_views", "user_watch_sum", "pair_views",
-            "pair_watch_sum", "pair_likes", "pair_completions", "pair_skips", "pair_follows",
-            "topic_affinity", "topic_lift",
+            "video_views",
+            "video_watch_sum",
+            "video_completions",
+            "video_skips",
+            "video_engagements",
+            "video_views_recent",
+            "creator_views",
+            "creator_watch_sum",
+            "creator_followers",
+            "user_views",
+            "user_watch_sum",
+            "pair_views",
+            "pair_watch_sum",
+            "pair_likes",
+            "pair_completions",
+            "pair_skips",
+            "pair_follows",
+            "topic_affinity",
+            "topic_lift",
         ],
         np.zeros(3),
     )
-    x = build_features(**zero, video_age_days=np.array([0.0, 1.0, 30.0]),
-                       video_duration_s=np.array([20.0, 20.0, 20.0]))
+    x = build_features(
+        **zero,
+        video_age_days=np.array([0.0, 1.0, 30.0]),
+        video_duration_s=np.array([20.0, 20.0, 20.0]),
+    )
     assert x.shape == (3, N_FEATURES) and x.dtype == np.float32
     assert np.isfinite(x).all()  # a brand-new video and user get priors, not NaN
     f = formula_inputs(x)
