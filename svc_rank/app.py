@@ -15,6 +15,14 @@ instead of going NOT_SERVING:
 * ``vectors`` — opens Milvus (Lite: the only process that opens its file) and copies
   the catalog's embeddings into it; while it is down the feed has no ``similar``
   recall (FEED_FALLBACK_NO_VECTORS).
+* ``outbox-relay`` — the outbox relay for svc_rank's own topics (``feed.exposures``:
+  experiment exposures, written by :class:`~svc_rank.experiments.ExposureRecorder`).
+
+Experiments: ``REELS_RANK_EXPERIMENTS`` names a JSON/YAML file of the running phases
+(empty: none). :func:`build` loads it once (a bad file fails the start) into an
+:class:`~svc_rank.experiments.ExperimentArms`, which GetFeed asks for the arm and
+tells when a page was served; ``GetExperimentResults`` reads the running phase's
+per-user data from svc_stream (svc_rank/experiments/results.py).
 """
 
 from __future__ import annotations
@@ -32,13 +40,17 @@ from reels.cache import redis_client, set_key_prefix
 from reels.clients import channel
 from reels.db.engine import make_engine, make_sessionmaker
 from reels.events import EventConsumer, ensure_topics
+from reels.outbox import OutboxRelay
 from reels.server import AppBase, Registration
 from reels.supervise import Supervisor
+from svc_rank.experiments import ExperimentArms, Experiments, ExposureRecorder
+from svc_rank.experiments.results import ResultsService
 from svc_rank.feed import FeedPipeline
 from svc_rank.index.catalog import Catalog
 from svc_rank.index.engagement import EngagementIndexer
 from svc_rank.index.vectors import VectorStore
 from svc_rank.index.watches import WatchIndexer
+from svc_rank.scorer import rules
 from svc_rank.scorer.learned import LearnedRanker
 from svc_rank.server import ArmChooser, FeedService
 from svc_rank.settings import Settings
@@ -62,6 +74,10 @@ class App(AppBase):
     engagement: EngagementIndexer
     arms: ArmChooser | None = None
     """The experiments' arm chooser (None: every user gets the default ranking)."""
+    experiments: Experiments | None = None
+    """The running experiment phases (REELS_RANK_EXPERIMENTS; None: no experiments)."""
+    recorder: ExposureRecorder | None = None
+    relay: OutboxRelay | None = None
     stream_channel: grpc.aio.Channel | None = None
     pipeline: FeedPipeline | None = None
     supervisor: Supervisor = field(default_factory=lambda: Supervisor("rank"))
@@ -100,14 +116,27 @@ class App(AppBase):
         add("engagement", self._run_engagement)
         add("watches", self._run_watches)
         add("vectors", self.vectors.run)
+        add("outbox-relay", self._run_relay)
         await self.supervisor.start()
 
     def registrations(self) -> list[Registration]:
         assert self.pipeline is not None, "start() first"
-        feed = FeedService(self.settings, self.pipeline, self.pipeline.stream, arms=self.arms)
+        assert self.stream_channel is not None
+        results = None
+        if self.experiments is not None:
+            results = ResultsService(
+                self.experiments,
+                stream_pb2_grpc.StreamServiceStub(self.stream_channel),
+                timeout_s=self.settings.experiment_results_timeout_s,
+            )
+        feed = FeedService(
+            self.settings, self.pipeline, self.pipeline.stream, arms=self.arms, results=results
+        )
         return [(rank_pb2_grpc.add_FeedServiceServicer_to_server, feed, "reels.v1.FeedService")]
 
     async def stop(self) -> None:
+        if self.recorder is not None:
+            await self.recorder.drain()  # exposures of the last pages reach the outbox
         await self.supervisor.stop()
         await self.ranker.close()
         if self.stream_channel is not None:
@@ -136,6 +165,20 @@ class App(AppBase):
     async def _run_watches(self) -> None:
         await self._consume(self.watches.consumer(**self.consumer_options()), self.watches)
 
+    async def _run_relay(self) -> None:
+        relay = OutboxRelay(
+            self.sessionmaker,
+            bootstrap=self.platform.kafka_bootstrap,
+            client_id="svc_rank-outbox",
+            batch_size=self.platform.outbox_batch,
+            topics=topics.produced_by("svc_rank"),
+        )
+        self.relay = relay
+        try:
+            await relay.run()
+        finally:
+            relay.stop()
+
 
 def build(settings: Settings, *, arms: ArmChooser | None = None) -> App:
     """The App for ``settings``; nothing connects until ``start()`` (or the first call)."""
@@ -157,6 +200,8 @@ def build(settings: Settings, *, arms: ArmChooser | None = None) -> App:
         nprobe=s.milvus_nprobe,
         timeout_s=s.milvus_timeout_s,
         interval_s=s.indexer_interval_s,
+        visual_collection=s.milvus_visual_collection,
+        reupload_cosine=s.reupload_cosine,
     )
     ranker = LearnedRanker(
         platform.triton_addr,
@@ -165,6 +210,18 @@ def build(settings: Settings, *, arms: ArmChooser | None = None) -> App:
         timeout_s=s.ranker_timeout_s,
         retry_s=s.ranker_retry_s,
     )
+    experiments: Experiments | None = None
+    recorder: ExposureRecorder | None = None
+    if isinstance(arms, ExperimentArms):
+        experiments, recorder = arms.experiments, arms.recorder
+    elif arms is None and s.experiments:
+        experiments = Experiments.load(s.experiments)
+        recorder = ExposureRecorder(sessionmaker, redis)
+        arms = ExperimentArms(
+            experiments,
+            recorder,
+            default_weights=rules.Weights(s.w_completion, s.w_engagement, s.w_affinity, s.w_deep),
+        )
     return App(
         settings=settings,
         engine=engine,
@@ -176,4 +233,6 @@ def build(settings: Settings, *, arms: ArmChooser | None = None) -> App:
         watches=WatchIndexer(redis, catalog, half_life_s=s.user_vector_half_life_s),
         engagement=EngagementIndexer(sessionmaker, redis),
         arms=arms,
+        experiments=experiments,
+        recorder=recorder,
     )

@@ -49,6 +49,8 @@ class FeedRequest:
     """Video ids served to the user within the no-repeat window."""
     positive_creators: frozenset[str] = frozenset()
     """Creators the user has shown interest in (exploration stays away from them)."""
+    hidden_creators: frozenset[str] = frozenset()
+    """Creators the user asked to see fewer of (never served while that lasts)."""
     seed: int = 0
     """Seeds every random choice of this list (exploration), so a rebuild is the same."""
 

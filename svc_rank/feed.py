@@ -50,6 +50,7 @@ from svc_rank.candidate_source.similar import SimilarSource
 from svc_rank.candidate_source.trending import TrendingSource
 from svc_rank.feature_hydrator import aggregates
 from svc_rank.feature_hydrator.counters import empty as empty_counters
+from svc_rank.filter import see_fewer
 from svc_rank.filter.eligibility import eligible
 from svc_rank.filter.mixer import MixRules, mix
 from svc_rank.index import user_state
@@ -147,15 +148,16 @@ class FeedPipeline:
         redis_down = False
         followees_task = asyncio.ensure_future(followees_of(self.sessionmaker, user_id))
         try:
-            profile, served = await asyncio.gather(
+            profile, served, hidden = await asyncio.gather(
                 user_state.profile(self.redis, user_id),
                 served_ids(self.redis, user_id, self.settings.served_window_s)
                 if exclude_served
                 else _none(),
+                see_fewer.creators(self.redis, user_id),
             )
         except (RedisError, OSError):
             redis_down = True
-            profile, served = user_state.UserProfile(None, "", ()), set()
+            profile, served, hidden = user_state.UserProfile(None, "", ()), set(), set()
         followees = await followees_task
         request = FeedRequest(
             user_id=user_id,
@@ -163,6 +165,7 @@ class FeedPipeline:
             user_vector=profile.vector,
             followees=frozenset(followees),
             served=frozenset(served or ()),
+            hidden_creators=frozenset(hidden),
             seed=seed,
         )
         return request, profile.top_tags, redis_down
@@ -197,7 +200,13 @@ class FeedPipeline:
             fallbacks.add(rank_pb2.FEED_FALLBACK_NO_VECTORS)
         merged = merge(groups)
         catalog = await self.catalog.get_many(merged)
-        pool = eligible(merged.values(), catalog, user_id=user_id, served=request.served)
+        pool = eligible(
+            merged.values(),
+            catalog,
+            user_id=user_id,
+            served=request.served,
+            hidden_creators=request.hidden_creators,
+        )
         pool = _outside_interests(pool, catalog)
         hydrated, hydrate_redis_down = await self._hydrate(pool, catalog, request)
         redis_down = redis_down or hydrate_redis_down

@@ -47,6 +47,11 @@ class RankVideo(Base):
             "video_id",
             postgresql_where=text("embedding IS NOT NULL AND NOT vector_indexed"),
         ),
+        Index(
+            "ix_rank_videos_visual_unchecked",
+            "published_at",
+            postgresql_where=text("visual_embedding IS NOT NULL AND NOT visual_checked"),
+        ),
     )
 
     video_id: Mapped[str] = mapped_column(Text, primary_key=True)
@@ -70,6 +75,17 @@ class RankVideo(Base):
         Float, nullable=False, server_default=text("random()")
     )
     updated_at: Mapped[datetime] = _now()
+    # Re-upload detection (migration r0003, :mod:`svc_rank.index.reuploads`). The
+    # 1280-d visual vector is deferred: the feed's hot path never loads it.
+    visual_embedding: Mapped[list[float] | None] = mapped_column(
+        ARRAY(REAL), nullable=True, deferred=True
+    )
+    visual_checked: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, server_default=text("false")
+    )
+    reupload_of: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("''"))
+    """The earliest published video of another creator this one is a visual
+    near-duplicate of; empty: an original (or not checked yet)."""
 
 
 class RankFollow(Base):

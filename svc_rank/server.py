@@ -26,9 +26,10 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import grpc
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 from redis.exceptions import RedisError
 from reels.v1 import rank_pb2, rank_pb2_grpc
 
@@ -37,11 +38,15 @@ from reels.auth import current_user
 from svc_rank import cursor, feed_cache
 from svc_rank.candidate import ListItem, SourceUnavailable
 from svc_rank.feed import FeedPipeline, RankingParams
+from svc_rank.filter import see_fewer
 from svc_rank.scorer import features as feature_list
 from svc_rank.scorer.rules import TERMS
 from svc_rank.settings import Settings
 from svc_rank.side_effect.served import record_served, served_ids
 from svc_rank.stream_client import StreamClient
+
+if TYPE_CHECKING:
+    from svc_rank.experiments.results import ResultsService
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +121,17 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
         stream: StreamClient,
         *,
         arms: ArmChooser | None = None,
+        results: ResultsService | None = None,
     ) -> None:
         self.settings = settings
         self.pipeline = pipeline
         self.redis = pipeline.redis
         self.stream = stream
         self.arms = arms or _default_arms
+        # Exposure logging: the chooser's ``served(user, label, request_id=)`` when it
+        # has one (svc_rank.experiments.ExperimentArms); background, never raises.
+        self._served = getattr(self.arms, "served", None)
+        self.results = results
 
     # ------------------------------------------------------------------ GetFeed
 
@@ -176,6 +186,7 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
         self, request: rank_pb2.GetFeedRequest, context: grpc.aio.ServicerContext
     ) -> rank_pb2.GetFeedResponse:
         started = time.perf_counter()
+        request_id = uuid.uuid4().hex
         user = _caller(request.user_id)
         limit = _limit(request.limit)
         position = cursor.decode_feed(request.cursor)
@@ -227,6 +238,10 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
                 )
             except (RedisError, OSError) as exc:
                 log.warning("served history not recorded: %s", exc)
+        # The arm whose ranking built the list served this page (a list cached before
+        # the user's arm existed carries no label and logs no exposure).
+        if page and lst.experiment and self._served is not None:
+            self._served(user, lst.experiment, request_id=request_id)
         next_cursor = cursor.encode_feed(lst.list_id, offset + limit) if more else ""
         elapsed_ms = (time.perf_counter() - started) * 1000
         metrics.feed_ranking_latency.record(elapsed_ms, {"cache_hit": str(cache_hit).lower()})
@@ -237,7 +252,7 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
             next_cursor=next_cursor,
             cursor=next_cursor,
             has_more=more,
-            request_id=uuid.uuid4().hex,
+            request_id=request_id,
             experiment=lst.experiment or experiment,
             cache_hit=cache_hit,
             response_time_ms=round(elapsed_ms, 3),
@@ -323,4 +338,43 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
                 rank_pb2.ScoreComponent(name=n, value=hydrated.features.get(n, 0.0), weight=0.0)
                 for n in feature_list.FEATURE_NAMES
             ],
+            reupload_of=hydrated.video.reupload_of,
         )
+
+    # ------------------------------------------------------------------ SeeFewer
+
+    async def SeeFewer(  # noqa: N802 - generated name
+        self, request: rank_pb2.SeeFewerRequest, context: grpc.aio.ServicerContext
+    ) -> rank_pb2.SeeFewerResponse:
+        """ "See fewer of this creator" (svc_rank/filter/see_fewer.py): the creator is
+        left out of the caller's feed for ``see_fewer_ttl_s``; the cached list is
+        dropped so the next request already honours it."""
+        user = _caller(request.user_id)
+        creator = request.creator_id.strip()
+        if not creator or len(creator) > 128:
+            raise errors.InvalidArgument(
+                "creator_id is required", [("creator_id", "must be 1-128 characters")]
+            )
+        if creator == user:
+            raise errors.InvalidArgument(
+                "you cannot see fewer of yourself", [("creator_id", "is the caller")]
+            )
+        try:
+            until = await see_fewer.add(
+                self.redis, user, creator, ttl_s=self.settings.see_fewer_ttl_s
+            )
+            await self.redis.delete(feed_cache.feed_key(user), feed_cache.last_key(user))
+        except (RedisError, OSError) as exc:
+            raise errors.Unavailable("preferences store unavailable, retry shortly", 1.0) from exc
+        stamp = timestamp_pb2.Timestamp()
+        stamp.FromNanoseconds(int(until * 1e9))
+        return rank_pb2.SeeFewerResponse(creator_id=creator, until=stamp)
+
+    # ------------------------------------------------------------------ experiments
+
+    async def GetExperimentResults(  # noqa: N802 - generated name
+        self, request: rank_pb2.GetExperimentResultsRequest, context: grpc.aio.ServicerContext
+    ) -> rank_pb2.GetExperimentResultsResponse:
+        if self.results is None:
+            raise errors.NotFound("experiment", request.experiment_id, "no experiments run here")
+        return await self.results.results(request)

@@ -18,6 +18,7 @@ from reels.config import (
     server_group,
     setting,
 )
+from reels.embedding_space import NEAR_DUPLICATE_COSINE
 
 
 @dataclass(frozen=True)
@@ -124,9 +125,25 @@ class Settings(FromEnv):
         5000, "REELS_RANK_SERVED_MAX", "served ids remembered per user (newest kept)"
     )
     near_duplicate_cosine: float = setting(
-        0.95,
+        NEAR_DUPLICATE_COSINE,
         "REELS_RANK_NEAR_DUPLICATE_COSINE",
-        "two videos this similar are near-duplicates (never on one page)",
+        "two videos whose video vectors are this similar never share a page",
+    )
+    reupload_cosine: float = setting(
+        NEAR_DUPLICATE_COSINE,
+        "REELS_RANK_REUPLOAD_COSINE",
+        "a video whose visual vector is this similar to another creator's earlier one "
+        "is a re-upload of it (never served)",
+    )
+    milvus_visual_collection: str = setting(
+        "videos_visual",
+        "REELS_RANK_MILVUS_VISUAL_COLLECTION",
+        "Milvus collection of visual vectors (re-upload detection)",
+    )
+    see_fewer_ttl_s: float = setting(
+        30 * 86400.0,
+        "REELS_RANK_SEE_FEWER_TTL_S",
+        'how long "see fewer of this creator" keeps the creator out of the feed (s)',
     )
     saturation_floor: float = setting(
         0.25, "REELS_RANK_SATURATION_FLOOR", "f in the creator discount (1-f)*d^n + f"
@@ -145,6 +162,18 @@ class Settings(FromEnv):
         3600.0,
         "REELS_RANK_LAST_LIST_TTL_S",
         "how long the last list is kept for when svc_stream is down (s)",
+    )
+
+    # A/B experiments (svc_rank/experiments, docs/DECISIONS.md "Experiments").
+    experiments: str = setting(
+        "",
+        "REELS_RANK_EXPERIMENTS",
+        "path of the running experiments (JSON or YAML, {experiments: [...]}); empty: none",
+    )
+    experiment_results_timeout_s: float = setting(
+        30.0,
+        "REELS_RANK_EXPERIMENT_RESULTS_TIMEOUT_S",
+        "deadline of the svc_stream query behind GetExperimentResults (s)",
     )
 
     # Kafka consumer groups of this service.
@@ -172,6 +201,8 @@ class Settings(FromEnv):
         bound("saturation_decay", "REELS_RANK_SATURATION_DECAY", 0.0, 1.0)
         bound("creator_cap", "REELS_RANK_CREATOR_CAP", 1, 10)
         bound("near_duplicate_cosine", "REELS_RANK_NEAR_DUPLICATE_COSINE", 0.0, 1.0)
+        bound("reupload_cosine", "REELS_RANK_REUPLOAD_COSINE", 0.0, 1.0)
+        bound("see_fewer_ttl_s", "REELS_RANK_SEE_FEWER_TTL_S", 1.0, 365 * 86400.0)
         bound("list_size", "REELS_RANK_LIST_SIZE", 10, 1000)
         bound("embedding_dim", "REELS_RANK_EMBEDDING_DIM", 2, 4096)
         if self.milvus_index not in ("IVF_FLAT", "FLAT"):

@@ -102,6 +102,11 @@ class StreamService(stream_pb2_grpc.StreamServiceServicer):
     ) -> stream_pb2.ListTrendingResponse:
         return await self.analytics.ListTrending(request, context)
 
+    async def GetExperimentData(  # noqa: N802 - generated name
+        self, request: stream_pb2.GetExperimentDataRequest, context: Ctx
+    ) -> stream_pb2.GetExperimentDataResponse:
+        return await self.analytics.GetExperimentData(request, context)
+
     async def GetPlaybackUrls(  # noqa: N802 - generated name
         self, request: stream_pb2.GetPlaybackUrlsRequest, context: Ctx
     ) -> stream_pb2.GetPlaybackUrlsResponse:

@@ -18,7 +18,8 @@ Modules: ``model`` (Experiment, Arm, RankingConfig; next_phase), ``assignment`` 
 bucket function), ``vectors`` (its committed test vectors), ``serving`` (Experiments,
 Assignment), ``arms`` (the pipeline hook), ``exposure`` (de-dup + FeedExposure via the
 outbox), ``stats`` (Welch, SRM, CUPED, analyze), ``warehouse`` (ClickHouse table, sink
-row, per-user query, load_results), ``simulate`` (seeded outcome simulator with an
+row, per-user query, load_results), ``results`` (GetExperimentResults: svc_stream's
+per-user data -> analyze -> the RPC's answer), ``simulate`` (seeded outcome simulator with an
 injectable effect).
 """
 

@@ -8,7 +8,7 @@ the production ranking. Each experiment's salt is independent, so within every
 experiment the arms stay randomised; an experiment lower in the list simply sees the
 users the ones above it did not enroll.
 
-JSON form (a file or a string; ``{"experiments": [...]}``)::
+JSON form (a file or a string; ``{"experiments": [...]}``; YAML files alike)::
 
     {"experiments": [{"experiment_id": "ranker-v2", "phase": 1,
                       "salt": "ranker-v2/p1", "control": "control",
@@ -82,8 +82,22 @@ class Experiments:
         return cls.from_dict(json.loads(text) if text.strip() else {})
 
     @classmethod
+    def from_yaml(cls, text: str) -> Experiments:
+        import yaml  # only config files need it
+
+        data = yaml.safe_load(text) if text.strip() else {}
+        if not isinstance(data, dict):
+            raise ExperimentConfigError("an experiments file holds a mapping {experiments: [...]}")
+        return cls.from_dict(data)
+
+    @classmethod
     def load(cls, path: str | Path) -> Experiments:
-        return cls.from_json(Path(path).read_text())
+        """A JSON file, or YAML when the name ends in ``.yaml`` / ``.yml``."""
+        p = Path(path)
+        text = p.read_text()
+        if p.suffix.lower() in (".yaml", ".yml"):
+            return cls.from_yaml(text)
+        return cls.from_json(text)
 
     @classmethod
     def of(cls, experiments: Sequence[Experiment]) -> Experiments:

@@ -3,6 +3,9 @@
 * not served to this user within the no-repeat window (served history, see
   :mod:`svc_rank.side_effect.served`);
 * not the user's own videos;
+* not a re-upload of another creator's video (``reupload_of`` set at publish, see
+  :mod:`svc_rank.index.reuploads`): the original is served instead;
+* not by a creator the user asked to see fewer of (:mod:`svc_rank.filter.see_fewer`);
 * known to the catalog, with a master playlist (a video svc_rank cannot describe or
   play is never shown).
 """
@@ -18,6 +21,7 @@ from svc_rank.candidate import Candidate
 class _Video(Protocol):
     creator_id: str
     master_playlist_key: str
+    reupload_of: str
 
 
 def eligible(
@@ -26,6 +30,7 @@ def eligible(
     *,
     user_id: str,
     served: frozenset[str] | set[str],
+    hidden_creators: frozenset[str] | set[str] = frozenset(),
 ) -> list[Candidate]:
     out = []
     for c in candidates:
@@ -33,6 +38,8 @@ def eligible(
         if video is None or not video.master_playlist_key:
             continue
         if c.video_id in served or video.creator_id == user_id:
+            continue
+        if video.reupload_of or video.creator_id in hidden_creators:
             continue
         out.append(c)
     return out

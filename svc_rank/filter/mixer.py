@@ -17,8 +17,14 @@ Greedy, position by position (home-mixer's shape):
    10 consecutive positions. A candidate that would break it waits; when only such
    candidates remain the list ends there (a short list, never a broken rule).
 4. **Near-duplicates.** A candidate whose embedding is within
-   ``near_duplicate_cosine`` (0.95) of one already in the list is dropped: checked
-   against the whole list, so no page (whatever its size) holds two.
+   ``near_duplicate_cosine`` of one already in the list is dropped: checked
+   against the whole list, so no page (whatever its size) holds two. The default is
+   :data:`reels.embedding_space.NEAR_DUPLICATE_COSINE` (0.9), the same number as
+   re-upload detection. Here it applies to the combined 256-d video vectors (half
+   visual, half text), where it is stricter than on visual vectors alone: two
+   videos reach it only when both what they show and what they say nearly match.
+   Re-uploads whose text differs are caught earlier, on the visual vectors, and never
+   reach the mixer (:mod:`svc_rank.index.reuploads`, ``eligibility``).
 
 The discount needs the current count of a creator, which changes as the list grows;
 a lazy max-heap re-scores an entry only when its creator's count moved since it was
@@ -34,6 +40,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from reels.embedding_space import NEAR_DUPLICATE_COSINE
 from svc_rank.candidate import EXPLORATION, FOLLOWEE, FRESH, SIMILAR, Scored
 
 CAP_WINDOW = 10
@@ -47,7 +54,7 @@ class MixRules:
     saturation_floor: float = 0.25
     saturation_decay: float = 0.5
     creator_cap: int = 2
-    near_duplicate_cosine: float = 0.95
+    near_duplicate_cosine: float = NEAR_DUPLICATE_COSINE
 
 
 def creator_discount(n: int, floor: float, decay: float) -> float:

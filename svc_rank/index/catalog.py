@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from reels import topics
 from reels.events import IdempotentConsumer, ReceivedEvent
+from reels.model_client import VISUAL_EMBEDDING_DIM
 from svc_rank.models import RankVideo
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,9 @@ class VideoInfo:
     embedding: np.ndarray | None = None
     """Unit float32 vector, or None when the video was published without one."""
     model_version: str = ""
+    reupload_of: str = ""
+    """The original (another creator's earlier video) this one is a visual
+    near-duplicate of (:mod:`svc_rank.index.reuploads`); empty: an original."""
 
 
 def unit(vector: Iterable[float]) -> np.ndarray | None:
@@ -75,6 +79,7 @@ def _info(row: RankVideo) -> VideoInfo:
         master_playlist_key=row.master_playlist_key,
         embedding=unit(row.embedding) if row.embedding else None,
         model_version=row.embedding_model_version,
+        reupload_of=row.reupload_of,
     )
 
 
@@ -143,6 +148,15 @@ class Catalog:
             else datetime.now(UTC)
         )
         embedding = unit(event.video_embedding)
+        visual = unit(event.visual_embedding)
+        if visual is not None and visual.shape[0] != VISUAL_EMBEDDING_DIM:
+            log.warning(
+                "catalog: %s has a %d-d visual vector, not %d-d; no re-upload check",
+                event.video_id,
+                visual.shape[0],
+                VISUAL_EMBEDDING_DIM,
+            )
+            visual = None
         if embedding is not None and embedding.shape[0] != self.embedding_dim:
             log.warning(
                 "catalog: %s has a %d-d embedding, the index holds %d-d; not indexed",
@@ -163,6 +177,8 @@ class Catalog:
             "embedding": None if embedding is None else [float(x) for x in embedding],
             "embedding_model_version": event.embedding_model_version,
             "vector_indexed": False,
+            "visual_embedding": None if visual is None else [float(x) for x in visual],
+            "visual_checked": False,
         }
 
     async def apply_published(
@@ -173,7 +189,7 @@ class Catalog:
         A republish *without* a vector (svc_transcode's first event when embedding was
         pending, or a replay of it after the follow-up) never clears a stored one: the
         embedding, its version and its indexed flag are kept unless the event brings a
-        new vector.
+        new vector. The visual vector likewise (a new one queues a new re-upload check).
         """
         values = self.row_values(event)
         stmt = insert(RankVideo).values(**values)
@@ -186,6 +202,14 @@ class Catalog:
                 else_=table.embedding_model_version,
             ),
             "vector_indexed": case((has_new, False), else_=table.vector_indexed),
+            # The same for the visual vector: a new one is checked for re-uploads again.
+            "visual_embedding": func.coalesce(
+                stmt.excluded.visual_embedding, table.visual_embedding
+            ),
+            "visual_checked": case(
+                (stmt.excluded.visual_embedding.is_not(None), False),
+                else_=table.visual_checked,
+            ),
         }
         stmt = stmt.on_conflict_do_update(
             index_elements=[RankVideo.video_id],

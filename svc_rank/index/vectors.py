@@ -18,6 +18,10 @@ embedding is not yet indexed into Milvus, once per ``interval_s``. If Milvus fai
 it opens Milvus again; meanwhile :meth:`search` raises
 :class:`~svc_rank.candidate.SourceUnavailable` at once and the feed serves without the
 ``similar`` source.
+
+The same loop keeps a second collection, ``videos_visual`` (1280-d visual vectors,
+same index type), and checks each new visual vector against it for re-uploads
+(:mod:`svc_rank.index.reuploads`) before adding it.
 """
 
 from __future__ import annotations
@@ -30,9 +34,12 @@ from collections.abc import Sequence
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from reels.embedding_space import NEAR_DUPLICATE_COSINE
+from reels.model_client import VISUAL_EMBEDDING_DIM
 from reels.supervise import report_ready
 from reels.vectors import VectorIndex, filter_eq
 from svc_rank.candidate import SourceUnavailable
+from svc_rank.index import reuploads
 from svc_rank.models import RankVideo
 
 log = logging.getLogger(__name__)
@@ -55,6 +62,8 @@ class VectorStore:
         nprobe: int = 32,
         timeout_s: float = 0.1,
         interval_s: float = 1.0,
+        visual_collection: str = "videos_visual",
+        reupload_cosine: float = NEAR_DUPLICATE_COSINE,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.uri = uri
@@ -65,20 +74,26 @@ class VectorStore:
         self.nprobe = nprobe
         self.timeout_s = timeout_s
         self.interval_s = interval_s
+        self.visual_collection = visual_collection
+        self.reupload_cosine = reupload_cosine
         self.index: VectorIndex | None = None
+        self.visual: VectorIndex | None = None
         self.indexed = 0
         """Vectors copied to Milvus by this process (tests wait on it)."""
+        self.visual_checked = 0
+        """Visual vectors checked for re-uploads by this process (tests wait on it)."""
+        self.recent = reuploads.Recent()
         self._broken: str = ""
 
     @property
     def available(self) -> bool:
         return self.index is not None
 
-    def _open(self) -> VectorIndex:
+    def _open(self, collection: str | None = None, dim: int | None = None) -> VectorIndex:
         index = VectorIndex(
             self.uri,
-            self.collection,
-            self.dim,
+            collection or self.collection,
+            dim or self.dim,
             "COSINE",
             index_type=self.index_type,
             nlist=self.nlist,
@@ -94,7 +109,15 @@ class VectorStore:
     async def run(self) -> None:
         """Open Milvus, then index pending vectors forever (a supervised loop)."""
         index = await asyncio.to_thread(self._open)
-        self.index, self._broken = index, ""
+        try:
+            visual = await asyncio.to_thread(
+                self._open, self.visual_collection, VISUAL_EMBEDDING_DIM
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(index.close)
+            raise
+        self.index, self.visual, self._broken = index, visual, ""
         report_ready()
         try:
             while True:
@@ -102,11 +125,103 @@ class VectorStore:
                     # A search saw Milvus fail: reopen it (the supervisor restarts us).
                     raise RuntimeError(f"vector index failed: {self._broken}")
                 await self.index_pending(index)
+                await self.check_reuploads(visual)
                 await asyncio.sleep(self.interval_s)
         finally:
-            self.index = None
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(index.close)
+            self.index = self.visual = None
+            for opened in (visual, index):
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(opened.close)
+
+    async def check_reuploads(self, visual: VectorIndex) -> int:
+        """Check unchecked visual vectors (oldest first) for re-uploads, mark each row
+        (``reupload_of``, ``visual_checked``) and add the vector to ``videos_visual``;
+        returns how many were checked. See :mod:`svc_rank.index.reuploads`."""
+        total = 0
+        threshold = self.reupload_cosine
+        while True:
+            async with self.sessionmaker() as session:
+                rows = (
+                    await session.execute(
+                        select(
+                            RankVideo.video_id,
+                            RankVideo.creator_id,
+                            RankVideo.published_at,
+                            RankVideo.visual_embedding,
+                            RankVideo.updated_at,
+                        )
+                        .where(RankVideo.visual_embedding.is_not(None), ~RankVideo.visual_checked)
+                        .order_by(RankVideo.published_at, RankVideo.video_id)
+                        .limit(BATCH)
+                    )
+                ).all()
+            if not rows:
+                return total
+            for r in rows:
+                vector = reuploads.as_unit(r.visual_embedding)
+                published_ms = int(r.published_at.timestamp() * 1000)
+                original = ""
+                if vector is not None and vector.shape[0] == VISUAL_EMBEDDING_DIM:
+                    hits = await asyncio.to_thread(
+                        visual.search,
+                        vector.tolist(),
+                        reuploads.NEIGHBOURS,
+                        reuploads.visual_filter(r.creator_id, published_ms),
+                    )
+                    matches = [h for h in hits if h[1] >= threshold]
+                    matches += self.recent.matches(
+                        vector,
+                        creator_id=r.creator_id,
+                        published_ms=published_ms,
+                        threshold=threshold,
+                    )
+                    original = await self._original(matches, threshold)
+                    await asyncio.to_thread(
+                        visual.upsert,
+                        [
+                            {
+                                "id": r.video_id,
+                                "vector": vector.tolist(),
+                                "creator_id": r.creator_id,
+                                "published_at": published_ms,
+                            }
+                        ],
+                    )
+                    self.recent.add(
+                        reuploads.Checked(r.video_id, r.creator_id, published_ms, vector, original)
+                    )
+                    if original:
+                        log.info("re-upload: %s is a copy of %s", r.video_id, original)
+                async with self.sessionmaker() as session, session.begin():
+                    # Only the version we checked: a republish since then stays pending.
+                    await session.execute(
+                        update(RankVideo)
+                        .where(
+                            RankVideo.video_id == r.video_id,
+                            RankVideo.updated_at == r.updated_at,
+                        )
+                        .values(visual_checked=True, reupload_of=original)
+                    )
+                total += 1
+                self.visual_checked += 1
+
+    async def _original(self, matches: list[tuple[str, float]], threshold: float) -> str:
+        if not matches:
+            return ""
+        ids = list(dict.fromkeys(vid for vid, _ in matches))
+        async with self.sessionmaker() as session:
+            rows = (
+                await session.execute(
+                    select(RankVideo.video_id, RankVideo.published_at, RankVideo.reupload_of).where(
+                        RankVideo.video_id.in_(ids)
+                    )
+                )
+            ).all()
+        known = {
+            r.video_id: reuploads.Known(int(r.published_at.timestamp() * 1000), r.reupload_of)
+            for r in rows
+        }
+        return reuploads.original_of(matches, known, threshold=threshold)
 
     async def index_pending(self, index: VectorIndex) -> int:
         """Copy rows whose vector is not in Milvus yet; returns how many."""

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from reels import errors
 from svc_stream.analytics import queries, trending
+from svc_stream.analytics.experiments import experiment_data
 from svc_stream.analytics.store import AnalyticsHandle
 from svc_stream.caller import require_user
 from svc_stream.engagement import store as engagement
@@ -58,6 +59,16 @@ class AnalyticsRpcs:
         return stream_pb2.ListTrendingResponse(
             entries=[stream_pb2.TrendingEntry(video_id=v, score=s) for v, s in rows]
         )
+
+    async def GetExperimentData(  # noqa: N802 - generated name
+        self, request: stream_pb2.GetExperimentDataRequest, context: grpc.aio.ServicerContext
+    ) -> stream_pb2.GetExperimentDataResponse:
+        """Internal (svc_rank's GetExperimentResults): one phase's per-user outcomes."""
+        if not request.experiment_id:
+            raise errors.InvalidArgument(
+                "experiment_id is required", [("experiment_id", "is required")]
+            )
+        return await experiment_data(self.analytics.get(), request.experiment_id, request.phase)
 
     async def GetVideoAnalytics(  # noqa: N802 - generated name
         self, request: stream_pb2.GetVideoAnalyticsRequest, context: grpc.aio.ServicerContext

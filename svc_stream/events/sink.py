@@ -1,7 +1,8 @@
 """The analytics sink: Kafka topics -> ClickHouse tables and Redis counters, in batches.
 
 One consumer group (``svc_stream.analytics``) reads ``video.events``,
-``engagement.events`` and ``video.published`` (one group join instead of three) and
+``engagement.events``, ``video.published`` and ``feed.exposures`` (svc_rank's
+experiment exposures -> ``feed_exposures``, svc_rank/experiments/warehouse.py) and
 applies what it read as one batch: up to ``max_batch`` records or ``linger_s`` after
 the first one, whichever comes first, because ClickHouse wants few large inserts.
 
@@ -48,6 +49,7 @@ from reels import topics
 from reels.analytics import Analytics
 from reels.events import EventConsumer, ReceivedEvent, event_id_of
 from reels.topics import Topic
+from svc_rank.experiments.warehouse import EXPOSURE_COLUMNS, EXPOSURES_DDL, exposure_row
 from svc_stream.events.counters import (
     WATCH_COMPLETE_KIND,
     WATCH_START_KIND,
@@ -60,10 +62,16 @@ from svc_stream.events.counters import (
 
 log = logging.getLogger(__name__)
 
-SINK_TOPICS = (topics.VIDEO_EVENTS, topics.ENGAGEMENT_EVENTS, topics.VIDEO_PUBLISHED)
+SINK_TOPICS = (
+    topics.VIDEO_EVENTS,
+    topics.ENGAGEMENT_EVENTS,
+    topics.VIDEO_PUBLISHED,
+    topics.FEED_EXPOSURES,
+)
 _VIDEO_EVENTS = topics.VIDEO_EVENTS.name
 _ENGAGEMENT = topics.ENGAGEMENT_EVENTS.name
 _PUBLISHED = topics.VIDEO_PUBLISHED.name
+_EXPOSURES = topics.FEED_EXPOSURES.name
 SINK_GROUP = "svc_stream.analytics"
 
 ET = common_pb2.EventType
@@ -107,6 +115,9 @@ SCHEMA = (
         video_id String, model_version LowCardinality(String),
         embedding Array(Float32), created DateTime64(3, 'UTC'), version UInt64
     ) ENGINE = ReplacingMergeTree(version) ORDER BY (video_id, model_version)""",
+    # One row per (experiment, phase, user): the earliest exposure wins (the table's
+    # contract is svc_rank/experiments/warehouse.py, which also reads it).
+    EXPOSURES_DDL,
 )
 VIDEO_EVENT_COLUMNS = (
     "event_id",
@@ -193,6 +204,7 @@ class Batch:
         self.engagement: list[tuple[Any, ...]] = []
         self.videos: list[tuple[Any, ...]] = []
         self.embeddings: list[tuple[Any, ...]] = []
+        self.exposures: list[tuple[Any, ...]] = []
         self.deltas: list[CounterDelta] = []
         # (sort key, delta): applied in the order the events happened (see ``watch``).
         self._watch: list[tuple[tuple[Any, ...], WatchDelta]] = []
@@ -213,6 +225,10 @@ class Batch:
                 self._engagement(event)
             elif event.topic == _PUBLISHED:
                 self._published(event)
+            elif event.topic == _EXPOSURES:
+                m = events_pb2.FeedExposure.FromString(event.value)
+                if m.experiment_id and m.user_id:
+                    self.exposures.append(exposure_row(event.event_id, m))
         except (DecodeError, ValueError, OverflowError) as exc:
             # A poison record must not wedge the partition: log it and move on.
             log.error(
@@ -389,6 +405,7 @@ class AnalyticsSink:
             ("video_events", batch.video_events, VIDEO_EVENT_COLUMNS),
             ("watch_history", list(batch.history.values()), WATCH_HISTORY_COLUMNS),
             ("engagement_events", batch.engagement, ENGAGEMENT_COLUMNS),
+            ("feed_exposures", batch.exposures, EXPOSURE_COLUMNS),
         )
 
         async def clickhouse() -> None:

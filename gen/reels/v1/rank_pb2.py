@@ -24,41 +24,74 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13reels/v1/rank.proto\x12\x08reels.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\"\xe3\x02\n\x08\x46\x65\x65\x64Item\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x12\n\ncreator_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x15\n\rthumbnail_url\x18\x04 \x01(\t\x12\x14\n\x0cmanifest_url\x18\x05 \x01(\t\x12+\n\x08\x64uration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05score\x18\x07 \x01(\x01\x12$\n\x06reason\x18\x08 \x01(\x0e\x32\x14.reels.v1.FeedReason\x12\x13\n\x0b\x65xplanation\x18\t \x01(\t\x12\x0c\n\x04rank\x18\n \x01(\x05\x12\x18\n\x10\x64uration_seconds\x18\x0b \x01(\x01\x12\x12\n\nview_count\x18\x0c \x01(\x03\x12\x12\n\nlike_count\x18\r \x01(\x03\x12\x17\n\x0f\x63ompletion_rate\x18\x0e \x01(\x01\x12\x15\n\rstreaming_url\x18\x0f \x01(\t\"=\n\x0eScoreComponent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x0e\n\x06weight\x18\x03 \x01(\x01\"\x89\x01\n\x0eGetFeedRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x14\n\x07user_id\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x17\n\nexperiment\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x0e\n\x06region\x18\x05 \x01(\tB\n\n\x08_user_idB\r\n\x0b_experiment\"\xfb\x01\n\x0fGetFeedResponse\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.reels.v1.FeedItem\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x12\n\nexperiment\x18\x04 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x05 \x01(\t\x12\x10\n\x08has_more\x18\x06 \x01(\x08\x12\x11\n\tcache_hit\x18\x07 \x01(\x08\x12\x18\n\x10response_time_ms\x18\x08 \x01(\x01\x12)\n\tfallbacks\x18\t \x03(\x0e\x32\x16.reels.v1.FeedFallback\x12\x0e\n\x06scorer\x18\n \x01(\t\"C\n\x12GetTrendingRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\"M\n\x13GetTrendingResponse\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.reels.v1.FeedItem\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"t\n\x16\x45xplainFeedItemRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x14\n\x07user_id\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x17\n\nexperiment\x18\x03 \x01(\tH\x01\x88\x01\x01\x42\n\n\x08_user_idB\r\n\x0b_experiment\"\x9f\x02\n\x17\x45xplainFeedItemResponse\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12,\n\ncomponents\x18\x03 \x03(\x0b\x32\x18.reels.v1.ScoreComponent\x12$\n\x06reason\x18\x04 \x01(\x0e\x32\x14.reels.v1.FeedReason\x12\x13\n\x0b\x65xplanation\x18\x05 \x01(\t\x12\x12\n\nexperiment\x18\x06 \x01(\t\x12\x0e\n\x06scorer\x18\x07 \x01(\t\x12\x19\n\x0cranker_score\x18\x08 \x01(\x01H\x00\x88\x01\x01\x12*\n\x08\x66\x65\x61tures\x18\t \x03(\x0b\x32\x18.reels.v1.ScoreComponentB\x0f\n\r_ranker_score*\xaa\x01\n\nFeedReason\x12\x1b\n\x17\x46\x45\x45\x44_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46\x45\x45\x44_REASON_TRENDING\x10\x01\x12\x17\n\x13\x46\x45\x45\x44_REASON_SIMILAR\x10\x02\x12\x18\n\x14\x46\x45\x45\x44_REASON_FOLLOWEE\x10\x03\x12\x15\n\x11\x46\x45\x45\x44_REASON_FRESH\x10\x04\x12\x1b\n\x17\x46\x45\x45\x44_REASON_EXPLORATION\x10\x05*\xc5\x01\n\x0c\x46\x65\x65\x64\x46\x61llback\x12\x1d\n\x19\x46\x45\x45\x44_FALLBACK_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x46\x45\x45\x44_FALLBACK_RULE_SCORER\x10\x01\x12\x1c\n\x18\x46\x45\x45\x44_FALLBACK_NO_VECTORS\x10\x02\x12\x1b\n\x17\x46\x45\x45\x44_FALLBACK_LAST_LIST\x10\x03\x12 \n\x1c\x46\x45\x45\x44_FALLBACK_REDIS_TRENDING\x10\x04\x12\x1a\n\x16\x46\x45\x45\x44_FALLBACK_UNCACHED\x10\x05\x32\xd3\x02\n\x0b\x46\x65\x65\x64Service\x12U\n\x07GetFeed\x12\x18.reels.v1.GetFeedRequest\x1a\x19.reels.v1.GetFeedResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/reels\x12j\n\x0bGetTrending\x12\x1c.reels.v1.GetTrendingRequest\x1a\x1d.reels.v1.GetTrendingResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/api/v1/reels/trending\x12\x80\x01\n\x0f\x45xplainFeedItem\x12 .reels.v1.ExplainFeedItemRequest\x1a!.reels.v1.ExplainFeedItemResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /api/v1/reels/{video_id}/explainb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13reels/v1/rank.proto\x12\x08reels.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x02\n\x08\x46\x65\x65\x64Item\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x12\n\ncreator_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x15\n\rthumbnail_url\x18\x04 \x01(\t\x12\x14\n\x0cmanifest_url\x18\x05 \x01(\t\x12+\n\x08\x64uration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05score\x18\x07 \x01(\x01\x12$\n\x06reason\x18\x08 \x01(\x0e\x32\x14.reels.v1.FeedReason\x12\x13\n\x0b\x65xplanation\x18\t \x01(\t\x12\x0c\n\x04rank\x18\n \x01(\x05\x12\x18\n\x10\x64uration_seconds\x18\x0b \x01(\x01\x12\x12\n\nview_count\x18\x0c \x01(\x03\x12\x12\n\nlike_count\x18\r \x01(\x03\x12\x17\n\x0f\x63ompletion_rate\x18\x0e \x01(\x01\x12\x15\n\rstreaming_url\x18\x0f \x01(\t\"=\n\x0eScoreComponent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x0e\n\x06weight\x18\x03 \x01(\x01\"\x89\x01\n\x0eGetFeedRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x14\n\x07user_id\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x17\n\nexperiment\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x0e\n\x06region\x18\x05 \x01(\tB\n\n\x08_user_idB\r\n\x0b_experiment\"\xfb\x01\n\x0fGetFeedResponse\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.reels.v1.FeedItem\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x12\n\nexperiment\x18\x04 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x05 \x01(\t\x12\x10\n\x08has_more\x18\x06 \x01(\x08\x12\x11\n\tcache_hit\x18\x07 \x01(\x08\x12\x18\n\x10response_time_ms\x18\x08 \x01(\x01\x12)\n\tfallbacks\x18\t \x03(\x0e\x32\x16.reels.v1.FeedFallback\x12\x0e\n\x06scorer\x18\n \x01(\t\"C\n\x12GetTrendingRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\"M\n\x13GetTrendingResponse\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.reels.v1.FeedItem\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"t\n\x16\x45xplainFeedItemRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x14\n\x07user_id\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x17\n\nexperiment\x18\x03 \x01(\tH\x01\x88\x01\x01\x42\n\n\x08_user_idB\r\n\x0b_experiment\"\xb4\x02\n\x17\x45xplainFeedItemResponse\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12,\n\ncomponents\x18\x03 \x03(\x0b\x32\x18.reels.v1.ScoreComponent\x12$\n\x06reason\x18\x04 \x01(\x0e\x32\x14.reels.v1.FeedReason\x12\x13\n\x0b\x65xplanation\x18\x05 \x01(\t\x12\x12\n\nexperiment\x18\x06 \x01(\t\x12\x0e\n\x06scorer\x18\x07 \x01(\t\x12\x19\n\x0cranker_score\x18\x08 \x01(\x01H\x00\x88\x01\x01\x12*\n\x08\x66\x65\x61tures\x18\t \x03(\x0b\x32\x18.reels.v1.ScoreComponent\x12\x13\n\x0breupload_of\x18\n \x01(\tB\x0f\n\r_ranker_score\"C\n\x1bGetExperimentResultsRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\r\n\x05\x63uped\x18\x02 \x01(\x08\"\xf2\x01\n\x10MetricComparison\x12\x16\n\x0etreatment_mean\x18\x01 \x01(\x01\x12\x14\n\x0c\x63ontrol_mean\x18\x02 \x01(\x01\x12\x0c\n\x04\x64iff\x18\x03 \x01(\x01\x12\x0e\n\x06\x63i_low\x18\x04 \x01(\x01\x12\x0f\n\x07\x63i_high\x18\x05 \x01(\x01\x12\n\n\x02se\x18\x06 \x01(\x01\x12\n\n\x02\x64\x66\x18\x07 \x01(\x01\x12\x0f\n\x07p_value\x18\x08 \x01(\x01\x12\x13\n\x0bsignificant\x18\t \x01(\x08\x12\x10\n\x08relative\x18\n \x01(\x01\x12\x17\n\x0frelative_ci_low\x18\x0b \x01(\x01\x12\x18\n\x10relative_ci_high\x18\x0c \x01(\x01\"X\n\tArmMetric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12.\n\nvs_control\x18\x03 \x01(\x0b\x32\x1a.reels.v1.MetricComparison\"n\n\x13\x45xperimentArmResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\texposures\x18\x02 \x01(\x03\x12\x10\n\x08share_bp\x18\x03 \x01(\x05\x12$\n\x07metrics\x18\x04 \x03(\x0b\x32\x13.reels.v1.ArmMetric\"\xce\x01\n\x10SampleRatioCheck\x12\x0c\n\x04\x63hi2\x18\x01 \x01(\x01\x12\n\n\x02\x64\x66\x18\x02 \x01(\x05\x12\x0f\n\x07p_value\x18\x03 \x01(\x01\x12\x11\n\tthreshold\x18\x04 \x01(\x01\x12\x0f\n\x07\x66lagged\x18\x05 \x01(\x08\x12:\n\x08\x65xpected\x18\x06 \x03(\x0b\x32(.reels.v1.SampleRatioCheck.ExpectedEntry\x1a/\n\rExpectedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xec\x03\n\x1cGetExperimentResultsResponse\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\r\x12\x0c\n\x04salt\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontrol\x18\x04 \x01(\t\x12\r\n\x05level\x18\x05 \x01(\x01\x12+\n\x04\x61rms\x18\x06 \x03(\x0b\x32\x1d.reels.v1.ExperimentArmResult\x12\'\n\x03srm\x18\x07 \x01(\x0b\x32\x1a.reels.v1.SampleRatioCheck\x12\r\n\x05\x63uped\x18\x08 \x01(\x08\x12K\n\x0b\x63uped_theta\x18\t \x03(\x0b\x32\x36.reels.v1.GetExperimentResultsResponse.CupedThetaEntry\x12Y\n\x12variance_reduction\x18\n \x03(\x0b\x32=.reels.v1.GetExperimentResultsResponse.VarianceReductionEntry\x1a\x31\n\x0f\x43upedThetaEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x38\n\x16VarianceReductionEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"G\n\x0fSeeFewerRequest\x12\x12\n\ncreator_id\x18\x01 \x01(\t\x12\x14\n\x07user_id\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\n\n\x08_user_id\"Q\n\x10SeeFewerResponse\x12\x12\n\ncreator_id\x18\x01 \x01(\t\x12)\n\x05until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xaa\x01\n\nFeedReason\x12\x1b\n\x17\x46\x45\x45\x44_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46\x45\x45\x44_REASON_TRENDING\x10\x01\x12\x17\n\x13\x46\x45\x45\x44_REASON_SIMILAR\x10\x02\x12\x18\n\x14\x46\x45\x45\x44_REASON_FOLLOWEE\x10\x03\x12\x15\n\x11\x46\x45\x45\x44_REASON_FRESH\x10\x04\x12\x1b\n\x17\x46\x45\x45\x44_REASON_EXPLORATION\x10\x05*\xc5\x01\n\x0c\x46\x65\x65\x64\x46\x61llback\x12\x1d\n\x19\x46\x45\x45\x44_FALLBACK_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x46\x45\x45\x44_FALLBACK_RULE_SCORER\x10\x01\x12\x1c\n\x18\x46\x45\x45\x44_FALLBACK_NO_VECTORS\x10\x02\x12\x1b\n\x17\x46\x45\x45\x44_FALLBACK_LAST_LIST\x10\x03\x12 \n\x1c\x46\x45\x45\x44_FALLBACK_REDIS_TRENDING\x10\x04\x12\x1a\n\x16\x46\x45\x45\x44_FALLBACK_UNCACHED\x10\x05\x32\xe7\x04\n\x0b\x46\x65\x65\x64Service\x12U\n\x07GetFeed\x12\x18.reels.v1.GetFeedRequest\x1a\x19.reels.v1.GetFeedResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/reels\x12j\n\x0bGetTrending\x12\x1c.reels.v1.GetTrendingRequest\x1a\x1d.reels.v1.GetTrendingResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/api/v1/reels/trending\x12\x80\x01\n\x0f\x45xplainFeedItem\x12 .reels.v1.ExplainFeedItemRequest\x1a!.reels.v1.ExplainFeedItemResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /api/v1/reels/{video_id}/explain\x12\x9a\x01\n\x14GetExperimentResults\x12%.reels.v1.GetExperimentResultsRequest\x1a&.reels.v1.GetExperimentResultsResponse\"3\x82\xd3\xe4\x93\x02-\x12+/api/v1/experiments/{experiment_id}/results\x12u\n\x08SeeFewer\x12\x19.reels.v1.SeeFewerRequest\x1a\x1a.reels.v1.SeeFewerResponse\"2\x82\xd3\xe4\x93\x02,\"\'/api/v1/creators/{creator_id}/see-fewer:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'reels.v1.rank_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_SAMPLERATIOCHECK_EXPECTEDENTRY']._loaded_options = None
+  _globals['_SAMPLERATIOCHECK_EXPECTEDENTRY']._serialized_options = b'8\001'
+  _globals['_GETEXPERIMENTRESULTSRESPONSE_CUPEDTHETAENTRY']._loaded_options = None
+  _globals['_GETEXPERIMENTRESULTSRESPONSE_CUPEDTHETAENTRY']._serialized_options = b'8\001'
+  _globals['_GETEXPERIMENTRESULTSRESPONSE_VARIANCEREDUCTIONENTRY']._loaded_options = None
+  _globals['_GETEXPERIMENTRESULTSRESPONSE_VARIANCEREDUCTIONENTRY']._serialized_options = b'8\001'
   _globals['_FEEDSERVICE'].methods_by_name['GetFeed']._loaded_options = None
   _globals['_FEEDSERVICE'].methods_by_name['GetFeed']._serialized_options = b'\202\323\344\223\002\017\022\r/api/v1/reels'
   _globals['_FEEDSERVICE'].methods_by_name['GetTrending']._loaded_options = None
   _globals['_FEEDSERVICE'].methods_by_name['GetTrending']._serialized_options = b'\202\323\344\223\002\030\022\026/api/v1/reels/trending'
   _globals['_FEEDSERVICE'].methods_by_name['ExplainFeedItem']._loaded_options = None
   _globals['_FEEDSERVICE'].methods_by_name['ExplainFeedItem']._serialized_options = b'\202\323\344\223\002\"\022 /api/v1/reels/{video_id}/explain'
-  _globals['_FEEDREASON']._serialized_start=1467
-  _globals['_FEEDREASON']._serialized_end=1637
-  _globals['_FEEDFALLBACK']._serialized_start=1640
-  _globals['_FEEDFALLBACK']._serialized_end=1837
-  _globals['_FEEDITEM']._serialized_start=96
-  _globals['_FEEDITEM']._serialized_end=451
-  _globals['_SCORECOMPONENT']._serialized_start=453
-  _globals['_SCORECOMPONENT']._serialized_end=514
-  _globals['_GETFEEDREQUEST']._serialized_start=517
-  _globals['_GETFEEDREQUEST']._serialized_end=654
-  _globals['_GETFEEDRESPONSE']._serialized_start=657
-  _globals['_GETFEEDRESPONSE']._serialized_end=908
-  _globals['_GETTRENDINGREQUEST']._serialized_start=910
-  _globals['_GETTRENDINGREQUEST']._serialized_end=977
-  _globals['_GETTRENDINGRESPONSE']._serialized_start=979
-  _globals['_GETTRENDINGRESPONSE']._serialized_end=1056
-  _globals['_EXPLAINFEEDITEMREQUEST']._serialized_start=1058
-  _globals['_EXPLAINFEEDITEMREQUEST']._serialized_end=1174
-  _globals['_EXPLAINFEEDITEMRESPONSE']._serialized_start=1177
-  _globals['_EXPLAINFEEDITEMRESPONSE']._serialized_end=1464
-  _globals['_FEEDSERVICE']._serialized_start=1840
-  _globals['_FEEDSERVICE']._serialized_end=2179
+  _globals['_FEEDSERVICE'].methods_by_name['GetExperimentResults']._loaded_options = None
+  _globals['_FEEDSERVICE'].methods_by_name['GetExperimentResults']._serialized_options = b'\202\323\344\223\002-\022+/api/v1/experiments/{experiment_id}/results'
+  _globals['_FEEDSERVICE'].methods_by_name['SeeFewer']._loaded_options = None
+  _globals['_FEEDSERVICE'].methods_by_name['SeeFewer']._serialized_options = b'\202\323\344\223\002,\"\'/api/v1/creators/{creator_id}/see-fewer:\001*'
+  _globals['_FEEDREASON']._serialized_start=2897
+  _globals['_FEEDREASON']._serialized_end=3067
+  _globals['_FEEDFALLBACK']._serialized_start=3070
+  _globals['_FEEDFALLBACK']._serialized_end=3267
+  _globals['_FEEDITEM']._serialized_start=129
+  _globals['_FEEDITEM']._serialized_end=484
+  _globals['_SCORECOMPONENT']._serialized_start=486
+  _globals['_SCORECOMPONENT']._serialized_end=547
+  _globals['_GETFEEDREQUEST']._serialized_start=550
+  _globals['_GETFEEDREQUEST']._serialized_end=687
+  _globals['_GETFEEDRESPONSE']._serialized_start=690
+  _globals['_GETFEEDRESPONSE']._serialized_end=941
+  _globals['_GETTRENDINGREQUEST']._serialized_start=943
+  _globals['_GETTRENDINGREQUEST']._serialized_end=1010
+  _globals['_GETTRENDINGRESPONSE']._serialized_start=1012
+  _globals['_GETTRENDINGRESPONSE']._serialized_end=1089
+  _globals['_EXPLAINFEEDITEMREQUEST']._serialized_start=1091
+  _globals['_EXPLAINFEEDITEMREQUEST']._serialized_end=1207
+  _globals['_EXPLAINFEEDITEMRESPONSE']._serialized_start=1210
+  _globals['_EXPLAINFEEDITEMRESPONSE']._serialized_end=1518
+  _globals['_GETEXPERIMENTRESULTSREQUEST']._serialized_start=1520
+  _globals['_GETEXPERIMENTRESULTSREQUEST']._serialized_end=1587
+  _globals['_METRICCOMPARISON']._serialized_start=1590
+  _globals['_METRICCOMPARISON']._serialized_end=1832
+  _globals['_ARMMETRIC']._serialized_start=1834
+  _globals['_ARMMETRIC']._serialized_end=1922
+  _globals['_EXPERIMENTARMRESULT']._serialized_start=1924
+  _globals['_EXPERIMENTARMRESULT']._serialized_end=2034
+  _globals['_SAMPLERATIOCHECK']._serialized_start=2037
+  _globals['_SAMPLERATIOCHECK']._serialized_end=2243
+  _globals['_SAMPLERATIOCHECK_EXPECTEDENTRY']._serialized_start=2196
+  _globals['_SAMPLERATIOCHECK_EXPECTEDENTRY']._serialized_end=2243
+  _globals['_GETEXPERIMENTRESULTSRESPONSE']._serialized_start=2246
+  _globals['_GETEXPERIMENTRESULTSRESPONSE']._serialized_end=2738
+  _globals['_GETEXPERIMENTRESULTSRESPONSE_CUPEDTHETAENTRY']._serialized_start=2631
+  _globals['_GETEXPERIMENTRESULTSRESPONSE_CUPEDTHETAENTRY']._serialized_end=2680
+  _globals['_GETEXPERIMENTRESULTSRESPONSE_VARIANCEREDUCTIONENTRY']._serialized_start=2682
+  _globals['_GETEXPERIMENTRESULTSRESPONSE_VARIANCEREDUCTIONENTRY']._serialized_end=2738
+  _globals['_SEEFEWERREQUEST']._serialized_start=2740
+  _globals['_SEEFEWERREQUEST']._serialized_end=2811
+  _globals['_SEEFEWERRESPONSE']._serialized_start=2813
+  _globals['_SEEFEWERRESPONSE']._serialized_end=2894
+  _globals['_FEEDSERVICE']._serialized_start=3270
+  _globals['_FEEDSERVICE']._serialized_end=3885
 # @@protoc_insertion_point(module_scope)

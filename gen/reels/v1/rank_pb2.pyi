@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
@@ -392,6 +393,7 @@ class ExplainFeedItemResponse(_message.Message):
     SCORER_FIELD_NUMBER: _builtins.int
     RANKER_SCORE_FIELD_NUMBER: _builtins.int
     FEATURES_FIELD_NUMBER: _builtins.int
+    REUPLOAD_OF_FIELD_NUMBER: _builtins.int
     video_id: _builtins.str
     score: _builtins.float
     """Final score (sum of contributions, after adjustments)."""
@@ -402,6 +404,11 @@ class ExplainFeedItemResponse(_message.Message):
     """What the feed ranks with now: "rules" or "ranker:<model version>"."""
     ranker_score: _builtins.float
     """The learned ranker's score of the video, when it answered."""
+    reupload_of: _builtins.str
+    """When the video is a re-upload: the id of the original (another creator's
+    earlier video whose visual vector is within REELS_RANK_REUPLOAD_COSINE).
+    Re-uploads are never served in feeds. Empty: an original.
+    """
     @_builtins.property
     def components(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScoreComponent]: ...
     @_builtins.property
@@ -420,13 +427,367 @@ class ExplainFeedItemResponse(_message.Message):
         scorer: _builtins.str = ...,
         ranker_score: _builtins.float | None = ...,
         features: _abc.Iterable[Global___ScoreComponent] | None = ...,
+        reupload_of: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_ranker_score", b"_ranker_score", "ranker_score", b"ranker_score"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ranker_score", b"_ranker_score", "components", b"components", "experiment", b"experiment", "explanation", b"explanation", "features", b"features", "ranker_score", b"ranker_score", "reason", b"reason", "score", b"score", "scorer", b"scorer", "video_id", b"video_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ranker_score", b"_ranker_score", "components", b"components", "experiment", b"experiment", "explanation", b"explanation", "features", b"features", "ranker_score", b"ranker_score", "reason", b"reason", "reupload_of", b"reupload_of", "score", b"score", "scorer", b"scorer", "video_id", b"video_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__ranker_score: _TypeAlias = _typing.Literal["ranker_score"]  # noqa: Y015
     _WhichOneofArgType__ranker_score: _TypeAlias = _typing.Literal["_ranker_score", b"_ranker_score"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__ranker_score) -> _WhichOneofReturnType__ranker_score | None: ...
 
 Global___ExplainFeedItemResponse: _TypeAlias = ExplainFeedItemResponse  # noqa: Y015
+
+@_typing.final
+class GetExperimentResultsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPERIMENT_ID_FIELD_NUMBER: _builtins.int
+    CUPED_FIELD_NUMBER: _builtins.int
+    experiment_id: _builtins.str
+    cuped: _builtins.bool
+    """Adjust every metric with CUPED (covariate: watch seconds in the 7 days
+    before each user's exposure; one theta pooled within arms).
+    """
+    def __init__(
+        self,
+        *,
+        experiment_id: _builtins.str = ...,
+        cuped: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cuped", b"cuped", "experiment_id", b"experiment_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetExperimentResultsRequest: _TypeAlias = GetExperimentResultsRequest  # noqa: Y015
+
+@_typing.final
+class MetricComparison(_message.Message):
+    """Treatment minus control for one metric, Welch's interval."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TREATMENT_MEAN_FIELD_NUMBER: _builtins.int
+    CONTROL_MEAN_FIELD_NUMBER: _builtins.int
+    DIFF_FIELD_NUMBER: _builtins.int
+    CI_LOW_FIELD_NUMBER: _builtins.int
+    CI_HIGH_FIELD_NUMBER: _builtins.int
+    SE_FIELD_NUMBER: _builtins.int
+    DF_FIELD_NUMBER: _builtins.int
+    P_VALUE_FIELD_NUMBER: _builtins.int
+    SIGNIFICANT_FIELD_NUMBER: _builtins.int
+    RELATIVE_FIELD_NUMBER: _builtins.int
+    RELATIVE_CI_LOW_FIELD_NUMBER: _builtins.int
+    RELATIVE_CI_HIGH_FIELD_NUMBER: _builtins.int
+    treatment_mean: _builtins.float
+    control_mean: _builtins.float
+    diff: _builtins.float
+    ci_low: _builtins.float
+    ci_high: _builtins.float
+    se: _builtins.float
+    df: _builtins.float
+    """Welch-Satterthwaite degrees of freedom."""
+    p_value: _builtins.float
+    significant: _builtins.bool
+    """The interval excludes 0."""
+    relative: _builtins.float
+    """diff / control_mean, and its interval (NaN when control's mean is 0)."""
+    relative_ci_low: _builtins.float
+    relative_ci_high: _builtins.float
+    def __init__(
+        self,
+        *,
+        treatment_mean: _builtins.float = ...,
+        control_mean: _builtins.float = ...,
+        diff: _builtins.float = ...,
+        ci_low: _builtins.float = ...,
+        ci_high: _builtins.float = ...,
+        se: _builtins.float = ...,
+        df: _builtins.float = ...,
+        p_value: _builtins.float = ...,
+        significant: _builtins.bool = ...,
+        relative: _builtins.float = ...,
+        relative_ci_low: _builtins.float = ...,
+        relative_ci_high: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ci_high", b"ci_high", "ci_low", b"ci_low", "control_mean", b"control_mean", "df", b"df", "diff", b"diff", "p_value", b"p_value", "relative", b"relative", "relative_ci_high", b"relative_ci_high", "relative_ci_low", b"relative_ci_low", "se", b"se", "significant", b"significant", "treatment_mean", b"treatment_mean"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MetricComparison: _TypeAlias = MetricComparison  # noqa: Y015
+
+@_typing.final
+class ArmMetric(_message.Message):
+    """One metric of one arm."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    VS_CONTROL_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """watch_seconds_per_user, watch_seconds_per_impression, completion_rate,
+    likes_per_impression.
+    """
+    value: _builtins.float
+    """The arm's value (CUPED-adjusted when asked for)."""
+    @_builtins.property
+    def vs_control(self) -> Global___MetricComparison:
+        """Against control; absent for the control arm."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        value: _builtins.float = ...,
+        vs_control: Global___MetricComparison | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["vs_control", b"vs_control"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "value", b"value", "vs_control", b"vs_control"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArmMetric: _TypeAlias = ArmMetric  # noqa: Y015
+
+@_typing.final
+class ExperimentArmResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    EXPOSURES_FIELD_NUMBER: _builtins.int
+    SHARE_BP_FIELD_NUMBER: _builtins.int
+    METRICS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    exposures: _builtins.int
+    """Users this arm served a feed page to in this phase (once each)."""
+    share_bp: _builtins.int
+    """Configured share, basis points of traffic."""
+    @_builtins.property
+    def metrics(self) -> _containers.RepeatedCompositeFieldContainer[Global___ArmMetric]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        exposures: _builtins.int = ...,
+        share_bp: _builtins.int = ...,
+        metrics: _abc.Iterable[Global___ArmMetric] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exposures", b"exposures", "metrics", b"metrics", "name", b"name", "share_bp", b"share_bp"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExperimentArmResult: _TypeAlias = ExperimentArmResult  # noqa: Y015
+
+@_typing.final
+class SampleRatioCheck(_message.Message):
+    """Sample ratio mismatch: Pearson chi-square of exposures per arm against the
+    configured shares.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ExpectedEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    CHI2_FIELD_NUMBER: _builtins.int
+    DF_FIELD_NUMBER: _builtins.int
+    P_VALUE_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    FLAGGED_FIELD_NUMBER: _builtins.int
+    EXPECTED_FIELD_NUMBER: _builtins.int
+    chi2: _builtins.float
+    df: _builtins.int
+    p_value: _builtins.float
+    threshold: _builtins.float
+    """Flagged when p_value < threshold (0.001)."""
+    flagged: _builtins.bool
+    @_builtins.property
+    def expected(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """Arm -> exposures expected from the shares."""
+
+    def __init__(
+        self,
+        *,
+        chi2: _builtins.float = ...,
+        df: _builtins.int = ...,
+        p_value: _builtins.float = ...,
+        threshold: _builtins.float = ...,
+        flagged: _builtins.bool = ...,
+        expected: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chi2", b"chi2", "df", b"df", "expected", b"expected", "flagged", b"flagged", "p_value", b"p_value", "threshold", b"threshold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SampleRatioCheck: _TypeAlias = SampleRatioCheck  # noqa: Y015
+
+@_typing.final
+class GetExperimentResultsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class CupedThetaEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class VarianceReductionEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    EXPERIMENT_ID_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    SALT_FIELD_NUMBER: _builtins.int
+    CONTROL_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    ARMS_FIELD_NUMBER: _builtins.int
+    SRM_FIELD_NUMBER: _builtins.int
+    CUPED_FIELD_NUMBER: _builtins.int
+    CUPED_THETA_FIELD_NUMBER: _builtins.int
+    VARIANCE_REDUCTION_FIELD_NUMBER: _builtins.int
+    experiment_id: _builtins.str
+    phase: _builtins.int
+    salt: _builtins.str
+    control: _builtins.str
+    level: _builtins.float
+    """Confidence level of every interval (0.95)."""
+    cuped: _builtins.bool
+    @_builtins.property
+    def arms(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExperimentArmResult]: ...
+    @_builtins.property
+    def srm(self) -> Global___SampleRatioCheck: ...
+    @_builtins.property
+    def cuped_theta(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """Metric -> CUPED theta, and -> 1 - var(adjusted)/var(raw) (CUPED only)."""
+
+    @_builtins.property
+    def variance_reduction(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
+    def __init__(
+        self,
+        *,
+        experiment_id: _builtins.str = ...,
+        phase: _builtins.int = ...,
+        salt: _builtins.str = ...,
+        control: _builtins.str = ...,
+        level: _builtins.float = ...,
+        arms: _abc.Iterable[Global___ExperimentArmResult] | None = ...,
+        srm: Global___SampleRatioCheck | None = ...,
+        cuped: _builtins.bool = ...,
+        cuped_theta: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        variance_reduction: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["srm", b"srm"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arms", b"arms", "control", b"control", "cuped", b"cuped", "cuped_theta", b"cuped_theta", "experiment_id", b"experiment_id", "level", b"level", "phase", b"phase", "salt", b"salt", "srm", b"srm", "variance_reduction", b"variance_reduction"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetExperimentResultsResponse: _TypeAlias = GetExperimentResultsResponse  # noqa: Y015
+
+@_typing.final
+class SeeFewerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREATOR_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    creator_id: _builtins.str
+    """The creator to see fewer of."""
+    user_id: _builtins.str
+    """Honoured only on calls without an authenticated user (tests, tools)."""
+    def __init__(
+        self,
+        *,
+        creator_id: _builtins.str = ...,
+        user_id: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_user_id", b"_user_id", "user_id", b"user_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_user_id", b"_user_id", "creator_id", b"creator_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__user_id: _TypeAlias = _typing.Literal["user_id"]  # noqa: Y015
+    _WhichOneofArgType__user_id: _TypeAlias = _typing.Literal["_user_id", b"_user_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__user_id) -> _WhichOneofReturnType__user_id | None: ...
+
+Global___SeeFewerRequest: _TypeAlias = SeeFewerRequest  # noqa: Y015
+
+@_typing.final
+class SeeFewerResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREATOR_ID_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    creator_id: _builtins.str
+    @_builtins.property
+    def until(self) -> _timestamp_pb2.Timestamp:
+        """Until when the creator stays out of the caller's feed."""
+
+    def __init__(
+        self,
+        *,
+        creator_id: _builtins.str = ...,
+        until: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["until", b"until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["creator_id", b"creator_id", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeeFewerResponse: _TypeAlias = SeeFewerResponse  # noqa: Y015

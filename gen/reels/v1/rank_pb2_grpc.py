@@ -51,6 +51,16 @@ class FeedServiceStub:
                 request_serializer=reels_dot_v1_dot_rank__pb2.ExplainFeedItemRequest.SerializeToString,
                 response_deserializer=reels_dot_v1_dot_rank__pb2.ExplainFeedItemResponse.FromString,
                 _registered_method=True)
+        self.GetExperimentResults = channel.unary_unary(
+                '/reels.v1.FeedService/GetExperimentResults',
+                request_serializer=reels_dot_v1_dot_rank__pb2.GetExperimentResultsRequest.SerializeToString,
+                response_deserializer=reels_dot_v1_dot_rank__pb2.GetExperimentResultsResponse.FromString,
+                _registered_method=True)
+        self.SeeFewer = channel.unary_unary(
+                '/reels.v1.FeedService/SeeFewer',
+                request_serializer=reels_dot_v1_dot_rank__pb2.SeeFewerRequest.SerializeToString,
+                response_deserializer=reels_dot_v1_dot_rank__pb2.SeeFewerResponse.FromString,
+                _registered_method=True)
 
 
 class FeedServiceServicer:
@@ -82,6 +92,28 @@ class FeedServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetExperimentResults(self, request, context):
+        """An A/B experiment's results for its running phase: per arm, exposures and
+        watch seconds, completion rate and likes per impression, each with a Welch
+        95 % interval against control; a sample ratio mismatch check; CUPED on
+        request. Errors: NOT_FOUND (no running experiment of that id),
+        UNAVAILABLE (the analytics store is not reachable).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SeeFewer(self, request, context):
+        """"See fewer of this creator": the caller's feed leaves the creator out for
+        REELS_RANK_SEE_FEWER_TTL_S (30 days; asking again extends it). Takes effect
+        on the next feed request (the cached list is dropped). Errors:
+        INVALID_ARGUMENT (no creator_id, or the caller's own id), UNAUTHENTICATED,
+        UNAVAILABLE (Redis down).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FeedServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -99,6 +131,16 @@ def add_FeedServiceServicer_to_server(servicer, server):
                     servicer.ExplainFeedItem,
                     request_deserializer=reels_dot_v1_dot_rank__pb2.ExplainFeedItemRequest.FromString,
                     response_serializer=reels_dot_v1_dot_rank__pb2.ExplainFeedItemResponse.SerializeToString,
+            ),
+            'GetExperimentResults': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetExperimentResults,
+                    request_deserializer=reels_dot_v1_dot_rank__pb2.GetExperimentResultsRequest.FromString,
+                    response_serializer=reels_dot_v1_dot_rank__pb2.GetExperimentResultsResponse.SerializeToString,
+            ),
+            'SeeFewer': grpc.unary_unary_rpc_method_handler(
+                    servicer.SeeFewer,
+                    request_deserializer=reels_dot_v1_dot_rank__pb2.SeeFewerRequest.FromString,
+                    response_serializer=reels_dot_v1_dot_rank__pb2.SeeFewerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -184,6 +226,60 @@ class FeedService:
             '/reels.v1.FeedService/ExplainFeedItem',
             reels_dot_v1_dot_rank__pb2.ExplainFeedItemRequest.SerializeToString,
             reels_dot_v1_dot_rank__pb2.ExplainFeedItemResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetExperimentResults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reels.v1.FeedService/GetExperimentResults',
+            reels_dot_v1_dot_rank__pb2.GetExperimentResultsRequest.SerializeToString,
+            reels_dot_v1_dot_rank__pb2.GetExperimentResultsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SeeFewer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reels.v1.FeedService/SeeFewer',
+            reels_dot_v1_dot_rank__pb2.SeeFewerRequest.SerializeToString,
+            reels_dot_v1_dot_rank__pb2.SeeFewerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,20 @@ class FeedServiceStub:
     """Why a video scores what it does for the caller: the score breakdown.
     Errors: NOT_FOUND.
     """
+    GetExperimentResults: _grpc.UnaryUnaryMultiCallable[_rank_pb2.GetExperimentResultsRequest, _rank_pb2.GetExperimentResultsResponse]
+    """An A/B experiment's results for its running phase: per arm, exposures and
+    watch seconds, completion rate and likes per impression, each with a Welch
+    95 % interval against control; a sample ratio mismatch check; CUPED on
+    request. Errors: NOT_FOUND (no running experiment of that id),
+    UNAVAILABLE (the analytics store is not reachable).
+    """
+    SeeFewer: _grpc.UnaryUnaryMultiCallable[_rank_pb2.SeeFewerRequest, _rank_pb2.SeeFewerResponse]
+    """"See fewer of this creator": the caller's feed leaves the creator out for
+    REELS_RANK_SEE_FEWER_TTL_S (30 days; asking again extends it). Takes effect
+    on the next feed request (the cached list is dropped). Errors:
+    INVALID_ARGUMENT (no creator_id, or the caller's own id), UNAUTHENTICATED,
+    UNAVAILABLE (Redis down).
+    """
 
 @_typing.type_check_only
 class FeedServiceAsyncStub(FeedServiceStub):
@@ -64,6 +78,20 @@ class FeedServiceAsyncStub(FeedServiceStub):
     ExplainFeedItem: _aio.UnaryUnaryMultiCallable[_rank_pb2.ExplainFeedItemRequest, _rank_pb2.ExplainFeedItemResponse]  # type: ignore[assignment]
     """Why a video scores what it does for the caller: the score breakdown.
     Errors: NOT_FOUND.
+    """
+    GetExperimentResults: _aio.UnaryUnaryMultiCallable[_rank_pb2.GetExperimentResultsRequest, _rank_pb2.GetExperimentResultsResponse]  # type: ignore[assignment]
+    """An A/B experiment's results for its running phase: per arm, exposures and
+    watch seconds, completion rate and likes per impression, each with a Welch
+    95 % interval against control; a sample ratio mismatch check; CUPED on
+    request. Errors: NOT_FOUND (no running experiment of that id),
+    UNAVAILABLE (the analytics store is not reachable).
+    """
+    SeeFewer: _aio.UnaryUnaryMultiCallable[_rank_pb2.SeeFewerRequest, _rank_pb2.SeeFewerResponse]  # type: ignore[assignment]
+    """"See fewer of this creator": the caller's feed leaves the creator out for
+    REELS_RANK_SEE_FEWER_TTL_S (30 days; asking again extends it). Takes effect
+    on the next feed request (the cached list is dropped). Errors:
+    INVALID_ARGUMENT (no creator_id, or the caller's own id), UNAUTHENTICATED,
+    UNAVAILABLE (Redis down).
     """
 
 class FeedServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -98,6 +126,32 @@ class FeedServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_rank_pb2.ExplainFeedItemResponse, _abc.Awaitable[_rank_pb2.ExplainFeedItemResponse]]:
         """Why a video scores what it does for the caller: the score breakdown.
         Errors: NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def GetExperimentResults(
+        self,
+        request: _rank_pb2.GetExperimentResultsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rank_pb2.GetExperimentResultsResponse, _abc.Awaitable[_rank_pb2.GetExperimentResultsResponse]]:
+        """An A/B experiment's results for its running phase: per arm, exposures and
+        watch seconds, completion rate and likes per impression, each with a Welch
+        95 % interval against control; a sample ratio mismatch check; CUPED on
+        request. Errors: NOT_FOUND (no running experiment of that id),
+        UNAVAILABLE (the analytics store is not reachable).
+        """
+
+    @_abc_1.abstractmethod
+    def SeeFewer(
+        self,
+        request: _rank_pb2.SeeFewerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rank_pb2.SeeFewerResponse, _abc.Awaitable[_rank_pb2.SeeFewerResponse]]:
+        """"See fewer of this creator": the caller's feed leaves the creator out for
+        REELS_RANK_SEE_FEWER_TTL_S (30 days; asking again extends it). Takes effect
+        on the next feed request (the cached list is dropped). Errors:
+        INVALID_ARGUMENT (no creator_id, or the caller's own id), UNAUTHENTICATED,
+        UNAVAILABLE (Redis down).
         """
 
 def add_FeedServiceServicer_to_server(servicer: FeedServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -997,3 +997,96 @@ class GetPlaybackUrlsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetPlaybackUrlsResponse: _TypeAlias = GetPlaybackUrlsResponse  # noqa: Y015
+
+@_typing.final
+class GetExperimentDataRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPERIMENT_ID_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    experiment_id: _builtins.str
+    phase: _builtins.int
+    def __init__(
+        self,
+        *,
+        experiment_id: _builtins.str = ...,
+        phase: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment_id", b"experiment_id", "phase", b"phase"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetExperimentDataRequest: _TypeAlias = GetExperimentDataRequest  # noqa: Y015
+
+@_typing.final
+class ExperimentArmData(_message.Message):
+    """One arm's exposed users: column i of every list is user i."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ARM_FIELD_NUMBER: _builtins.int
+    IMPRESSIONS_FIELD_NUMBER: _builtins.int
+    WATCH_SECONDS_FIELD_NUMBER: _builtins.int
+    COMPLETIONS_FIELD_NUMBER: _builtins.int
+    LIKES_FIELD_NUMBER: _builtins.int
+    PRE_WATCH_SECONDS_FIELD_NUMBER: _builtins.int
+    arm: _builtins.str
+    @_builtins.property
+    def impressions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """View sessions (items played) after the user's first exposure."""
+
+    @_builtins.property
+    def watch_seconds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Watch seconds after the first exposure."""
+
+    @_builtins.property
+    def completions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Completed view sessions after the first exposure."""
+
+    @_builtins.property
+    def likes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Likes after the first exposure."""
+
+    @_builtins.property
+    def pre_watch_seconds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Watch seconds in the 7 days before the first exposure (CUPED covariate)."""
+
+    def __init__(
+        self,
+        *,
+        arm: _builtins.str = ...,
+        impressions: _abc.Iterable[_builtins.int] | None = ...,
+        watch_seconds: _abc.Iterable[_builtins.float] | None = ...,
+        completions: _abc.Iterable[_builtins.int] | None = ...,
+        likes: _abc.Iterable[_builtins.int] | None = ...,
+        pre_watch_seconds: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arm", b"arm", "completions", b"completions", "impressions", b"impressions", "likes", b"likes", "pre_watch_seconds", b"pre_watch_seconds", "watch_seconds", b"watch_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExperimentArmData: _TypeAlias = ExperimentArmData  # noqa: Y015
+
+@_typing.final
+class GetExperimentDataResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ARMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def arms(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExperimentArmData]: ...
+    def __init__(
+        self,
+        *,
+        arms: _abc.Iterable[Global___ExperimentArmData] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arms", b"arms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetExperimentDataResponse: _TypeAlias = GetExperimentDataResponse  # noqa: Y015

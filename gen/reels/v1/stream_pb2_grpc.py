@@ -107,6 +107,11 @@ class StreamServiceStub:
                 request_serializer=reels_dot_v1_dot_stream__pb2.GetPlaybackUrlsRequest.SerializeToString,
                 response_deserializer=reels_dot_v1_dot_stream__pb2.GetPlaybackUrlsResponse.FromString,
                 _registered_method=True)
+        self.GetExperimentData = channel.unary_unary(
+                '/reels.v1.StreamService/GetExperimentData',
+                request_serializer=reels_dot_v1_dot_stream__pb2.GetExperimentDataRequest.SerializeToString,
+                response_deserializer=reels_dot_v1_dot_stream__pb2.GetExperimentDataResponse.FromString,
+                _registered_method=True)
 
 
 class StreamServiceServicer:
@@ -220,6 +225,17 @@ class StreamServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetExperimentData(self, request, context):
+        """Internal (FeedService.GetExperimentResults): one experiment phase's exposed
+        users, one value per user and column, grouped by arm (ClickHouse
+        `feed_exposures` joined with the events after each user's exposure). The
+        statistics are svc_rank's; only svc_stream opens the analytics store.
+        Errors: INVALID_ARGUMENT (no experiment_id), UNAVAILABLE (store not open).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StreamServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -292,6 +308,11 @@ def add_StreamServiceServicer_to_server(servicer, server):
                     servicer.GetPlaybackUrls,
                     request_deserializer=reels_dot_v1_dot_stream__pb2.GetPlaybackUrlsRequest.FromString,
                     response_serializer=reels_dot_v1_dot_stream__pb2.GetPlaybackUrlsResponse.SerializeToString,
+            ),
+            'GetExperimentData': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetExperimentData,
+                    request_deserializer=reels_dot_v1_dot_stream__pb2.GetExperimentDataRequest.FromString,
+                    response_serializer=reels_dot_v1_dot_stream__pb2.GetExperimentDataResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -674,6 +695,33 @@ class StreamService:
             '/reels.v1.StreamService/GetPlaybackUrls',
             reels_dot_v1_dot_stream__pb2.GetPlaybackUrlsRequest.SerializeToString,
             reels_dot_v1_dot_stream__pb2.GetPlaybackUrlsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetExperimentData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reels.v1.StreamService/GetExperimentData',
+            reels_dot_v1_dot_stream__pb2.GetExperimentDataRequest.SerializeToString,
+            reels_dot_v1_dot_stream__pb2.GetExperimentDataResponse.FromString,
             options,
             channel_credentials,
             insecure,

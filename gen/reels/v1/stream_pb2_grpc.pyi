@@ -76,6 +76,13 @@ class StreamServiceStub:
     are left out of the answer (no error). No storage round trip: the catalog
     and an HMAC per URL.
     """
+    GetExperimentData: _grpc.UnaryUnaryMultiCallable[_stream_pb2.GetExperimentDataRequest, _stream_pb2.GetExperimentDataResponse]
+    """Internal (FeedService.GetExperimentResults): one experiment phase's exposed
+    users, one value per user and column, grouped by arm (ClickHouse
+    `feed_exposures` joined with the events after each user's exposure). The
+    statistics are svc_rank's; only svc_stream opens the analytics store.
+    Errors: INVALID_ARGUMENT (no experiment_id), UNAVAILABLE (store not open).
+    """
 
 @_typing.type_check_only
 class StreamServiceAsyncStub(StreamServiceStub):
@@ -123,6 +130,13 @@ class StreamServiceAsyncStub(StreamServiceStub):
     published videos in one call, for a feed page. Unknown or unpublished ids
     are left out of the answer (no error). No storage round trip: the catalog
     and an HMAC per URL.
+    """
+    GetExperimentData: _aio.UnaryUnaryMultiCallable[_stream_pb2.GetExperimentDataRequest, _stream_pb2.GetExperimentDataResponse]  # type: ignore[assignment]
+    """Internal (FeedService.GetExperimentResults): one experiment phase's exposed
+    users, one value per user and column, grouped by arm (ClickHouse
+    `feed_exposures` joined with the events after each user's exposure). The
+    statistics are svc_rank's; only svc_stream opens the analytics store.
+    Errors: INVALID_ARGUMENT (no experiment_id), UNAVAILABLE (store not open).
     """
 
 class StreamServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -252,6 +266,19 @@ class StreamServiceServicer(metaclass=_abc_1.ABCMeta):
         published videos in one call, for a feed page. Unknown or unpublished ids
         are left out of the answer (no error). No storage round trip: the catalog
         and an HMAC per URL.
+        """
+
+    @_abc_1.abstractmethod
+    def GetExperimentData(
+        self,
+        request: _stream_pb2.GetExperimentDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_stream_pb2.GetExperimentDataResponse, _abc.Awaitable[_stream_pb2.GetExperimentDataResponse]]:
+        """Internal (FeedService.GetExperimentResults): one experiment phase's exposed
+        users, one value per user and column, grouped by arm (ClickHouse
+        `feed_exposures` joined with the events after each user's exposure). The
+        statistics are svc_rank's; only svc_stream opens the analytics store.
+        Errors: INVALID_ARGUMENT (no experiment_id), UNAVAILABLE (store not open).
         """
 
 def add_StreamServiceServicer_to_server(servicer: StreamServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
