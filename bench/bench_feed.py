@@ -60,7 +60,6 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -243,8 +242,9 @@ async def load_users(d: Data, redis: Any, sessionmaker: Any, seed: int, watches:
     for j, user in enumerate(d.users):
         favourite = rng.choice(n_topics, size=2, replace=False)
         picks = [
-            int(rng.choice(by_topic[int(favourite[k % 2])])) if rng.random() < 0.9 else
-            int(rng.integers(len(d.video_ids)))
+            int(rng.choice(by_topic[int(favourite[k % 2])]))
+            if rng.random() < 0.9
+            else int(rng.integers(len(d.video_ids)))
             for k in range(watches)
         ]
         picks = list(dict.fromkeys(picks))
@@ -307,7 +307,8 @@ async def load_users(d: Data, redis: Any, sessionmaker: Any, seed: int, watches:
         if tags:
             pipe.zadd(us.tags_key(user), dict(tags))
             pipe.expire(us.tags_key(user), us.USER_TTL_S)
-        pipe.zadd(served_key(user), {d.video_ids[v]: int(t) for v, t in zip(picks, t_ms)})
+        watched = {d.video_ids[v]: int(t) for v, t in zip(picks, t_ms, strict=True)}
+        pipe.zadd(served_key(user), watched)
         if (j + 1) % pipe_users == 0:
             await pipe.execute()
     await pipe.execute()
@@ -484,7 +485,9 @@ async def main(args: argparse.Namespace) -> int:
                     print("svc_rank never opened Milvus", file=sys.stderr)
                     return 1
                 await asyncio.sleep(0.1)
-            return await measure_all(args, d, rank_app, rank_server, stream_server, redis, index, stack)
+            return await measure_all(
+                args, d, rank_app, rank_server, stream_server, redis, index, stack
+            )
     finally:
         for stop in reversed(stack):
             try:
@@ -539,13 +542,19 @@ async def measure_all(
         first = await get_feed(user)
         await get_feed(user, first.next_cursor)
     fields_ok = bool(first.items) and all(
-        i.video_id and i.creator_id and i.title and i.thumbnail_url and i.streaming_url
-        and i.duration_seconds > 0 and i.explanation
+        i.video_id
+        and i.creator_id
+        and i.title
+        and i.thumbnail_url
+        and i.streaming_url
+        and i.duration_seconds > 0
+        and i.explanation
         for i in first.items
     )
+    names = [rank_pb2.FeedFallback.Name(f) for f in first.fallbacks]
     print(
         f"a first page: {len(first.items)} items, every field filled: {fields_ok}; "
-        f"scorer {first.scorer}; fallbacks {[rank_pb2.FeedFallback.Name(f) for f in first.fallbacks]}"
+        f"scorer {first.scorer}; fallbacks {names}"
     )
 
     # ---------------------------------------------------------------- inside the service
@@ -573,7 +582,9 @@ async def measure_all(
             continue
         vec = profile.vector.tolist()
         expr = filter_eq("creator_id", user).replace(" == ", " != ", 1)
-        ms, _ = await timed(lambda v=vec, e=expr: asyncio.to_thread(index.search, v, rs.similar_k, e))
+        ms, _ = await timed(
+            lambda v=vec, e=expr: asyncio.to_thread(index.search, v, rs.similar_k, e)
+        )
         bare_search.append(ms)
         t0 = time.perf_counter_ns()
         index.search(vec, rs.similar_k, expr)
@@ -601,8 +612,10 @@ async def measure_all(
     env_figs = await through_envoy(args, users, rank_server, stream_server, stack)
 
     # ---------------------------------------------------------------- throughput
-    print(f"\nthroughput of one svc_rank process ({args.concurrency} concurrent callers, "
-          f"in-process, {os.cpu_count()} CPUs shared with Postgres, Redis, Milvus Lite):")
+    print(
+        f"\nthroughput of one svc_rank process ({args.concurrency} concurrent callers, "
+        f"in-process, {os.cpu_count()} CPUs shared with Postgres, Redis, Milvus Lite):"
+    )
     pool = list(users)
     for user in pool[: args.concurrency * 4]:
         signed_in(user)  # tokens minted outside the clock; the rest mint as they go
@@ -706,8 +719,7 @@ async def through_envoy(
             assert page2.get("cacheHit"), "second page through Envoy was not a cache hit"
             hit.append(ms)
     print(
-        "\nthrough Envoy (GET /api/v1/reels on loopback: JWT, JSON transcoding, "
-        "HTTP/1.1 -> gRPC):"
+        "\nthrough Envoy (GET /api/v1/reels on loopback: JWT, JSON transcoding, HTTP/1.1 -> gRPC):"
     )
     figs = {"miss": report("GetFeed cache miss via Envoy", miss)}
     report("  (its responseTimeMs inside the service)", inside)
@@ -757,8 +769,8 @@ if __name__ == "__main__":
     parser.add_argument("--videos", type=int, default=100_000)
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--watches", type=int, default=20, help="watches per user")
-    parser.add_argument("--misses", type=int, default=1000, help="users measured one by one")
-    parser.add_argument("--envoy-calls", type=int, default=300, help="0: skip Envoy")
+    parser.add_argument("--misses", type=int, default=500, help="users measured one by one")
+    parser.add_argument("--envoy-calls", type=int, default=200, help="0: skip Envoy")
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--limit", type=int, default=20, help="page size")
     parser.add_argument("--concurrency", type=int, default=32)

@@ -76,6 +76,83 @@ def upload(clip: Path, token: str) -> str:
     return head.headers["Reels-Video-Id"]
 
 
+FEED_TEXT = (
+    "videoId",
+    "creatorId",
+    "title",
+    "thumbnailUrl",
+    "streamingUrl",
+    "reason",
+    "explanation",
+)
+FEED_NUMBERS = ("durationSeconds", "viewCount", "likeCount", "completionRate", "score")
+
+
+def feed_item_problems(item: dict) -> list[str]:
+    """What is missing from one feed item as a client reads it (JSON through Envoy).
+
+    Counters may be 0 (a reel nobody watched yet) but must be present; the text fields,
+    the duration and the score must be filled; the reason must be a real one."""
+    problems = [f"{f} empty" for f in FEED_TEXT if not item.get(f)]
+    problems += [f"{f} missing" for f in FEED_NUMBERS if item.get(f) is None]
+    if not (item.get("durationSeconds") or 0) > 0:
+        problems.append("durationSeconds not > 0")
+    if item.get("reason") in ("FEED_REASON_UNSPECIFIED", 0):
+        problems.append("reason unspecified")
+    for f in ("thumbnailUrl", "streamingUrl"):
+        if item.get(f) and "/media/" not in item[f]:
+            problems.append(f"{f} not under /media/")
+    return problems
+
+
+async def check_feed(http: aiohttp.ClientSession, video_id: str) -> bool:
+    """The first feed page through Envoy: every item has every field, and the media
+    URLs load through /media/. Asks as a new viewer (a creator's own reels are never in
+    their feed), again for a few seconds while svc_rank's catalog catches up."""
+    viewer = {"authorization": f"Bearer {mint_token('demo-viewer-' + str(int(time.time())))}"}
+    deadline = time.monotonic() + 30
+    while True:
+        async with http.get(f"{BASE}/api/v1/reels?limit=5", headers=viewer) as r:
+            page = await r.json(content_type=None)
+            status = r.status
+        items = page.get("items", []) if status == 200 else []
+        if items or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(1)
+    print(
+        f"feed (first page, {len(items)} items; cacheHit {page.get('cacheHit')}, "
+        f"{page.get('responseTimeMs')} ms in svc_rank, scorer {page.get('scorer')!r}, "
+        f"fallbacks {page.get('fallbacks', [])}):"
+    )
+    ok = status == 200 and bool(items)
+    if not ok:
+        print(f"  no feed page: HTTP {status} {page}")
+    for item in items:
+        print(
+            f"  #{item.get('rank', 0)} {item.get('videoId')} by {item.get('creatorId')}: "
+            f"{item.get('title')!r}, {item.get('durationSeconds')} s, "
+            f"views {item.get('viewCount')}, likes {item.get('likeCount')}, "
+            f"completion {item.get('completionRate')}, score {item.get('score')}, "
+            f"{item.get('reason')} ({item.get('explanation')!r})"
+        )
+        print(
+            f"     thumbnail {item.get('thumbnailUrl')}\n     stream    {item.get('streamingUrl')}"
+        )
+        problems = feed_item_problems(item)
+        for f in ("thumbnailUrl", "streamingUrl"):
+            if item.get(f):
+                async with http.get(item[f]) as media:
+                    if media.status != 200:
+                        problems.append(f"{f} answered HTTP {media.status}")
+        if problems:
+            ok = False
+            print(f"     MISSING: {', '.join(problems)}")
+    if items and video_id not in {i.get("videoId") for i in items}:
+        print(f"  (the demo reel {video_id} is not on this first page; other reels are)")
+    print("feed: every field filled" if ok else "feed: FAILED (fields missing, see above)")
+    return ok
+
+
 async def main() -> int:
     token = mint_token("demo-creator")
     auth = {"authorization": f"Bearer {token}"}
@@ -108,8 +185,7 @@ async def main() -> int:
         print("renditions:", ", ".join(r["name"] for r in playback.get("renditions", [])))
         master = playback.get("masterManifestUrl", "")
         print("master playlist (signed):", master)
-        async with http.get(f"{BASE}/api/v1/reels?limit=5", headers=auth) as r:
-            print("feed:", (await r.json(content_type=None)).get("items", []))
+        feed_ok = await check_feed(http, video_id)
     probe = await asyncio.to_thread(
         subprocess.run,
         [
@@ -127,6 +203,9 @@ async def main() -> int:
         timeout=60,
     )
     print("ffprobe of the signed master:", probe.stdout.split() or probe.stderr.strip())
+    if not feed_ok:
+        print("demo: FAILED at the feed (see above; make status, make logs S=svc_rank)")
+        return 1
     if probe.returncode != 0:
         print("demo: FAILED at playback (see above; make status, make logs S=svc_stream)")
         return 1

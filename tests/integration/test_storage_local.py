@@ -134,7 +134,7 @@ async def test_readers_never_see_a_half_published_folder(store: LocalObjectStore
     stop = asyncio.Event()
     snapshots: list[tuple[int, set[bytes]]] = []
 
-    def read_folder(root: Path) -> tuple[int, set[bytes]]:
+    def read_folder(root: Path) -> tuple[int, set[bytes]] | None:
         # Resolve the folder once (like a player that fetched the master playlist)
         # and read every file relative to that one directory.
         dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
@@ -145,6 +145,15 @@ async def test_readers_never_see_a_half_published_folder(store: LocalObjectStore
                 fd = os.open(name, os.O_RDONLY, dir_fd=dir_fd)
                 with os.fdopen(fd, "rb") as fh:
                     contents.add(fh.read())
+            mine = os.fstat(dir_fd)
+            try:
+                current = os.stat(root).st_ino
+            except FileNotFoundError:
+                current = -1
+            if mine.st_nlink == 0 or mine.st_ino != current:
+                # The generation this reader resolved was swapped out (and is being
+                # removed) while it read: a superseded folder, not a half-published one.
+                return None
             return len(names), contents
         finally:
             os.close(dir_fd)
@@ -153,9 +162,11 @@ async def test_readers_never_see_a_half_published_folder(store: LocalObjectStore
         root = store.root / "hls" / "v2"
         while not stop.is_set():
             try:
-                snapshots.append(read_folder(root))
+                snapshot = read_folder(root)
             except FileNotFoundError:
                 continue  # between the two renames the folder is briefly absent
+            if snapshot is not None:
+                snapshots.append(snapshot)
 
     task = asyncio.create_task(asyncio.to_thread(reader))
     for gen in (b"B", b"C", b"D"):
