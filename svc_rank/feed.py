@@ -260,6 +260,7 @@ class FeedPipeline:
         ]
         x = feature_list.matrix(videos, agg, follows, now=now)
         terms = rules.terms(x)
+        values = x.tolist()  # Python floats, as float() of each element
         out = []
         uv = request.user_vector
         for i, (c, video) in enumerate(zip(pool, videos, strict=True)):
@@ -279,7 +280,7 @@ class FeedPipeline:
                     follows[i],
                     similarity,
                     terms=terms[i],
-                    features=dict(zip(feature_list.FEATURE_NAMES, map(float, x[i]), strict=True)),
+                    features=dict(zip(feature_list.FEATURE_NAMES, values[i], strict=True)),
                     row=x[i],
                 )
             )

@@ -95,7 +95,10 @@ class _Mixer:
         self.count: dict[str, int] = {}
         self.recent: deque[str] = deque(maxlen=CAP_WINDOW - 1)
         self.done: set[int] = set()
-        self.placed_vectors: list[np.ndarray] = []
+        self.placed: np.ndarray | None = None
+        """The placed embeddings, rows ``[:n_placed]`` (grown by doubling, not
+        re-stacked per check)."""
+        self.n_placed = 0
         self.heaps: dict[int | None, list[tuple[float, int, int]]] = {
             None: [],
             EXPLORATION: [],
@@ -116,9 +119,10 @@ class _Mixer:
         return item.score * d if item.score >= 0 else item.score / max(d, 1e-9)
 
     def near_duplicate(self, item: Scored) -> bool:
-        if item.embedding is None or not self.placed_vectors:
+        if item.embedding is None or not self.n_placed:
             return False
-        sims = np.stack(self.placed_vectors) @ item.embedding
+        assert self.placed is not None
+        sims = self.placed[: self.n_placed] @ item.embedding
         return bool(sims.max() >= self.rules.near_duplicate_cosine)
 
     def pick(self, kind: int | None) -> tuple[int, float] | None:
@@ -151,8 +155,14 @@ class _Mixer:
         self.done.add(i)
         self.count[item.creator_id] = self.count.get(item.creator_id, 0) + 1
         self.recent.append(item.creator_id)
-        if item.embedding is not None:
-            self.placed_vectors.append(item.embedding)
+        e = item.embedding
+        if e is not None:
+            if self.placed is None:
+                self.placed = np.empty((max(16, self.rules.size), *e.shape), dtype=e.dtype)
+            elif self.n_placed == len(self.placed):
+                self.placed = np.concatenate([self.placed, np.empty_like(self.placed)])
+            self.placed[self.n_placed] = e
+            self.n_placed += 1
 
 
 def mix(items: Sequence[Scored], rules: MixRules) -> list[Scored]:

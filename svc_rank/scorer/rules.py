@@ -55,7 +55,7 @@ def terms(x: np.ndarray) -> list[dict[str, float]]:
     """The four 0..1 inputs of each feature row (``x``: ``[N, N_FEATURES]``)."""
     if x.shape[0] == 0:
         return []
-    return [dict(zip(TERMS, map(float, row), strict=True)) for row in formula_inputs(x)]
+    return [dict(zip(TERMS, row, strict=True)) for row in np.asarray(formula_inputs(x)).tolist()]
 
 
 def rule_score(parts: Mapping[str, float], weights: Weights) -> float:

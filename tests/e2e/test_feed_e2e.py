@@ -79,7 +79,7 @@ async def test_after_twelve_published_and_one_watched_a_page_has_every_field(
     watched = twelve[0]
     async with aiohttp.ClientSession() as http:
         # Watch one video, through the front door as a player reports it.
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # a bound, not a timing claim
         events = [
             {
                 "clientEventId": f"{user}-{kind}",
@@ -97,6 +97,20 @@ async def test_after_twelve_published_and_one_watched_a_page_has_every_field(
                 ("EVENT_TYPE_WATCH_COMPLETE", 20),
             )
         ]
+        # svc_rank credits a watch to the user vector only for a video it has indexed
+        # (its catalog consumer may join the group after svc_stream's on a cold mesh):
+        # wait until the watched video is in a feed, as a throwaway viewer.
+        probe = 0
+        while True:
+            probe += 1
+            async with http.get(
+                base + "/api/v1/reels?limit=50", headers=_auth(f"{user}-probe-{probe}")
+            ) as resp:
+                listed = await resp.json(content_type=None)
+            if watched in {i.get("videoId") for i in listed.get("items", [])}:
+                break
+            assert time.monotonic() < deadline, f"svc_rank never indexed {watched}: {listed}"
+            await asyncio.sleep(0.5)
         while True:  # until svc_stream's catalog knows the video
             async with http.post(
                 base + "/api/v1/events", json={"events": events}, headers=_auth(user)

@@ -497,8 +497,10 @@ async def test_the_built_ranker_served_by_triton_ranks_the_feed_on_recsims_featu
         await harness.watch(user, watched)
 
         async def has_history() -> bool:
-            raw = await harness.rank.redis.hmget(key("rank", "user", user), "n", "tw")
-            return raw[0] is not None and raw[1] is not None
+            # Every event of the watch applied (they may arrive over several batches).
+            # "w": the user's watch-ratio sum (svc_rank/index/user_state.py).
+            raw = await harness.rank.redis.hmget(key("rank", "user", user), "n", "w")
+            return raw[1] is not None and float(raw[1]) >= 2.0 - 1e-6
 
         await eventually(has_history, 30, "the watch did not reach the user's aggregates")
         from svc_rank.feature_hydrator import aggregates
