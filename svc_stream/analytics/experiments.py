@@ -14,7 +14,7 @@ from __future__ import annotations
 from reels.v1 import stream_pb2
 
 from reels.analytics import Analytics
-from svc_rank.experiments.warehouse import PER_USER_SQL
+from reels.exposures import PER_USER_SQL
 
 
 async def experiment_data(

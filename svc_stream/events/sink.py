@@ -48,8 +48,8 @@ from reels.v1 import common_pb2, events_pb2
 from reels import topics
 from reels.analytics import Analytics
 from reels.events import EventConsumer, ReceivedEvent, event_id_of
+from reels.exposures import EXPOSURE_COLUMNS, EXPOSURES_DDL, exposure_row
 from reels.topics import Topic
-from svc_rank.experiments.warehouse import EXPOSURE_COLUMNS, EXPOSURES_DDL, exposure_row
 from svc_stream.events.counters import (
     WATCH_COMPLETE_KIND,
     WATCH_START_KIND,
