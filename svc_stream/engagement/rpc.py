@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from reels import errors
 from svc_stream.caller import require_user
 from svc_stream.engagement import store as engagement
+from svc_stream.events import validation
 from svc_stream.playback.catalog import Catalog, PublishedVideo
 
 
@@ -25,8 +26,7 @@ class EngagementRpcs:
         self.sessionmaker = sessionmaker
 
     async def _engagement_video(self, video_id: str) -> PublishedVideo:
-        if not video_id:
-            raise errors.InvalidArgument("video_id is required", [("video_id", "is required")])
+        engagement.check_identifier("video_id", video_id, validation.MAX_VIDEO_ID, required=True)
         video = await self.catalog.get(video_id)
         if video is None:
             raise errors.NotFound("video", video_id)
@@ -55,6 +55,12 @@ class EngagementRpcs:
     ) -> stream_pb2.AddCommentResponse:
         user = require_user()
         engagement.check_comment_text(request.text)  # bad input first, before any lookup
+        engagement.check_identifier(
+            "client_comment_id",
+            request.client_comment_id,
+            engagement.MAX_CLIENT_COMMENT_ID,
+            required=False,
+        )
         video = await self._engagement_video(request.video_id)
         row = await engagement.add_comment(
             self.sessionmaker,

@@ -25,6 +25,7 @@ from reels.events import new_event_id
 from reels.outbox import enqueue_message
 from reels.text import normalise_text
 from svc_stream.engagement.models import CreatorFollow, VideoComment, VideoLike, VideoShare
+from svc_stream.events import validation
 
 MAX_COMMENT_CHARS = 500
 MAX_PAGE = 100
@@ -133,6 +134,7 @@ async def add_comment(
     sm: Sessions, user_id: str, video_id: str, creator_id: str, body: str, client_id: str
 ) -> CommentRow:
     """Store a comment; a retry with the same client_comment_id returns the first one."""
+    check_identifier("client_comment_id", client_id, MAX_CLIENT_COMMENT_ID, required=False)
     body = check_comment_text(body)
     async with sm() as session, session.begin():
         comment_id = uuid.uuid4()
@@ -240,9 +242,22 @@ async def share(sm: Sessions, user_id: str, video_id: str, creator_id: str, chan
         )
 
 
+# Identifiers people's clients send: the same rule as player events' ids (printable,
+# no whitespace, bounded), so a NUL or a 100 KB id is a 400 naming the field, never a
+# database refusal (issue 8: one rule for what clients send).
+MAX_CREATOR_ID = 64
+MAX_CLIENT_COMMENT_ID = 128
+
+
+def check_identifier(field: str, value: str, longest: int, *, required: bool) -> None:
+    """INVALID_ARGUMENT naming ``field`` unless ``value`` is a well-formed identifier."""
+    why = validation.check_identifier(field, value, longest, required)
+    if why:
+        raise errors.InvalidArgument(why, [(field, why)])
+
+
 def check_follow(user_id: str, creator_id: str) -> None:
-    if not creator_id:
-        raise errors.InvalidArgument("creator_id is required", [("creator_id", "is required")])
+    check_identifier("creator_id", creator_id, MAX_CREATOR_ID, required=True)
     if creator_id == user_id:
         raise errors.InvalidArgument(
             "you cannot follow yourself", [("creator_id", "must not be the caller")]
@@ -277,8 +292,7 @@ async def follow(sm: Sessions, user_id: str, creator_id: str) -> int:
 
 async def unfollow(sm: Sessions, user_id: str, creator_id: str) -> int:
     """Unfollow (idempotent); returns the follower count."""
-    if not creator_id:
-        raise errors.InvalidArgument("creator_id is required", [("creator_id", "is required")])
+    check_identifier("creator_id", creator_id, MAX_CREATOR_ID, required=True)
     async with sm() as session, session.begin():
         result = await session.execute(
             delete(CreatorFollow).where(

@@ -192,7 +192,7 @@ def establish_time(
     return min(raw, received), ""
 
 
-def _check_identifier(name: str, value: str, longest: int, required: bool) -> str:
+def check_identifier(name: str, value: str, longest: int, required: bool) -> str:
     """One identifier-like string field: present if required, at most ``longest``
     characters, only printable characters and no whitespace; "" = fine."""
     if not value:
@@ -213,7 +213,7 @@ def _check_identifier(name: str, value: str, longest: int, required: bool) -> st
 def _check_fields(event: stream_pb2.PlayerEvent) -> str:
     """Everything that can be judged without the catalog and the clock; "" = fine."""
     for name, longest, required in ID_FIELDS:
-        why = _check_identifier(name, getattr(event, name), longest, required)
+        why = check_identifier(name, getattr(event, name), longest, required)
         if why:
             return why
     if event.type not in KNOWN_TYPES:

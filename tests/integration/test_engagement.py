@@ -224,3 +224,26 @@ async def test_follow_rules_and_creator_analytics(stream: StreamHarness) -> None
         "GetCreatorAnalytics", stream_pb2.GetCreatorAnalyticsRequest(creator_id=creator), creator
     )
     assert (got.followers, got.video_count, got.likes, got.shares, got.comments) == (1, 1, 1, 1, 1)
+
+
+async def test_malformed_ids_are_400_naming_the_field_not_a_database_refusal(
+    stream: StreamHarness,
+) -> None:
+    """A NUL or a 100,000-character id reaches no database: INVALID_ARGUMENT naming it."""
+    creator, video = _id("creator"), _id("vid")
+    await stream.publish_video(video, creator, 10.0)
+    comment = stream_pb2.AddCommentRequest
+    cases = [
+        ("AddComment", comment(video_id=video, text="hi", client_comment_id="c\x00"),
+         "client_comment_id"),
+        ("AddComment", comment(video_id=video, text="hi", client_comment_id="x" * 100_000),
+         "client_comment_id"),
+        ("AddComment", stream_pb2.AddCommentRequest(video_id="v\x00", text="hi"), "video_id"),
+        ("LikeVideo", stream_pb2.LikeVideoRequest(video_id="v" * 1000), "video_id"),
+        ("FollowCreator", stream_pb2.FollowCreatorRequest(creator_id="\x00"), "creator_id"),
+        ("UnfollowCreator", stream_pb2.UnfollowCreatorRequest(creator_id="a b"), "creator_id"),
+    ]  # fmt: skip
+    for method, request, field in cases:
+        err = await _expect_error(stream, method, request, "ana", grpc.StatusCode.INVALID_ARGUMENT)
+        assert errors.from_rpc_error(err)[0].field_violations[0].field == field, (method, field)
+        assert "database" not in err.details()
