@@ -557,7 +557,28 @@ async def measure_all(
         f"scorer {first.scorer}; fallbacks {names}"
     )
 
+    # Stage timings of each measured miss (FeedPipeline.build's BuiltList.stages_ms).
+    stage_ms: dict[str, list[float]] = defaultdict(list)
+    recording = False
+    build = feed.pipeline.build
+
+    async def build_recorded(*a: Any, **kw: Any) -> Any:
+        built = await build(*a, **kw)
+        if recording:
+            for stage, ms in built.stages_ms.items():
+                stage_ms[stage].append(ms)
+        return built
+
+    feed.pipeline.build = build_recorded
+
     # ---------------------------------------------------------------- inside the service
+    recording = True
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     miss, hit, bare_search, bare_search_sync, bare_get = [], [], [], [], []
     fallbacks: dict[str, int] = defaultdict(int)
     sizes = []
@@ -575,6 +596,12 @@ async def measure_all(
         assert page2.cache_hit, "the second page was not served from the cache"
         hit.append(ms)
         measured.append(user)
+    recording = False
+    if profiler is not None:
+        import pstats
+
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
     # Baselines on the same users: their vectors, the same k, index and filter.
     for user in measured:
         profile = await us.profile(redis, user)
@@ -599,6 +626,13 @@ async def measure_all(
     m = report("GetFeed cache miss (new ranked list)", miss)
     b = report(f"baseline: bare Milvus top-{rs.similar_k} (thread hop)", bare_search)
     report(f"baseline: bare Milvus top-{rs.similar_k} (blocking)", bare_search_sync)
+    print(
+        "  where a miss spends its time (median / p95 per stage, ms): "
+        + ", ".join(
+            f"{stage} {statistics.median(v):.1f}/{np.percentile(v, 95):.1f}"
+            for stage, v in stage_ms.items()
+        )
+    )
     h = report("GetFeed cache hit (next page, cursor)", hit)
     g = report("baseline: bare Redis GET of the cached list", bare_get)
     print(
@@ -778,6 +812,9 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=8.0, help="each throughput run")
     parser.add_argument("--hit-share", type=float, default=0.8)
     parser.add_argument("--seed", type=int, default=9)
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile the measured misses and hits"
+    )
     parser.add_argument("--timeout", type=float, default=900, help="stop after this (s)")
     a = parser.parse_args()
     a.warmup = max(1, a.warmup)

@@ -80,6 +80,8 @@ class App(AppBase):
     relay: OutboxRelay | None = None
     stream_channel: grpc.aio.Channel | None = None
     pipeline: FeedPipeline | None = None
+    feed_service: FeedService | None = None
+    """Set by ``registrations()``; ``stop()`` lets its background URL signing finish."""
     supervisor: Supervisor = field(default_factory=lambda: Supervisor("rank"))
     name: str = "rank"
 
@@ -132,9 +134,12 @@ class App(AppBase):
         feed = FeedService(
             self.settings, self.pipeline, self.pipeline.stream, arms=self.arms, results=results
         )
+        self.feed_service = feed
         return [(rank_pb2_grpc.add_FeedServiceServicer_to_server, feed, "reels.v1.FeedService")]
 
     async def stop(self) -> None:
+        if self.feed_service is not None:
+            await self.feed_service.close()
         if self.recorder is not None:
             await self.recorder.drain()  # exposures of the last pages reach the outbox
         await self.supervisor.stop()

@@ -122,6 +122,10 @@ class ListItem:
     completion_rate: float = 0.0
     streaming_url: str = ""
     thumbnail_url: str = ""
+    signed: bool = True
+    """False while the URLs are still to be signed (items past the first page of a new
+    list are signed off the request path); a signed item with an empty
+    ``streaming_url`` is one svc_stream cannot play, and is never served."""
 
     def to_json(self) -> list[object]:
         return [
@@ -137,6 +141,7 @@ class ListItem:
             self.completion_rate,
             self.streaming_url,
             self.thumbnail_url,
+            self.signed,
         ]
 
     @classmethod

@@ -85,6 +85,9 @@ class BuiltList:
     scorer: str = RULES
     redis_down: bool = False
     stream_down: bool = False
+    stages_ms: dict[str, float] = field(default_factory=dict)
+    """Wall time of each stage of :meth:`FeedPipeline.build` (ms): context, sources,
+    catalog, hydrate, score, mix, sign. The benchmark prints their medians."""
 
 
 @dataclass(slots=True)
@@ -179,10 +182,17 @@ class FeedPipeline:
         region: str = "",
         seed: int = 0,
         params: RankingParams | None = None,
+        sign_first: int | None = None,
     ) -> BuiltList:
+        """One ranked list for ``user_id``. ``sign_first``: sign the URLs of only the
+        first N items now (the page being served, plus a margin for unplayable ones);
+        the caller signs the rest with :func:`sign_items` off the request path. None
+        signs every item."""
         params = params or RankingParams(weights=self.default_weights)
         fallbacks: set[int] = set()
+        stages = _Stages()
         request, user_tags, redis_down = await self.request_for(user_id, region=region, seed=seed)
+        stages.mark("context")
         sources = (self.similar, self.followees, self.trending, self.fresh, self.exploration)
         results = await asyncio.gather(
             *(src.fetch(request, fallbacks) for src in sources), return_exceptions=True
@@ -196,10 +206,12 @@ class FeedPipeline:
                     log.warning("source %s failed: %r", src.name, result)
                 continue
             groups.append(result)
+        stages.mark("sources")
         if self.similar.vectors.index is None and request.user_vector is not None:
             fallbacks.add(rank_pb2.FEED_FALLBACK_NO_VECTORS)
         merged = merge(groups)
         catalog = await self.catalog.get_many(merged)
+        stages.mark("catalog")
         pool = eligible(
             merged.values(),
             catalog,
@@ -210,7 +222,9 @@ class FeedPipeline:
         pool = _outside_interests(pool, catalog)
         hydrated, hydrate_redis_down = await self._hydrate(pool, catalog, request)
         redis_down = redis_down or hydrate_redis_down
+        stages.mark("hydrate")
         scored, scorer = await self._score(hydrated, request, user_tags, params)
+        stages.mark("score")
         if scorer == RULES:
             fallbacks.add(rank_pb2.FEED_FALLBACK_RULE_SCORER)
         s = self.settings
@@ -231,8 +245,10 @@ class FeedPipeline:
         )
         by_id = {h.candidate.video_id: h for h in hydrated}
         items = [_item(r, by_id[r.video_id], request, user_tags) for r in ranked]
-        built = BuiltList(items, fallbacks, scorer, redis_down=redis_down)
-        await self._sign(built)
+        built = BuiltList(items, fallbacks, scorer, redis_down=redis_down, stages_ms=stages.ms)
+        stages.mark("mix")
+        await self._sign(built, sign_first)
+        stages.mark("sign")
         if redis_down:
             fallbacks.add(rank_pb2.FEED_FALLBACK_UNCACHED)
         return built
@@ -317,21 +333,20 @@ class FeedPipeline:
             )
         return out, scorer
 
-    async def _sign(self, built: BuiltList) -> None:
-        """Attach signed URLs; drop what svc_stream cannot play (not in its catalog yet)."""
+    async def _sign(self, built: BuiltList, first: int | None) -> None:
+        """Attach signed URLs to the first ``first`` items (all when None); drop the
+        signed range's items that svc_stream cannot play (not in its catalog yet)."""
+        n = len(built.items) if first is None else min(len(built.items), first)
+        for item in built.items[n:]:
+            item.signed = False
         try:
-            urls = await self.stream.media_urls([i.video_id for i in built.items])
+            head = await sign_items(self.stream, built.items[:n])
         except SourceUnavailable:
             built.stream_down = True
+            for item in built.items:
+                item.signed = False
             return
-        kept = []
-        for item in built.items:
-            u = urls.get(item.video_id)
-            if u is None:
-                continue
-            item.streaming_url, item.thumbnail_url = u.streaming_url, u.thumbnail_url
-            kept.append(item)
-        built.items = kept
+        built.items = [i for i in head if i.streaming_url] + built.items[n:]
 
     # ------------------------------------------------------------------ explain
 
@@ -374,6 +389,34 @@ class FeedPipeline:
 def _rows(hydrated: Sequence[Hydrated]) -> np.ndarray:
     """The ranker's input ``float32 [N, N_FEATURES]`` of hydrated candidates."""
     return np.stack([h.row for h in hydrated if h.row is not None]).astype(np.float32)
+
+
+async def sign_items(stream: StreamClient, items: Sequence[ListItem]) -> list[ListItem]:
+    """Sign ``items`` in one GetPlaybackUrls call; returns them in order, each marked
+    ``signed``, playable ones with their URLs, the rest with empty URLs (svc_stream
+    does not know them yet). Raises :class:`SourceUnavailable`."""
+    urls = await stream.media_urls([i.video_id for i in items])
+    for item in items:
+        u = urls.get(item.video_id)
+        if u is not None:
+            item.streaming_url, item.thumbnail_url = u.streaming_url, u.thumbnail_url
+        item.signed = True
+    return list(items)
+
+
+class _Stages:
+    """Wall-clock marks of the pipeline's stages, in ms since the previous mark."""
+
+    __slots__ = ("last", "ms")
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+        self.ms: dict[str, float] = {}
+
+    def mark(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.ms[stage] = (now - self.last) * 1000.0
+        self.last = now
 
 
 async def _none() -> None:

@@ -3,11 +3,15 @@
 A cursor pages through this one list (no duplicates, no gaps across the pages of a
 session); the list carries its id (``list_id``) so a cursor from an expired or
 replaced list is recognised. Every item holds what a page needs — metadata, counters
-and the signed URLs (valid for hours, signed once at build time) — so a cached page
-costs one GET and no other call (goal: p99 < 5 ms inside the service).
+and the signed URLs (valid for hours) — so a cached page costs one GET and no other
+call (goal: p99 < 5 ms inside the service). URLs are signed a page ahead of the
+reader, not all at build time (most of a 200-item list is never paged to): a new
+list signs its first two pages; serving page k signs page k + 2 in the background
+and writes it back with :func:`replace`; an item still unsigned when its page is
+served is signed then (``ListItem.signed``).
 
 ``feed:{user_id}:last`` keeps a copy for an hour: when svc_stream is down (no trending
-page, no URLs to sign) the rest of that list is still servable, URLs included.
+page, no URLs to sign) the signed, unserved rest of that list is still servable.
 """
 
 from __future__ import annotations
@@ -69,6 +73,29 @@ async def load(redis: aioredis.Redis, user_id: str, *, last: bool = False) -> Ca
         return CachedList.loads(raw)
     except (ValueError, KeyError, TypeError):
         return None  # an older format: rebuild
+
+
+_REPLACE = """
+local n = 0
+for i, k in ipairs(KEYS) do
+  local cur = redis.call('GET', k)
+  if cur and string.sub(cur, 1, #ARGV[1]) == ARGV[1] then
+    redis.call('SET', k, ARGV[2], 'KEEPTTL')
+    n = n + 1
+  end
+end
+return n
+"""
+
+
+async def replace(redis: aioredis.Redis, user_id: str, lst: CachedList) -> int:
+    """Overwrite the cached copies of ``lst`` (``feed:{user}`` and its ``:last``) that
+    still hold the same list id, keeping their TTLs; a list built since is left alone.
+    Returns how many copies were replaced (0..2). One atomic Lua step."""
+    prefix = json.dumps({"id": lst.list_id}, separators=(",", ":"))[:-1] + ","
+    return int(
+        await redis.eval(_REPLACE, 2, feed_key(user_id), last_key(user_id), prefix, lst.dumps())
+    )
 
 
 async def store(

@@ -21,6 +21,7 @@ client while any source answers.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -37,7 +38,7 @@ from reels import errors, metrics
 from reels.auth import current_user
 from svc_rank import cursor, feed_cache
 from svc_rank.candidate import ListItem, SourceUnavailable
-from svc_rank.feed import FeedPipeline, RankingParams
+from svc_rank.feed import FeedPipeline, RankingParams, sign_items
 from svc_rank.filter import see_fewer
 from svc_rank.scorer import features as feature_list
 from svc_rank.scorer.rules import TERMS
@@ -52,6 +53,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
+SIGN_MARGIN = 5
+"""A new list signs its first two pages plus this many (room for unplayable items) on
+the request path; each later page served signs the one after it in the background
+(``_sign_ahead``), and a page reached before that is signed when it is served."""
 
 ArmChooser = Callable[[str, str | None], tuple[str, RankingParams | None]]
 """(user, forced arm or None) → (arm name, its ranking params; None = defaults).
@@ -132,6 +137,48 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
         # has one (svc_rank.experiments.ExperimentArms); background, never raises.
         self._served = getattr(self.arms, "served", None)
         self.results = results
+        self._signing: set[asyncio.Task[None]] = set()
+
+    async def close(self) -> None:
+        """Wait (briefly) for the background URL signing of new lists to finish."""
+        if self._signing:
+            _, pending = await asyncio.wait(self._signing, timeout=2.0)
+            for task in pending:
+                task.cancel()
+
+    def _sign_ahead(self, user: str, lst: feed_cache.CachedList, start: int, limit: int) -> None:
+        """Sign the next page's URLs (``limit + SIGN_MARGIN`` items from ``start``) off the
+        request path and write them into the cache, if it still holds this list.
+        Lists are signed one page ahead of the reader: items nobody pages to are
+        never signed."""
+        ahead = [i for i in lst.items[start : start + limit + SIGN_MARGIN] if not i.signed]
+        if not ahead:
+            return
+        task = asyncio.create_task(self._sign_and_store(user, lst, ahead))
+        self._signing.add(task)
+        task.add_done_callback(self._signing.discard)
+
+    async def _sign_and_store(
+        self, user: str, lst: feed_cache.CachedList, items: list[ListItem]
+    ) -> None:
+        try:
+            await sign_items(self.stream, items)
+            await feed_cache.replace(self.redis, user, lst)
+        except (SourceUnavailable, RedisError, OSError) as exc:
+            # The hit path signs what is still unsigned when its page is served.
+            log.info("signing ahead in list %s deferred: %s", lst.list_id, exc)
+
+    async def _playable(self, page: list[ListItem]) -> list[ListItem]:
+        """The page as served: unsigned items signed now (one call), items svc_stream
+        cannot play left out. With svc_stream down, unsigned items go out without
+        URLs (the REDIS_TRENDING fallback)."""
+        unsigned = [i for i in page if not i.signed]
+        if unsigned:
+            try:
+                await sign_items(self.stream, unsigned)
+            except SourceUnavailable:
+                return page
+        return [i for i in page if i.streaming_url or not i.signed]
 
     # ------------------------------------------------------------------ GetFeed
 
@@ -144,8 +191,16 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
         params: RankingParams | None,
         experiment: str,
         cache: bool,
+        offset: int = 0,
+        limit: int = DEFAULT_LIMIT,
     ) -> feed_cache.CachedList:
-        built = await self.pipeline.build(user, region=region, seed=_seed(list_id), params=params)
+        built = await self.pipeline.build(
+            user,
+            region=region,
+            seed=_seed(list_id),
+            params=params,
+            sign_first=offset + 2 * limit + SIGN_MARGIN,
+        )
         fallbacks = set(built.fallbacks)
         items = built.items
         if built.stream_down:
@@ -210,6 +265,8 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
                 params=params,
                 experiment=experiment,
                 cache=False,
+                offset=position.offset,
+                limit=limit,
             )
             offset = position.offset
         else:
@@ -220,13 +277,16 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
                 params=params,
                 experiment=experiment,
                 cache=redis_ok,
+                limit=limit,
             )
             offset = 0
         fallbacks = set(lst.fallbacks)
         if not redis_ok:
             fallbacks.add(rank_pb2.FEED_FALLBACK_UNCACHED)
-        page = lst.items[offset : offset + limit]
+        page = await self._playable(lst.items[offset : offset + limit])
         more = offset + limit < len(lst.items)
+        if more and redis_ok and cache_hit:
+            self._sign_ahead(user, lst, offset + limit, limit)
         if page and redis_ok:
             try:
                 await record_served(

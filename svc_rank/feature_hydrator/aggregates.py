@@ -102,58 +102,67 @@ def _vec(raw: object) -> np.ndarray | None:
     return np.frombuffer(raw, dtype=np.float32).astype(np.float64)
 
 
+SEP = "\x1f"
+"""Separator of the ids packed into one script argument (ASCII unit separator: never
+part of an id, which the upload and event validators keep printable)."""
+
 _READ = """
-local n, c, h, nf, np = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
-  tonumber(ARGV[4]), tonumber(ARGV[5])
-local vf, a = {}, 5
-for i = 1, nf do vf[i] = ARGV[a + i] end
-a = a + nf
-local ids = {}
-for i = 1, n do ids[i] = ARGV[a + i] end
-a = a + n
-local pf = {}
-for i = 1, np do pf[i] = ARGV[a + i] end
+local SEP = ARGV[1]
+local function split(str)  -- keeps empty parts (a key template's empty suffix)
+  local out, i = {}, 1
+  if str == '' then return out end
+  while true do
+    local j = string.find(str, SEP, i, true)
+    if not j then out[#out + 1] = string.sub(str, i); return out end
+    out[#out + 1] = string.sub(str, i, j - 1)
+    i = j + 1
+  end
+end
+local vf, ids, creators, pf = split(ARGV[2]), split(ARGV[3]), split(ARGV[4]), split(ARGV[5])
+local hour0, h = tonumber(ARGV[6]), tonumber(ARGV[7])
+local tpl = split(ARGV[8])  -- prefix/suffix pairs, see TEMPLATES
+local function k(t, id) return tpl[2 * t - 1] .. id .. tpl[2 * t] end
+local function z(v) if v then return v end return '0' end
 local function s(v) if v then return v end return '' end
-local function hm(k, fields)
+local function hm(key, fields)
   local out, i = {}, 1
   while i <= #fields do
     local j = math.min(i + 999, #fields)
-    local part = redis.call('HMGET', k, unpack(fields, i, j))
+    local part = redis.call('HMGET', key, unpack(fields, i, j))
     for x = 1, #part do out[#out + 1] = part[x] end
     i = j + 1
   end
   return out
 end
+local n, c, nf = #ids, #creators, #vf
 local videos = {}
 for i = 1, n do
-  local row = redis.call('HMGET', KEYS[i], unpack(vf))
-  local sq = redis.call('HMGET', KEYS[n + i], 's', 'q')
-  local parts = {}
-  for x = 1, nf do parts[x] = s(row[x]) end
-  parts[nf + 1], parts[nf + 2] = s(sq[1]), s(sq[2])
-  videos[i] = table.concat(parts, ',')
+  local row = redis.call('HMGET', k(1, ids[i]), unpack(vf))
+  local sq = redis.call('HMGET', k(2, ids[i]), 's', 'q')
+  for x = 1, nf do videos[#videos + 1] = z(row[x]) end
+  videos[#videos + 1], videos[#videos + 2] = z(sq[1]), z(sq[2])
 end
-local base = 2 * n
-local creators = {}
+local cr = {}
 for i = 1, c do
-  local nw = redis.call('HMGET', KEYS[base + i], 'n', 'w')
-  local fo = redis.call('HGET', KEYS[base + c + i], 'followers')
-  creators[i] = s(nw[1]) .. ',' .. s(nw[2]) .. ',' .. s(fo)
+  local nw = redis.call('HMGET', k(3, creators[i]), 'n', 'w')
+  cr[#cr + 1], cr[#cr + 2] = z(nw[1]), z(nw[2])
+  cr[#cr + 1] = z(redis.call('HGET', k(4, creators[i]), 'followers'))
 end
-base = base + 2 * c
-local pair = ''
-if np > 0 then
-  local pv = hm(KEYS[base + 1], pf)
-  local parts = {}
-  for x = 1, #pv do parts[x] = s(pv[x]) end
-  pair = table.concat(parts, ',')
+local pair = {}
+if #pf > 0 then
+  local names = {}
+  for i = 1, c do
+    for x = 1, #pf do names[#names + 1] = creators[i] .. '|' .. pf[x] end
+  end
+  local pv = hm(ARGV[9], names)
+  for x = 1, #pv do pair[x] = z(pv[x]) end
 end
-local user = redis.call('HMGET', KEYS[base + 2], 'n', 'w', 'tw', 'te', 'vec')
+local user = redis.call('HMGET', ARGV[10], 'n', 'w', 'tw', 'te', 'vec')
 local recent = {}
 for i = 1, n do recent[i] = 0 end
 if n > 0 then
-  for hr = 1, h do
-    local vals = hm(KEYS[base + 2 + hr], ids)
+  for hr = hour0, hour0 + h - 1 do
+    local vals = hm(k(5, hr), ids)
     for i = 1, n do
       local v = tonumber(vals[i])
       if v then recent[i] = recent[i] + v end
@@ -161,17 +170,36 @@ if n > 0 then
   end
 end
 for i = 1, n do recent[i] = string.format('%.17g', recent[i]) end
-return {videos, creators, pair, table.concat(recent, ','),
-  s(user[1]), s(user[2]), s(user[3]), s(user[4]), s(user[5])}
+return {table.concat(videos, ','), table.concat(cr, ','), table.concat(pair, ','),
+  table.concat(recent, ','), s(user[1]), s(user[2]), s(user[3]), s(user[4]), s(user[5])}
 """
-"""One server-side read of every aggregate: the same HMGETs the keys' layout asks
-for, but the 24 hourly ``recent`` buckets summed in Redis and each row sent back
-as one comma-joined string (a few hundred reply elements instead of ~20k; the
-pure-Python RESP parser was most of a cache miss)."""
+"""One server-side read of every aggregate: the HMGETs the keys' layout asks for, the
+24 hourly ``recent`` buckets summed in Redis, and every table sent back as one
+comma-joined string (missing fields as 0). The ids go in as one packed argument
+each and the script builds the key names from templates (the prefixed key with a
+placeholder id, cut in two): redis-py's pure-Python command packer and reply
+parser were most of a cache miss with one argument and one reply element per
+field. Keys are therefore not declared to Redis: this needs one Redis instance
+(not Redis Cluster), as the feed's other multi-key scripts do."""
+
+_HOLE = "\x00"
 
 
-def _row(raw: bytes) -> list[float]:
-    return [_f(v) for v in raw.split(b",")]
+def _template(make: object) -> tuple[str, str]:
+    before, _, after = make(_HOLE).partition(_HOLE)  # type: ignore[operator]
+    return before, after
+
+
+def _numbers(raw: bytes, width: int) -> np.ndarray:
+    """A comma-joined reply table as ``float64 [rows, width]`` (garbage reads as 0)."""
+    if not raw:
+        return np.zeros((0, width))
+    parts = raw.split(b",")
+    try:
+        flat = np.array(parts, dtype=np.float64)
+    except ValueError:
+        flat = np.array([_f(v) for v in parts], dtype=np.float64)
+    return flat.reshape(-1, width)
 
 
 async def read(
@@ -186,46 +214,42 @@ async def read(
     video_ids = list(video_ids)
     creators = list(dict.fromkeys(creator_ids))
     hour = int((time.time() if now is None else now) // 3600)
-    pair_fields = [f"{c}|{f}" for c in creators for f in user_state.PAIR_FIELDS]
-    hours = range(hour - RECENT_HOURS + 1, hour + 1) if video_ids else range(0)
-    keys = [
-        *(counters_key(v) for v in video_ids),
-        *(user_state.video_key(v) for v in video_ids),
-        *(user_state.creator_key(c) for c in creators),
-        *(creator_counters_key(c) for c in creators),
+    n_hours = RECENT_HOURS if video_ids else 0
+    templates = (
+        counters_key,
+        user_state.video_key,
+        user_state.creator_key,
+        creator_counters_key,
+        user_state.recent_key,
+    )
+    args = [
+        SEP,
+        SEP.join(VIDEO_FIELDS),
+        SEP.join(video_ids),
+        SEP.join(creators),
+        SEP.join(user_state.PAIR_FIELDS),
+        hour - RECENT_HOURS + 1,
+        n_hours,
+        SEP.join(part for t in templates for part in _template(t)),
         user_state.pair_key(user_id),
         user_state.user_key(user_id),
-        *(user_state.recent_key(h) for h in hours),
-    ]
-    args = [
-        len(video_ids),
-        len(creators),
-        len(hours),
-        len(VIDEO_FIELDS),
-        len(pair_fields),
-        *VIDEO_FIELDS,
-        *video_ids,
-        *pair_fields,
     ]
     videos, creator_rows, pair, recent, n, w, tw, te, vec = await redis.register_script(_READ)(
-        keys=keys, args=args
+        keys=[], args=args
     )
     out = Aggregates()
-    recent_sums = _row(recent) if video_ids else []
-    for i, (vid, raw) in enumerate(zip(video_ids, videos, strict=True)):
-        values = _row(raw)
+    nv = len(VIDEO_FIELDS)
+    table = _numbers(videos, nv + 2).tolist()
+    recent_sums = _numbers(recent, 1)[:, 0].tolist()
+    for vid, values, rec in zip(video_ids, table, recent_sums, strict=True):
         row = dict(zip(VIDEO_FIELDS, values, strict=False))
-        row["s"], row["q"] = values[-2], values[-1]
-        row["recent"] = recent_sums[i]
+        row["s"], row["q"], row["recent"] = values[nv], values[nv + 1], rec
         out.video[vid] = row
-    for c, raw in zip(creators, creator_rows, strict=True):
-        n_, w_, followers = _row(raw)
+    for c, (n_, w_, followers) in zip(creators, _numbers(creator_rows, 3).tolist(), strict=True):
         out.creator[c] = {"n": n_, "w": w_, "followers": followers}
-    if pair_fields:
-        values = _row(pair)
+    if creators:
         k = len(user_state.PAIR_FIELDS)
-        for i, c in enumerate(creators):
-            chunk = values[i * k : (i + 1) * k]
+        for c, chunk in zip(creators, _numbers(pair, k).tolist(), strict=True):
             out.pair[c] = dict(zip(user_state.PAIR_FIELDS, chunk, strict=True))
     topic = _vec(tw)
     out.user = UserAggregates(_f(n), _f(w), topic if topic is not None else _vec(vec), _vec(te))

@@ -318,6 +318,26 @@ async def test_cursor_pages_through_one_cached_list_without_duplicates_or_gaps(
     assert not third.has_more
 
 
+async def test_urls_are_signed_a_page_ahead_and_every_page_is_playable(
+    harness: FeedHarness,
+) -> None:
+    """A new list signs its first two pages (plus a margin) on the request path; the
+    rest is signed a page ahead of the reader, or when its page is served."""
+    user = "pager-signed-1"
+    first = await harness.get_feed(user, limit=2)
+    cached = await feed_cache.load(harness.rank.redis, user)
+    assert cached is not None
+    assert [i.signed for i in cached.items[:9]] == [True] * 9  # 2 pages of 2 + margin 5
+    assert not any(i.signed or i.streaming_url for i in cached.items[9:])  # never paged to
+    pages = [first]
+    while pages[-1].has_more:
+        pages.append(await harness.get_feed(user, limit=2, cursor=pages[-1].cursor))
+    served = [i for p in pages for i in p.items]
+    assert len(served) == len({i.video_id for i in served}) == 12
+    for item in served:
+        assert "sig=" in item.streaming_url and "sig=" in item.thumbnail_url, item.video_id
+
+
 async def test_refreshing_page_one_within_the_ttl_is_a_cache_hit(harness: FeedHarness) -> None:
     a = await harness.get_feed("refresher-1", limit=4)
     b = await harness.get_feed("refresher-1", limit=4)
