@@ -35,6 +35,7 @@ import redis.asyncio as aioredis
 from reels.v1 import rank_pb2_grpc, stream_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from recsim.features import N_FEATURES
 from reels import topics
 from reels.cache import redis_client, set_key_prefix
 from reels.clients import channel
@@ -119,6 +120,8 @@ class App(AppBase):
         add("watches", self._run_watches)
         add("vectors", self.vectors.run)
         add("outbox-relay", self._run_relay)
+        if self.settings.ranker_enabled:
+            add("ranker-warm-up", self._keep_ranker_warm)
         await self.supervisor.start()
 
     def registrations(self) -> list[Registration]:
@@ -169,6 +172,9 @@ class App(AppBase):
 
     async def _run_watches(self) -> None:
         await self._consume(self.watches.consumer(**self.consumer_options()), self.watches)
+
+    async def _keep_ranker_warm(self) -> None:
+        await self.ranker.keep_warm(N_FEATURES)
 
     async def _run_relay(self) -> None:
         relay = OutboxRelay(
