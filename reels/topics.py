@@ -106,7 +106,6 @@ VIDEO_EVENTS = _of(events_pb2.VideoEvent)
 ENGAGEMENT_EVENTS = _of(events_pb2.EngagementEvent)
 STREAMS_EVENTS = _of(events_pb2.StreamLifecycleEvent)
 STREAMS_CHAT = _of(events_pb2.ChatMessageEvent)
-STREAMS_MODERATION = _of(events_pb2.ChatModerationEvent)
 FEED_EXPOSURES = _of(events_pb2.FeedExposure)
 
 __all__ = [
@@ -116,7 +115,6 @@ __all__ = [
     "REGISTRY",
     "STREAMS_CHAT",
     "STREAMS_EVENTS",
-    "STREAMS_MODERATION",
     "Topic",
     "VIDEO_EVENTS",
     "VIDEO_FAILED",

@@ -45,6 +45,11 @@ if [[ ${#PROTOS[@]} -eq 0 ]]; then
   exit 1
 fi
 
+# Generated into a sibling folder, then swapped in: processes importing gen/ while
+# this runs (tests, a running mesh) never see it empty.
+FINAL="$OUT"
+OUT="$FINAL.new.$$"
+trap 'rm -rf "$OUT"' EXIT
 rm -rf "$OUT"
 mkdir -p "$OUT"
 
@@ -79,4 +84,8 @@ __path__ = extend_path(__path__, __name__)
 PY
 : > "$OUT/reels/v1/__init__.py"
 
-echo "gen.sh: generated ${#PROTOS[@]} protos into $OUT/"
+rm -rf "$FINAL.old.$$"
+[[ -e "$FINAL" ]] && mv "$FINAL" "$FINAL.old.$$"
+mv "$OUT" "$FINAL"
+rm -rf "$FINAL.old.$$"
+echo "gen.sh: generated ${#PROTOS[@]} protos into $FINAL/"

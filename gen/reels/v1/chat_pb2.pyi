@@ -30,28 +30,52 @@ class _ChatNoticeKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ChatNo
     DESCRIPTOR: _descriptor.EnumDescriptor
     CHAT_NOTICE_KIND_UNSPECIFIED: _ChatNoticeKind.ValueType  # 0
     CHAT_NOTICE_KIND_MESSAGE_DELETED: _ChatNoticeKind.ValueType  # 1
+    """A message was deleted (tombstone: message_id and target_offset)."""
     CHAT_NOTICE_KIND_USER_MUTED: _ChatNoticeKind.ValueType  # 2
+    """user_id was timed out until retry_after."""
     CHAT_NOTICE_KIND_USER_BANNED: _ChatNoticeKind.ValueType  # 3
     CHAT_NOTICE_KIND_STREAM_STARTED: _ChatNoticeKind.ValueType  # 4
     CHAT_NOTICE_KIND_STREAM_ENDED: _ChatNoticeKind.ValueType  # 5
+    """The stream ended; the subscription ends after this notice."""
     CHAT_NOTICE_KIND_RATE_LIMITED: _ChatNoticeKind.ValueType  # 6
-    """The caller is sending too fast; retry later."""
+    """The caller is sending too fast; retry after retry_after."""
     CHAT_NOTICE_KIND_REJECTED: _ChatNoticeKind.ValueType  # 7
     """A send was rejected (see text)."""
+    CHAT_NOTICE_KIND_SLOW_CONSUMER: _ChatNoticeKind.ValueType  # 8
+    """This subscriber fell behind (its queue filled) and is disconnected; it
+    may resubscribe with its last offset to recover.
+    """
+    CHAT_NOTICE_KIND_MODE_CHANGED: _ChatNoticeKind.ValueType  # 9
+    """Slow mode or followers-only mode changed (see text)."""
+    CHAT_NOTICE_KIND_USER_UNBANNED: _ChatNoticeKind.ValueType  # 10
+    CHAT_NOTICE_KIND_YOU_ARE_BANNED: _ChatNoticeKind.ValueType  # 11
+    """This subscriber's user was banned: the subscription ends."""
 
 class ChatNoticeKind(_ChatNoticeKind, metaclass=_ChatNoticeKindEnumTypeWrapper):
     """Kind of a server notice in a chat."""
 
 CHAT_NOTICE_KIND_UNSPECIFIED: ChatNoticeKind.ValueType  # 0
 CHAT_NOTICE_KIND_MESSAGE_DELETED: ChatNoticeKind.ValueType  # 1
+"""A message was deleted (tombstone: message_id and target_offset)."""
 CHAT_NOTICE_KIND_USER_MUTED: ChatNoticeKind.ValueType  # 2
+"""user_id was timed out until retry_after."""
 CHAT_NOTICE_KIND_USER_BANNED: ChatNoticeKind.ValueType  # 3
 CHAT_NOTICE_KIND_STREAM_STARTED: ChatNoticeKind.ValueType  # 4
 CHAT_NOTICE_KIND_STREAM_ENDED: ChatNoticeKind.ValueType  # 5
+"""The stream ended; the subscription ends after this notice."""
 CHAT_NOTICE_KIND_RATE_LIMITED: ChatNoticeKind.ValueType  # 6
-"""The caller is sending too fast; retry later."""
+"""The caller is sending too fast; retry after retry_after."""
 CHAT_NOTICE_KIND_REJECTED: ChatNoticeKind.ValueType  # 7
 """A send was rejected (see text)."""
+CHAT_NOTICE_KIND_SLOW_CONSUMER: ChatNoticeKind.ValueType  # 8
+"""This subscriber fell behind (its queue filled) and is disconnected; it
+may resubscribe with its last offset to recover.
+"""
+CHAT_NOTICE_KIND_MODE_CHANGED: ChatNoticeKind.ValueType  # 9
+"""Slow mode or followers-only mode changed (see text)."""
+CHAT_NOTICE_KIND_USER_UNBANNED: ChatNoticeKind.ValueType  # 10
+CHAT_NOTICE_KIND_YOU_ARE_BANNED: ChatNoticeKind.ValueType  # 11
+"""This subscriber's user was banned: the subscription ends."""
 Global___ChatNoticeKind: _TypeAlias = ChatNoticeKind  # noqa: Y015
 
 @_typing.final
@@ -71,6 +95,13 @@ class LiveStream(_message.Message):
     STARTED_AT_FIELD_NUMBER: _builtins.int
     ENDED_AT_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    PEAK_VIEWER_COUNT_FIELD_NUMBER: _builtins.int
+    UNIQUE_VIEWER_COUNT_FIELD_NUMBER: _builtins.int
+    DURATION_FIELD_NUMBER: _builtins.int
+    SLOW_MODE_FIELD_NUMBER: _builtins.int
+    FOLLOWERS_ONLY_FIELD_NUMBER: _builtins.int
     stream_id: _builtins.str
     creator_id: _builtins.str
     title: _builtins.str
@@ -78,16 +109,33 @@ class LiveStream(_message.Message):
     ingest_url: _builtins.str
     """RTMP ingest URL."""
     stream_key: _builtins.str
-    """Secret; only returned to the owner."""
+    """Secret: only in CreateStream and RotateStreamKey responses."""
     playback_url: _builtins.str
     """HLS playback URL."""
     viewer_count: _builtins.int
+    """Viewers now (chat subscribers and player heartbeats, all instances)."""
+    description: _builtins.str
+    peak_viewer_count: _builtins.int
+    """Most viewers at once so far."""
+    unique_viewer_count: _builtins.int
+    """Distinct viewers so far (HyperLogLog estimate, ~0.8 % error)."""
+    followers_only: _builtins.bool
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def ended_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def duration(self) -> _duration_pb2.Duration:
+        """LIVE: time since start; ENDED: started_at..ended_at (0 if never live)."""
+
+    @_builtins.property
+    def slow_mode(self) -> _duration_pb2.Duration:
+        """Chat: slow mode (0 = off) and followers-only."""
+
     def __init__(
         self,
         *,
@@ -102,10 +150,17 @@ class LiveStream(_message.Message):
         started_at: _timestamp_pb2.Timestamp | None = ...,
         ended_at: _timestamp_pb2.Timestamp | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        description: _builtins.str = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+        peak_viewer_count: _builtins.int = ...,
+        unique_viewer_count: _builtins.int = ...,
+        duration: _duration_pb2.Duration | None = ...,
+        slow_mode: _duration_pb2.Duration | None = ...,
+        followers_only: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "ended_at", b"ended_at", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "duration", b"duration", "ended_at", b"ended_at", "slow_mode", b"slow_mode", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "creator_id", b"creator_id", "ended_at", b"ended_at", "ingest_url", b"ingest_url", "playback_url", b"playback_url", "started_at", b"started_at", "state", b"state", "stream_id", b"stream_id", "stream_key", b"stream_key", "title", b"title", "viewer_count", b"viewer_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "creator_id", b"creator_id", "description", b"description", "duration", b"duration", "ended_at", b"ended_at", "followers_only", b"followers_only", "ingest_url", b"ingest_url", "peak_viewer_count", b"peak_viewer_count", "playback_url", b"playback_url", "slow_mode", b"slow_mode", "started_at", b"started_at", "state", b"state", "stream_id", b"stream_id", "stream_key", b"stream_key", "tags", b"tags", "title", b"title", "unique_viewer_count", b"unique_viewer_count", "viewer_count", b"viewer_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -123,12 +178,21 @@ class ChatMessage(_message.Message):
     TEXT_FIELD_NUMBER: _builtins.int
     SENT_AT_FIELD_NUMBER: _builtins.int
     CLIENT_MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
     message_id: _builtins.str
-    """Server id, sortable in send order within a stream."""
+    """Server id (unique; stable across retries of one client_message_id)."""
     stream_id: _builtins.str
     user_id: _builtins.str
     text: _builtins.str
+    """Normalised text (NFC, no control, zero-width or bidi-override characters)."""
     client_message_id: _builtins.str
+    offset: _builtins.int
+    """Position in the channel (strictly increasing within an epoch)."""
+    epoch: _builtins.str
+    username: _builtins.str
+    """Display name (the JWT's `name` or `preferred_username`, else the user id)."""
     @_builtins.property
     def sent_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -140,10 +204,13 @@ class ChatMessage(_message.Message):
         text: _builtins.str = ...,
         sent_at: _timestamp_pb2.Timestamp | None = ...,
         client_message_id: _builtins.str = ...,
+        offset: _builtins.int = ...,
+        epoch: _builtins.str = ...,
+        username: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["sent_at", b"sent_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_message_id", b"client_message_id", "message_id", b"message_id", "sent_at", b"sent_at", "stream_id", b"stream_id", "text", b"text", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_message_id", b"client_message_id", "epoch", b"epoch", "message_id", b"message_id", "offset", b"offset", "sent_at", b"sent_at", "stream_id", b"stream_id", "text", b"text", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -161,16 +228,31 @@ class ChatNotice(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
     CLIENT_MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    TARGET_OFFSET_FIELD_NUMBER: _builtins.int
+    RETRY_AFTER_FIELD_NUMBER: _builtins.int
     kind: Global___ChatNoticeKind.ValueType
     stream_id: _builtins.str
     message_id: _builtins.str
     """Message concerned (MESSAGE_DELETED, REJECTED)."""
     user_id: _builtins.str
-    """User concerned (USER_MUTED, USER_BANNED)."""
+    """User concerned (USER_MUTED, USER_BANNED, USER_UNBANNED)."""
     text: _builtins.str
     """Human-readable text."""
     client_message_id: _builtins.str
     """For REJECTED: the client_message_id of the rejected send."""
+    offset: _builtins.int
+    """Position of this notice when it is part of the channel (tombstones,
+    moderation, mode changes, stream ended); 0 for notices to one client.
+    """
+    epoch: _builtins.str
+    target_offset: _builtins.int
+    """MESSAGE_DELETED: the deleted message's offset."""
+    @_builtins.property
+    def retry_after(self) -> _duration_pb2.Duration:
+        """RATE_LIMITED, USER_MUTED, REJECTED: when sending may work again."""
+
     def __init__(
         self,
         *,
@@ -180,14 +262,57 @@ class ChatNotice(_message.Message):
         user_id: _builtins.str = ...,
         text: _builtins.str = ...,
         client_message_id: _builtins.str = ...,
+        offset: _builtins.int = ...,
+        epoch: _builtins.str = ...,
+        target_offset: _builtins.int = ...,
+        retry_after: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["retry_after", b"retry_after"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_message_id", b"client_message_id", "kind", b"kind", "message_id", b"message_id", "stream_id", b"stream_id", "text", b"text", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_message_id", b"client_message_id", "epoch", b"epoch", "kind", b"kind", "message_id", b"message_id", "offset", b"offset", "retry_after", b"retry_after", "stream_id", b"stream_id", "target_offset", b"target_offset", "text", b"text", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ChatNotice: _TypeAlias = ChatNotice  # noqa: Y015
+
+@_typing.final
+class ChatJoined(_message.Message):
+    """First frame of every subscription."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STREAM_ID_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    RECOVERED_FIELD_NUMBER: _builtins.int
+    MISSED_FIELD_NUMBER: _builtins.int
+    stream_id: _builtins.str
+    epoch: _builtins.str
+    """The channel's epoch and its latest offset when the subscription began."""
+    offset: _builtins.int
+    recovered: _builtins.bool
+    """Set when the request asked to recover: true = every missed publication
+    follows this frame; false = they cannot be recovered (history too short
+    or a new epoch) and the client should reload (GetChatHistory).
+    """
+    missed: _builtins.int
+    """How many missed publications follow (when recovered)."""
+    def __init__(
+        self,
+        *,
+        stream_id: _builtins.str = ...,
+        epoch: _builtins.str = ...,
+        offset: _builtins.int = ...,
+        recovered: _builtins.bool = ...,
+        missed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "missed", b"missed", "offset", b"offset", "recovered", b"recovered", "stream_id", b"stream_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChatJoined: _TypeAlias = ChatJoined  # noqa: Y015
 
 @_typing.final
 class ChatJoin(_message.Message):
@@ -196,19 +321,25 @@ class ChatJoin(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     STREAM_ID_FIELD_NUMBER: _builtins.int
-    SINCE_MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    RECOVER_FIELD_NUMBER: _builtins.int
+    SINCE_OFFSET_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
     stream_id: _builtins.str
-    since_message_id: _builtins.str
-    """Resume after this message (empty = only new messages)."""
+    recover: _builtins.bool
+    """Recover from the last publication seen (offset, epoch)."""
+    since_offset: _builtins.int
+    epoch: _builtins.str
     def __init__(
         self,
         *,
         stream_id: _builtins.str = ...,
-        since_message_id: _builtins.str = ...,
+        recover: _builtins.bool = ...,
+        since_offset: _builtins.int = ...,
+        epoch: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["since_message_id", b"since_message_id", "stream_id", b"stream_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "recover", b"recover", "since_offset", b"since_offset", "stream_id", b"stream_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -240,39 +371,90 @@ Global___ChatSend: _TypeAlias = ChatSend  # noqa: Y015
 
 @_typing.final
 class ChatAck(_message.Message):
-    """Acknowledges receipt up to a message (lets the server track lag)."""
+    """Acknowledges receipt up to an offset (lets the server track lag)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    MESSAGE_ID_FIELD_NUMBER: _builtins.int
-    message_id: _builtins.str
+    OFFSET_FIELD_NUMBER: _builtins.int
+    offset: _builtins.int
     def __init__(
         self,
         *,
-        message_id: _builtins.str = ...,
+        offset: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["message_id", b"message_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["offset", b"offset"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ChatAck: _TypeAlias = ChatAck  # noqa: Y015
 
 @_typing.final
+class ChatSendResult(_message.Message):
+    """The outcome of one ChatSend."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    RETRY_AFTER_FIELD_NUMBER: _builtins.int
+    client_message_id: _builtins.str
+    code: _builtins.int
+    """Set when refused: the gRPC status code SendMessage would have returned
+    (google.rpc.Code number) and why.
+    """
+    error: _builtins.str
+    @_builtins.property
+    def message(self) -> Global___ChatMessage:
+        """Set when accepted."""
+
+    @_builtins.property
+    def retry_after(self) -> _duration_pb2.Duration: ...
+    def __init__(
+        self,
+        *,
+        client_message_id: _builtins.str = ...,
+        message: Global___ChatMessage | None = ...,
+        code: _builtins.int = ...,
+        error: _builtins.str = ...,
+        retry_after: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "retry_after", b"retry_after"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_message_id", b"client_message_id", "code", b"code", "error", b"error", "message", b"message", "retry_after", b"retry_after"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChatSendResult: _TypeAlias = ChatSendResult  # noqa: Y015
+
+@_typing.final
 class CreateStreamRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TITLE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
     title: _builtins.str
+    """1..200 characters."""
+    description: _builtins.str
+    """At most 2,000 characters."""
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """At most 10 tags, each 1..50 characters (a leading # is dropped)."""
+
     def __init__(
         self,
         *,
         title: _builtins.str = ...,
+        description: _builtins.str = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "tags", b"tags", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -297,6 +479,45 @@ class CreateStreamResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateStreamResponse: _TypeAlias = CreateStreamResponse  # noqa: Y015
+
+@_typing.final
+class RotateStreamKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STREAM_ID_FIELD_NUMBER: _builtins.int
+    stream_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        stream_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stream_id", b"stream_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateStreamKeyRequest: _TypeAlias = RotateStreamKeyRequest  # noqa: Y015
+
+@_typing.final
+class RotateStreamKeyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STREAM_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def stream(self) -> Global___LiveStream: ...
+    def __init__(
+        self,
+        *,
+        stream: Global___LiveStream | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["stream", b"stream"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stream", b"stream"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateStreamKeyResponse: _TypeAlias = RotateStreamKeyResponse  # noqa: Y015
 
 @_typing.final
 class StartStreamRequest(_message.Message):
@@ -422,21 +643,25 @@ class ListStreamsRequest(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    CREATOR_ID_FIELD_NUMBER: _builtins.int
     state: _common_pb2.LiveStreamState.ValueType
     """LIVE_STREAM_STATE_UNSPECIFIED = all."""
     page_size: _builtins.int
     """Default 20, max 100."""
     page_token: _builtins.str
+    creator_id: _builtins.str
+    """Only this creator's streams (empty = everyone's)."""
     def __init__(
         self,
         *,
         state: _common_pb2.LiveStreamState.ValueType = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        creator_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["creator_id", b"creator_id", "page_size", b"page_size", "page_token", b"page_token", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -466,6 +691,50 @@ class ListStreamsResponse(_message.Message):
 Global___ListStreamsResponse: _TypeAlias = ListStreamsResponse  # noqa: Y015
 
 @_typing.final
+class ReportViewingRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STREAM_ID_FIELD_NUMBER: _builtins.int
+    stream_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        stream_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stream_id", b"stream_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportViewingRequest: _TypeAlias = ReportViewingRequest  # noqa: Y015
+
+@_typing.final
+class ReportViewingResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VIEWER_COUNT_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
+    viewer_count: _builtins.int
+    @_builtins.property
+    def heartbeat_interval(self) -> _duration_pb2.Duration:
+        """Send the next heartbeat within this interval."""
+
+    def __init__(
+        self,
+        *,
+        viewer_count: _builtins.int = ...,
+        heartbeat_interval: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "viewer_count", b"viewer_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportViewingResponse: _TypeAlias = ReportViewingResponse  # noqa: Y015
+
+@_typing.final
 class SendMessageRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -475,6 +744,9 @@ class SendMessageRequest(_message.Message):
     stream_id: _builtins.str
     text: _builtins.str
     client_message_id: _builtins.str
+    """Idempotency key (1..64 characters, required): a retry with the same key
+    returns the first result.
+    """
     def __init__(
         self,
         *,
@@ -515,18 +787,25 @@ class SubscribeChatRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     STREAM_ID_FIELD_NUMBER: _builtins.int
-    SINCE_MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    RECOVER_FIELD_NUMBER: _builtins.int
+    SINCE_OFFSET_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
     stream_id: _builtins.str
-    since_message_id: _builtins.str
+    recover: _builtins.bool
+    """Recover from the last publication seen (offset, epoch)."""
+    since_offset: _builtins.int
+    epoch: _builtins.str
     def __init__(
         self,
         *,
         stream_id: _builtins.str = ...,
-        since_message_id: _builtins.str = ...,
+        recover: _builtins.bool = ...,
+        since_offset: _builtins.int = ...,
+        epoch: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["since_message_id", b"since_message_id", "stream_id", b"stream_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "recover", b"recover", "since_offset", b"since_offset", "stream_id", b"stream_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -538,21 +817,25 @@ class SubscribeChatResponse(_message.Message):
 
     MESSAGE_FIELD_NUMBER: _builtins.int
     NOTICE_FIELD_NUMBER: _builtins.int
+    JOINED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def message(self) -> Global___ChatMessage: ...
     @_builtins.property
     def notice(self) -> Global___ChatNotice: ...
+    @_builtins.property
+    def joined(self) -> Global___ChatJoined: ...
     def __init__(
         self,
         *,
         message: Global___ChatMessage | None = ...,
         notice: Global___ChatNotice | None = ...,
+        joined: Global___ChatJoined | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "message", b"message", "notice", b"notice"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "joined", b"joined", "message", b"message", "notice", b"notice"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "message", b"message", "notice", b"notice"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "joined", b"joined", "message", b"message", "notice", b"notice"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["message", "notice"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["message", "notice", "joined"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -598,21 +881,29 @@ class ChatResponse(_message.Message):
 
     MESSAGE_FIELD_NUMBER: _builtins.int
     NOTICE_FIELD_NUMBER: _builtins.int
+    JOINED_FIELD_NUMBER: _builtins.int
+    SENT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def message(self) -> Global___ChatMessage: ...
     @_builtins.property
     def notice(self) -> Global___ChatNotice: ...
+    @_builtins.property
+    def joined(self) -> Global___ChatJoined: ...
+    @_builtins.property
+    def sent(self) -> Global___ChatSendResult: ...
     def __init__(
         self,
         *,
         message: Global___ChatMessage | None = ...,
         notice: Global___ChatNotice | None = ...,
+        joined: Global___ChatJoined | None = ...,
+        sent: Global___ChatSendResult | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "message", b"message", "notice", b"notice"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "joined", b"joined", "message", b"message", "notice", b"notice", "sent", b"sent"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "message", b"message", "notice", b"notice"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "joined", b"joined", "message", b"message", "notice", b"notice", "sent", b"sent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["message", "notice"]  # noqa: Y015
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["message", "notice", "joined", "sent"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
 
@@ -624,21 +915,22 @@ class GetChatHistoryRequest(_message.Message):
 
     STREAM_ID_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
-    BEFORE_MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    BEFORE_OFFSET_FIELD_NUMBER: _builtins.int
     stream_id: _builtins.str
     limit: _builtins.int
     """Default 50, max 200."""
-    before_message_id: _builtins.str
+    before_offset: _builtins.int
+    """Page backwards from here (exclusive; 0 = from the newest)."""
     def __init__(
         self,
         *,
         stream_id: _builtins.str = ...,
         limit: _builtins.int = ...,
-        before_message_id: _builtins.str = ...,
+        before_offset: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["before_message_id", b"before_message_id", "limit", b"limit", "stream_id", b"stream_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["before_offset", b"before_offset", "limit", b"limit", "stream_id", b"stream_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -648,21 +940,30 @@ Global___GetChatHistoryRequest: _TypeAlias = GetChatHistoryRequest  # noqa: Y015
 class GetChatHistoryResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    MESSAGES_FIELD_NUMBER: _builtins.int
+    PUBLICATIONS_FIELD_NUMBER: _builtins.int
     HAS_MORE_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    NEXT_BEFORE_OFFSET_FIELD_NUMBER: _builtins.int
     has_more: _builtins.bool
-    """True when older messages exist."""
+    """True when older publications are still in the history."""
+    epoch: _builtins.str
+    next_before_offset: _builtins.int
+    """Pass as before_offset for the previous page (0 when has_more is false)."""
     @_builtins.property
-    def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatMessage]: ...
+    def publications(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubscribeChatResponse]:
+        """Messages and channel notices (tombstones etc.), oldest first."""
+
     def __init__(
         self,
         *,
-        messages: _abc.Iterable[Global___ChatMessage] | None = ...,
+        publications: _abc.Iterable[Global___SubscribeChatResponse] | None = ...,
         has_more: _builtins.bool = ...,
+        epoch: _builtins.str = ...,
+        next_before_offset: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_more", b"has_more", "messages", b"messages"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "has_more", b"has_more", "next_before_offset", b"next_before_offset", "publications", b"publications"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -678,16 +979,21 @@ class ModerateChatRequest(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     DURATION_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    ENABLED_FIELD_NUMBER: _builtins.int
     stream_id: _builtins.str
     action: _common_pb2.ModerationAction.ValueType
     message_id: _builtins.str
     """DELETE_MESSAGE."""
     user_id: _builtins.str
-    """MUTE_USER, BAN_USER."""
+    """MUTE_USER (timeout), BAN_USER, UNBAN_USER, ADD_MODERATOR, REMOVE_MODERATOR."""
     reason: _builtins.str
+    enabled: _builtins.bool
+    """SET_FOLLOWERS_ONLY."""
     @_builtins.property
     def duration(self) -> _duration_pb2.Duration:
-        """MUTE_USER."""
+        """MUTE_USER: the timeout (required, at most 7 days); SET_SLOW_MODE: seconds
+        between one user's messages (0 = off).
+        """
 
     def __init__(
         self,
@@ -698,10 +1004,11 @@ class ModerateChatRequest(_message.Message):
         user_id: _builtins.str = ...,
         duration: _duration_pb2.Duration | None = ...,
         reason: _builtins.str = ...,
+        enabled: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "duration", b"duration", "message_id", b"message_id", "reason", b"reason", "stream_id", b"stream_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "duration", b"duration", "enabled", b"enabled", "message_id", b"message_id", "reason", b"reason", "stream_id", b"stream_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -722,7 +1029,7 @@ class ModerateChatResponse(_message.Message):
     user_id: _builtins.str
     @_builtins.property
     def expires_at(self) -> _timestamp_pb2.Timestamp:
-        """MUTE_USER: when the mute ends (unset = until the stream ends)."""
+        """MUTE_USER: when the timeout ends."""
 
     def __init__(
         self,
@@ -740,3 +1047,46 @@ class ModerateChatResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ModerateChatResponse: _TypeAlias = ModerateChatResponse  # noqa: Y015
+
+@_typing.final
+class CreateChatTicketRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STREAM_ID_FIELD_NUMBER: _builtins.int
+    stream_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        stream_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stream_id", b"stream_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateChatTicketRequest: _TypeAlias = CreateChatTicketRequest  # noqa: Y015
+
+@_typing.final
+class CreateChatTicketResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    ticket: _builtins.str
+    """Opaque, single use."""
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        ticket: _builtins.str = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "ticket", b"ticket"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateChatTicketResponse: _TypeAlias = CreateChatTicketResponse  # noqa: Y015

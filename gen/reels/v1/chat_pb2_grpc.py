@@ -26,8 +26,16 @@ if _version_not_supported:
 
 
 class ChatServiceStub:
-    """ChatService runs live streams (lifecycle, ingest credentials) and their
-    real-time chat.
+    """ChatService runs live streams (lifecycle, ingest credentials, viewers) and
+    their real-time chat.
+
+    Chat delivery model (after Centrifugo's history and recovery): every
+    publication in a stream's channel (a message, a tombstone, a moderation
+    notice) gets the next `offset` of that channel (1, 2, 3 ... strictly
+    increasing) within an `epoch` (a random id that changes when the channel's
+    history is lost, e.g. Redis was flushed). A client remembers the last
+    (offset, epoch) it saw and subscribes with them to get exactly what it
+    missed; when that is impossible the first frame says `recovered: false`.
     """
 
     def __init__(self, channel):
@@ -40,6 +48,11 @@ class ChatServiceStub:
                 '/reels.v1.ChatService/CreateStream',
                 request_serializer=reels_dot_v1_dot_chat__pb2.CreateStreamRequest.SerializeToString,
                 response_deserializer=reels_dot_v1_dot_chat__pb2.CreateStreamResponse.FromString,
+                _registered_method=True)
+        self.RotateStreamKey = channel.unary_unary(
+                '/reels.v1.ChatService/RotateStreamKey',
+                request_serializer=reels_dot_v1_dot_chat__pb2.RotateStreamKeyRequest.SerializeToString,
+                response_deserializer=reels_dot_v1_dot_chat__pb2.RotateStreamKeyResponse.FromString,
                 _registered_method=True)
         self.StartStream = channel.unary_unary(
                 '/reels.v1.ChatService/StartStream',
@@ -60,6 +73,11 @@ class ChatServiceStub:
                 '/reels.v1.ChatService/ListStreams',
                 request_serializer=reels_dot_v1_dot_chat__pb2.ListStreamsRequest.SerializeToString,
                 response_deserializer=reels_dot_v1_dot_chat__pb2.ListStreamsResponse.FromString,
+                _registered_method=True)
+        self.ReportViewing = channel.unary_unary(
+                '/reels.v1.ChatService/ReportViewing',
+                request_serializer=reels_dot_v1_dot_chat__pb2.ReportViewingRequest.SerializeToString,
+                response_deserializer=reels_dot_v1_dot_chat__pb2.ReportViewingResponse.FromString,
                 _registered_method=True)
         self.SendMessage = channel.unary_unary(
                 '/reels.v1.ChatService/SendMessage',
@@ -86,16 +104,38 @@ class ChatServiceStub:
                 request_serializer=reels_dot_v1_dot_chat__pb2.ModerateChatRequest.SerializeToString,
                 response_deserializer=reels_dot_v1_dot_chat__pb2.ModerateChatResponse.FromString,
                 _registered_method=True)
+        self.CreateChatTicket = channel.unary_unary(
+                '/reels.v1.ChatService/CreateChatTicket',
+                request_serializer=reels_dot_v1_dot_chat__pb2.CreateChatTicketRequest.SerializeToString,
+                response_deserializer=reels_dot_v1_dot_chat__pb2.CreateChatTicketResponse.FromString,
+                _registered_method=True)
 
 
 class ChatServiceServicer:
-    """ChatService runs live streams (lifecycle, ingest credentials) and their
-    real-time chat.
+    """ChatService runs live streams (lifecycle, ingest credentials, viewers) and
+    their real-time chat.
+
+    Chat delivery model (after Centrifugo's history and recovery): every
+    publication in a stream's channel (a message, a tombstone, a moderation
+    notice) gets the next `offset` of that channel (1, 2, 3 ... strictly
+    increasing) within an `epoch` (a random id that changes when the channel's
+    history is lost, e.g. Redis was flushed). A client remembers the last
+    (offset, epoch) it saw and subscribes with them to get exactly what it
+    missed; when that is impossible the first frame says `recovered: false`.
     """
 
     def CreateStream(self, request, context):
-        """Creates a stream in state CREATED with fresh ingest credentials.
-        Errors: INVALID_ARGUMENT (empty title).
+        """Creates a stream in state CREATED. The stream key is in this response
+        only (stored hashed). Errors: INVALID_ARGUMENT (empty or oversize title,
+        description or tags).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateStreamKey(self, request, context):
+        """Replaces the stream key (owner only); the old key stops working at once.
+        Errors: NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION (ended).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -103,72 +143,97 @@ class ChatServiceServicer:
 
     def StartStream(self, request, context):
         """CREATED -> LIVE (owner only). Errors: NOT_FOUND, PERMISSION_DENIED,
-        FAILED_PRECONDITION (already live or ended).
+        FAILED_PRECONDITION (with the current state).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def EndStream(self, request, context):
-        """-> ENDED (owner only); closes chat subscriptions. Errors: NOT_FOUND,
-        PERMISSION_DENIED, FAILED_PRECONDITION (already ended).
+        """CREATED or LIVE -> ENDED (owner only); ends chat subscriptions.
+        Errors: NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION (already ended).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetStream(self, request, context):
-        """One stream (stream_key only for its owner). Errors: NOT_FOUND.
+        """One stream. Errors: NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListStreams(self, request, context):
-        """Streams, newest first. Errors: INVALID_ARGUMENT (bad page_token).
+        """Streams, newest first, filtered by state and/or creator. Errors:
+        INVALID_ARGUMENT (bad page_token or page_size).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportViewing(self, request, context):
+        """A viewer's player heartbeat (every ~10 s while watching); feeds the live
+        viewer count. Errors: NOT_FOUND, FAILED_PRECONDITION (not live).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SendMessage(self, request, context):
-        """Posts a chat message (idempotent by client_message_id). Errors:
-        NOT_FOUND, FAILED_PRECONDITION (stream not live), PERMISSION_DENIED
-        (muted/banned), RESOURCE_EXHAUSTED (rate limit), INVALID_ARGUMENT (empty/too long).
+        """Posts a chat message. Idempotent by client_message_id: a retry returns
+        the first result and publishes nothing. Errors: NOT_FOUND (no such
+        stream), FAILED_PRECONDITION (stream not live), INVALID_ARGUMENT
+        (empty/oversize/invisible text), PERMISSION_DENIED (banned, timed out,
+        followers-only; RetryInfo when it ends), RESOURCE_EXHAUSTED (rate limit,
+        slow mode; RetryInfo).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SubscribeChat(self, request, context):
-        """Server-streams the chat (gRPC-web friendly): messages after
-        since_message_id first (resume), then live ones and notices; ends when
-        the stream ends. Errors: NOT_FOUND.
+        """Server-streams the chat (works through gRPC-web). The first frame is
+        `joined` (epoch, current offset, whether the requested recovery
+        succeeded); then the missed publications (when recovering), then live
+        ones, in offset order, without duplicates. Ends when the stream ends, the
+        user is banned, or the client falls too far behind (a notice says why).
+        Errors: NOT_FOUND, PERMISSION_DENIED (banned).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Chat(self, request_iterator, context):
-        """Bidirectional chat for native clients: first frame must be `join`, then
-        `send`/`ack`; the server pushes messages and notices. Per-send errors
-        come back as notices; the call fails only on NOT_FOUND or a missing join.
+        """Bidirectional chat for internal callers: the first frame must be `join`,
+        then `send` frames; the server pushes what SubscribeChat pushes plus a
+        `sent` result per send (errors come back in it, the call goes on).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetChatHistory(self, request, context):
-        """Messages before before_message_id (or the latest), oldest first.
-        Errors: NOT_FOUND.
+        """Publications before `before_offset` (0 = the newest), oldest first, at
+        most `limit`. Errors: NOT_FOUND, INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ModerateChat(self, request, context):
-        """Moderation by the stream owner or a moderator. Errors: NOT_FOUND,
-        PERMISSION_DENIED, INVALID_ARGUMENT (missing message_id/user_id).
+        """Moderation by the stream's creator or a moderator they named (adding or
+        removing moderators: the creator only). Errors: NOT_FOUND,
+        PERMISSION_DENIED, INVALID_ARGUMENT (missing message_id/user_id/duration).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateChatTicket(self, request, context):
+        """A short-lived, single-use ticket for the chat WebSocket
+        (`/api/v1/streams/{stream_id}/chat/ws?ticket=...`): browsers cannot set
+        an Authorization header on a WebSocket. Errors: NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -181,6 +246,11 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.CreateStream,
                     request_deserializer=reels_dot_v1_dot_chat__pb2.CreateStreamRequest.FromString,
                     response_serializer=reels_dot_v1_dot_chat__pb2.CreateStreamResponse.SerializeToString,
+            ),
+            'RotateStreamKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateStreamKey,
+                    request_deserializer=reels_dot_v1_dot_chat__pb2.RotateStreamKeyRequest.FromString,
+                    response_serializer=reels_dot_v1_dot_chat__pb2.RotateStreamKeyResponse.SerializeToString,
             ),
             'StartStream': grpc.unary_unary_rpc_method_handler(
                     servicer.StartStream,
@@ -201,6 +271,11 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.ListStreams,
                     request_deserializer=reels_dot_v1_dot_chat__pb2.ListStreamsRequest.FromString,
                     response_serializer=reels_dot_v1_dot_chat__pb2.ListStreamsResponse.SerializeToString,
+            ),
+            'ReportViewing': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportViewing,
+                    request_deserializer=reels_dot_v1_dot_chat__pb2.ReportViewingRequest.FromString,
+                    response_serializer=reels_dot_v1_dot_chat__pb2.ReportViewingResponse.SerializeToString,
             ),
             'SendMessage': grpc.unary_unary_rpc_method_handler(
                     servicer.SendMessage,
@@ -227,6 +302,11 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     request_deserializer=reels_dot_v1_dot_chat__pb2.ModerateChatRequest.FromString,
                     response_serializer=reels_dot_v1_dot_chat__pb2.ModerateChatResponse.SerializeToString,
             ),
+            'CreateChatTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateChatTicket,
+                    request_deserializer=reels_dot_v1_dot_chat__pb2.CreateChatTicketRequest.FromString,
+                    response_serializer=reels_dot_v1_dot_chat__pb2.CreateChatTicketResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'reels.v1.ChatService', rpc_method_handlers)
@@ -236,8 +316,16 @@ def add_ChatServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ChatService:
-    """ChatService runs live streams (lifecycle, ingest credentials) and their
-    real-time chat.
+    """ChatService runs live streams (lifecycle, ingest credentials, viewers) and
+    their real-time chat.
+
+    Chat delivery model (after Centrifugo's history and recovery): every
+    publication in a stream's channel (a message, a tombstone, a moderation
+    notice) gets the next `offset` of that channel (1, 2, 3 ... strictly
+    increasing) within an `epoch` (a random id that changes when the channel's
+    history is lost, e.g. Redis was flushed). A client remembers the last
+    (offset, epoch) it saw and subscribes with them to get exactly what it
+    missed; when that is impossible the first frame says `recovered: false`.
     """
 
     @staticmethod
@@ -257,6 +345,33 @@ class ChatService:
             '/reels.v1.ChatService/CreateStream',
             reels_dot_v1_dot_chat__pb2.CreateStreamRequest.SerializeToString,
             reels_dot_v1_dot_chat__pb2.CreateStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateStreamKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reels.v1.ChatService/RotateStreamKey',
+            reels_dot_v1_dot_chat__pb2.RotateStreamKeyRequest.SerializeToString,
+            reels_dot_v1_dot_chat__pb2.RotateStreamKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -365,6 +480,33 @@ class ChatService:
             '/reels.v1.ChatService/ListStreams',
             reels_dot_v1_dot_chat__pb2.ListStreamsRequest.SerializeToString,
             reels_dot_v1_dot_chat__pb2.ListStreamsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportViewing(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reels.v1.ChatService/ReportViewing',
+            reels_dot_v1_dot_chat__pb2.ReportViewingRequest.SerializeToString,
+            reels_dot_v1_dot_chat__pb2.ReportViewingResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -500,6 +642,33 @@ class ChatService:
             '/reels.v1.ChatService/ModerateChat',
             reels_dot_v1_dot_chat__pb2.ModerateChatRequest.SerializeToString,
             reels_dot_v1_dot_chat__pb2.ModerateChatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateChatTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reels.v1.ChatService/CreateChatTicket',
+            reels_dot_v1_dot_chat__pb2.CreateChatTicketRequest.SerializeToString,
+            reels_dot_v1_dot_chat__pb2.CreateChatTicketResponse.FromString,
             options,
             channel_credentials,
             insecure,

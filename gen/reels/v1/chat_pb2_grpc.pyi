@@ -27,8 +27,16 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class ChatServiceStub:
-    """ChatService runs live streams (lifecycle, ingest credentials) and their
-    real-time chat.
+    """ChatService runs live streams (lifecycle, ingest credentials, viewers) and
+    their real-time chat.
+
+    Chat delivery model (after Centrifugo's history and recovery): every
+    publication in a stream's channel (a message, a tombstone, a moderation
+    notice) gets the next `offset` of that channel (1, 2, 3 ... strictly
+    increasing) within an `epoch` (a random id that changes when the channel's
+    history is lost, e.g. Redis was flushed). A client remembers the last
+    (offset, epoch) it saw and subscribes with them to get exactly what it
+    missed; when that is impossible the first frame says `recovered: false`.
     """
 
     @_typing.overload
@@ -36,95 +44,157 @@ class ChatServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ChatServiceAsyncStub: ...
     CreateStream: _grpc.UnaryUnaryMultiCallable[_chat_pb2.CreateStreamRequest, _chat_pb2.CreateStreamResponse]
-    """Creates a stream in state CREATED with fresh ingest credentials.
-    Errors: INVALID_ARGUMENT (empty title).
+    """Creates a stream in state CREATED. The stream key is in this response
+    only (stored hashed). Errors: INVALID_ARGUMENT (empty or oversize title,
+    description or tags).
+    """
+    RotateStreamKey: _grpc.UnaryUnaryMultiCallable[_chat_pb2.RotateStreamKeyRequest, _chat_pb2.RotateStreamKeyResponse]
+    """Replaces the stream key (owner only); the old key stops working at once.
+    Errors: NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION (ended).
     """
     StartStream: _grpc.UnaryUnaryMultiCallable[_chat_pb2.StartStreamRequest, _chat_pb2.StartStreamResponse]
     """CREATED -> LIVE (owner only). Errors: NOT_FOUND, PERMISSION_DENIED,
-    FAILED_PRECONDITION (already live or ended).
+    FAILED_PRECONDITION (with the current state).
     """
     EndStream: _grpc.UnaryUnaryMultiCallable[_chat_pb2.EndStreamRequest, _chat_pb2.EndStreamResponse]
-    """-> ENDED (owner only); closes chat subscriptions. Errors: NOT_FOUND,
-    PERMISSION_DENIED, FAILED_PRECONDITION (already ended).
+    """CREATED or LIVE -> ENDED (owner only); ends chat subscriptions.
+    Errors: NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION (already ended).
     """
     GetStream: _grpc.UnaryUnaryMultiCallable[_chat_pb2.GetStreamRequest, _chat_pb2.GetStreamResponse]
-    """One stream (stream_key only for its owner). Errors: NOT_FOUND."""
+    """One stream. Errors: NOT_FOUND."""
     ListStreams: _grpc.UnaryUnaryMultiCallable[_chat_pb2.ListStreamsRequest, _chat_pb2.ListStreamsResponse]
-    """Streams, newest first. Errors: INVALID_ARGUMENT (bad page_token)."""
+    """Streams, newest first, filtered by state and/or creator. Errors:
+    INVALID_ARGUMENT (bad page_token or page_size).
+    """
+    ReportViewing: _grpc.UnaryUnaryMultiCallable[_chat_pb2.ReportViewingRequest, _chat_pb2.ReportViewingResponse]
+    """A viewer's player heartbeat (every ~10 s while watching); feeds the live
+    viewer count. Errors: NOT_FOUND, FAILED_PRECONDITION (not live).
+    """
     SendMessage: _grpc.UnaryUnaryMultiCallable[_chat_pb2.SendMessageRequest, _chat_pb2.SendMessageResponse]
-    """Posts a chat message (idempotent by client_message_id). Errors:
-    NOT_FOUND, FAILED_PRECONDITION (stream not live), PERMISSION_DENIED
-    (muted/banned), RESOURCE_EXHAUSTED (rate limit), INVALID_ARGUMENT (empty/too long).
+    """Posts a chat message. Idempotent by client_message_id: a retry returns
+    the first result and publishes nothing. Errors: NOT_FOUND (no such
+    stream), FAILED_PRECONDITION (stream not live), INVALID_ARGUMENT
+    (empty/oversize/invisible text), PERMISSION_DENIED (banned, timed out,
+    followers-only; RetryInfo when it ends), RESOURCE_EXHAUSTED (rate limit,
+    slow mode; RetryInfo).
     """
     SubscribeChat: _grpc.UnaryStreamMultiCallable[_chat_pb2.SubscribeChatRequest, _chat_pb2.SubscribeChatResponse]
-    """Server-streams the chat (gRPC-web friendly): messages after
-    since_message_id first (resume), then live ones and notices; ends when
-    the stream ends. Errors: NOT_FOUND.
+    """Server-streams the chat (works through gRPC-web). The first frame is
+    `joined` (epoch, current offset, whether the requested recovery
+    succeeded); then the missed publications (when recovering), then live
+    ones, in offset order, without duplicates. Ends when the stream ends, the
+    user is banned, or the client falls too far behind (a notice says why).
+    Errors: NOT_FOUND, PERMISSION_DENIED (banned).
     """
     Chat: _grpc.StreamStreamMultiCallable[_chat_pb2.ChatRequest, _chat_pb2.ChatResponse]
-    """Bidirectional chat for native clients: first frame must be `join`, then
-    `send`/`ack`; the server pushes messages and notices. Per-send errors
-    come back as notices; the call fails only on NOT_FOUND or a missing join.
+    """Bidirectional chat for internal callers: the first frame must be `join`,
+    then `send` frames; the server pushes what SubscribeChat pushes plus a
+    `sent` result per send (errors come back in it, the call goes on).
     """
     GetChatHistory: _grpc.UnaryUnaryMultiCallable[_chat_pb2.GetChatHistoryRequest, _chat_pb2.GetChatHistoryResponse]
-    """Messages before before_message_id (or the latest), oldest first.
-    Errors: NOT_FOUND.
+    """Publications before `before_offset` (0 = the newest), oldest first, at
+    most `limit`. Errors: NOT_FOUND, INVALID_ARGUMENT.
     """
     ModerateChat: _grpc.UnaryUnaryMultiCallable[_chat_pb2.ModerateChatRequest, _chat_pb2.ModerateChatResponse]
-    """Moderation by the stream owner or a moderator. Errors: NOT_FOUND,
-    PERMISSION_DENIED, INVALID_ARGUMENT (missing message_id/user_id).
+    """Moderation by the stream's creator or a moderator they named (adding or
+    removing moderators: the creator only). Errors: NOT_FOUND,
+    PERMISSION_DENIED, INVALID_ARGUMENT (missing message_id/user_id/duration).
+    """
+    CreateChatTicket: _grpc.UnaryUnaryMultiCallable[_chat_pb2.CreateChatTicketRequest, _chat_pb2.CreateChatTicketResponse]
+    """A short-lived, single-use ticket for the chat WebSocket
+    (`/api/v1/streams/{stream_id}/chat/ws?ticket=...`): browsers cannot set
+    an Authorization header on a WebSocket. Errors: NOT_FOUND.
     """
 
 @_typing.type_check_only
 class ChatServiceAsyncStub(ChatServiceStub):
-    """ChatService runs live streams (lifecycle, ingest credentials) and their
-    real-time chat.
+    """ChatService runs live streams (lifecycle, ingest credentials, viewers) and
+    their real-time chat.
+
+    Chat delivery model (after Centrifugo's history and recovery): every
+    publication in a stream's channel (a message, a tombstone, a moderation
+    notice) gets the next `offset` of that channel (1, 2, 3 ... strictly
+    increasing) within an `epoch` (a random id that changes when the channel's
+    history is lost, e.g. Redis was flushed). A client remembers the last
+    (offset, epoch) it saw and subscribes with them to get exactly what it
+    missed; when that is impossible the first frame says `recovered: false`.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateStream: _aio.UnaryUnaryMultiCallable[_chat_pb2.CreateStreamRequest, _chat_pb2.CreateStreamResponse]  # type: ignore[assignment]
-    """Creates a stream in state CREATED with fresh ingest credentials.
-    Errors: INVALID_ARGUMENT (empty title).
+    """Creates a stream in state CREATED. The stream key is in this response
+    only (stored hashed). Errors: INVALID_ARGUMENT (empty or oversize title,
+    description or tags).
+    """
+    RotateStreamKey: _aio.UnaryUnaryMultiCallable[_chat_pb2.RotateStreamKeyRequest, _chat_pb2.RotateStreamKeyResponse]  # type: ignore[assignment]
+    """Replaces the stream key (owner only); the old key stops working at once.
+    Errors: NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION (ended).
     """
     StartStream: _aio.UnaryUnaryMultiCallable[_chat_pb2.StartStreamRequest, _chat_pb2.StartStreamResponse]  # type: ignore[assignment]
     """CREATED -> LIVE (owner only). Errors: NOT_FOUND, PERMISSION_DENIED,
-    FAILED_PRECONDITION (already live or ended).
+    FAILED_PRECONDITION (with the current state).
     """
     EndStream: _aio.UnaryUnaryMultiCallable[_chat_pb2.EndStreamRequest, _chat_pb2.EndStreamResponse]  # type: ignore[assignment]
-    """-> ENDED (owner only); closes chat subscriptions. Errors: NOT_FOUND,
-    PERMISSION_DENIED, FAILED_PRECONDITION (already ended).
+    """CREATED or LIVE -> ENDED (owner only); ends chat subscriptions.
+    Errors: NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION (already ended).
     """
     GetStream: _aio.UnaryUnaryMultiCallable[_chat_pb2.GetStreamRequest, _chat_pb2.GetStreamResponse]  # type: ignore[assignment]
-    """One stream (stream_key only for its owner). Errors: NOT_FOUND."""
+    """One stream. Errors: NOT_FOUND."""
     ListStreams: _aio.UnaryUnaryMultiCallable[_chat_pb2.ListStreamsRequest, _chat_pb2.ListStreamsResponse]  # type: ignore[assignment]
-    """Streams, newest first. Errors: INVALID_ARGUMENT (bad page_token)."""
+    """Streams, newest first, filtered by state and/or creator. Errors:
+    INVALID_ARGUMENT (bad page_token or page_size).
+    """
+    ReportViewing: _aio.UnaryUnaryMultiCallable[_chat_pb2.ReportViewingRequest, _chat_pb2.ReportViewingResponse]  # type: ignore[assignment]
+    """A viewer's player heartbeat (every ~10 s while watching); feeds the live
+    viewer count. Errors: NOT_FOUND, FAILED_PRECONDITION (not live).
+    """
     SendMessage: _aio.UnaryUnaryMultiCallable[_chat_pb2.SendMessageRequest, _chat_pb2.SendMessageResponse]  # type: ignore[assignment]
-    """Posts a chat message (idempotent by client_message_id). Errors:
-    NOT_FOUND, FAILED_PRECONDITION (stream not live), PERMISSION_DENIED
-    (muted/banned), RESOURCE_EXHAUSTED (rate limit), INVALID_ARGUMENT (empty/too long).
+    """Posts a chat message. Idempotent by client_message_id: a retry returns
+    the first result and publishes nothing. Errors: NOT_FOUND (no such
+    stream), FAILED_PRECONDITION (stream not live), INVALID_ARGUMENT
+    (empty/oversize/invisible text), PERMISSION_DENIED (banned, timed out,
+    followers-only; RetryInfo when it ends), RESOURCE_EXHAUSTED (rate limit,
+    slow mode; RetryInfo).
     """
     SubscribeChat: _aio.UnaryStreamMultiCallable[_chat_pb2.SubscribeChatRequest, _chat_pb2.SubscribeChatResponse]  # type: ignore[assignment]
-    """Server-streams the chat (gRPC-web friendly): messages after
-    since_message_id first (resume), then live ones and notices; ends when
-    the stream ends. Errors: NOT_FOUND.
+    """Server-streams the chat (works through gRPC-web). The first frame is
+    `joined` (epoch, current offset, whether the requested recovery
+    succeeded); then the missed publications (when recovering), then live
+    ones, in offset order, without duplicates. Ends when the stream ends, the
+    user is banned, or the client falls too far behind (a notice says why).
+    Errors: NOT_FOUND, PERMISSION_DENIED (banned).
     """
     Chat: _aio.StreamStreamMultiCallable[_chat_pb2.ChatRequest, _chat_pb2.ChatResponse]  # type: ignore[assignment]
-    """Bidirectional chat for native clients: first frame must be `join`, then
-    `send`/`ack`; the server pushes messages and notices. Per-send errors
-    come back as notices; the call fails only on NOT_FOUND or a missing join.
+    """Bidirectional chat for internal callers: the first frame must be `join`,
+    then `send` frames; the server pushes what SubscribeChat pushes plus a
+    `sent` result per send (errors come back in it, the call goes on).
     """
     GetChatHistory: _aio.UnaryUnaryMultiCallable[_chat_pb2.GetChatHistoryRequest, _chat_pb2.GetChatHistoryResponse]  # type: ignore[assignment]
-    """Messages before before_message_id (or the latest), oldest first.
-    Errors: NOT_FOUND.
+    """Publications before `before_offset` (0 = the newest), oldest first, at
+    most `limit`. Errors: NOT_FOUND, INVALID_ARGUMENT.
     """
     ModerateChat: _aio.UnaryUnaryMultiCallable[_chat_pb2.ModerateChatRequest, _chat_pb2.ModerateChatResponse]  # type: ignore[assignment]
-    """Moderation by the stream owner or a moderator. Errors: NOT_FOUND,
-    PERMISSION_DENIED, INVALID_ARGUMENT (missing message_id/user_id).
+    """Moderation by the stream's creator or a moderator they named (adding or
+    removing moderators: the creator only). Errors: NOT_FOUND,
+    PERMISSION_DENIED, INVALID_ARGUMENT (missing message_id/user_id/duration).
+    """
+    CreateChatTicket: _aio.UnaryUnaryMultiCallable[_chat_pb2.CreateChatTicketRequest, _chat_pb2.CreateChatTicketResponse]  # type: ignore[assignment]
+    """A short-lived, single-use ticket for the chat WebSocket
+    (`/api/v1/streams/{stream_id}/chat/ws?ticket=...`): browsers cannot set
+    an Authorization header on a WebSocket. Errors: NOT_FOUND.
     """
 
 class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
-    """ChatService runs live streams (lifecycle, ingest credentials) and their
-    real-time chat.
+    """ChatService runs live streams (lifecycle, ingest credentials, viewers) and
+    their real-time chat.
+
+    Chat delivery model (after Centrifugo's history and recovery): every
+    publication in a stream's channel (a message, a tombstone, a moderation
+    notice) gets the next `offset` of that channel (1, 2, 3 ... strictly
+    increasing) within an `epoch` (a random id that changes when the channel's
+    history is lost, e.g. Redis was flushed). A client remembers the last
+    (offset, epoch) it saw and subscribes with them to get exactly what it
+    missed; when that is impossible the first frame says `recovered: false`.
     """
 
     @_abc_1.abstractmethod
@@ -133,8 +203,19 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _chat_pb2.CreateStreamRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_chat_pb2.CreateStreamResponse, _abc.Awaitable[_chat_pb2.CreateStreamResponse]]:
-        """Creates a stream in state CREATED with fresh ingest credentials.
-        Errors: INVALID_ARGUMENT (empty title).
+        """Creates a stream in state CREATED. The stream key is in this response
+        only (stored hashed). Errors: INVALID_ARGUMENT (empty or oversize title,
+        description or tags).
+        """
+
+    @_abc_1.abstractmethod
+    def RotateStreamKey(
+        self,
+        request: _chat_pb2.RotateStreamKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.RotateStreamKeyResponse, _abc.Awaitable[_chat_pb2.RotateStreamKeyResponse]]:
+        """Replaces the stream key (owner only); the old key stops working at once.
+        Errors: NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION (ended).
         """
 
     @_abc_1.abstractmethod
@@ -144,7 +225,7 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_chat_pb2.StartStreamResponse, _abc.Awaitable[_chat_pb2.StartStreamResponse]]:
         """CREATED -> LIVE (owner only). Errors: NOT_FOUND, PERMISSION_DENIED,
-        FAILED_PRECONDITION (already live or ended).
+        FAILED_PRECONDITION (with the current state).
         """
 
     @_abc_1.abstractmethod
@@ -153,8 +234,8 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _chat_pb2.EndStreamRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_chat_pb2.EndStreamResponse, _abc.Awaitable[_chat_pb2.EndStreamResponse]]:
-        """-> ENDED (owner only); closes chat subscriptions. Errors: NOT_FOUND,
-        PERMISSION_DENIED, FAILED_PRECONDITION (already ended).
+        """CREATED or LIVE -> ENDED (owner only); ends chat subscriptions.
+        Errors: NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION (already ended).
         """
 
     @_abc_1.abstractmethod
@@ -163,7 +244,7 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _chat_pb2.GetStreamRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_chat_pb2.GetStreamResponse, _abc.Awaitable[_chat_pb2.GetStreamResponse]]:
-        """One stream (stream_key only for its owner). Errors: NOT_FOUND."""
+        """One stream. Errors: NOT_FOUND."""
 
     @_abc_1.abstractmethod
     def ListStreams(
@@ -171,7 +252,19 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _chat_pb2.ListStreamsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_chat_pb2.ListStreamsResponse, _abc.Awaitable[_chat_pb2.ListStreamsResponse]]:
-        """Streams, newest first. Errors: INVALID_ARGUMENT (bad page_token)."""
+        """Streams, newest first, filtered by state and/or creator. Errors:
+        INVALID_ARGUMENT (bad page_token or page_size).
+        """
+
+    @_abc_1.abstractmethod
+    def ReportViewing(
+        self,
+        request: _chat_pb2.ReportViewingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.ReportViewingResponse, _abc.Awaitable[_chat_pb2.ReportViewingResponse]]:
+        """A viewer's player heartbeat (every ~10 s while watching); feeds the live
+        viewer count. Errors: NOT_FOUND, FAILED_PRECONDITION (not live).
+        """
 
     @_abc_1.abstractmethod
     def SendMessage(
@@ -179,9 +272,12 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _chat_pb2.SendMessageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_chat_pb2.SendMessageResponse, _abc.Awaitable[_chat_pb2.SendMessageResponse]]:
-        """Posts a chat message (idempotent by client_message_id). Errors:
-        NOT_FOUND, FAILED_PRECONDITION (stream not live), PERMISSION_DENIED
-        (muted/banned), RESOURCE_EXHAUSTED (rate limit), INVALID_ARGUMENT (empty/too long).
+        """Posts a chat message. Idempotent by client_message_id: a retry returns
+        the first result and publishes nothing. Errors: NOT_FOUND (no such
+        stream), FAILED_PRECONDITION (stream not live), INVALID_ARGUMENT
+        (empty/oversize/invisible text), PERMISSION_DENIED (banned, timed out,
+        followers-only; RetryInfo when it ends), RESOURCE_EXHAUSTED (rate limit,
+        slow mode; RetryInfo).
         """
 
     @_abc_1.abstractmethod
@@ -190,9 +286,12 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _chat_pb2.SubscribeChatRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_chat_pb2.SubscribeChatResponse], _abc.AsyncIterator[_chat_pb2.SubscribeChatResponse]]:
-        """Server-streams the chat (gRPC-web friendly): messages after
-        since_message_id first (resume), then live ones and notices; ends when
-        the stream ends. Errors: NOT_FOUND.
+        """Server-streams the chat (works through gRPC-web). The first frame is
+        `joined` (epoch, current offset, whether the requested recovery
+        succeeded); then the missed publications (when recovering), then live
+        ones, in offset order, without duplicates. Ends when the stream ends, the
+        user is banned, or the client falls too far behind (a notice says why).
+        Errors: NOT_FOUND, PERMISSION_DENIED (banned).
         """
 
     @_abc_1.abstractmethod
@@ -201,9 +300,9 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_chat_pb2.ChatRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_chat_pb2.ChatResponse], _abc.AsyncIterator[_chat_pb2.ChatResponse]]:
-        """Bidirectional chat for native clients: first frame must be `join`, then
-        `send`/`ack`; the server pushes messages and notices. Per-send errors
-        come back as notices; the call fails only on NOT_FOUND or a missing join.
+        """Bidirectional chat for internal callers: the first frame must be `join`,
+        then `send` frames; the server pushes what SubscribeChat pushes plus a
+        `sent` result per send (errors come back in it, the call goes on).
         """
 
     @_abc_1.abstractmethod
@@ -212,8 +311,8 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _chat_pb2.GetChatHistoryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_chat_pb2.GetChatHistoryResponse, _abc.Awaitable[_chat_pb2.GetChatHistoryResponse]]:
-        """Messages before before_message_id (or the latest), oldest first.
-        Errors: NOT_FOUND.
+        """Publications before `before_offset` (0 = the newest), oldest first, at
+        most `limit`. Errors: NOT_FOUND, INVALID_ARGUMENT.
         """
 
     @_abc_1.abstractmethod
@@ -222,8 +321,20 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _chat_pb2.ModerateChatRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_chat_pb2.ModerateChatResponse, _abc.Awaitable[_chat_pb2.ModerateChatResponse]]:
-        """Moderation by the stream owner or a moderator. Errors: NOT_FOUND,
-        PERMISSION_DENIED, INVALID_ARGUMENT (missing message_id/user_id).
+        """Moderation by the stream's creator or a moderator they named (adding or
+        removing moderators: the creator only). Errors: NOT_FOUND,
+        PERMISSION_DENIED, INVALID_ARGUMENT (missing message_id/user_id/duration).
+        """
+
+    @_abc_1.abstractmethod
+    def CreateChatTicket(
+        self,
+        request: _chat_pb2.CreateChatTicketRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.CreateChatTicketResponse, _abc.Awaitable[_chat_pb2.CreateChatTicketResponse]]:
+        """A short-lived, single-use ticket for the chat WebSocket
+        (`/api/v1/streams/{stream_id}/chat/ws?ticket=...`): browsers cannot set
+        an Authorization header on a WebSocket. Errors: NOT_FOUND.
         """
 
 def add_ChatServiceServicer_to_server(servicer: ChatServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -151,6 +151,16 @@ class _ModerationActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Mode
     """Silences user_id for `duration` (0 = until the stream ends)."""
     MODERATION_ACTION_BAN_USER: _ModerationAction.ValueType  # 3
     """Bans user_id from the stream's chat."""
+    MODERATION_ACTION_UNBAN_USER: _ModerationAction.ValueType  # 4
+    MODERATION_ACTION_UNMUTE_USER: _ModerationAction.ValueType  # 5
+    """Ends a timeout (MUTE_USER) early."""
+    MODERATION_ACTION_SET_SLOW_MODE: _ModerationAction.ValueType  # 6
+    """Sets slow mode: `duration` between one user's messages (0 = off)."""
+    MODERATION_ACTION_SET_FOLLOWERS_ONLY: _ModerationAction.ValueType  # 7
+    """Followers-only chat on (`enabled`) or off."""
+    MODERATION_ACTION_ADD_MODERATOR: _ModerationAction.ValueType  # 8
+    """Creator only: names or removes a moderator."""
+    MODERATION_ACTION_REMOVE_MODERATOR: _ModerationAction.ValueType  # 9
 
 class ModerationAction(_ModerationAction, metaclass=_ModerationActionEnumTypeWrapper):
     """A moderation action."""
@@ -162,6 +172,16 @@ MODERATION_ACTION_MUTE_USER: ModerationAction.ValueType  # 2
 """Silences user_id for `duration` (0 = until the stream ends)."""
 MODERATION_ACTION_BAN_USER: ModerationAction.ValueType  # 3
 """Bans user_id from the stream's chat."""
+MODERATION_ACTION_UNBAN_USER: ModerationAction.ValueType  # 4
+MODERATION_ACTION_UNMUTE_USER: ModerationAction.ValueType  # 5
+"""Ends a timeout (MUTE_USER) early."""
+MODERATION_ACTION_SET_SLOW_MODE: ModerationAction.ValueType  # 6
+"""Sets slow mode: `duration` between one user's messages (0 = off)."""
+MODERATION_ACTION_SET_FOLLOWERS_ONLY: ModerationAction.ValueType  # 7
+"""Followers-only chat on (`enabled`) or off."""
+MODERATION_ACTION_ADD_MODERATOR: ModerationAction.ValueType  # 8
+"""Creator only: names or removes a moderator."""
+MODERATION_ACTION_REMOVE_MODERATOR: ModerationAction.ValueType  # 9
 Global___ModerationAction: _TypeAlias = ModerationAction  # noqa: Y015
 
 @_typing.final

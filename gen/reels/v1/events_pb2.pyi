@@ -50,6 +50,30 @@ ENGAGEMENT_TYPE_FOLLOW: EngagementType.ValueType  # 5
 ENGAGEMENT_TYPE_UNFOLLOW: EngagementType.ValueType  # 6
 Global___EngagementType: _TypeAlias = EngagementType  # noqa: Y015
 
+class _ChatEventType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ChatEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ChatEventType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CHAT_EVENT_TYPE_UNSPECIFIED: _ChatEventType.ValueType  # 0
+    CHAT_EVENT_TYPE_MESSAGE: _ChatEventType.ValueType  # 1
+    """An accepted message (the seed's "chat_message")."""
+    CHAT_EVENT_TYPE_MESSAGE_DELETED: _ChatEventType.ValueType  # 2
+    CHAT_EVENT_TYPE_MODERATION: _ChatEventType.ValueType  # 3
+    """A moderation action (see `action`)."""
+
+class ChatEventType(_ChatEventType, metaclass=_ChatEventTypeEnumTypeWrapper):
+    """Kind of a streams.chat event."""
+
+CHAT_EVENT_TYPE_UNSPECIFIED: ChatEventType.ValueType  # 0
+CHAT_EVENT_TYPE_MESSAGE: ChatEventType.ValueType  # 1
+"""An accepted message (the seed's "chat_message")."""
+CHAT_EVENT_TYPE_MESSAGE_DELETED: ChatEventType.ValueType  # 2
+CHAT_EVENT_TYPE_MODERATION: ChatEventType.ValueType  # 3
+"""A moderation action (see `action`)."""
+Global___ChatEventType: _TypeAlias = ChatEventType  # noqa: Y015
+
 @_typing.final
 class TopicOptions(_message.Message):
     """Kafka payloads. Each topic carries exactly one message type, serialized
@@ -528,7 +552,10 @@ Global___EngagementEvent: _TypeAlias = EngagementEvent  # noqa: Y015
 
 @_typing.final
 class StreamLifecycleEvent(_message.Message):
-    """Topic `streams.events`, key stream_id. Producer: svc_chat."""
+    """Topic `streams.events`, key stream_id. Producer: svc_chat (through its
+    outbox). The seed's `stream.started` (stream id, creator, title, timestamp)
+    and `stream.ended` (stream id, duration seconds, viewer count, timestamp).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -541,6 +568,10 @@ class StreamLifecycleEvent(_message.Message):
     STARTED_AT_FIELD_NUMBER: _builtins.int
     ENDED_AT_FIELD_NUMBER: _builtins.int
     VIEWER_COUNT_FIELD_NUMBER: _builtins.int
+    EVENT_TYPE_FIELD_NUMBER: _builtins.int
+    DURATION_SECONDS_FIELD_NUMBER: _builtins.int
+    PEAK_VIEWER_COUNT_FIELD_NUMBER: _builtins.int
+    UNIQUE_VIEWER_COUNT_FIELD_NUMBER: _builtins.int
     stream_id: _builtins.str
     creator_id: _builtins.str
     title: _builtins.str
@@ -549,6 +580,13 @@ class StreamLifecycleEvent(_message.Message):
     previous_state: _common_pb2.LiveStreamState.ValueType
     """Previous state."""
     viewer_count: _builtins.int
+    """ENDED: the peak concurrent viewer count (the seed's "viewer count")."""
+    event_type: _builtins.str
+    """"stream.started" or "stream.ended" (the seed's event names)."""
+    duration_seconds: _builtins.float
+    """ENDED: ended_at - started_at in seconds (0 if it never went live)."""
+    peak_viewer_count: _builtins.int
+    unique_viewer_count: _builtins.int
     @_builtins.property
     def meta(self) -> Global___EventMeta: ...
     @_builtins.property
@@ -567,10 +605,14 @@ class StreamLifecycleEvent(_message.Message):
         started_at: _timestamp_pb2.Timestamp | None = ...,
         ended_at: _timestamp_pb2.Timestamp | None = ...,
         viewer_count: _builtins.int = ...,
+        event_type: _builtins.str = ...,
+        duration_seconds: _builtins.float = ...,
+        peak_viewer_count: _builtins.int = ...,
+        unique_viewer_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ended_at", b"ended_at", "meta", b"meta", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["creator_id", b"creator_id", "ended_at", b"ended_at", "meta", b"meta", "previous_state", b"previous_state", "started_at", b"started_at", "state", b"state", "stream_id", b"stream_id", "title", b"title", "viewer_count", b"viewer_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["creator_id", b"creator_id", "duration_seconds", b"duration_seconds", "ended_at", b"ended_at", "event_type", b"event_type", "meta", b"meta", "peak_viewer_count", b"peak_viewer_count", "previous_state", b"previous_state", "started_at", b"started_at", "state", b"state", "stream_id", b"stream_id", "title", b"title", "unique_viewer_count", b"unique_viewer_count", "viewer_count", b"viewer_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -579,7 +621,8 @@ Global___StreamLifecycleEvent: _TypeAlias = StreamLifecycleEvent  # noqa: Y015
 @_typing.final
 class ChatMessageEvent(_message.Message):
     """Topic `streams.chat`, key stream_id (keeps per-stream order). Producer:
-    svc_chat; consumed by every svc_chat instance for fan-out.
+    svc_chat. Exactly one event per accepted message, deletion and moderation
+    action; event_id = the publication's id, so consumers de-duplicate.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -591,15 +634,40 @@ class ChatMessageEvent(_message.Message):
     TEXT_FIELD_NUMBER: _builtins.int
     SENT_AT_FIELD_NUMBER: _builtins.int
     CLIENT_MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    EVENT_TYPE_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    TARGET_USER_ID_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    MODERATOR_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     message_id: _builtins.str
     stream_id: _builtins.str
     user_id: _builtins.str
     text: _builtins.str
+    """The message (MESSAGE)."""
     client_message_id: _builtins.str
+    event_type: Global___ChatEventType.ValueType
+    username: _builtins.str
+    offset: _builtins.int
+    epoch: _builtins.str
+    action: _common_pb2.ModerationAction.ValueType
+    """MODERATION: the action, its target user, its end (MUTE_USER), who did it
+    and why. MESSAGE_DELETED: message_id is the deleted one.
+    """
+    target_user_id: _builtins.str
+    moderator_id: _builtins.str
+    reason: _builtins.str
     @_builtins.property
     def meta(self) -> Global___EventMeta: ...
     @_builtins.property
-    def sent_at(self) -> _timestamp_pb2.Timestamp: ...
+    def sent_at(self) -> _timestamp_pb2.Timestamp:
+        """created_at of the message or action."""
+
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -610,62 +678,23 @@ class ChatMessageEvent(_message.Message):
         text: _builtins.str = ...,
         sent_at: _timestamp_pb2.Timestamp | None = ...,
         client_message_id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "sent_at", b"sent_at"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_message_id", b"client_message_id", "message_id", b"message_id", "meta", b"meta", "sent_at", b"sent_at", "stream_id", b"stream_id", "text", b"text", "user_id", b"user_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ChatMessageEvent: _TypeAlias = ChatMessageEvent  # noqa: Y015
-
-@_typing.final
-class ChatModerationEvent(_message.Message):
-    """Topic `streams.moderation`, key stream_id. Producer: svc_chat; consumed by
-    every svc_chat instance to apply deletes/mutes/bans to live subscribers.
-    """
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    META_FIELD_NUMBER: _builtins.int
-    STREAM_ID_FIELD_NUMBER: _builtins.int
-    ACTION_FIELD_NUMBER: _builtins.int
-    MESSAGE_ID_FIELD_NUMBER: _builtins.int
-    USER_ID_FIELD_NUMBER: _builtins.int
-    EXPIRES_AT_FIELD_NUMBER: _builtins.int
-    MODERATOR_ID_FIELD_NUMBER: _builtins.int
-    REASON_FIELD_NUMBER: _builtins.int
-    stream_id: _builtins.str
-    action: _common_pb2.ModerationAction.ValueType
-    message_id: _builtins.str
-    user_id: _builtins.str
-    moderator_id: _builtins.str
-    reason: _builtins.str
-    @_builtins.property
-    def meta(self) -> Global___EventMeta: ...
-    @_builtins.property
-    def expires_at(self) -> _timestamp_pb2.Timestamp:
-        """MUTE_USER: when the mute ends (unset = until the stream ends)."""
-
-    def __init__(
-        self,
-        *,
-        meta: Global___EventMeta | None = ...,
-        stream_id: _builtins.str = ...,
+        event_type: Global___ChatEventType.ValueType = ...,
+        username: _builtins.str = ...,
+        offset: _builtins.int = ...,
+        epoch: _builtins.str = ...,
         action: _common_pb2.ModerationAction.ValueType = ...,
-        message_id: _builtins.str = ...,
-        user_id: _builtins.str = ...,
+        target_user_id: _builtins.str = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
         moderator_id: _builtins.str = ...,
         reason: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "meta", b"meta"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "meta", b"meta", "sent_at", b"sent_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "expires_at", b"expires_at", "message_id", b"message_id", "meta", b"meta", "moderator_id", b"moderator_id", "reason", b"reason", "stream_id", b"stream_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "client_message_id", b"client_message_id", "epoch", b"epoch", "event_type", b"event_type", "expires_at", b"expires_at", "message_id", b"message_id", "meta", b"meta", "moderator_id", b"moderator_id", "offset", b"offset", "reason", b"reason", "sent_at", b"sent_at", "stream_id", b"stream_id", "target_user_id", b"target_user_id", "text", b"text", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ChatModerationEvent: _TypeAlias = ChatModerationEvent  # noqa: Y015
+Global___ChatMessageEvent: _TypeAlias = ChatMessageEvent  # noqa: Y015
 
 @_typing.final
 class FeedExposure(_message.Message):
