@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import redis.asyncio as aioredis
@@ -195,7 +196,11 @@ class FeedPipeline:
         stages.mark("context")
         sources = (self.similar, self.followees, self.trending, self.fresh, self.exploration)
         results = await asyncio.gather(
-            *(src.fetch(request, fallbacks) for src in sources), return_exceptions=True
+            *(
+                _timed(src.fetch(request, fallbacks), stages.ms, f"source.{src.name}")
+                for src in sources
+            ),
+            return_exceptions=True,
         )
         groups: list[list[Candidate]] = []
         for src, result in zip(sources, results, strict=True):
@@ -402,6 +407,15 @@ async def sign_items(stream: StreamClient, items: Sequence[ListItem]) -> list[Li
             item.streaming_url, item.thumbnail_url = u.streaming_url, u.thumbnail_url
         item.signed = True
     return list(items)
+
+
+async def _timed(awaitable: Any, into: dict[str, float], name: str) -> Any:
+    """Await, recording the wall time (ms) under ``name`` (also on failure)."""
+    started = time.perf_counter()
+    try:
+        return await awaitable
+    finally:
+        into[name] = (time.perf_counter() - started) * 1000.0
 
 
 class _Stages:
