@@ -315,7 +315,9 @@ async def load_users(d: Data, redis: Any, sessionmaker: Any, seed: int, watches:
     batch = 0
     for v, s in video_s.items():
         vid = d.video_ids[v]
-        pipe.hset(us.video_key(vid), mapping={"s": s, "q": video_q.get(v, 0)})
+        pipe.hset(
+            us.video_key(vid), mapping={"s": s, "q": video_q.get(v, 0), "c": video_c.get(v, 0)}
+        )
         pipe.expire(us.video_key(vid), us.USER_TTL_S)
         pipe.hset(
             counters_key(vid),

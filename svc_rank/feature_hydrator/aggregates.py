@@ -9,8 +9,9 @@ aggregate                  platform source
 video_views                svc_stream ``video:{id}:counters`` ``views`` (view sessions)
 video_watch_sum            ``watch_ms / 1000 / duration`` (the sum of the views' watch
                            ratios: each view's ratio is its watched seconds / duration)
-video_completions          ``completions``, at most ``views`` (a replay that completes
-                           again is not a second completed view)
+video_completions          svc_rank ``rank:video:{id}`` ``c``: views that completed
+                           (once per view session: a replay that completes again is
+                           not a second completed view), at most ``views``
 video_skips                svc_rank ``rank:video:{id}`` ``s − q``: views started that
                            never reached 25 % (the player's first milestone; recsim's
                            ``SKIP_BELOW`` is 0.2), at most ``views``
@@ -89,7 +90,8 @@ class Aggregates:
     """What one request reads: per video, per creator, per (user, creator), the user."""
 
     video: dict[str, dict[str, float]] = field(default_factory=dict)
-    """svc_stream counters plus ``s``/``q`` (starts, past 25 %) and ``recent``."""
+    """svc_stream counters plus svc_rank's per-view ``s``/``q``/``c`` (views started,
+    past 25 %, completed) and ``recent``."""
     creator: dict[str, dict[str, float]] = field(default_factory=dict)
     """``n``, ``w``, ``followers``."""
     pair: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -138,9 +140,9 @@ local n, c, nf = #ids, #creators, #vf
 local videos = {}
 for i = 1, n do
   local row = redis.call('HMGET', k(1, ids[i]), unpack(vf))
-  local sq = redis.call('HMGET', k(2, ids[i]), 's', 'q')
+  local sq = redis.call('HMGET', k(2, ids[i]), 's', 'q', 'c')
   for x = 1, nf do videos[#videos + 1] = z(row[x]) end
-  videos[#videos + 1], videos[#videos + 2] = z(sq[1]), z(sq[2])
+  videos[#videos + 1], videos[#videos + 2], videos[#videos + 3] = z(sq[1]), z(sq[2]), z(sq[3])
 end
 local cr = {}
 for i = 1, c do
@@ -239,11 +241,12 @@ async def read(
     )
     out = Aggregates()
     nv = len(VIDEO_FIELDS)
-    table = _numbers(videos, nv + 2).tolist()
+    table = _numbers(videos, nv + 3).tolist()
     recent_sums = _numbers(recent, 1)[:, 0].tolist()
     for vid, values, rec in zip(video_ids, table, recent_sums, strict=True):
         row = dict(zip(VIDEO_FIELDS, values, strict=False))
-        row["s"], row["q"], row["recent"] = values[nv], values[nv + 1], rec
+        row["s"], row["q"], row["c"] = values[nv], values[nv + 1], values[nv + 2]
+        row["recent"] = rec
         out.video[vid] = row
     for c, (n_, w_, followers) in zip(creators, _numbers(creator_rows, 3).tolist(), strict=True):
         out.creator[c] = {"n": n_, "w": w_, "followers": followers}

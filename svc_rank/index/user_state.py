@@ -41,9 +41,19 @@ see :mod:`svc_rank.feature_hydrator.aggregates`), applied in the same MULTI:
   videos' embeddings) and ``te`` (``Σ e_i``, one per view) — together they give
   ``topic_affinity`` and ``topic_lift`` exactly as recsim defines them;
 * ``rank:creator:{creator}`` ``n`` views started, ``w`` watch-ratio sum;
-* ``rank:video:{video}`` ``s`` views started, ``q`` views past 25 % (skips = s − q);
+* ``rank:video:{video}`` ``s`` views started, ``q`` views past 25 % (skips = s − q),
+  ``c`` views that completed;
 * ``rank:recent:{hour}`` video → views started in that hour (expires after 26 h),
   the ``video_views_recent`` window.
+
+**A view is a view session, not a play** (:mod:`reels.view_sessions`: the player's
+``session_id``, or a 30-minute window for clients without one). A replay within the
+session — a short video looping, or restarted — is the same view: its watch_start,
+PROGRESS_25 and WATCH_COMPLETE count once per view (flags in
+``rank:view:{user}:{session}:{video}``, 1 day), as recsim counts impressions
+(``views``), watch ratios under 0.2 (``skips``) and ratios of at least 1
+(``completions``). Its watch time still adds up (the ratio may pass 1), and every
+play's credit still moves the user vector.
 """
 
 from __future__ import annotations
@@ -91,6 +101,15 @@ def creator_key(creator_id: str) -> str:
 
 def video_key(video_id: str) -> str:
     return key("rank", "video", video_id)
+
+
+def view_key(user_id: str, session: str, video_id: str) -> str:
+    """Which of a view's firsts (``s`` start, ``q`` past 25 %, ``c`` complete) were
+    counted: a replay in the same view session counts none of them again."""
+    return key("rank", "view", user_id, session, video_id)
+
+
+VIEW_TTL_S = 86400
 
 
 def recent_key(hour: int) -> str:
@@ -147,6 +166,9 @@ class WatchUpdate:
     occurred_ms: int
     country: str = ""
     watch_seconds: float = 0.0
+    session: str = ""
+    """The view session (:func:`reels.view_sessions.effective_session`); "" = every
+    watch_start is a new view (no session known)."""
 
 
 async def apply_watch(
@@ -161,16 +183,26 @@ async def apply_watch(
     ukey = user_key(update.user_id)
     video = update.video
     credit = WATCH_CREDIT.get(update.kind, 0.0)
-    started = update.kind == common_pb2.EVENT_TYPE_WATCH_START
+    first_field = _VIEW_FIRSTS.get(update.kind)
+    vwkey = (
+        view_key(update.user_id, update.session, update.video_id)
+        if update.session and first_field
+        else None
+    )
     ratio = watch_ratio(update.watch_seconds, video.duration_s) if video is not None else 0.0
     embedding = video.embedding if video is not None else None
     async with redis.pipeline(transaction=True) as pipe:
         while True:
             try:
-                await pipe.watch(ledger, ukey)
+                await pipe.watch(ledger, ukey, *((vwkey,) if vwkey else ()))
                 if await pipe.exists(ledger):
                     await pipe.reset()
                     return False
+                # Counted once per view: a replay's start / 25 % / completion is not new.
+                first = first_field is not None and (
+                    vwkey is None or not await pipe.hexists(vwkey, first_field)
+                )
+                started = first and update.kind == common_pb2.EVENT_TYPE_WATCH_START
                 new_vec: tuple[np.ndarray, int] | None = None
                 topic: dict[str, bytes] = {}
                 need_vec = bool(credit) and embedding is not None
@@ -195,6 +227,9 @@ async def apply_watch(
                             topic["te"] = _add(_vec(raw_te), embedding, 1.0).tobytes()
                 pipe.multi()
                 pipe.set(ledger, 1, ex=LEDGER_TTL_S)
+                if vwkey is not None and first:
+                    pipe.hset(vwkey, first_field, 1)  # type: ignore[arg-type]
+                    pipe.expire(vwkey, VIEW_TTL_S)
                 if new_vec is not None:
                     pipe.hset(ukey, mapping={"vec": new_vec[0].tobytes(), "t": new_vec[1]})
                 if topic:
@@ -211,8 +246,10 @@ async def apply_watch(
                         rkey = recent_key(hour)
                         pipe.hincrby(rkey, update.video_id, 1)
                         pipe.expire(rkey, RECENT_TTL_S)
-                    elif update.kind == common_pb2.EVENT_TYPE_PROGRESS_25:
+                    elif first and update.kind == common_pb2.EVENT_TYPE_PROGRESS_25:
                         pipe.hincrby(vkey, "q", 1)
+                    elif first and update.kind == common_pb2.EVENT_TYPE_WATCH_COMPLETE:
+                        pipe.hincrby(vkey, "c", 1)
                     if ratio > 0:
                         pipe.hincrbyfloat(ukey, "w", ratio)
                         pipe.hincrbyfloat(ckey, "w", ratio)
@@ -220,11 +257,7 @@ async def apply_watch(
                     pipe.expire(vkey, USER_TTL_S)
                 pipe.expire(ukey, USER_TTL_S)
                 if video is not None:
-                    field = {
-                        common_pb2.EVENT_TYPE_WATCH_START: "s",
-                        common_pb2.EVENT_TYPE_PROGRESS_25: "q",
-                        common_pb2.EVENT_TYPE_WATCH_COMPLETE: "c",
-                    }.get(update.kind)
+                    field = first_field if first else None
                     pkey = pair_key(update.user_id)
                     if field:
                         pipe.hincrby(pkey, f"{video.creator_id}|{field}", 1)
@@ -246,6 +279,13 @@ async def apply_watch(
                 return True
             except WatchError:
                 continue
+
+
+_VIEW_FIRSTS = {
+    common_pb2.EVENT_TYPE_WATCH_START: "s",
+    common_pb2.EVENT_TYPE_PROGRESS_25: "q",
+    common_pb2.EVENT_TYPE_WATCH_COMPLETE: "c",
+}
 
 
 def _add(stored: np.ndarray | None, add: np.ndarray, weight: float) -> np.ndarray:

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 
 from reels import topics
 from reels.events import EventConsumer, ReceivedEvent
+from reels.view_sessions import effective_session
 from svc_rank.index.catalog import Catalog
 from svc_rank.index.user_state import WatchUpdate, apply_watch
 from svc_rank.side_effect.served import served_key
@@ -57,6 +58,7 @@ class WatchIndexer:
                 occurred_ms=occurred.ToMilliseconds(),
                 country=message.country,
                 watch_seconds=message.watch_seconds,
+                session=effective_session(message.session_id, occurred),
             ),
             half_life_s=self.half_life_s,
             served_key=served_key(message.user_id),

@@ -58,7 +58,7 @@ def raw_aggregates(
     )
     put(
         "video_completions",
-        [min(r.get("completions", 0.0), vw) for r, vw in zip(vrows, views, strict=True)],
+        [min(r.get("c", 0.0), vw) for r, vw in zip(vrows, views, strict=True)],
     )
     put(
         "video_skips",

@@ -50,6 +50,7 @@ from reels.analytics import Analytics
 from reels.events import EventConsumer, ReceivedEvent, event_id_of
 from reels.exposures import EXPOSURE_COLUMNS, EXPOSURES_DDL, exposure_row
 from reels.topics import Topic
+from reels.view_sessions import effective_session
 from svc_stream.events.counters import (
     WATCH_COMPLETE_KIND,
     WATCH_START_KIND,
@@ -173,15 +174,6 @@ def device_name(device: int) -> str:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-LEGACY_SESSION_WINDOW_S = 30 * 60
-
-
-def effective_session(session_id: str, occurred_at: Any) -> str:
-    """The view session of an event: its own ``session_id``, or for an event without one
-    (older clients) ``legacy-<n>``, n = the 30-minute window of its established time."""
-    if session_id:
-        return session_id
-    return f"legacy-{occurred_at.seconds // LEGACY_SESSION_WINDOW_S}"
 
 
 def _ts(msg: Any) -> datetime:

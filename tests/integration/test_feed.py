@@ -174,7 +174,9 @@ class FeedHarness:
 
         await eventually(known, 30, "video.published not applied by both catalogs")
 
-    async def watch(self, user: str, video_id: str) -> None:
+    async def watch(self, user: str, video_id: str, *, session: str = "s1", play: int = 0) -> None:
+        """One full play (start, 25/50/75 %, complete) in view session ``session``;
+        ``play`` numbers replays within it (distinct client event ids)."""
         kinds = [
             common_pb2.EVENT_TYPE_WATCH_START,
             common_pb2.EVENT_TYPE_PROGRESS_25,
@@ -183,7 +185,14 @@ class FeedHarness:
             common_pb2.EVENT_TYPE_WATCH_COMPLETE,
         ]
         events = [
-            player_event(f"{user}-{video_id}-{k}", video_id, k, position=3.0 * i, watch=3.0 * i)
+            player_event(
+                f"{user}-{video_id}-{session}-{play}-{k}",
+                video_id,
+                k,
+                position=3.0 * i,
+                watch=3.0 * i,
+                session=session,
+            )
             for i, k in enumerate(kinds)
         ]
         reply = await self.stream_stub.RecordEvents(
@@ -336,6 +345,32 @@ async def test_urls_are_signed_a_page_ahead_and_every_page_is_playable(
     assert len(served) == len({i.video_id for i in served}) == 12
     for item in served:
         assert "sig=" in item.streaming_url and "sig=" in item.thumbnail_url, item.video_id
+
+
+async def test_a_replay_in_the_same_view_session_is_not_another_view(
+    harness: FeedHarness,
+) -> None:
+    """recsim's contract: views are impressions, completions are views whose ratio
+    reached 1, skips views under 25 %. A loop in one session is one view (its watch
+    time adds up); a new session is a new view."""
+    from svc_rank.feature_hydrator import aggregates
+
+    user, video = "replayer-1", sorted(harness.creators)[1]
+    creator = harness.creators[video]
+    await harness.watch(user, video, session="a", play=0)
+    await harness.watch(user, video, session="a", play=1)  # the video loops
+    await harness.watch(user, video, session="b", play=0)  # watched again, later
+
+    async def all_applied() -> bool:
+        raw = await harness.rank.redis.hget(key("rank", "user", user), "w")
+        return raw is not None and float(raw) >= 3 * 2.0 - 1e-6
+
+    await eventually(all_applied, 30, "the three plays did not reach the aggregates")
+    agg = await aggregates.read(harness.rank.redis, user, [video], [creator])
+    row = agg.video[video]
+    assert (row["s"], row["q"], row["c"]) == (2, 2, 2)  # two views, both completed
+    assert agg.user.views == 2 and agg.pair[creator]["s"] == 2 and agg.pair[creator]["c"] == 2
+    assert agg.user.watch_sum == pytest.approx(3 * 2.0)  # every play's watch time counts
 
 
 async def test_refreshing_page_one_within_the_ttl_is_a_cache_hit(harness: FeedHarness) -> None:

@@ -76,7 +76,7 @@ from reels_dev.infra.process import free_port
 from reels_dev.infra.triton import MODEL_REPOSITORY, triton_process
 from reels_dev.keys import ensure_dev_keys
 from svc_rank.app import build as build_rank
-from svc_rank.index.user_state import pair_key, user_key
+from svc_rank.index.user_state import pair_key, user_key, video_key
 from svc_rank.models import RankFollow, RankVideo
 from svc_stream.app import build as build_stream
 from svc_transcode.embeddings import TritonEmbedder, VideoEmbeddings, video_text
@@ -557,7 +557,8 @@ async def test_the_logs_reach_clickhouse_and_the_feeds_aggregates(real: RealWorl
     """What the offline dataset builder counts from the logs is what the platform counts
     from the replayed events: views per video and completed plays (svc_stream's
     counters; a replay that completes again is a second completed play there), views
-    completed (ClickHouse's watch history) and plays started per user (svc_rank)."""
+    completed (ClickHouse's watch history), and svc_rank's views and completed views per
+    user and video (one per impression, as recsim counts them)."""
     h, log = real.harness, real.log
     logged = np.unique(log.video)
     counters = await h.stream.counters.videos(video_id(int(v)) for v in logged)
@@ -571,12 +572,16 @@ async def test_the_logs_reach_clickhouse_and_the_feeds_aggregates(real: RealWorl
         "SELECT count() FROM watch_history FINAL WHERE completed = 1"
     )
     assert rows[0][0] == int((log.watch_ratio >= 1.0).sum())
-    # svc_rank counts plays started (a replay's watch_start too); the replay here starts
-    # a new play only once it reaches its first quarter.
-    plays = 1 + (log.watch_ratio >= 1.25) + (log.watch_ratio >= 2.25)
+    # svc_rank counts views as recsim does: one per impression (a replay in the same
+    # view session is the same view), completed views = impressions with ratio >= 1.
     for u in np.unique(log.user):
         n = await real.redis.hget(user_key(user_id(int(u))), "n")
-        assert int(n or 0) == int(plays[log.user == u].sum()), user_id(int(u))
+        assert int(n or 0) == int((log.user == u).sum()), user_id(int(u))
+    for v in logged:
+        mine = log.video == v
+        s, c = await real.redis.hmget(video_key(video_id(int(v))), "s", "c")
+        assert int(s or 0) == int(mine.sum()), video_id(int(v))
+        assert int(c or 0) == int((log.watch_ratio[mine] >= 1.0).sum()), video_id(int(v))
 
 
 @dataclass

@@ -72,6 +72,7 @@ def test_platform_aggregates_map_to_recsims_raw_aggregates() -> None:
                 "comments": 1,
                 "s": 11,
                 "q": 7,
+                "c": 12,  # never more than views (a stale or raced counter)
                 "recent": 4,
             },
         },

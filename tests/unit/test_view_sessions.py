@@ -14,8 +14,9 @@ from reels.v1 import common_pb2, events_pb2
 
 from reels import topics
 from reels.events import ReceivedEvent
+from reels.view_sessions import LEGACY_SESSION_WINDOW_S, effective_session
 from svc_stream.events.counters import WATCH_COMPLETE_KIND, WATCH_START_KIND
-from svc_stream.events.sink import LEGACY_SESSION_WINDOW_S, Batch, effective_session
+from svc_stream.events.sink import Batch
 
 ET = common_pb2.EventType
 T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)  # a window boundary (12:00)
