@@ -200,7 +200,12 @@ def build(settings: Settings, *, arms: ArmChooser | None = None) -> App:
     # Short socket deadlines: a Redis outage must become a fallback within the feed's
     # budget, not a 5 s hang per request.
     redis = redis_client(platform.redis_url, socket_connect_timeout=0.25, socket_timeout=0.5)
-    catalog = Catalog(sessionmaker, embedding_dim=s.embedding_dim)
+    catalog = Catalog(
+        sessionmaker,
+        embedding_dim=s.embedding_dim,
+        ttl_s=s.catalog_cache_ttl_s,
+        max_entries=s.catalog_cache_size,
+    )
     vectors = VectorStore(
         sessionmaker,
         uri=platform.milvus_uri,

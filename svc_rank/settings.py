@@ -155,6 +155,16 @@ class Settings(FromEnv):
         2, "REELS_RANK_CREATOR_CAP", "most items of one creator in any window of 10"
     )
 
+    catalog_cache_ttl_s: float = setting(
+        300.0,
+        "REELS_RANK_CATALOG_CACHE_TTL_S",
+        "how long a video's catalog entry is cached in-process (s); a republish or "
+        "re-upload mark reaches other instances within this time",
+    )
+    catalog_cache_size: int = setting(
+        100_000, "REELS_RANK_CATALOG_CACHE_SIZE", "videos in the in-process catalog cache"
+    )
+
     # The ranked list cache.
     list_size: int = setting(200, "REELS_RANK_LIST_SIZE", "items in one ranked list")
     feed_ttl_s: float = setting(60.0, "REELS_RANK_FEED_TTL_S", "lifetime of a cached list (s)")

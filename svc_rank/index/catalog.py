@@ -9,7 +9,8 @@ to Milvus and flips the flag, so a Milvus outage never blocks the catalog, and a
 Milvus file is rebuilt from Postgres by clearing the flag.
 
 Reads go through an in-process TTL cache (the hot path hydrates a few hundred videos
-per request); a republish reaches other instances when their entry expires.
+per request; ``REELS_RANK_CATALOG_CACHE_TTL_S``, 300 s, and ``_SIZE``, 100k entries of
+~1.5 KB); a republish reaches other instances when their entry expires.
 """
 
 from __future__ import annotations
@@ -60,14 +61,30 @@ class VideoInfo:
 
 def unit(vector: Iterable[float]) -> np.ndarray | None:
     """``vector`` as a unit float32 array; None for an empty or zero vector."""
-    arr = np.asarray(list(vector), dtype=np.float32)
+    arr = np.asarray(vector if isinstance(vector, list) else list(vector), dtype=np.float32)
     norm = float(np.linalg.norm(arr)) if arr.size else 0.0
     if not arr.size or not np.isfinite(norm) or norm == 0.0:
         return None
     return arr / norm
 
 
-def _info(row: RankVideo) -> VideoInfo:
+_INFO_COLUMNS = (
+    RankVideo.video_id,
+    RankVideo.creator_id,
+    RankVideo.title,
+    RankVideo.duration_s,
+    RankVideo.hashtags,
+    RankVideo.published_at,
+    RankVideo.thumbnail_key,
+    RankVideo.master_playlist_key,
+    RankVideo.embedding,
+    RankVideo.embedding_model_version,
+    RankVideo.reupload_of,
+)
+"""What a VideoInfo needs, read as plain rows (no ORM identity map on the hot path)."""
+
+
+def _info(row: Any) -> VideoInfo:
     return VideoInfo(
         video_id=row.video_id,
         creator_id=row.creator_id,
@@ -116,8 +133,8 @@ class Catalog:
                 missing.append(vid)
         if missing:
             async with self.sessionmaker() as session:
-                rows = await session.scalars(
-                    select(RankVideo).where(RankVideo.video_id.in_(missing))
+                rows = await session.execute(
+                    select(*_INFO_COLUMNS).where(RankVideo.video_id.in_(missing))
                 )
                 for row in rows:
                     info = _info(row)
