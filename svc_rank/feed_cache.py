@@ -30,7 +30,8 @@ def feed_key(user_id: str) -> str:
 
 
 def last_key(user_id: str) -> str:
-    return key("feed", user_id, "last")
+    """Its own namespace: ``feed:{user}:last`` would be user ``{user}:last``'s list."""
+    return key("feedlast", user_id)
 
 
 @dataclass(slots=True)
@@ -88,11 +89,31 @@ return n
 """
 
 
+_DROP = """
+local cur = redis.call('GET', KEYS[1])
+if cur and string.sub(cur, 1, #ARGV[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def _id_prefix(list_id: str) -> str:
+    return json.dumps({"id": list_id}, separators=(",", ":"))[:-1] + ","
+
+
+async def drop_finished(redis: aioredis.Redis, user_id: str, list_id: str) -> int:
+    """Forget ``feed:{user}`` once its last page was served (if it still holds that
+    list): refreshing page 1 then builds a new list of what was not served yet, instead
+    of the finished list's repeats. The ``:last`` copy stays (svc_stream fallback)."""
+    return int(await redis.eval(_DROP, 1, feed_key(user_id), _id_prefix(list_id)))
+
+
 async def replace(redis: aioredis.Redis, user_id: str, lst: CachedList) -> int:
     """Overwrite the cached copies of ``lst`` (``feed:{user}`` and its ``:last``) that
     still hold the same list id, keeping their TTLs; a list built since is left alone.
     Returns how many copies were replaced (0..2). One atomic Lua step."""
-    prefix = json.dumps({"id": lst.list_id}, separators=(",", ":"))[:-1] + ","
+    prefix = _id_prefix(lst.list_id)
     return int(
         await redis.eval(_REPLACE, 2, feed_key(user_id), last_key(user_id), prefix, lst.dumps())
     )

@@ -68,6 +68,7 @@ _FALLBACK_NAMES = {
     rank_pb2.FEED_FALLBACK_LAST_LIST: "last_list",
     rank_pb2.FEED_FALLBACK_REDIS_TRENDING: "redis_trending",
     rank_pb2.FEED_FALLBACK_UNCACHED: "uncached",
+    rank_pb2.FEED_FALLBACK_UNSIGNED: "unsigned",
 }
 
 
@@ -168,17 +169,24 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
             # The hit path signs what is still unsigned when its page is served.
             log.info("signing ahead in list %s deferred: %s", lst.list_id, exc)
 
-    async def _playable(self, page: list[ListItem]) -> list[ListItem]:
-        """The page as served: unsigned items signed now (one call), items svc_stream
-        cannot play left out. With svc_stream down, unsigned items go out without
-        URLs (the REDIS_TRENDING fallback)."""
+    async def _playable(
+        self, page: list[ListItem], *, stream_down_list: bool
+    ) -> tuple[list[ListItem], bool]:
+        """The page as served, and whether unsigned items had to be left out.
+
+        Unsigned items are signed now (one call); items svc_stream cannot play are left
+        out. With svc_stream down, a list built while it was down (trending read from
+        Redis, never signed) goes out as it is, URLs missing (REDIS_TRENDING); any
+        other list's unsigned items are left out of the page (UNSIGNED)."""
         unsigned = [i for i in page if not i.signed]
         if unsigned:
             try:
                 await sign_items(self.stream, unsigned)
             except SourceUnavailable:
-                return page
-        return [i for i in page if i.streaming_url or not i.signed]
+                if stream_down_list:
+                    return page, False
+                return [i for i in page if i.signed and i.streaming_url], True
+        return [i for i in page if i.streaming_url or not i.signed], False
 
     # ------------------------------------------------------------------ GetFeed
 
@@ -283,16 +291,23 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
         fallbacks = set(lst.fallbacks)
         if not redis_ok:
             fallbacks.add(rank_pb2.FEED_FALLBACK_UNCACHED)
-        page = await self._playable(lst.items[offset : offset + limit])
+        page, left_out = await self._playable(
+            lst.items[offset : offset + limit],
+            stream_down_list=rank_pb2.FEED_FALLBACK_REDIS_TRENDING in lst.fallbacks,
+        )
+        if left_out:
+            fallbacks.add(rank_pb2.FEED_FALLBACK_UNSIGNED)
         more = offset + limit < len(lst.items)
         if more and redis_ok and cache_hit:
             self._sign_ahead(user, lst, offset + limit, limit)
         if page and redis_ok:
             try:
+                # Only what the client can play counts as served: an item without URLs
+                # (svc_stream down) may be offered again by a later list.
                 await record_served(
                     self.redis,
                     user,
-                    [i.video_id for i in page],
+                    [i.video_id for i in page if i.streaming_url],
                     window_s=self.settings.served_window_s,
                     max_items=self.settings.served_max,
                 )
@@ -302,6 +317,11 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
         # the user's arm existed carries no label and logs no exposure).
         if page and lst.experiment and self._served is not None:
             self._served(user, lst.experiment, request_id=request_id)
+        if not more and redis_ok and lst.items:
+            try:
+                await feed_cache.drop_finished(self.redis, user, lst.list_id)
+            except (RedisError, OSError) as exc:
+                log.info("finished list %s not dropped: %s", lst.list_id, exc)
         next_cursor = cursor.encode_feed(lst.list_id, offset + limit) if more else ""
         elapsed_ms = (time.perf_counter() - started) * 1000
         metrics.feed_ranking_latency.record(elapsed_ms, {"cache_hit": str(cache_hit).lower()})

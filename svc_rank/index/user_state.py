@@ -58,6 +58,8 @@ play's credit still moves the user vector.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -105,8 +107,11 @@ def video_key(video_id: str) -> str:
 
 def view_key(user_id: str, session: str, video_id: str) -> str:
     """Which of a view's firsts (``s`` start, ``q`` past 25 %, ``c`` complete) were
-    counted: a replay in the same view session counts none of them again."""
-    return key("rank", "view", user_id, session, video_id)
+    counted: a replay in the same view session counts none of them again. The three
+    ids are hashed together (SHA-256 of their JSON list): ids may contain ``:``, so
+    joining them would let two different views share a key."""
+    digest = hashlib.sha256(json.dumps([user_id, session, video_id]).encode()).hexdigest()
+    return key("rank", "view", digest[:32])
 
 
 VIEW_TTL_S = 86400
@@ -186,7 +191,7 @@ async def apply_watch(
     first_field = _VIEW_FIRSTS.get(update.kind)
     vwkey = (
         view_key(update.user_id, update.session, update.video_id)
-        if update.session and first_field
+        if update.session and (first_field or update.kind in _PAST_QUARTER)
         else None
     )
     ratio = watch_ratio(update.watch_seconds, video.duration_s) if video is not None else 0.0
@@ -199,8 +204,18 @@ async def apply_watch(
                     await pipe.reset()
                     return False
                 # Counted once per view: a replay's start / 25 % / completion is not new.
+                # Any milestone past 25 % (50, 75, complete) also means "past 25 %": a
+                # player that sends watch_start then watch_complete did not skip.
                 first = first_field is not None and (
                     vwkey is None or not await pipe.hexists(vwkey, first_field)
+                )
+                past_quarter = update.kind in _PAST_QUARTER and (
+                    (update.kind == common_pb2.EVENT_TYPE_PROGRESS_25 and first)
+                    or (
+                        vwkey is not None
+                        and update.kind != common_pb2.EVENT_TYPE_PROGRESS_25
+                        and not await pipe.hexists(vwkey, "q")
+                    )
                 )
                 started = first and update.kind == common_pb2.EVENT_TYPE_WATCH_START
                 new_vec: tuple[np.ndarray, int] | None = None
@@ -227,8 +242,11 @@ async def apply_watch(
                             topic["te"] = _add(_vec(raw_te), embedding, 1.0).tobytes()
                 pipe.multi()
                 pipe.set(ledger, 1, ex=LEDGER_TTL_S)
-                if vwkey is not None and first:
-                    pipe.hset(vwkey, first_field, 1)  # type: ignore[arg-type]
+                if vwkey is not None and (first or past_quarter):
+                    flags = {first_field: 1} if first else {}
+                    if past_quarter:
+                        flags["q"] = 1
+                    pipe.hset(vwkey, mapping=flags)  # type: ignore[arg-type]
                     pipe.expire(vwkey, VIEW_TTL_S)
                 if new_vec is not None:
                     pipe.hset(ukey, mapping={"vec": new_vec[0].tobytes(), "t": new_vec[1]})
@@ -246,9 +264,9 @@ async def apply_watch(
                         rkey = recent_key(hour)
                         pipe.hincrby(rkey, update.video_id, 1)
                         pipe.expire(rkey, RECENT_TTL_S)
-                    elif first and update.kind == common_pb2.EVENT_TYPE_PROGRESS_25:
+                    if past_quarter:
                         pipe.hincrby(vkey, "q", 1)
-                    elif first and update.kind == common_pb2.EVENT_TYPE_WATCH_COMPLETE:
+                    if first and update.kind == common_pb2.EVENT_TYPE_WATCH_COMPLETE:
                         pipe.hincrby(vkey, "c", 1)
                     if ratio > 0:
                         pipe.hincrbyfloat(ukey, "w", ratio)
@@ -257,10 +275,12 @@ async def apply_watch(
                     pipe.expire(vkey, USER_TTL_S)
                 pipe.expire(ukey, USER_TTL_S)
                 if video is not None:
-                    field = first_field if first else None
+                    field = first_field if first and first_field != "q" else None
                     pkey = pair_key(update.user_id)
                     if field:
                         pipe.hincrby(pkey, f"{video.creator_id}|{field}", 1)
+                    if past_quarter:
+                        pipe.hincrby(pkey, f"{video.creator_id}|q", 1)
                     if ratio > 0:
                         pipe.hincrbyfloat(pkey, f"{video.creator_id}|w", ratio)
                     if field or ratio > 0:
@@ -280,6 +300,15 @@ async def apply_watch(
             except WatchError:
                 continue
 
+
+_PAST_QUARTER = frozenset(
+    {
+        common_pb2.EVENT_TYPE_PROGRESS_25,
+        common_pb2.EVENT_TYPE_PROGRESS_50,
+        common_pb2.EVENT_TYPE_PROGRESS_75,
+        common_pb2.EVENT_TYPE_WATCH_COMPLETE,
+    }
+)
 
 _VIEW_FIRSTS = {
     common_pb2.EVENT_TYPE_WATCH_START: "s",

@@ -38,6 +38,7 @@ from svc_rank.app import App as RankApp
 from svc_rank.app import build as build_rank
 from svc_rank.models import RankFollow
 from svc_rank.settings import Settings as RankSettings
+from svc_rank.side_effect.served import served_ids
 from svc_stream.app import App as StreamApp
 from svc_stream.app import build as build_stream
 from tests.fixtures.infra import _test_database_url
@@ -373,6 +374,51 @@ async def test_a_replay_in_the_same_view_session_is_not_another_view(
     assert agg.user.watch_sum == pytest.approx(3 * 2.0)  # every play's watch time counts
 
 
+async def test_a_view_that_jumps_to_complete_is_not_a_skip(harness: FeedHarness) -> None:
+    """A player may send watch_start then watch_complete (a short video, no
+    milestones in between): that view got past 25 %."""
+    from svc_rank.feature_hydrator import aggregates
+
+    user, video = "jumper-1", sorted(harness.creators)[2]
+    events = [
+        player_event(f"{user}-start", video, common_pb2.EVENT_TYPE_WATCH_START, session="j"),
+        player_event(
+            f"{user}-done", video, common_pb2.EVENT_TYPE_WATCH_COMPLETE, watch=15.0, session="j"
+        ),
+    ]
+    await harness.stream_stub.RecordEvents(
+        stream_pb2.RecordEventsRequest(events=events), metadata=harness.auth(user), timeout=10
+    )
+
+    async def applied() -> bool:
+        return (await harness.rank.redis.hget(key("rank", "user", user), "w")) is not None
+
+    await eventually(applied, 30, "the view did not reach the aggregates")
+    creator = harness.creators[video]
+    agg = await aggregates.read(harness.rank.redis, user, [video], [creator])
+    assert agg.pair[creator]["s"] == 1 and agg.pair[creator]["q"] == 1  # not a skip
+    assert agg.pair[creator]["c"] == 1
+
+
+async def test_a_finished_list_is_not_served_again_on_refresh(harness: FeedHarness) -> None:
+    user = "finisher-1"
+    pages = [await harness.get_feed(user, limit=5)]
+    while pages[-1].has_more:
+        pages.append(await harness.get_feed(user, limit=5, cursor=pages[-1].cursor))
+    served = {i for p in pages for i in ids_of(p)}
+    again = await harness.get_feed(user, limit=5)  # within the 60 s TTL
+    assert not again.cache_hit
+    assert not set(ids_of(again)) & served
+
+
+async def test_user_ids_with_colons_never_share_cached_lists(harness: FeedHarness) -> None:
+    """``feed:{user}:last`` once was user ``{user}:last``'s list."""
+    victim = await harness.get_feed("colon-1", limit=4)
+    other = await harness.get_feed("colon-1:last", limit=4)
+    assert victim.items and not other.cache_hit
+    assert feed_cache.last_key("colon-1") != feed_cache.feed_key("colon-1:last")
+
+
 async def test_refreshing_page_one_within_the_ttl_is_a_cache_hit(harness: FeedHarness) -> None:
     a = await harness.get_feed("refresher-1", limit=4)
     b = await harness.get_feed("refresher-1", limit=4)
@@ -664,9 +710,20 @@ async def test_svc_stream_down_serves_the_last_list_then_trending_from_redis(
     """Runs last in the module: it stops svc_stream for good."""
     user = "stream-down-1"
     before = await harness.get_feed(user, limit=4)
+    deep_user = "stream-down-deep-1"
+    deep = [await harness.get_feed(deep_user, limit=2)]  # 9 items signed, the rest not
     await harness.rank.redis.delete(feed_cache.feed_key(user))  # TTL passed
     await harness.stream_server.stop(0.5)
     harness.stream_server = None  # type: ignore[assignment]
+    # A cached list's pages that were not signed yet: those items are left out (and not
+    # counted as served), never sent without URLs.
+    while deep[-1].has_more:
+        deep.append(await harness.get_feed(deep_user, limit=2, cursor=deep[-1].cursor))
+    assert any(F.FEED_FALLBACK_UNSIGNED in p.fallbacks for p in deep)
+    assert all(i.streaming_url for p in deep for i in p.items)
+    shown = {i for p in deep for i in ids_of(p)}
+    served = await served_ids(harness.rank.redis, deep_user, 3600)
+    assert served == shown and len(shown) < 12
     reply = await harness.get_feed(user, limit=4)
     assert F.FEED_FALLBACK_LAST_LIST in reply.fallbacks
     assert reply.items and not set(ids_of(reply)) & set(ids_of(before))

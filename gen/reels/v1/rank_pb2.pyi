@@ -70,6 +70,11 @@ class _FeedFallbackEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FeedFall
     """Redis was unavailable: a ranked list built for this request only (no
     cache, no served history, no user vector).
     """
+    FEED_FALLBACK_UNSIGNED: _FeedFallback.ValueType  # 6
+    """svc_stream was unavailable while a later page of a cached list was served:
+    its items whose URLs were not signed yet are left out of the page (and not
+    counted as served; a later list may offer them again).
+    """
 
 class FeedFallback(_FeedFallback, metaclass=_FeedFallbackEnumTypeWrapper):
     """Which degraded path served a feed (none: the full pipeline did)."""
@@ -92,6 +97,11 @@ from Redis directly (media URLs may be missing).
 FEED_FALLBACK_UNCACHED: FeedFallback.ValueType  # 5
 """Redis was unavailable: a ranked list built for this request only (no
 cache, no served history, no user vector).
+"""
+FEED_FALLBACK_UNSIGNED: FeedFallback.ValueType  # 6
+"""svc_stream was unavailable while a later page of a cached list was served:
+its items whose URLs were not signed yet are left out of the page (and not
+counted as served; a later list may offer them again).
 """
 Global___FeedFallback: _TypeAlias = FeedFallback  # noqa: Y015
 
