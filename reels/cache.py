@@ -32,12 +32,23 @@ def key_prefix() -> str:
 
 
 _prefix: str | None = None
+_prefixes: list[str] = []
 
 
 def set_key_prefix(prefix: str | None) -> None:
-    """Use ``prefix`` for every key of this process (None: back to the setting)."""
+    """Use ``prefix`` for every key of this process; None undoes the latest call.
+
+    Apps call it in ``start()`` and undo it in ``stop()``. The calls nest, so when
+    several apps share one process (tests, benchmarks) one app's stop leaves the
+    prefix of the apps still running, instead of sending them to the setting's
+    prefix (another namespace) mid-run."""
     global _prefix
-    _prefix = prefix
+    if prefix is None:
+        if _prefixes:
+            _prefixes.pop()
+    else:
+        _prefixes.append(prefix)
+    _prefix = _prefixes[-1] if _prefixes else None
 
 
 def key(*parts: str | int) -> str:

@@ -52,6 +52,11 @@ class NotFound(ReelsError):
     code = grpc.StatusCode.NOT_FOUND
 
     def __init__(self, resource_type: str, resource_name: str, message: str | None = None) -> None:
+        from reels.text import shown  # reels.text raises errors of this module
+
+        # The name comes from the request: echoed at most 80 characters, invisible
+        # characters escaped (a 5,000-character or NUL-laden id stays readable).
+        resource_name = shown(resource_name, 80)
         super().__init__(message or f"{resource_type} '{resource_name}' not found")
         self.resource_type = resource_type
         self.resource_name = resource_name

@@ -27,7 +27,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
@@ -36,8 +36,11 @@ from reels.v1 import rank_pb2, rank_pb2_grpc
 
 from reels import errors, metrics
 from reels.auth import current_user
+from reels.text import shown
 from svc_rank import cursor, feed_cache
 from svc_rank.candidate import ListItem, SourceUnavailable
+from svc_rank.feature_hydrator.counters import empty as empty_counters
+from svc_rank.feature_hydrator.counters import video_counters
 from svc_rank.feed import FeedPipeline, RankingParams, sign_items
 from svc_rank.filter import see_fewer
 from svc_rank.scorer import features as feature_list
@@ -87,6 +90,38 @@ def _caller(override: str) -> str:
     if override:
         return override
     raise errors.Unauthenticated("the feed needs an authenticated user")
+
+
+MAX_ID_CHARS = 128
+MAX_FORCED_ARM_CHARS = 200
+
+
+def _id(field: str, value: str) -> str:
+    """A creator or video id from the request: 1-128 characters, none of them a control
+    character (NUL included); INVALID_ARGUMENT naming ``field`` otherwise."""
+    value = value.strip()
+    if not value or len(value) > MAX_ID_CHARS:
+        raise errors.InvalidArgument(
+            f"{field} is required (1-{MAX_ID_CHARS} characters)",
+            [(field, f"got {len(value)} characters")],
+        )
+    if any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 for ch in value):
+        raise errors.InvalidArgument(
+            f"{field} has a control character", [(field, "no control characters (NUL, ESC...)")]
+        )
+    return value
+
+
+def _region(value: str) -> str:
+    """ "" or an ISO 3166-1 alpha-2 code (two ASCII letters, any case) -> upper case."""
+    if not value:
+        return ""
+    if len(value) != 2 or not value.isascii() or not value.isalpha():
+        raise errors.InvalidArgument(
+            "region must be an ISO 3166-1 alpha-2 country code such as 'US' (or empty)",
+            [("region", f"got {len(value)} characters")],
+        )
+    return value.upper()
 
 
 def _seed(list_id: str) -> int:
@@ -188,6 +223,23 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
                 return [i for i in page if i.signed and i.streaming_url], True
         return [i for i in page if i.streaming_url or not i.signed], False
 
+    def _forced(self, request: Any) -> str | None:
+        """The arm a request forces (``experiment``), checked: an arm no running
+        experiment has is INVALID_ARGUMENT, not silently the user's own arm."""
+        if not request.HasField("experiment"):
+            return None
+        forced = request.experiment
+        if not forced:
+            return None
+        resolve = getattr(self.arms, "resolve", None)
+        if len(forced) > MAX_FORCED_ARM_CHARS or resolve is None or resolve(forced) is None:
+            raise errors.InvalidArgument(
+                f"no running experiment arm '{shown(forced, 80)}' (an arm is named "
+                "'<experiment>:<arm>' of a running phase)",
+                [("experiment", "not a running experiment's arm")],
+            )
+        return forced
+
     # ------------------------------------------------------------------ GetFeed
 
     async def _new_list(
@@ -253,7 +305,8 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
         user = _caller(request.user_id)
         limit = _limit(request.limit)
         position = cursor.decode_feed(request.cursor)
-        forced = request.experiment if request.HasField("experiment") else None
+        forced = self._forced(request)
+        region = _region(request.region)
         experiment, params = self.arms(user, forced)
         redis_ok = True
         cached: feed_cache.CachedList | None = None
@@ -268,7 +321,7 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
             # No cache to page through: rebuild the cursor's list (same seed) and go on.
             lst = await self._new_list(
                 user,
-                region=request.region,
+                region=region,
                 list_id=position.list_id,
                 params=params,
                 experiment=experiment,
@@ -280,7 +333,7 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
         else:
             lst = await self._new_list(
                 user,
-                region=request.region,
+                region=region,
                 list_id=secrets.token_hex(8),
                 params=params,
                 experiment=experiment,
@@ -345,35 +398,62 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
     async def GetTrending(  # noqa: N802 - generated name
         self, request: rank_pb2.GetTrendingRequest, context: grpc.aio.ServicerContext
     ) -> rank_pb2.GetTrendingResponse:
+        """Trending now (svc_stream's scores), each item playable as it is: metadata,
+        counters and signed URLs, like a feed item. A region with no trending set of
+        its own yet gets the global one. Errors: INVALID_ARGUMENT (limit, cursor,
+        region), UNAVAILABLE (svc_stream down: nothing to rank or sign)."""
         limit = _limit(request.limit)
         offset = cursor.decode(request.cursor)
-        try:
-            rows = await self.stream.trending(
-                limit=limit + 1,
-                offset=offset,
-                region=request.region,
-                timeout_s=self.settings.trending_timeout_s,
-            )
-        except SourceUnavailable as exc:
-            raise errors.Unavailable("trending source unavailable, retry shortly", 1.0) from exc
+        region = _region(request.region)
+
+        async def page(region: str) -> list[tuple[str, float]]:
+            try:
+                return await self.stream.trending(
+                    limit=limit + 1,
+                    offset=offset,
+                    region=region,
+                    timeout_s=self.settings.trending_timeout_s,
+                )
+            except SourceUnavailable as exc:
+                raise errors.Unavailable("trending source unavailable, retry shortly", 1.0) from exc
+
+        rows = await page(region)
+        if region and not rows and offset == 0:
+            rows = await page("")  # nothing trending in this region yet: the global set
         more = len(rows) > limit
         rows = rows[:limit]
-        catalog = await self.pipeline.catalog.get_many(v for v, _ in rows)
+        ids = [vid for vid, _ in rows]
+        catalog = await self.pipeline.catalog.get_many(ids)
+        try:
+            urls = await self.stream.media_urls(ids)
+        except SourceUnavailable as exc:
+            raise errors.Unavailable("playback URLs unavailable, retry shortly", 1.0) from exc
+        try:
+            counts = await video_counters(self.redis, ids)
+        except (RedisError, OSError):
+            counts = {}
         items = []
-        for i, (vid, score) in enumerate(rows):
-            video = catalog.get(vid)
-            items.append(
-                rank_pb2.FeedItem(
-                    video_id=vid,
-                    creator_id=video.creator_id if video else "",
-                    title=video.title if video else "",
-                    duration_seconds=video.duration_s if video else 0.0,
-                    score=score,
-                    reason=rank_pb2.FEED_REASON_TRENDING,
-                    explanation="Trending now",
-                    rank=offset + i,
-                )
+        for vid, score in rows:
+            video, u = catalog.get(vid), urls.get(vid)
+            if video is None or u is None:
+                continue  # not playable (yet): left out, as in the feed
+            cnt = counts.get(vid) or empty_counters()
+            plays = cnt["plays"]
+            item = ListItem(
+                video_id=vid,
+                creator_id=video.creator_id,
+                title=video.title,
+                duration_s=video.duration_s,
+                score=score,
+                reason=rank_pb2.FEED_REASON_TRENDING,
+                explanation="Trending now",
+                view_count=cnt["views"],
+                like_count=cnt["likes"],
+                completion_rate=round(min(1.0, cnt["completions"] / plays), 4) if plays else 0.0,
+                streaming_url=u.streaming_url,
+                thumbnail_url=u.thumbnail_url,
             )
+            items.append(_feed_item(item, offset + len(items)))
         return rank_pb2.GetTrendingResponse(
             items=items, next_cursor=cursor.encode(offset + limit) if more else ""
         )
@@ -384,13 +464,12 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
         self, request: rank_pb2.ExplainFeedItemRequest, context: grpc.aio.ServicerContext
     ) -> rank_pb2.ExplainFeedItemResponse:
         user = _caller(request.user_id)
-        if not request.video_id:
-            raise errors.InvalidArgument("video_id is required", [("video_id", "must be set")])
-        forced = request.experiment if request.HasField("experiment") else None
+        video_id = _id("video_id", request.video_id)
+        forced = self._forced(request)
         experiment, params = self.arms(user, forced)
-        result = await self.pipeline.explain(user, request.video_id, params)
+        result = await self.pipeline.explain(user, video_id, params)
         if result is None:
-            raise errors.NotFound("video", request.video_id)
+            raise errors.NotFound("video", video_id)
         hydrated, rule, ranker_score, scorer, text = result
         weights = (params.weights if params else self.pipeline.default_weights).as_dict()
         reason = hydrated.candidate.reason
@@ -430,11 +509,7 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
         left out of the caller's feed for ``see_fewer_ttl_s``; the cached list is
         dropped so the next request already honours it."""
         user = _caller(request.user_id)
-        creator = request.creator_id.strip()
-        if not creator or len(creator) > 128:
-            raise errors.InvalidArgument(
-                "creator_id is required", [("creator_id", "must be 1-128 characters")]
-            )
+        creator = _id("creator_id", request.creator_id)
         if creator == user:
             raise errors.InvalidArgument(
                 "you cannot see fewer of yourself", [("creator_id", "is the caller")]

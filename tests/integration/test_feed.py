@@ -419,6 +419,63 @@ async def test_user_ids_with_colons_never_share_cached_lists(harness: FeedHarnes
     assert feed_cache.last_key("colon-1") != feed_cache.feed_key("colon-1:last")
 
 
+async def test_trending_items_are_playable_and_a_region_without_its_own_set_gets_global(
+    harness: FeedHarness,
+) -> None:
+    from svc_stream.analytics.trending import publish_scores
+
+    top = sorted(harness.creators)[:3]
+    await publish_scores(harness.stream.redis, [(v, 10.0 - i) for i, v in enumerate(top)])
+    for region in ("", "zz"):  # ZZ: no regional set of its own -> the global one
+        reply = await harness.feed.GetTrending(
+            F.GetTrendingRequest(limit=10, region=region), metadata=harness.auth("t-1"), timeout=10
+        )
+        assert ids_of(reply) == top
+        for item in reply.items:
+            assert item.title and item.creator_id == harness.creators[item.video_id]
+            assert "sig=" in item.streaming_url and "sig=" in item.thumbnail_url
+            assert item.duration_seconds == 15.0
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        ("feed_region", "region"),
+        ("feed_experiment", "experiment"),
+        ("explain_long_id", "video_id"),
+        ("explain_nul_id", "video_id"),
+        ("see_fewer_nul", "creator_id"),
+        ("trending_region", "region"),
+    ],
+)
+async def test_bad_ids_regions_and_arms_are_invalid_argument(
+    harness: FeedHarness, call: str, field: str
+) -> None:
+    md = harness.auth("validator-1")
+    calls = {
+        "feed_region": lambda: harness.feed.GetFeed(F.GetFeedRequest(region="USA"), metadata=md),
+        "feed_experiment": lambda: harness.feed.GetFeed(
+            F.GetFeedRequest(experiment="nope"), metadata=md
+        ),
+        "explain_long_id": lambda: harness.feed.ExplainFeedItem(
+            F.ExplainFeedItemRequest(video_id="v" * 5000), metadata=md
+        ),
+        "explain_nul_id": lambda: harness.feed.ExplainFeedItem(
+            F.ExplainFeedItemRequest(video_id="a\x00b"), metadata=md
+        ),
+        "see_fewer_nul": lambda: harness.feed.SeeFewer(
+            F.SeeFewerRequest(creator_id="\x00"), metadata=md
+        ),
+        "trending_region": lambda: harness.feed.GetTrending(
+            F.GetTrendingRequest(region="\U0001f600"), metadata=md
+        ),
+    }
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await calls[call]()
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in info.value.details() and len(info.value.details()) < 300
+
+
 async def test_refreshing_page_one_within_the_ttl_is_a_cache_hit(harness: FeedHarness) -> None:
     a = await harness.get_feed("refresher-1", limit=4)
     b = await harness.get_feed("refresher-1", limit=4)
@@ -554,6 +611,7 @@ async def test_the_learned_ranker_ranks_while_it_answers_and_rules_when_it_is_st
     await ranker.close()
     ranker.addr = f"127.0.0.1:{port}"
     ranker.timeout_s = 1.0
+    ranker._closed_until = 0.0  # the breaker opened while no ranker answered (earlier tests)
     try:
         reply = await harness.get_feed("ranked-1", limit=5)
         assert reply.scorer == "ranker:3"
@@ -719,7 +777,9 @@ async def test_svc_stream_down_serves_the_last_list_then_trending_from_redis(
     # counted as served), never sent without URLs.
     while deep[-1].has_more:
         deep.append(await harness.get_feed(deep_user, limit=2, cursor=deep[-1].cursor))
-    assert any(F.FEED_FALLBACK_UNSIGNED in p.fallbacks for p in deep)
+    assert any(F.FEED_FALLBACK_UNSIGNED in p.fallbacks for p in deep), [
+        (len(p.items), list(p.fallbacks), p.cache_hit, p.has_more) for p in deep
+    ]
     assert all(i.streaming_url for p in deep for i in p.items)
     shown = {i for p in deep for i in ids_of(p)}
     served = await served_ids(harness.rank.redis, deep_user, 3600)
