@@ -393,6 +393,11 @@ class FrontDoorSettings(FromEnv):
     upload_http_port: int = setting(
         50061, "REELS_UPLOAD_HTTP_PORT", "svc_upload's tus endpoint behind `/api/v1/uploads/tus/`"
     )
+    chat_ws_port: int = setting(
+        50065,
+        "REELS_CHAT_WS_PORT",
+        "svc_chat's chat WebSocket behind `/api/v1/streams/{id}/chat/ws`",
+    )
     otlp_port: int = setting(4317, "REELS_OTLP_PORT", "OTLP collector Envoy sends spans to")
 
     def service_ports(self, env: Mapping[str, str] | None = None) -> dict[str, int]:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
 REPO_ROOT = ALEMBIC_INI.parents[2]
 # Each service owns its tables and their migration branch, kept beside its models.
-SERVICE_MIGRATIONS = ("svc_upload", "svc_transcode", "svc_stream", "svc_rank")
+SERVICE_MIGRATIONS = ("svc_upload", "svc_transcode", "svc_stream", "svc_rank", "svc_chat")
 # Modules whose tables Alembic compares against the migrated schema (Base.metadata).
 MODEL_MODULES = (
     "reels.db.models",
@@ -29,6 +29,7 @@ MODEL_MODULES = (
     "svc_stream.playback.models",
     "svc_stream.engagement.models",
     "svc_rank.models",
+    "svc_chat.models",
 )
 
 

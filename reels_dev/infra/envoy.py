@@ -4,7 +4,9 @@ The config is rendered from one function so that `make up` (default ports) and t
 tests (free ports, a small rate-limit bucket) run the very same filter chain:
 gRPC-web → JSON transcoding → CORS → JWT (local JWKS) → local rate limit → router,
 one HTTP/2 cluster per service with gRPC health checks, OpenTelemetry tracing,
-and `/media/` reserved for the media origin (signed URLs, so no JWT there).
+`/media/` reserved for the media origin (signed URLs, so no JWT there), and
+`/api/v1/streams/` for svc_chat's chat WebSocket (upgraded here, authenticated by
+svc_chat: see CHAT_WS_PREFIX).
 
 Why this order:
 
@@ -77,6 +79,17 @@ REFLECTION_PREFIXES = (
 )
 # Where the upstream's grpc-status is kept while the JSON transcoder rewrites the response.
 GRPC_STATUS_METADATA = ("reels.grpc", "status")
+# svc_chat's chat WebSocket (`/api/v1/streams/{id}/chat/ws`, svc_chat/ws/server.py).
+# Its route upgrades to a WebSocket (upgrade_configs on this route only), never times
+# out a connection (timeout 0s: a chat socket is open for as long as the stream), and
+# reaps a tunnel that carried nothing, not even svc_chat's 20 s pings, for
+# CHAT_WS_IDLE_TIMEOUT. jwt_authn requires no token there: a browser cannot send an
+# Authorization header on a WebSocket, so the handshake carries a single-use ticket
+# (`?ticket=`, CreateChatTicket) or the JWT as a subprotocol (`bearer.<jwt>`), and
+# svc_chat checks either before the upgrade (401). A client that does send an
+# Authorization header still has it verified here (allow_missing).
+CHAT_WS_PREFIX = "/api/v1/streams/"
+CHAT_WS_IDLE_TIMEOUT = "300s"
 # Access log lines reach stdout within half a second (Envoy's default: 10 s).
 FLUSH_ARGS = ("--file-flush-interval-msec", "500")
 
@@ -222,6 +235,7 @@ class EnvoySettings:
     service_ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     media_port: int = 8090
     upload_http_port: int = 50061  # svc_upload's tus endpoint (HTTP/1.1)
+    chat_ws_port: int = 50065  # svc_chat's chat WebSocket (HTTP/1.1 upgrade)
     otlp_port: int = 4317
     descriptor: Path = DESCRIPTOR
     jwks_path: Path = field(default_factory=lambda: AuthConfig().jwks_path)
@@ -340,6 +354,17 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
             "route": {"cluster": "upload_http", "timeout": "0s", "idle_timeout": "300s"},
         },
         {
+            # Live chat over a WebSocket, served by svc_chat over HTTP/1.1 (CHAT_WS_PREFIX).
+            "name": "chat_ws",
+            "match": {"prefix": CHAT_WS_PREFIX},
+            "route": {
+                "cluster": "chat_ws",
+                "timeout": "0s",
+                "idle_timeout": CHAT_WS_IDLE_TIMEOUT,
+                "upgrade_configs": [{"upgrade_type": "websocket"}],
+            },
+        },
+        {
             "name": "media",
             "match": {"prefix": "/media/"},
             "route": {"cluster": "media_origin", "timeout": "30s"},
@@ -445,6 +470,19 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
                 rules=[
                     {"match": {"prefix": "/media/"}},
                     {"match": {"prefix": "/grpc.health.v1.Health/"}},
+                    {
+                        # The chat WebSocket: svc_chat authenticates the handshake (ticket
+                        # or `bearer.<jwt>` subprotocol); a bearer header is still checked.
+                        "match": {"prefix": CHAT_WS_PREFIX},
+                        "requires": {
+                            "requires_any": {
+                                "requirements": [
+                                    {"provider_name": "reels"},
+                                    {"allow_missing": {}},
+                                ]
+                            }
+                        },
+                    },
                     {
                         # tus discovery (Tus-Version, Tus-Extension, ...) is public.
                         "match": {
@@ -638,6 +676,7 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
     clusters = [_cluster(f"svc_{key}", settings.service_ports[key]) for key in SERVICE_NAMES]
     clusters.append(_cluster("media_origin", settings.media_port, http2=False, health=False))
     clusters.append(_cluster("upload_http", settings.upload_http_port, http2=False, health=False))
+    clusters.append(_cluster("chat_ws", settings.chat_ws_port, http2=False, health=False))
     clusters.append(_cluster("otel_collector", settings.otlp_port, health=False))
     return {
         "admin": {
@@ -740,6 +779,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> EnvoySettings:
         service_ports=front.service_ports(env),
         media_port=front.media_port,
         upload_http_port=front.upload_http_port,
+        chat_ws_port=front.chat_ws_port,
         otlp_port=front.otlp_port,
         rate_limit_tokens=front.rate_limit_tokens,
         cors_origins=list(front.cors_origins),

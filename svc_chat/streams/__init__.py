@@ -1,24 +1,13 @@
-"""svc_chat's streams part (see svc_chat.parts)."""
+"""svc_chat's streams part (see svc_chat.parts and svc_chat.streams.part)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from svc_chat.parts import Context
+from svc_chat.streams.model import StreamInfo
+from svc_chat.streams.part import StreamsPart
+
+__all__ = ["StreamInfo", "StreamsPart", "build"]
 
 
-class StreamsPart:
-    """Placeholder until the part is written: starts and stops nothing."""
-
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-
-    async def start(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
-
-
-def build(ctx: Context) -> Any:
+def build(ctx: Context) -> StreamsPart:
     return StreamsPart(ctx)

@@ -78,7 +78,7 @@ CALLS = {
 IMPLEMENTED = {"rank"}
 # Implemented services whose representative call names nothing that exists: the answer
 # still comes from the service itself (e.g. TranscodeService: job "j-1" is not a job).
-NOT_FOUND = {"transcode", "upload", "stream"}
+NOT_FOUND = {"transcode", "upload", "stream", "chat"}
 HTTP_STATUS = {grpc.StatusCode.UNIMPLEMENTED: 501, grpc.StatusCode.NOT_FOUND: 404}
 
 

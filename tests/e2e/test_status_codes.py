@@ -142,7 +142,7 @@ async def test_failed_precondition_is_400_code_9_and_failed_precondition_in_the_
     [
         ("/api/v1/reels?limit=5000", grpc.StatusCode.INVALID_ARGUMENT),
         (f"/api/v1/transcode/jobs/{uuid.uuid4()}", grpc.StatusCode.NOT_FOUND),
-        ("/api/v1/live/s-1", grpc.StatusCode.UNIMPLEMENTED),
+        ("/api/v1/live/s-1", grpc.StatusCode.NOT_FOUND),
         ("/api/v1/reels?limit=2", grpc.StatusCode.OK),
     ],
     ids=lambda v: v.name if isinstance(v, grpc.StatusCode) else None,

@@ -1,0 +1,63 @@
+"""What CreateStream accepts: a stream's title, description and tags, normalised.
+
+Pure: no I/O. Every text goes through ``reels.text`` (NFC, refused control and bidi
+override characters, trimmed) before its limit is checked; limits count code points.
+All problems of one request are reported together (one INVALID_ARGUMENT with a
+BadRequest violation per field).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from reels import errors, text
+
+TITLE_MAX_CHARS = 200
+DESCRIPTION_MAX_CHARS = 2000
+TAGS_MAX = 10
+
+
+@dataclass(frozen=True)
+class NewStream:
+    title: str
+    description: str
+    tags: list[str]
+
+
+def new_stream(title: str, description: str, tags: Iterable[str]) -> NewStream:
+    """The normalised fields, or INVALID_ARGUMENT naming every bad one.
+
+    title: 1..200 characters on one line; description: at most 2,000 (line breaks
+    kept); tags: at most 10 distinct hashtags of 1..50 letters, digits or ``_`` (a
+    leading ``#`` is dropped; compared and stored casefolded: ``reels.text``).
+    """
+    problems: list[text.TextError] = []
+    clean_title = clean_description = ""
+    clean_tags: list[str] = []
+    try:
+        clean_title = text.normalise_text(title, field="title", max_chars=TITLE_MAX_CHARS)
+    except text.TextError as exc:
+        problems.append(exc)
+    try:
+        clean_description = text.normalise_text(
+            description,
+            field="description",
+            max_chars=DESCRIPTION_MAX_CHARS,
+            allow_newlines=True,
+            required=False,
+        )
+    except text.TextError as exc:
+        problems.append(exc)
+    try:
+        clean_tags = text.normalise_hashtags(list(tags), max_count=TAGS_MAX, field="tags")
+    except text.TextError as exc:
+        problems.append(exc)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise errors.InvalidArgument(
+            "; ".join(p.message for p in problems),
+            [v for p in problems for v in p.violations],
+        )
+    return NewStream(clean_title, clean_description, clean_tags)
