@@ -41,10 +41,21 @@ class RunningServer:
     health: health.aio.HealthServicer
     service_names: list[str]
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    on_drain: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    """Run after health turns NOT_SERVING and before the server waits out its grace:
+    an app ends its long-lived streams here (chat subscriptions), so the drain does
+    not wait the whole grace period for calls that never end by themselves."""
 
     async def stop(self, grace: float = 5.0) -> None:
         for name in [*self.service_names, ""]:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        for hook in self.on_drain:
+            try:
+                await asyncio.wait_for(hook(), timeout=grace)
+            except TimeoutError:
+                log.warning("drain hook timed out", extra={"fields": {"hook": repr(hook)}})
+            except Exception:
+                log.exception("drain hook failed")
         await self.server.stop(grace)
         for hook in self.on_stop:
             # A hook waiting on a dead dependency (broker gone, say) must not keep
@@ -224,6 +235,9 @@ async def run_app(app: ServiceApp, *, port: int | None = None) -> RunningServer:
         await app.stop()
         raise
     running.on_stop.append(app.stop)
+    drain = getattr(app, "drain", None)
+    if drain is not None:
+        running.on_drain.append(drain)
 
     async def report(healthy: bool) -> None:
         status = (

@@ -168,6 +168,7 @@ def ports() -> dict[str, int]:
         **{f"svc_{svc}": port for svc, port in front.service_ports().items()},
         "svc_upload-tus": front.upload_http_port,
         "svc_stream-media": front.media_port,
+        "svc_chat-ws": front.chat_ws_port,
         "envoy": front.port,
         "envoy-admin": front.admin_port,
     }

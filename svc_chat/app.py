@@ -64,6 +64,13 @@ class App(AppBase):
             )
         ]
 
+    async def drain(self) -> None:
+        """Before the gRPC drain: end every chat subscription now (UNAVAILABLE: the
+        client resubscribes with its last offset, on another instance), so the drain
+        does not wait its whole grace period on streams that never end by themselves."""
+        if self.ctx is not None and self.ctx.chat is not None:
+            await self.ctx.chat.hub.close()
+
     async def stop(self) -> None:
         for part in reversed(self.parts):
             await part.stop()

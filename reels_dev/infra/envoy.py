@@ -126,7 +126,27 @@ class LocalReply:
 
 
 _TRANSCODE = "response.code_details"
+# A plain HTTP request (JSON API, tus, WebSocket handshake): gRPC and gRPC-web callers
+# get Envoy's own gRPC form of a local reply (grpc-status, no body), left alone. By
+# the time jwt_authn answers, the transcoder has rewritten a JSON call into a gRPC one
+# (content type, path, te), keeping its path in x-envoy-original-path.
+_HTTP_CALLER = (
+    '("x-envoy-original-path" in request.headers || request.path.startsWith("/api/"))'
+)
 LOCAL_REPLIES = (
+    # jwt_authn's refusals ("Jwt is missing", "Jwt is expired", "Audiences in Jwt are not
+    # allowed"...; the only filter here that answers 401/403 itself) in the services'
+    # JSON error form: UNAUTHENTICATED (401) or PERMISSION_DENIED (403), Envoy's message.
+    LocalReply(
+        "unauthenticated",
+        f"response.code == 401 && {_HTTP_CALLER}",
+        code=16,
+    ),
+    LocalReply(
+        "permission_denied",
+        f"response.code == 403 && {_HTTP_CALLER}",
+        code=7,
+    ),
     # Request body over the transcoder's buffer (the connection's buffer limit): 413 says
     # it plainly; RESOURCE_EXHAUSTED is what gRPC answers for a message over its limit.
     # The one kind whose HTTP status is not the transcoder's mapping of its code (429).

@@ -208,7 +208,17 @@ class StreamsPart:
     ) -> chat_pb2.GetStreamResponse:
         stream = await self._get(_stream_id(request.stream_id))
         counts = await self._counts(stream)
-        return chat_pb2.GetStreamResponse(stream=stream_proto(stream, self.settings, counts))
+        out = stream_proto(stream, self.settings, counts)
+        modes = getattr(self.ctx.chat, "modes", None)  # the chat part's, in Redis
+        if modes is not None:
+            try:
+                slow_s, followers_only = await modes(stream.stream_id)
+            except Exception as exc:  # noqa: BLE001 - chat modes are extra, not the stream
+                log.warning("chat modes of %s unavailable: %r", stream.stream_id, exc)
+            else:
+                out.slow_mode.FromNanoseconds(int(round(slow_s * 1e9)))
+                out.followers_only = followers_only
+        return chat_pb2.GetStreamResponse(stream=out)
 
     async def ListStreams(  # noqa: N802
         self, request: chat_pb2.ListStreamsRequest, context: Ctx

@@ -177,6 +177,20 @@ async def test_unauthenticated_answers_are_readable_by_the_page(envoy: EnvoySett
         async with http.get(url, headers={"origin": ORIGIN}) as resp:
             assert resp.status == 401
             assert resp.headers.get("access-control-allow-origin") == ORIGIN
+            # The services' JSON error form, not Envoy's text/plain "Jwt is missing".
+            assert resp.headers["content-type"].startswith("application/json")
+            body = await resp.json()
+            assert body["code"] == 16 and "Jwt is missing" in body["message"]
+            assert resp.headers["grpc-status"] == "16"
+        expired = mint_token("cors-user", ttl_seconds=-600)
+        async with http.get(url, headers={"authorization": f"Bearer {expired}"}) as resp:
+            assert resp.status == 401
+            assert (await resp.json())["code"] == 16
+        foreign = mint_token("cors-user", audience="someone-else")
+        async with http.get(url, headers={"authorization": f"Bearer {foreign}"}) as resp:
+            assert resp.status == 403
+            body = await resp.json()
+            assert body["code"] == 7 and "Audiences" in body["message"]
 
 
 async def test_options_that_is_no_preflight_is_not_a_route(envoy: EnvoySettings) -> None:
