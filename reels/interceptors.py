@@ -182,7 +182,9 @@ def _record(method: str, started: float, code: grpc.StatusCode) -> None:
     elapsed_ms = (time.perf_counter() - started) * 1000
     attrs = {"rpc.method": method, "rpc.grpc.status_code": code.name}
     rpc_server_duration.record(elapsed_ms, attrs)
-    level = logging.INFO if code == grpc.StatusCode.OK else logging.WARNING
+    level = (
+        logging.INFO if code in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED) else logging.WARNING
+    )
     if level == logging.INFO and method.startswith(PUBLIC_PREFIXES):
         level = logging.DEBUG  # Envoy health-checks every service every few seconds
     log.log(
@@ -193,6 +195,9 @@ def _record(method: str, started: float, code: grpc.StatusCode) -> None:
 
 
 def _code_of(exc: BaseException, context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+    if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+        # The client went away (a viewer closing the chat, a deadline): not our fault.
+        return grpc.StatusCode.CANCELLED
     if isinstance(exc, NotImplementedError):
         return grpc.StatusCode.UNIMPLEMENTED
     if isinstance(exc, errors.ReelsError):

@@ -143,6 +143,13 @@ async def start_server(
             {
                 "grpc.max_receive_message_length": 16 * 1024 * 1024,
                 "grpc.so_reuseport": 0,
+                # Above Envoy's request-header limit (75 KiB, the tus metadata): an
+                # oversized path or id reaches the service, which says what is wrong
+                # (INVALID_ARGUMENT / NOT_FOUND), instead of gRPC's metadata limit
+                # (16 KiB) answering RESOURCE_EXHAUSTED — a 429 "retry later" listing
+                # our headers.
+                "grpc.max_metadata_size": 256 * 1024,
+                "grpc.absolute_max_metadata_size": 256 * 1024,
                 **dict(options),
             }.items()
         ),

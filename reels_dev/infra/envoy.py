@@ -130,9 +130,7 @@ _TRANSCODE = "response.code_details"
 # get Envoy's own gRPC form of a local reply (grpc-status, no body), left alone. By
 # the time jwt_authn answers, the transcoder has rewritten a JSON call into a gRPC one
 # (content type, path, te), keeping its path in x-envoy-original-path.
-_HTTP_CALLER = (
-    '("x-envoy-original-path" in request.headers || request.path.startsWith("/api/"))'
-)
+_HTTP_CALLER = '("x-envoy-original-path" in request.headers || request.path.startsWith("/api/"))'
 LOCAL_REPLIES = (
     # jwt_authn's refusals ("Jwt is missing", "Jwt is expired", "Audiences in Jwt are not
     # allowed"...; the only filter here that answers 401/403 itself) in the services'
@@ -652,7 +650,9 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
                             # The client's method: the transcoder rewrites it to POST
                             # and keeps the original in x-envoy-original-method.
                             "method": "%REQ(X-ENVOY-ORIGINAL-METHOD?:METHOD)%",
-                            "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+                            # Without the query string: it may carry a secret
+                            # (the chat WebSocket's single-use ?ticket=) or a cursor.
+                            "path": "%REQ_WITHOUT_QUERY(X-ENVOY-ORIGINAL-PATH?:PATH)%",
                             "status": "%RESPONSE_CODE%",
                             "grpc_status": "%GRPC_STATUS%",
                             "ms": "%DURATION%",
@@ -660,7 +660,16 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
                             "flags": "%RESPONSE_FLAGS%",
                             "details": "%RESPONSE_CODE_DETAILS%",
                             "trace": "%REQ(TRACEPARENT)%",
-                        }
+                        },
+                        "formatters": [
+                            {
+                                "name": "envoy.formatter.req_without_query",
+                                "typed_config": _typed(
+                                    "envoy.extensions.formatter.req_without_query.v3"
+                                    ".ReqWithoutQuery"
+                                ),
+                            }
+                        ],
                     },
                 ),
             }

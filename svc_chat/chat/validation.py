@@ -3,13 +3,14 @@
 Chat text goes through :func:`reels.text.normalise_text` as a **single-line** field
 (docs: "Text people type"): a chat line is one line in every chat UI (Twitch, YouTube,
 Owncast), so line breaks and tabs become spaces and runs of spaces collapse; NFC is
-applied, controls and bidi overrides are refused, zero-width and other invisible
+applied, control characters are stripped, bidi overrides are refused, zero-width and other invisible
 characters are stripped at the edges, and a text with nothing visible is empty. The
 length (1..``max_chars``, 500 by default) is counted in code points after that.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from google.protobuf import duration_pb2
@@ -43,10 +44,20 @@ def stream_id(value: str) -> str:
     return value
 
 
+# C0 and C1 control characters other than the whitespace ones (which the single-line
+# normaliser turns into spaces).
+_CONTROLS = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+
+
 def message_text(value: str, max_chars: int) -> str:
-    """The normalised chat text, or INVALID_ARGUMENT naming ``text`` and why."""
+    """The normalised chat text, or INVALID_ARGUMENT naming ``text`` and why.
+
+    Chat strips control characters (issue 10: "control characters are stripped") before
+    the shared normaliser, which elsewhere refuses them: a stray BEL or ESC pasted into a
+    chat line is noise, not an attack; bidi overrides are still refused (they change what
+    the rest of the line looks like)."""
     return normalise_text(
-        value,
+        _CONTROLS.sub("", value),
         field="text",
         label="message",
         max_chars=max_chars,
@@ -67,9 +78,9 @@ def client_message_id(value: str) -> str:
             f"client_message_id is longer than {MAX_CLIENT_MESSAGE_ID} characters",
             [("client_message_id", f"is longer than {MAX_CLIENT_MESSAGE_ID} characters")],
         )
-    if not value.isprintable():
+    if not value.isprintable() or not value.strip():
         raise errors.InvalidArgument(
-            f"client_message_id has a character that is not printable: {shown(value)}",
+            f"client_message_id must be printable and not blank: {shown(value)}",
             [("client_message_id", "must be printable characters")],
         )
     return value

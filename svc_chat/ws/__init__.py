@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import timestamp_pb2
-from reels.v1 import chat_pb2
+from reels.v1 import chat_pb2, common_pb2
 
 from reels import errors
 from reels.auth import AuthError, TokenVerifier, current_token, current_user
@@ -69,15 +69,21 @@ class WsPart:
         return Viewer(user, display_name(claims, user))
 
     async def _check_stream(self, stream_id: str) -> None:
-        if await self.ctx.streams.info(stream_id) is None:
+        info = await self.ctx.streams.info(stream_id)
+        if info is None:
             raise errors.NotFound("stream", stream_id)
+        if info.state == common_pb2.LIVE_STREAM_STATE_ENDED:
+            raise errors.FailedPrecondition(
+                f"stream {stream_id} has ENDED: its chat is closed (GetChatHistory still reads it)"
+            )
 
     async def CreateChatTicket(  # noqa: N802
         self, request: chat_pb2.CreateChatTicketRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.CreateChatTicketResponse:
         """A ticket for ``/api/v1/streams/{stream_id}/chat/ws?ticket=`` (single use,
         ``REELS_CHAT_TICKET_TTL_S`` seconds). Errors: INVALID_ARGUMENT (no stream_id),
-        NOT_FOUND (no such stream), UNAUTHENTICATED."""
+        NOT_FOUND (no such stream), FAILED_PRECONDITION (the stream ended),
+        UNAUTHENTICATED."""
         stream_id = request.stream_id.strip()
         if not stream_id:
             raise errors.InvalidArgument("stream_id is required", [("stream_id", "required")])

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -56,6 +57,9 @@ from svc_chat.ws.settings import WebSocketSettings
 from svc_chat.ws.tickets import TicketBook, Viewer
 
 log = logging.getLogger(__name__)
+# aiohttp's websocket logger warns with the client's offered subprotocols, which may hold
+# a `bearer.<jwt>`: never at a level that reaches the logs.
+logging.getLogger("aiohttp.websocket").setLevel(logging.ERROR)
 
 PATH = "/api/v1/streams/{stream_id}/chat/ws"
 ROUTE_NAME = "GET /api/v1/streams/{stream_id}/chat/ws"
@@ -91,6 +95,22 @@ async def _json_route_errors(
             status=405,
             headers={"Allow": "GET"},
         )
+
+
+SEND_BUFFER_BYTES = 64 * 1024
+"""The kernel's send buffer per chat socket. Linux grows it to megabytes by default,
+which hid a client that stopped reading behind thousands of queued frames: with 64 KiB
+a non-reader fills it within a few hundred frames, the subscription's bounded queue
+(256) fills next, and the client is dropped as a slow consumer."""
+
+
+def _small_send_buffer(request: web.Request) -> None:
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+        except OSError as exc:  # not a TCP socket (tests' pipes): nothing to bound
+            log.debug("chat socket send buffer unchanged: %r", exc)
 
 
 class ChatSocketServer:
@@ -201,6 +221,18 @@ class ChatSocketServer:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         stream_id = request.match_info["stream_id"]
+        offered = protocol.offered_protocols(request.headers.get("Sec-WebSocket-Protocol"))
+        if offered and protocol.SUBPROTOCOL not in offered:
+            # Refused here, before aiohttp's handshake: it would log the offered
+            # subprotocols, and a `bearer.<jwt>` one is a credential.
+            return web.json_response(
+                {
+                    "code": "INVALID_ARGUMENT",
+                    "message": f"offer the subprotocol '{protocol.SUBPROTOCOL}' "
+                    "(with 'bearer.<jwt>' if you authenticate that way)",
+                },
+                status=400,
+            )
         ws = web.WebSocketResponse(
             protocols=(protocol.SUBPROTOCOL,),
             heartbeat=self.settings.heartbeat_seconds or None,
@@ -245,6 +277,7 @@ class ChatSocketServer:
                             span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
                         return refusal
                     viewer, subscription, frames, first = opened
+                    _small_send_buffer(request)
                     await ws.prepare(request)
                     span.set_attribute("http.response.status_code", 101)
                     span.set_attribute("enduser.id", viewer.user_id)
@@ -379,11 +412,16 @@ class Connection:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the subscription failed: say so, close
+            await self.send(protocol.error_frame(exc))
+            if isinstance(exc, errors.Unavailable):
+                # This server is draining (the hub ended every subscription): 1001,
+                # reconnect with recovery, as documented in protocol.py.
+                await self.close(protocol.CLOSE_GOING_AWAY)
+                return
             log.warning(
                 "chat subscription failed",
                 extra={"fields": {"stream_id": self.stream_id, "error": repr(exc)}},
             )
-            await self.send(protocol.error_frame(exc))
             await self.close(
                 protocol.CLOSE_TRY_AGAIN_LATER if is_outage(exc) else protocol.CLOSE_INTERNAL_ERROR
             )

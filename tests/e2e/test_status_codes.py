@@ -344,3 +344,24 @@ async def test_a_service_answer_that_is_not_its_message_is_500_internal(
     settings, log = broken_rank
     status, body, trace_id, headers = await _call(settings, "/api/v1/reels?limit=2", **_auth())
     await _agree(log, trace_id, "GET", status, body, headers, grpc.StatusCode.INTERNAL)
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "statuses"),
+    [
+        ("/api/v1/live/" + "a" * 15_000, "GET", {404}),
+        ("/api/v1/live/" + "a" * 20_000 + ":start", "POST", {404}),
+        ("/api/v1/reels?cursor=" + "A" * 50_000, "GET", {400}),
+        ("/api/v1/creators/" + "c" * 20_000 + "/see-fewer", "POST", {400}),
+    ],
+    ids=["long-stream-id", "long-stream-id-start", "long-cursor", "long-creator-id"],
+)
+async def test_oversized_paths_are_the_clients_fault_not_retry_later(
+    path: str, method: str, statuses: set[int], logged_envoy: tuple[EnvoySettings, Path]
+) -> None:
+    """A 15-50 KB path is below Envoy's header limit but was above gRPC's metadata limit
+    (16 KiB): the service answered RESOURCE_EXHAUSTED, a 429 listing our headers."""
+    settings, _ = logged_envoy
+    status, body, _, _ = await _call(settings, path, method=method, data="{}", **_auth())
+    assert status in statuses, body
+    assert "metadata" not in body.get("message", "") and len(body.get("message", "")) < 400

@@ -35,24 +35,37 @@ def test_empty_and_invisible_only_messages_are_refused_as_empty(text: str) -> No
     assert caught.value.message.startswith("message is empty")
 
 
-@pytest.mark.parametrize(
-    ("text", "why"),
-    [
-        ("evil\u202etxt.exe", "bidirectional embedding or override"),
-        ("bell\x07", "control character"),
-    ],
-)
-def test_controls_and_bidi_overrides_are_refused_naming_the_code_point(text: str, why: str) -> None:
+def test_bidi_overrides_are_refused_naming_the_code_point() -> None:
     with pytest.raises(errors.InvalidArgument) as caught:
-        validation.message_text(text, 500)
-    assert why in caught.value.message
-    assert "U+" in caught.value.message
+        validation.message_text("evil\u202etxt.exe", 500)
+    assert "bidirectional embedding or override" in caught.value.message
+    assert "U+202E" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [("bell\x07", "bell"), ("a\x00b\x1bc\x7fd\x85e", "abcde"), ("tab\tand\nline", "tab and line")],
+)
+def test_control_characters_are_stripped(text: str, kept: str) -> None:
+    """Issue 10: "control characters are stripped" (line breaks and tabs: spaces)."""
+    assert validation.message_text(text, 500) == kept
+
+
+def test_a_message_of_only_control_characters_is_empty() -> None:
+    with pytest.raises(errors.InvalidArgument) as caught:
+        validation.message_text("\x07\x1b\x00", 500)
+    assert caught.value.message.startswith("message is empty")
 
 
 def test_client_message_id_is_required_bounded_and_printable() -> None:
     assert validation.client_message_id("7f3c-01") == "7f3c-01"
     assert validation.client_message_id("x" * 64) == "x" * 64
-    for bad, why in [("", "required"), ("x" * 65, "longer than 64"), ("a\nb", "not printable")]:
+    for bad, why in [
+        ("", "required"),
+        ("x" * 65, "longer than 64"),
+        ("a\nb", "printable"),
+        ("   ", "not blank"),
+    ]:
         with pytest.raises(errors.InvalidArgument) as caught:
             validation.client_message_id(bad)
         assert why in caught.value.message

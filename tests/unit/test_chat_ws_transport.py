@@ -14,6 +14,7 @@ import base64
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import socket
 import time
@@ -251,6 +252,20 @@ async def test_a_jwt_offered_as_a_subprotocol_authenticates_and_is_not_echoed(h:
                 f"{h.url}/{STREAM}/chat/ws", protocols=("reels.chat.v1", "bearer.not-a-jwt")
             )
         assert info.value.status == 401
+
+
+async def test_a_bearer_without_the_chat_subprotocol_is_400_and_never_logged(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp's handshake logs offered subprotocols it does not speak: a browser that
+    forgot 'reels.chat.v1' must not put its JWT in the log."""
+    token = mint_token("carol")
+    caplog.set_level(logging.DEBUG)
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            await http.ws_connect(f"{h.url}/{STREAM}/chat/ws", protocols=(f"bearer.{token}",))
+    assert info.value.status == 400
+    assert token not in caplog.text and token[-20:] not in caplog.text
 
 
 async def test_an_unknown_stream_or_a_banned_user_is_refused_before_the_upgrade(
