@@ -10,6 +10,7 @@ own users so served histories never mix.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
@@ -202,17 +203,23 @@ class FeedHarness:
         assert reply.accepted_count == len(events), reply
 
 
-@pytest.fixture(scope="module")
-async def harness(
-    kafka: TansuBroker, tmp_path_factory: pytest.TempPathFactory
+@contextlib.asynccontextmanager
+async def open_harness(
+    kafka: TansuBroker,
+    root: Path,
+    *,
+    triton_addr: str | None = None,
+    **rank_overrides: Any,
 ) -> AsyncIterator[FeedHarness]:
+    """A throwaway migrated database and Redis prefix, svc_stream and svc_rank Apps
+    served on free ports, consumers joined and Milvus open; everything removed after.
+    ``triton_addr``: a Triton for svc_rank (default: none, the rule scorer ranks)."""
     ensure_dev_keys()
     url = _test_database_url()
     await create_database(url)
     await migrate(url)
     prefix = f"reels-test-{uuid.uuid4().hex[:8]}:"
     await kafka.create_topics(*TOPICS)
-    root = tmp_path_factory.mktemp("feed")
     stream_app = build_stream(
         stream_settings(
             database_url=url,
@@ -223,15 +230,19 @@ async def harness(
         )
     )
     stream_server = await run_app(stream_app, port=0)
-    rank_app = build_rank(
-        rank_settings(
-            database_url=url,
-            kafka_bootstrap=kafka.bootstrap,
-            redis_prefix=prefix,
-            milvus_path=root / "milvus" / "feed.db",
-            stream_addr=f"127.0.0.1:{stream_server.port}",
-        )
+    settings = rank_settings(
+        database_url=url,
+        kafka_bootstrap=kafka.bootstrap,
+        redis_prefix=prefix,
+        milvus_path=root / "milvus" / "feed.db",
+        stream_addr=f"127.0.0.1:{stream_server.port}",
+        **rank_overrides,
     )
+    if triton_addr is not None:
+        settings = dataclasses.replace(
+            settings, platform=dataclasses.replace(settings.platform, triton_addr=triton_addr)
+        )
+    rank_app = build_rank(settings)
     rank_server = await run_app(rank_app, port=0)
     harness = FeedHarness(
         rank_app,
@@ -253,6 +264,24 @@ async def harness(
 
     try:
         await eventually(ready, 60, "consumers did not join / Milvus did not open")
+        yield harness
+    finally:
+        await harness.channel.close()
+        await harness.stream_channel.close()
+        await rank_server.stop(1.0)
+        if harness.stream_server is not None:
+            await harness.stream_server.stop(1.0)
+        redis = redis_client()
+        await delete_prefix(redis, prefix)
+        await redis.aclose()
+        await drop_database(url)
+
+
+@pytest.fixture(scope="module")
+async def harness(
+    kafka: TansuBroker, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[FeedHarness]:
+    async with open_harness(kafka, tmp_path_factory.mktemp("feed")) as harness:
         # 12 videos by 6 creators: 0-5 near one direction ("cats"), 6-11 random.
         rng = np.random.default_rng(7)
         cats = unit(rng.normal(size=DIM))
@@ -269,16 +298,6 @@ async def harness(
             ids.append(vid)
         await harness.wait_published(ids)
         yield harness
-    finally:
-        await harness.channel.close()
-        await harness.stream_channel.close()
-        await rank_server.stop(1.0)
-        if harness.stream_server is not None:
-            await harness.stream_server.stop(1.0)
-        redis = redis_client()
-        await delete_prefix(redis, prefix)
-        await redis.aclose()
-        await drop_database(url)
 
 
 def ids_of(reply: Any) -> list[str]:

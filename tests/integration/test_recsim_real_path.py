@@ -52,7 +52,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-import grpc
 import numpy as np
 import pytest
 import redis.asyncio as aioredis
@@ -66,23 +65,16 @@ from recsim.logs import EventLog, simulate_logs
 from recsim.metrics import ndcg_vs_oracle, paired_bootstrap_ci
 from recsim.world import World, WorldConfig, make_world
 from reels import embedding_space, topics
-from reels.cache import delete_prefix, redis_client
-from reels.db.engine import create_database, drop_database
-from reels.db.migrate import migrate
+from reels.cache import redis_client
 from reels.events import EVENT_ID_HEADER, EventProducer
 from reels.model_client import TEXT_EMBEDDING_MODEL, VISUAL_EMBEDDING_MODEL
-from reels.server import run_app
 from reels_dev.infra.process import free_port
 from reels_dev.infra.triton import MODEL_REPOSITORY, triton_process
-from reels_dev.keys import ensure_dev_keys
-from svc_rank.app import build as build_rank
 from svc_rank.index.user_state import pair_key, user_key, video_key
 from svc_rank.models import RankFollow, RankVideo
-from svc_stream.app import build as build_stream
 from svc_transcode.embeddings import TritonEmbedder, VideoEmbeddings, video_text
-from tests.fixtures.infra import _test_database_url
-from tests.fixtures.stream import player_event, stream_settings, ts
-from tests.integration.test_feed import TOPICS, FeedHarness, rank_settings
+from tests.fixtures.stream import player_event, ts
+from tests.integration.test_feed import FeedHarness, open_harness
 from tests.polling import eventually
 
 if TYPE_CHECKING:
@@ -385,99 +377,48 @@ async def real(
     started = time.monotonic()
     world = make_world(WORLD)
     log = simulate_logs(world)
-    ensure_dev_keys()
-    url = _test_database_url()
-    await create_database(url)
-    await migrate(url)
-    prefix = f"reels-test-{uuid.uuid4().hex[:8]}:"
-    await kafka.create_topics(*TOPICS)
-    root = tmp_path_factory.mktemp("recsim")
-    stream_app = build_stream(
-        stream_settings(
-            database_url=url,
-            kafka_bootstrap=kafka.bootstrap,
-            chdb_path=root / "chdb",
-            redis_prefix=prefix,
-            sink_linger_s=0.05,
-        )
-    )
-    stream_server = await run_app(stream_app, port=0)
-    settings = rank_settings(
-        database_url=url,
-        kafka_bootstrap=kafka.bootstrap,
-        redis_prefix=prefix,
-        milvus_path=root / "milvus" / "recsim.db",
-        stream_addr=f"127.0.0.1:{stream_server.port}",
-        served_window_s=7 * 86400.0,  # the logged days: the simulator never re-serves
-    )
-    settings = dataclasses.replace(
-        settings,
-        platform=dataclasses.replace(settings.platform, triton_addr=f"127.0.0.1:{triton}"),
-        ranker_timeout_s=10.0,  # a fresh Triton's first inference warms the model up
-    )
-    rank_app = build_rank(settings)
-    rank_server = await run_app(rank_app, port=0)
-    harness = FeedHarness(
-        rank_app,
-        rank_server,
-        stream_app,
-        stream_server,
+    async with open_harness(
         kafka,
-        grpc.aio.insecure_channel(f"127.0.0.1:{rank_server.port}"),
-        grpc.aio.insecure_channel(f"127.0.0.1:{stream_server.port}"),
-        {},
-        {},
-    )
-    redis = redis_client()
-    try:
-
-        async def ready() -> bool:
-            owners = (rank_app.catalog, rank_app.engagement, rank_app.watches, stream_app.catalog)
-            joined = all(o.active_consumer and o.active_consumer.assigned.is_set() for o in owners)
-            sink = stream_app.sink_consumer
-            return joined and rank_app.vectors.available and sink is not None
-
-        vectors, _ = await asyncio.gather(
-            _embed_world(world, triton), eventually(ready, 60, "consumers / Milvus not ready")
-        )
-        embedded = time.monotonic()
-        real = RealWorld(
-            world,
-            log,
-            harness,
-            datetime.now(UTC),
-            np.flatnonzero(world.publish_day < EVAL_T),
-            vectors,
-            redis,
-            0,
-            0,
-            0,
-        )
-        await _publish(real)
-        ids = [video_id(int(v)) for v in real.live]
-        await harness.wait_published(ids)
-        n_live = len(ids)
-        await eventually(
-            lambda: _true(rank_app.vectors.indexed >= n_live), 30, "vectors not in Milvus"
-        )
-        await _replay_logs(real)
-        await _wait_applied(real)
-        print(
-            f"\n[recsim real path] world {WORLD.n_users} users x {n_live} live videos, "
-            f"{len(log)} logged impressions -> {real.player_events} player events, "
-            f"{real.engagements} likes/shares/comments, {real.follows} follows; "
-            f"set-up {time.monotonic() - started:.1f}s "
-            f"(embedding done at {embedded - started:.1f}s)"
-        )
-        yield real
-    finally:
-        await harness.channel.close()
-        await harness.stream_channel.close()
-        await rank_server.stop(1.0)
-        await stream_server.stop(1.0)
-        await delete_prefix(redis, prefix)
-        await redis.aclose()
-        await drop_database(url)
+        tmp_path_factory.mktemp("recsim"),
+        triton_addr=f"127.0.0.1:{triton}",
+        served_window_s=7 * 86400.0,  # the logged days: the simulator never re-serves
+        ranker_timeout_s=10.0,  # a fresh Triton's first inference warms the model up
+    ) as harness:
+        redis = redis_client()
+        try:
+            vectors = await _embed_world(world, triton)
+            embedded = time.monotonic()
+            real = RealWorld(
+                world,
+                log,
+                harness,
+                datetime.now(UTC),
+                np.flatnonzero(world.publish_day < EVAL_T),
+                vectors,
+                redis,
+                0,
+                0,
+                0,
+            )
+            await _publish(real)
+            ids = [video_id(int(v)) for v in real.live]
+            await harness.wait_published(ids)
+            n_live = len(ids)
+            await eventually(
+                lambda: _true(harness.rank.vectors.indexed >= n_live), 30, "vectors not in Milvus"
+            )
+            await _replay_logs(real)
+            await _wait_applied(real)
+            print(
+                f"\n[recsim real path] world {WORLD.n_users} users x {n_live} live videos, "
+                f"{len(log)} logged impressions -> {real.player_events} player events, "
+                f"{real.engagements} likes/shares/comments, {real.follows} follows; "
+                f"set-up {time.monotonic() - started:.1f}s "
+                f"(embedding done at {embedded - started:.1f}s)"
+            )
+            yield real
+        finally:
+            await redis.aclose()
 
 
 async def _true(value: bool) -> bool:
