@@ -312,23 +312,26 @@ async def test_a_subscriber_that_never_reads_is_dropped_and_the_others_keep_rece
     stalled = grpc.aio.insecure_channel(
         f"127.0.0.1:{harness.servers[0].port}", options=[("grpc.http2.bdp_probe", 0)]
     )
-    stuck = chat_pb2_grpc.ChatServiceStub(stalled).SubscribeChat(
-        K.SubscribeChatRequest(stream_id=sid), metadata=harness.auth("stuck")
-    )
-    fine = harness.subscribe(0, "fine", sid)
-    start = (await read(stuck, 1))[0].joined.offset
-    await read(fine, 1)
-    hub = harness.apps[0].ctx.chat.hub  # type: ignore[union-attr]
-    dropped = hub.stats.slow_consumers
-    reader = asyncio.create_task(read(fine, 300, within=30))
-    text = "\U0001f600" * 500  # 500 characters, 2 kB
-    for batch in range(15):  # 300 messages (600 kB) from 15 users
-        await asyncio.gather(*(harness.send(1, f"flood-{batch}", sid, text) for _ in range(20)))
-    got = await reader
-    assert offsets(got) == list(range(start + 1, start + 301))  # the reader missed nothing
-    assert hub.stats.slow_consumers == dropped + 1
-    rest = await read_to_end(stuck)
-    await stalled.close()
+    try:
+        stuck = chat_pb2_grpc.ChatServiceStub(stalled).SubscribeChat(
+            K.SubscribeChatRequest(stream_id=sid), metadata=harness.auth("stuck")
+        )
+        fine = harness.subscribe(0, "fine", sid)
+        start = (await read(stuck, 1))[0].joined.offset
+        await read(fine, 1)
+        hub = harness.apps[0].ctx.chat.hub  # type: ignore[union-attr]
+        dropped = hub.stats.slow_consumers
+        reader = asyncio.create_task(read(fine, 300, within=60))
+        text = "\U0001f600" * 500  # 500 characters, 2 kB
+        for batch in range(15):  # 300 messages (600 kB) from 15 users
+            await asyncio.gather(*(harness.send(1, f"flood-{batch}", sid, text) for _ in range(20)))
+        got = await reader
+        assert offsets(got) == list(range(start + 1, start + 301))  # the reader missed nothing
+        assert hub.stats.slow_consumers == dropped + 1
+        rest = await read_to_end(stuck)
+    finally:
+        # Even when an assertion fails: an open call on the shared loop outlives the test.
+        await stalled.close()
     assert rest[-1].notice.kind == K.CHAT_NOTICE_KIND_SLOW_CONSUMER
     kept = offsets(rest[:-1])
     assert 0 < len(kept) < 300
