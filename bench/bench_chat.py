@@ -255,6 +255,7 @@ def start_instances(env: dict[str, str], log_dir: Path) -> Instances:
                 "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{REPO_ROOT / 'gen'}",
                 "REELS_CHAT_PORT": str(grpc_port),
                 "REELS_CHAT_WS_PORT": str(ws_port),
+                "REELS_RTMP_PORT": "0",  # a free one each: two instances on one host
             },
             log_dir=log_dir,
             ready=lambda p=grpc_port: _serving(p),

@@ -17,7 +17,7 @@ from reels.cache import redis_client, set_key_prefix
 from reels.db.engine import make_engine, make_sessionmaker
 from reels.server import AppBase, Registration
 from reels.supervise import Supervisor
-from svc_chat import chat, streams, ws
+from svc_chat import chat, ingest, streams, ws
 from svc_chat.parts import Context
 from svc_chat.server import ChatService
 from svc_chat.settings import Settings
@@ -48,8 +48,9 @@ class App(AppBase):
         ctx.streams = streams.build(ctx)
         ctx.chat = chat.build(ctx)
         ctx.ws = ws.build(ctx)
+        ctx.ingest = ingest.build(ctx)
         self.ctx = ctx
-        self.parts = [ctx.streams, ctx.chat, ctx.ws]
+        self.parts = [ctx.streams, ctx.chat, ctx.ws, ctx.ingest]
         for part in self.parts:
             await part.start()
         await self.supervisor.start()

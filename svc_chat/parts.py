@@ -48,3 +48,5 @@ class Context:
     """svc_chat.chat's Part, once built."""
     ws: Any = None
     """svc_chat.ws' Part, once built."""
+    ingest: Any = None
+    """svc_chat.ingest's Part (RTMP ingest), once built."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from reels.config import FromEnv, PlatformSettings, ServerSettings, group, server_group
 from svc_chat.chat.settings import ChatSettings
+from svc_chat.ingest.settings import IngestSettings
 from svc_chat.streams.settings import StreamSettings
 from svc_chat.ws.settings import WebSocketSettings
 
@@ -23,3 +24,4 @@ class Settings(FromEnv):
     streams: StreamSettings = group(StreamSettings, "live streams: lifecycle, keys, viewers")
     chat: ChatSettings = group(ChatSettings, "chat: history, delivery, moderation limits")
     ws: WebSocketSettings = group(WebSocketSettings, "chat WebSocket server and tickets")
+    ingest: IngestSettings = group(IngestSettings, "RTMP ingest and the live HLS ladder")

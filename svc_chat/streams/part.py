@@ -363,3 +363,46 @@ class StreamsPart:
                 await hook(stream.stream_id)
             except Exception:  # noqa: BLE001 - the transition stands; chat sees it via info()
                 log.exception("chat %s hook failed", hook_name)
+
+    # ------------------------------------------------------------------ RTMP ingest
+
+    async def ingest_started(self, stream_id: str) -> LiveStream:
+        """CREATED -> LIVE on behalf of the RTMP ingest (svc_chat.ingest), which has
+        checked the stream key: the key stands for the creator, so there is no owner
+        check here. A stream already LIVE (StartStream, or a publisher that came back)
+        is returned as it is; an ENDED one is FAILED_PRECONDITION. Same conditional
+        UPDATE + outbox row (``stream.started``) as StartStream."""
+        for _ in range(3):
+            stream = await self._get(stream_id)
+            current = State[stream.state]
+            if current == State.LIVE:
+                return stream
+            check_transition(stream_id, current, State.LIVE)
+            changed = await self.store.transition(stream_id, current, State.LIVE, ViewerCounts())
+            if changed is not None:
+                await self._after(changed, current)
+                return changed
+        raise errors.FailedPrecondition(f"stream {stream_id} changed state meanwhile; retry")
+
+    async def ingest_ended(self, stream_id: str, *, ended_ago_s: float = 0.0) -> LiveStream | None:
+        """LIVE -> ENDED on behalf of the RTMP ingest once its publisher is gone for good
+        (no owner check, as for :meth:`ingest_started`); None when the stream had
+        already ended (EndStream won).
+
+        ``ended_ago_s``: how long ago the publisher left (the ingest waited its grace
+        period since). ``ended_at`` is the database's ``now()`` minus that, so
+        ``stream.ended``'s ``duration_seconds`` is the time the stream was really on
+        air, not on air plus the grace period."""
+        for _ in range(3):
+            stream = await self.store.get(stream_id)
+            if stream is None or stream.state == State.ENDED.name:
+                return None
+            current = State[stream.state]
+            counts = await self._final_counts(stream_id) if current == State.LIVE else None
+            changed = await self.store.transition(
+                stream_id, current, State.ENDED, counts or ViewerCounts(), ended_ago_s=ended_ago_s
+            )
+            if changed is not None:
+                await self._after(changed, current)
+                return changed
+        raise errors.FailedPrecondition(f"stream {stream_id} changed state meanwhile; retry")

@@ -11,8 +11,9 @@ ended it.
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import func, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from reels import topics
@@ -81,16 +82,32 @@ class StreamStore:
             )
 
     async def transition(
-        self, stream_id: str, current: State, target: State, counts: ViewerCounts
+        self,
+        stream_id: str,
+        current: State,
+        target: State,
+        counts: ViewerCounts,
+        *,
+        ended_ago_s: float = 0.0,
     ) -> LiveStream | None:
         """``current -> target`` (already approved by svc_chat.streams.lifecycle) and its
         event, in one transaction; None when the stream was not in ``current`` any more
-        (another call changed it first: nothing is written)."""
+        (another call changed it first: nothing is written).
+
+        ``ended_ago_s`` (ENDED only): the stream really ended that many seconds before
+        now (the RTMP ingest waits a grace period before it ends a stream whose
+        publisher left); ``ended_at`` is the database's ``now()`` minus it, never before
+        ``started_at``, so ``stream.ended``'s duration is the time on air."""
         values: dict[str, object] = {"state": target.name}
         if target == State.LIVE:
             values["started_at"] = func.now()
         if target == State.ENDED:
-            values["ended_at"] = func.now()
+            ago = timedelta(seconds=max(0.0, ended_ago_s))
+            values["ended_at"] = (
+                func.greatest(LiveStream.started_at, func.now() - literal(ago))
+                if ago
+                else func.now()
+            )
             values["peak_viewer_count"] = func.greatest(LiveStream.peak_viewer_count, counts.peak)
             values["unique_viewer_count"] = func.greatest(
                 LiveStream.unique_viewer_count, counts.unique

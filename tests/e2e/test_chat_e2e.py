@@ -71,6 +71,7 @@ async def instance_a(mesh: Mesh, envoy: EnvoySettings) -> AsyncIterator[Instance
             "REELS_REDIS_PREFIX": mesh.redis_prefix,
             "REELS_CHAT_PORT": "0",
             "REELS_CHAT_WS_PORT": "0",
+            "REELS_RTMP_PORT": "0",
             "REELS_SHUTDOWN_GRACE_SECONDS": "1",
         }
     )

@@ -61,6 +61,7 @@ def chat_settings(*, database_url: str, kafka_bootstrap: str, redis_prefix: str)
         platform=platform,
         chat=dataclasses.replace(base.chat, queue_size=QUEUE, relay_claim_idle_s=2.0),
         ws=dataclasses.replace(base.ws, port=0),
+        ingest=dataclasses.replace(base.ingest, port=0),
     )
 
 

@@ -63,8 +63,9 @@ def chat_settings(*, database_url: str, kafka_bootstrap: str, redis_prefix: str)
     streams = dataclasses.replace(
         base.streams, viewer_ttl_s=VIEWER_TTL_S, heartbeat_interval_s=HEARTBEAT_S
     )
-    ws = dataclasses.replace(base.ws, port=0) if hasattr(base.ws, "port") else base.ws
-    return dataclasses.replace(base, platform=platform, streams=streams, ws=ws)
+    ws = dataclasses.replace(base.ws, port=0)
+    ingest = dataclasses.replace(base.ingest, port=0)
+    return dataclasses.replace(base, platform=platform, streams=streams, ws=ws, ingest=ingest)
 
 
 @dataclass

@@ -1,0 +1,159 @@
+"""One accepted publisher: its FLV piped into the live ladder's ffmpeg.
+
+ffmpeg starts on the first video message, when the encoder's ``onMetaData`` (sent
+right after ``publish`` by ffmpeg, OBS and every common encoder) has told the picture
+size and frame rate the ladder is cut from; audio that arrives before is buffered.
+Writing waits for ffmpeg's stdin (``drain``), so a slow ladder slows the publisher
+through TCP instead of growing a buffer here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from svc_chat.ingest import flv
+from svc_chat.ingest.command import live_hls_command
+from svc_chat.ingest.ladder import live_ladder, output_fps
+from svc_chat.ingest.settings import IngestSettings
+
+log = logging.getLogger(__name__)
+
+STOP_WAIT_S = 5.0
+"""How long ffmpeg gets to finish its last segment after stdin closes (s)."""
+
+
+class NoPictureSize(Exception):
+    """The encoder never said its picture size (no width/height in onMetaData)."""
+
+
+class Broadcast:
+    """See the module docstring. ``accepted_at``/``last_media_at``: ``time.monotonic()``."""
+
+    def __init__(
+        self, stream_id: str, out_dir: Path, settings: IngestSettings, ffmpeg: str
+    ) -> None:
+        self.stream_id = stream_id
+        self.out_dir = out_dir
+        self.settings = settings
+        self.ffmpeg = ffmpeg
+        self.accepted_at = time.monotonic()
+        self.last_media_at = self.accepted_at
+        self.meta: dict[str, Any] = {}
+        self.proc: asyncio.subprocess.Process | None = None
+        self._pending: list[bytes] = []
+        self._saw_audio = False
+        self._has_audio = True
+        self._stderr: deque[str] = deque(maxlen=20)
+        self._stderr_task: asyncio.Task[None] | None = None
+
+    def on_meta(self, meta: Any) -> None:
+        """``onMetaData``: pyrtmp reads its AMF0 ECMA array as a list of one-entry dicts."""
+        if isinstance(meta, dict):
+            self.meta = dict(meta)
+        elif isinstance(meta, list):
+            self.meta = {
+                k: v for entry in meta if isinstance(entry, dict) for k, v in entry.items()
+            }
+
+    async def on_media(self, kind: int, timestamp_ms: int, body: bytes) -> None:
+        """One RTMP audio or video message, as an FLV tag into ffmpeg."""
+        self.last_media_at = time.monotonic()
+        data = flv.tag(kind, timestamp_ms, body)
+        if self.proc is None:
+            self._saw_audio = self._saw_audio or kind == flv.AUDIO
+            self._pending.append(data)
+            if kind != flv.VIDEO:
+                return
+            await self._start()
+            data = flv.header(audio=self._has_audio) + b"".join(self._pending)
+            self._pending.clear()
+        assert self.proc is not None and self.proc.stdin is not None
+        if self.proc.returncode is not None:
+            raise RuntimeError(f"live ffmpeg exited {self.proc.returncode}: {self.stderr_tail}")
+        self.proc.stdin.write(data)
+        await self.proc.stdin.drain()
+
+    @property
+    def stderr_tail(self) -> str:
+        return "\n".join(self._stderr)
+
+    async def _start(self) -> None:
+        width = int(self.meta.get("width") or 0)
+        height = int(self.meta.get("height") or 0)
+        if width <= 0 or height <= 0:
+            raise NoPictureSize(f"stream {self.stream_id}: no width/height in onMetaData")
+        source_fps = float(self.meta.get("framerate") or self.meta.get("videoframerate") or 0)
+        has_audio = self._has_audio = self._saw_audio or bool(self.meta.get("audiocodecid"))
+        s = self.settings
+        rungs = live_ladder(width, height, max_height=s.max_height, max_rungs=s.max_rungs)
+        resume = (self.out_dir / "master.m3u8").exists()
+        argv = live_hls_command(
+            self.ffmpeg,
+            self.out_dir,
+            rungs,
+            fps=output_fps(source_fps),
+            source_fps=source_fps,
+            has_audio=has_audio,
+            segment_s=s.segment_s,
+            list_size=s.playlist_size,
+            preset=s.x264_preset,
+            resume=resume,
+        )
+        for rung in rungs:
+            (self.out_dir / rung.name).mkdir(parents=True, exist_ok=True)
+        self.proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        self._stderr_task = asyncio.create_task(self._read_stderr())
+        log.info(
+            "live ladder started",
+            extra={
+                "fields": {
+                    "stream_id": self.stream_id,
+                    "source": f"{width}x{height}@{source_fps:g}",
+                    "rungs": [r.name for r in rungs],
+                    "resume": resume,
+                    "pid": self.proc.pid,
+                }
+            },
+        )
+
+    async def _read_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        async for line in self.proc.stderr:
+            self._stderr.append(line.decode(errors="replace").rstrip())
+
+    async def close(self) -> None:
+        """End of input: ffmpeg finishes its last segment and exits (killed after
+        ``STOP_WAIT_S``)."""
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.stdin is not None and not proc.stdin.is_closing():
+            proc.stdin.close()
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                await proc.stdin.wait_closed()
+        try:
+            await asyncio.wait_for(proc.wait(), STOP_WAIT_S)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+        if self._stderr_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._stderr_task, 1.0)
+        if proc.returncode not in (0, None):
+            log.warning(
+                "live ffmpeg exited %s for %s: %s",
+                proc.returncode,
+                self.stream_id,
+                self.stderr_tail,
+            )

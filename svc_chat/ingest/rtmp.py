@@ -1,0 +1,139 @@
+"""The RTMP side of the ingest: pyrtmp's protocol with our controller.
+
+pyrtmp (PyPI 0.3.1, MIT, pure-Python asyncio) parses the handshake, chunks and AMF0
+commands; this controller decides. The stream key is checked in ``on_ns_publish``
+(the publishing name of ``rtmp://host:port/live/<key>``) before anything is written:
+a refusal answers ``onStatus NetStream.Publish.BadName`` (level ``error``) and closes
+the connection. DESIGN.md: ``SimpleRTMPServer.create()`` ignores a custom controller,
+so :func:`serve` starts the server itself with ``loop.create_server``.
+
+Importing pyrtmp calls ``logging.basicConfig(level=DEBUG)`` and sets its loggers to
+DEBUG; :func:`_pyrtmp` undoes both, so a service's JSON logging stays as configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from pyrtmp.session_manager import SessionManager
+
+log = logging.getLogger(__name__)
+
+BAD_NAME = "NetStream.Publish.BadName"
+
+
+class Refused(Exception):
+    """A publish the ingest will not take; the message goes to the encoder and the log."""
+
+
+class IngestHandler(Protocol):
+    """What the controller calls (svc_chat.ingest.IngestPart)."""
+
+    async def publish(self, session: SessionManager, name: str) -> None:
+        """Accept (return) or refuse (raise :class:`Refused`) ``name``'s publish."""
+
+    async def metadata(self, session: SessionManager, meta: Any) -> None: ...
+
+    async def media(self, session: SessionManager, kind: int, ts_ms: int, body: bytes) -> None: ...
+
+    async def closed(self, session: SessionManager) -> None:
+        """The connection is gone (any reason); called once per connection."""
+
+
+def _pyrtmp() -> Any:
+    """pyrtmp's modules, imported once without its logging side effects."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    modules = {
+        name: importlib.import_module(f"pyrtmp.{name}")
+        for name in ("rtmp", "session_manager", "messages", "messages.command")
+    }
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name in (
+        "pyrtmp",
+        *(
+            f"pyrtmp.{m}"
+            for m in (
+                "rtmp",
+                "messages",
+                "messages.data",
+                "messages.command",
+                "messages.user_control",
+            )
+        ),
+    ):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return modules
+
+
+def _status_chunk(message: Any, level: str, code: str, description: str) -> Any:
+    """An ``onStatus`` command on the publishing message stream."""
+    from bitstring import BitStream
+    from pyrtmp.amf.serializers import AMF0Serializer
+    from pyrtmp.messages import Chunk
+
+    data = BitStream()
+    AMF0Serializer.create_object(data, "onStatus")
+    AMF0Serializer.create_object(data, 0)
+    AMF0Serializer.create_object(data, None)
+    AMF0Serializer.create_object(data, {"level": level, "code": code, "description": description})
+    return Chunk(
+        chunk_type=0,
+        chunk_id=3,
+        timestamp=0,
+        msg_length=len(data.bytes),
+        msg_type_id=0x14,
+        msg_stream_id=message.msg_stream_id,
+        payload=data.bytes,
+    )
+
+
+def make_controller(handler: IngestHandler) -> Any:
+    """A pyrtmp controller that hands publish, metadata, media and close to ``handler``."""
+    mods = _pyrtmp()
+    simple = mods["rtmp"].SimpleRTMPController
+    stream_closed = importlib.import_module("pyrtmp").StreamClosedException
+    user_control = importlib.import_module("pyrtmp.messages.user_control")
+
+    class Controller(simple):  # type: ignore[misc, valid-type]
+        async def on_ns_publish(self, session: SessionManager, message: Any) -> None:
+            name = str(message.publishing_name or "")
+            try:
+                await handler.publish(session, name)
+            except Refused as why:
+                session.write_chunk_to_stream(_status_chunk(message, "error", BAD_NAME, str(why)))
+                await session.drain()
+                raise stream_closed(str(why)) from None
+            session.write_chunk_to_stream(user_control.StreamBegin(stream_id=1))
+            session.write_chunk_to_stream(message.create_response())
+            await session.drain()
+
+        async def on_metadata(self, session: SessionManager, message: Any) -> None:
+            await handler.metadata(session, getattr(message, "meta", None))
+
+        async def on_video_message(self, session: SessionManager, message: Any) -> None:
+            await handler.media(session, 9, message.timestamp, message.payload)
+
+        async def on_audio_message(self, session: SessionManager, message: Any) -> None:
+            await handler.media(session, 8, message.timestamp, message.payload)
+
+        async def on_unknown_message(self, session: SessionManager, message: Any) -> None:
+            pass  # FCPublish, releaseStream, _checkbw...: nothing to answer
+
+        async def cleanup(self, session: SessionManager) -> None:
+            await handler.closed(session)
+
+    return Controller()
+
+
+async def serve(handler: IngestHandler, host: str, port: int) -> asyncio.Server:
+    """The RTMP listener on ``host:port`` (0: a free port), serving now."""
+    protocol = _pyrtmp()["rtmp"].RTMPProtocol
+    controller = make_controller(handler)
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: protocol(controller=controller), host=host, port=port)
