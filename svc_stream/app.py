@@ -15,6 +15,10 @@ logged):
 * ``catalog`` — the ``video.published`` consumer that fills the catalog. Not
   required: every video already published stays playable from Postgres; only new
   ones wait for the broker. Taking playback down with the broker would be worse.
+* ``live-streams`` — the ``streams.events`` consumer that records which live streams
+  are on air (svc_stream.playback.live), so GetPlayback can hand out live master URLs.
+  Not required, for the catalog's reason: streams already LIVE stay playable from
+  Redis; only starts and ends wait for the broker.
 * ``kafka-producer`` — creates the topics and connects RecordEvents' producer ahead
   of the first call. Not required: RecordEvents answers UNAVAILABLE (retry the
   batch) while the broker is away, which is its documented contract.
@@ -66,6 +70,7 @@ from svc_stream.events.sink import (
 )
 from svc_stream.events.validation import EventLimits
 from svc_stream.playback.catalog import Catalog
+from svc_stream.playback.live import LiveStreams
 from svc_stream.playback.media_store import MediaStore
 from svc_stream.playback.origin import MediaOrigin
 from svc_stream.playback.rpc import PlaybackRpcs
@@ -74,7 +79,12 @@ from svc_stream.server import StreamService
 from svc_stream.settings import Settings
 
 # Every topic svc_stream produces or consumes (created before first use).
-TOPICS = (topics.VIDEO_EVENTS, topics.ENGAGEMENT_EVENTS, topics.VIDEO_PUBLISHED)
+TOPICS = (
+    topics.VIDEO_EVENTS,
+    topics.ENGAGEMENT_EVENTS,
+    topics.VIDEO_PUBLISHED,
+    topics.STREAMS_EVENTS,
+)
 
 
 async def _park() -> None:
@@ -92,6 +102,7 @@ class App(AppBase):
     redis: aioredis.Redis
     store: ObjectStore
     catalog: Catalog
+    live: LiveStreams
     signer: UrlSigner
     media: MediaStore
     origin: MediaOrigin
@@ -143,6 +154,7 @@ class App(AppBase):
         add = self.supervisor.add
         add("media-origin", self._serve_media, required=True)
         add("catalog", self._run_catalog)
+        add("live-streams", self._run_live)
         add("kafka-producer", self._run_producer)
         add("analytics-sink", self._run_sink)
         add("trending", self._run_trending)
@@ -151,7 +163,7 @@ class App(AppBase):
 
     def registrations(self) -> list[Registration]:
         service = StreamService(
-            PlaybackRpcs(self.catalog, self.signer, self.media),
+            PlaybackRpcs(self.catalog, self.signer, self.media, self.live),
             EventsRpcs(self.catalog, self.producer, self.event_limits),
             EngagementRpcs(self.catalog, self.sessionmaker),
             AnalyticsRpcs(
@@ -187,6 +199,16 @@ class App(AppBase):
             await ensure_topics([topics.VIDEO_PUBLISHED], bootstrap=consumer.bootstrap)
             await consumer.start()
             self.catalog.active_consumer = consumer
+            await consumer.run()
+        finally:
+            await consumer.stop()
+
+    async def _run_live(self) -> None:
+        consumer = self.live.consumer(**self.consumer_options())
+        try:
+            await ensure_topics([topics.STREAMS_EVENTS], bootstrap=consumer.bootstrap)
+            await consumer.start()
+            self.live.active_consumer = consumer
             await consumer.run()
         finally:
             await consumer.stop()
@@ -273,6 +295,7 @@ def build(settings: Settings) -> App:
             positive_ttl_s=settings.catalog_positive_ttl_s,
             negative_ttl_s=settings.catalog_negative_ttl_s,
         ),
+        live=LiveStreams(redis, sessionmaker, ttl_s=settings.live_state_ttl_s),
         signer=signer,
         media=media,
         origin=MediaOrigin(media, signer),

@@ -34,6 +34,11 @@ class Settings(FromEnv):
     catalog_negative_ttl_s: float = setting(
         1.0, "REELS_CATALOG_NEGATIVE_TTL_S", "how long an unknown video id is remembered (s)"
     )
+    live_state_ttl_s: int = setting(
+        7 * 86400,
+        "REELS_LIVE_STATE_TTL_S",
+        "how long a live stream's LIVE/ENDED state is kept after its last event (s)",
+    )
 
     # Player events (RecordEvents).
     events_future_skew_s: float = setting(

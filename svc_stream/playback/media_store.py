@@ -10,7 +10,10 @@ becomes a 404.
 Two small TTL caches keep the hot path off the disk: playlist bytes (tiny, read on
 every manifest request) and existence of variant playlists (checked on every
 GetPlayback to drop missing renditions). Both are short (5 s) because objects can be
-republished or removed underneath us.
+republished or removed underneath us. Keys under a *volatile* prefix (``live/``: svc_chat's
+ingest rewrites a live playlist every 1 s segment, and a live master appears about 1.6 s
+after publish) are never cached: a 5 s old live playlist would put every viewer 5
+segments behind, and a remembered miss would hide a starting stream for 5 s.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ RETRY_AFTER_S = 2.0
 DEFAULT_TTL_S = 5.0
 MAX_CACHED_BYTES = 64 * 1024  # playlists only; segments are never cached in memory
 MAX_ENTRIES = 50_000
+# Key prefixes whose objects change or appear every second (svc_stream.playback.live).
+VOLATILE_PREFIXES = ("live/",)
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -81,9 +86,11 @@ class MediaStore:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         ttl_s: float = DEFAULT_TTL_S,
         clock: Callable[[], float] = time.monotonic,
+        volatile_prefixes: tuple[str, ...] = VOLATILE_PREFIXES,
     ) -> None:
         self.store = store
         self.timeout_s = timeout_s
+        self.volatile_prefixes = volatile_prefixes
         self._exists = _TtlCache[bool](ttl_s, clock)
         self._small = _TtlCache[bytes](ttl_s, clock)
 
@@ -116,26 +123,35 @@ class MediaStore:
             raise StorageUnavailable("object store is not reachable")
         return FileNotFoundError(key)
 
+    def cacheable(self, key: str) -> bool:
+        """Whether ``key`` may be answered from the TTL caches (not a volatile key)."""
+        return not key.startswith(self.volatile_prefixes)
+
     async def exists(self, key: str) -> bool:
-        hit, value = self._exists.get(key)
-        if hit:
-            return bool(value)
+        cacheable = self.cacheable(key)
+        if cacheable:
+            hit, value = self._exists.get(key)
+            if hit:
+                return bool(value)
         found = await self._bounded(self.store.exists(key))
         if not found and not await self.healthy():
             raise StorageUnavailable("object store is not reachable")
-        self._exists.put(key, found)
+        if cacheable:
+            self._exists.put(key, found)
         return found
 
     async def read_small(self, key: str) -> bytes:
         """A whole small object (a playlist), cached briefly."""
-        hit, value = self._small.get(key)
-        if hit and value is not None:
-            return value
+        cacheable = self.cacheable(key)
+        if cacheable:
+            hit, value = self._small.get(key)
+            if hit and value is not None:
+                return value
         try:
             data: bytes = await self._bounded(self.store.get_bytes(key))
         except FileNotFoundError:
             raise await self._missing(key) from None
-        if len(data) <= MAX_CACHED_BYTES:
+        if cacheable and len(data) <= MAX_CACHED_BYTES:
             self._small.put(key, data)
         return data
 

@@ -11,6 +11,18 @@ signed URL is the credential. What a player gets:
   WebVTT tracks (the storyboard's ``storyboard.jpg#xywh=..`` cues, subtitle segments)
   and the storyboard's JSON index, so whatever a player derives from a signed URL is
   signed too;
+* live playlists (keys under ``live/``, written by svc_chat's ingest every 1 s segment):
+  ``Cache-Control: public, max-age=0, s-maxage=1`` (:data:`LIVE_PLAYLIST_CACHE`). The issue
+  asks for "about half a segment", and HTTP ages are whole seconds: ``max-age=1`` lets a
+  browser reuse a playlist for a whole segment (a player would then ask for it, get the
+  same list and fall a segment behind). So browsers never reuse one (``max-age=0``), and
+  a shared cache (CDN) may serve one copy for at most 1 s (``s-maxage=1``): its viewers
+  collapse into at most one origin fetch per playlist per second, at an average extra
+  staleness of half a segment. Live segments are immutable like VOD ones (ffmpeg writes
+  each under a temporary name and renames it; numbering continues across a resume).
+  Nothing is signed per folder: a live master URL reaches variants and segments that
+  did not exist when it was signed because every playlist is re-read and re-signed on
+  each fetch (same expiry as the URL that fetched it), exactly as for VOD;
 * segments, images, preview: streamed in chunks (never whole in memory), single
   ``Range`` requests (206 + Content-Range; 416 + ``Content-Range: bytes */size`` when
   unsatisfiable), ``Cache-Control: public, max-age=31536000, immutable`` (an object
@@ -58,6 +70,7 @@ from reels.http_errors import HttpError, http_error
 from reels.storage import validate_key
 from svc_stream.playback import manifest
 from svc_stream.playback.devices import parse_device
+from svc_stream.playback.live import is_live_key
 from svc_stream.playback.media_store import MediaStore, StorageUnavailable
 from svc_stream.playback.signing import SignatureError, UrlSigner
 
@@ -67,6 +80,7 @@ DEFAULT_PORT = 8090
 DEFAULT_HOST = "127.0.0.1"
 RETRY_AFTER_S = 2
 PLAYLIST_CACHE = "public, max-age=5"
+LIVE_PLAYLIST_CACHE = "public, max-age=0, s-maxage=1"
 IMMUTABLE_CACHE = "public, max-age=31536000, immutable"
 CONTENT_TYPES = {
     ".m3u8": manifest.CONTENT_TYPE,
@@ -291,7 +305,7 @@ class MediaOrigin:
             headers={
                 **CORS_HEADERS,
                 "Content-Type": manifest.CONTENT_TYPE,
-                "Cache-Control": PLAYLIST_CACHE,
+                "Cache-Control": LIVE_PLAYLIST_CACHE if is_live_key(key) else PLAYLIST_CACHE,
             },
         )
 

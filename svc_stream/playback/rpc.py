@@ -1,5 +1,14 @@
 """GetPlayback and GetManifest (playback release).
 
+GetPlayback also answers for a live stream: an id the catalog does not know is looked
+up in the live view (svc_stream.playback.live, fed by ``streams.events``); a LIVE stream
+gets the signed URL of its live master (``live/{stream_id}/master.m3u8``, device cap as
+for videos), no duration, renditions or images. Until GetPlaybackResponse has an
+``is_live`` field (a contract change, not made here) a client tells a live answer by
+the URL's ``/media/live/`` path and the absent duration. An ENDED stream is
+FAILED_PRECONDITION; a LIVE one whose first segments are not written yet (about 1.6 s
+after publish) is UNAVAILABLE with RetryInfo (1 s).
+
 Both RPCs answer from memory on the hot path (catalog hit, existence cache hit, a few
 HMACs): the benchmark's goal is p99 < 5 ms inside the service. A catalog or storage
 outage escapes as an outage (the interceptor answers UNAVAILABLE with RetryInfo;
@@ -20,10 +29,12 @@ from reels import errors
 from svc_stream.playback import manifest
 from svc_stream.playback.catalog import Catalog, PublishedVideo
 from svc_stream.playback.devices import DeviceClass, choose_ladder, resolve_device
+from svc_stream.playback.live import LiveStream, LiveStreams
 from svc_stream.playback.media_store import MediaStore
 from svc_stream.playback.signing import UrlSigner
 
 MAX_URL_BATCH = 500
+LIVE_RETRY_S = 1.0
 
 
 def _user_agent(request_ua: str, context: grpc.aio.ServicerContext | None) -> str:
@@ -41,28 +52,70 @@ def _device_param(device: DeviceClass) -> dict[str, str] | None:
     return None if device is DeviceClass.UNKNOWN else {"dev": device.value}
 
 
+def _not_published(video_id: str) -> errors.NotFound:
+    # Unknown and not-yet-published look the same here: the catalog only ever holds
+    # published videos (svc_upload's status RPC tells them apart).
+    return errors.NotFound("video", video_id, f"video '{video_id}' is not published")
+
+
 class PlaybackRpcs:
     """The playback RPCs over the catalog, the URL signer and the bounded store view."""
 
-    def __init__(self, catalog: Catalog, signer: UrlSigner, media: MediaStore) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        signer: UrlSigner,
+        media: MediaStore,
+        live: LiveStreams | None = None,
+    ) -> None:
         self.catalog = catalog
         self.signer = signer
         self.media = media
+        self.live = live
 
     async def _video(self, video_id: str) -> PublishedVideo:
+        video = await self._video_or_none(video_id)
+        if video is None:
+            raise _not_published(video_id)
+        return video
+
+    async def _video_or_none(self, video_id: str) -> PublishedVideo | None:
         if not video_id:
             raise errors.InvalidArgument("video_id is required", [("video_id", "must be set")])
-        video = await self.catalog.get(video_id)
-        if video is None:
-            # Unknown and not-yet-published look the same here: the catalog only ever
-            # holds published videos (svc_upload's status RPC tells them apart).
-            raise errors.NotFound("video", video_id, f"video '{video_id}' is not published")
-        return video
+        return await self.catalog.get(video_id)
+
+    async def _live_playback(
+        self,
+        stream: LiveStream,
+        request: stream_pb2.GetPlaybackRequest,
+        context: grpc.aio.ServicerContext | None,
+    ) -> stream_pb2.GetPlaybackResponse:
+        if not stream.is_live:
+            raise errors.FailedPrecondition(f"live stream '{stream.stream_id}' has ended")
+        if not await self.media.exists(stream.master_key):
+            raise errors.Unavailable(
+                f"live stream '{stream.stream_id}' has no segments yet", LIVE_RETRY_S
+            )
+        device = resolve_device(request.device, _user_agent(request.user_agent, context))
+        exp = self.signer.expiry()
+        expires_at = timestamp_pb2.Timestamp()
+        expires_at.FromSeconds(exp)
+        return stream_pb2.GetPlaybackResponse(
+            video_id=stream.stream_id,
+            master_manifest_url=self.signer.url(stream.master_key, exp, _device_param(device)),
+            expires_at=expires_at,
+            is_live=True,
+        )
 
     async def GetPlayback(  # noqa: N802 - generated name
         self, request: stream_pb2.GetPlaybackRequest, context: grpc.aio.ServicerContext
     ) -> stream_pb2.GetPlaybackResponse:
-        video = await self._video(request.video_id)
+        video = await self._video_or_none(request.video_id)
+        if video is None:
+            stream = await self.live.get(request.video_id) if self.live is not None else None
+            if stream is not None:
+                return await self._live_playback(stream, request, context)
+            raise _not_published(request.video_id)
         device = resolve_device(request.device, _user_agent(request.user_agent, context))
         present = await asyncio.gather(
             *(self.media.exists(r.playlist_key) for r in video.renditions)

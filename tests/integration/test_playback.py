@@ -161,6 +161,7 @@ async def test_playback_lists_signed_renditions_and_starts_at_480p_for_unknown_d
     assert [r.name for r in info.renditions] == ALL_RUNGS
     assert info.recommended_rendition == "480p"
     assert abs(info.duration.ToNanoseconds() / 1e9 - 2.0) < 0.2
+    assert not info.is_live
     assert info.expires_at.seconds >= time.time() + 6 * 3600 - 60
     for rendition in info.renditions:
         assert rendition.playlist_url.startswith(stack.signer.base_url)

@@ -282,6 +282,7 @@ class GetPlaybackResponse(_message.Message):
     PREVIEW_URL_FIELD_NUMBER: _builtins.int
     STORYBOARD_URL_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    IS_LIVE_FIELD_NUMBER: _builtins.int
     video_id: _builtins.str
     master_manifest_url: _builtins.str
     """Signed URL of the HLS master playlist."""
@@ -290,6 +291,10 @@ class GetPlaybackResponse(_message.Message):
     thumbnail_url: _builtins.str
     preview_url: _builtins.str
     storyboard_url: _builtins.str
+    is_live: _builtins.bool
+    """The id is a live stream that is on air (svc_chat's streams): the master is
+    a live playlist (refreshed by the player, no duration, no renditions here).
+    """
     @_builtins.property
     def renditions(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Rendition]: ...
     @_builtins.property
@@ -310,10 +315,11 @@ class GetPlaybackResponse(_message.Message):
         preview_url: _builtins.str = ...,
         storyboard_url: _builtins.str = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
+        is_live: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "expires_at", b"expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "expires_at", b"expires_at", "master_manifest_url", b"master_manifest_url", "preview_url", b"preview_url", "recommended_rendition", b"recommended_rendition", "renditions", b"renditions", "storyboard_url", b"storyboard_url", "thumbnail_url", b"thumbnail_url", "video_id", b"video_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "expires_at", b"expires_at", "is_live", b"is_live", "master_manifest_url", b"master_manifest_url", "preview_url", b"preview_url", "recommended_rendition", b"recommended_rendition", "renditions", b"renditions", "storyboard_url", b"storyboard_url", "thumbnail_url", b"thumbnail_url", "video_id", b"video_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
