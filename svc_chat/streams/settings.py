@@ -22,9 +22,10 @@ class StreamSettings:
         "RTMP ingest URL shown with a stream key (the encoder publishes to <url>/<key>)",
     )
     playback_url: str = setting(
-        "http://127.0.0.1:8080/live/{stream_id}/index.m3u8",
+        "http://127.0.0.1:8080/api/v1/reels/{stream_id}/playback",
         "REELS_LIVE_PLAYBACK_URL",
-        "HLS playback URL of a stream; {stream_id} is replaced",
+        "where a player gets a stream's signed live master (GetPlayback: is_live, "
+        "master_manifest_url); {stream_id} is replaced",
     )
     heartbeat_interval_s: float = setting(
         10.0,
