@@ -118,6 +118,14 @@ class IngestPart:
             raise Refused(f"stream {stream_id} has ended; create a new stream")
         if stream_id in self.broadcasts:
             raise Refused(f"stream {stream_id} already has a publisher")
+        if stream_id not in self.grace:  # a returning publisher is already counted
+            others = await self.ctx.streams.live_count(info.creator_id, excluding=stream_id)
+            limit = self.settings.max_live_per_creator
+            if others >= limit:
+                raise Refused(
+                    f"creator {info.creator_id} already has {others} live stream(s) on air; "
+                    f"the limit is {limit}: end one first"
+                )
         broadcast = Broadcast(stream_id, self.out_dir(stream_id), self.settings, self.ffmpeg)
         self.broadcasts[stream_id] = broadcast  # claimed before the next await
         returning = self.grace.pop(stream_id, None)

@@ -48,8 +48,15 @@ class IngestSettings:
         "left (s)",
     )
 
+    max_live_per_creator: int = setting(
+        1,
+        "REELS_LIVE_MAX_PER_CREATOR",
+        "live streams one creator may have on air at once; a publish past it is refused",
+    )
+
     def __post_init__(self) -> None:
         for ok, message in (
+            (self.max_live_per_creator >= 1, "REELS_LIVE_MAX_PER_CREATOR must be >= 1"),
             (0 <= self.port <= 65535, "REELS_RTMP_PORT must be 0..65535"),
             (0.5 <= self.segment_s <= 10, "REELS_LIVE_SEGMENT_S must be 0.5..10"),
             (

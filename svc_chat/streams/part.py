@@ -406,3 +406,8 @@ class StreamsPart:
                 await self._after(changed, current)
                 return changed
         raise errors.FailedPrecondition(f"stream {stream_id} changed state meanwhile; retry")
+
+    async def live_count(self, creator_id: str, *, excluding: str = "") -> int:
+        """The creator's streams on air now, but ``excluding`` (svc_chat.ingest's
+        concurrent-stream limit, ``REELS_LIVE_MAX_PER_CREATOR``)."""
+        return await self.store.live_count(creator_id, excluding=excluding)

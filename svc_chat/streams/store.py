@@ -131,6 +131,23 @@ class StreamStore:
             )
         return stream
 
+    async def live_count(self, creator_id: str, *, excluding: str = "") -> int:
+        """How many of ``creator_id``'s streams are LIVE, ``excluding`` one (the RTMP
+        ingest's concurrent-stream limit)."""
+        async with self.sessionmaker() as session:
+            return int(
+                await session.scalar(
+                    select(func.count())
+                    .select_from(LiveStream)
+                    .where(
+                        LiveStream.creator_id == creator_id,
+                        LiveStream.state == State.LIVE.name,
+                        LiveStream.stream_id != excluding,
+                    )
+                )
+                or 0
+            )
+
     async def page(
         self, *, state: State | None, creator_id: str, size: int, after: Position | None
     ) -> tuple[list[LiveStream], bool]:

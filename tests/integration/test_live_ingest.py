@@ -124,6 +124,27 @@ async def test_a_wrong_stream_key_is_refused_and_writes_nothing(live: Live) -> N
     assert live.ingest.broadcasts == {}
 
 
+async def test_a_creator_past_the_concurrent_stream_limit_is_refused(live: Live) -> None:
+    """REELS_LIVE_MAX_PER_CREATOR (1 by default): a creator already on air cannot go
+    live on a second stream; nothing is written for it."""
+    on_air, _ = await new_stream(live, "busy-creator")
+    await live.harness.call(
+        live.instance, "StartStream", "busy-creator", chat_pb2.StartStreamRequest(stream_id=on_air)
+    )
+    second, key = await new_stream(live, "busy-creator")
+    try:
+        proc = await publisher(live.url(key), seconds=2)
+        _, err = await asyncio.wait_for(proc.communicate(), 10)
+        assert proc.returncode != 0, "ffmpeg should fail to publish past the limit"
+        assert not live.live_dir(second).exists()
+        assert (await live.harness.get(second)).state == S.LIVE_STREAM_STATE_CREATED
+        assert second not in live.ingest.broadcasts
+    finally:
+        await live.harness.call(
+            live.instance, "EndStream", "busy-creator", chat_pb2.EndStreamRequest(stream_id=on_air)
+        )
+
+
 async def test_publishing_goes_live_writes_a_playable_ladder_and_ends_with_the_true_duration(
     live: Live,
 ) -> None:
