@@ -161,6 +161,19 @@ async def trending(mesh: Mesh) -> None:
                 break
             assert time.monotonic() < deadline, page
             await asyncio.sleep(0.5)
+    # svc_rank counts the same watches from video.events on its own (per-view
+    # completions and skips): wait until a new user's feed puts A and B first, as the
+    # tests below expect.
+    async with grpc.aio.insecure_channel(mesh.addr("rank")) as channel:
+        feed = rank_pb2_grpc.FeedServiceStub(channel)
+        while True:
+            reply = await feed.GetFeed(
+                rank_pb2.GetFeedRequest(limit=2), metadata=tuple(_auth().items()), timeout=10
+            )
+            if [i.video_id for i in reply.items] == [VID_A, VID_B]:
+                break
+            assert time.monotonic() < deadline, [i.video_id for i in reply.items]
+            await asyncio.sleep(0.5)
 
 
 def test_rendered_and_committed_envoy_configs_validate(tmp_path) -> None:
