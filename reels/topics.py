@@ -106,6 +106,7 @@ VIDEO_EVENTS = _of(events_pb2.VideoEvent)
 ENGAGEMENT_EVENTS = _of(events_pb2.EngagementEvent)
 STREAMS_EVENTS = _of(events_pb2.StreamLifecycleEvent)
 STREAMS_CHAT = _of(events_pb2.ChatMessageEvent)
+STREAMS_RECORDINGS = _of(events_pb2.StreamRecorded)
 FEED_EXPOSURES = _of(events_pb2.FeedExposure)
 
 __all__ = [
@@ -115,6 +116,7 @@ __all__ = [
     "REGISTRY",
     "STREAMS_CHAT",
     "STREAMS_EVENTS",
+    "STREAMS_RECORDINGS",
     "Topic",
     "VIDEO_EVENTS",
     "VIDEO_FAILED",

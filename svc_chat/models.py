@@ -55,3 +55,6 @@ class LiveStream(Base):
     unique_viewer_count: Mapped[int] = mapped_column(
         BigInteger, nullable=False, server_default=text("0")
     )
+    recording_video_id: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """The video this stream's recording became (svc_chat.ingest.recording); NULL
+    until the recording is handed to the VOD pipeline."""

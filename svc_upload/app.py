@@ -1,7 +1,9 @@
 """svc_upload's composition root: the typed App that ``python -m svc_upload`` serves.
 
 One process serves UploadService over gRPC and tus over HTTP (``tus.py``) on the same
-upload core, and relays its outbox (``video.uploaded``) to Kafka under the supervisor.
+upload core, relays its outbox (``video.uploaded``) to Kafka, and turns ended live
+streams' recordings into videos (``recordings.py``, consuming ``streams.recordings``)
+under the supervisor.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from reels import topics
 from reels.cache import redis_client
 from reels.db.engine import make_engine, make_sessionmaker
-from reels.events import EventProducer
+from reels.events import EventProducer, ensure_topics
 from reels.outbox import OutboxRelay
 from reels.server import AppBase, Registration
 from reels.storage import ObjectStore, open_object_store
 from reels.supervise import Supervisor
+from svc_upload.recordings import Recordings
 from svc_upload.server import UploadService, registrations
 from svc_upload.settings import Settings
 from svc_upload.staging import StagingArea, default_staging_dir
@@ -61,6 +64,7 @@ class App(AppBase):
     book: VideoBook | None = None
     tus: TusApp | None = None
     relay: OutboxRelay | None = None
+    recordings: Recordings | None = None
     http_runner: web.AppRunner | None = None
     http_port: int = 0
     """The tus port actually bound (``settings.http_port`` may be 0)."""
@@ -106,7 +110,28 @@ class App(AppBase):
             # Not required: uploads work without a broker (events wait in the outbox),
             # so a relay in backoff must not take the service out of rotation.
             self.supervisor.add("outbox-relay", self.relay.run, required=False)
+        if self.settings.recordings:
+            self.recordings = Recordings(
+                self.sessionmaker, store, staging.root / "recordings", self.settings.limits
+            )
+            self.supervisor.add("recordings", self._run_recordings, required=False)
         await self.supervisor.start()
+
+    async def _run_recordings(self) -> None:
+        """The streams.recordings consumer (svc_upload.recordings)."""
+        assert self.recordings is not None
+        platform = self.platform
+        consumer = self.recordings.consumer(
+            bootstrap=platform.kafka_bootstrap,
+            session_timeout_ms=platform.kafka_session_timeout_ms,
+        )
+        try:
+            await ensure_topics([topics.STREAMS_RECORDINGS], bootstrap=consumer.bootstrap)
+            await consumer.start()
+            self.recordings.active_consumer = consumer
+            await consumer.run()
+        finally:
+            await consumer.stop()
 
     def registrations(self) -> list[Registration]:
         assert self.core is not None and self.book is not None, "start() first"

@@ -36,6 +36,11 @@ class Settings(FromEnv):
     relay: bool = setting(
         True, "REELS_UPLOAD_RELAY", "run the outbox relay (video.uploaded) in this process"
     )
+    recordings: bool = setting(
+        True,
+        "REELS_UPLOAD_RECORDINGS",
+        "make ended live streams' recordings videos (consume streams.recordings)",
+    )
 
     @property
     def limits(self) -> UploadLimits:

@@ -149,6 +149,47 @@ def original_key(video_id: str, filename: str, mime_type: str) -> str:
     return f"originals/{video_id}/original{ext}"
 
 
+def uploaded_event(
+    video: Video, event_id: uuid.UUID, now: datetime, info: ProbeResult
+) -> events_pb2.VideoUploaded:
+    """The ``video.uploaded`` event of ``video`` (status PROCESSING, original stored)."""
+    occurred = timestamp_pb2.Timestamp()
+    occurred.FromDatetime(now)
+    duration = duration_pb2.Duration()
+    duration.FromNanoseconds(int(info.duration_s * 1e9))
+    content = {v: k for k, v in CONTENT_TYPES.items()}.get(video.content_type or "", 0)
+    return events_pb2.VideoUploaded(
+        meta=events_pb2.EventMeta(
+            event_id=str(event_id),
+            occurred_at=occurred,
+            trace_context=inject_trace_headers({}),
+            producer=PRODUCER,
+        ),
+        video_id=str(video.id),
+        creator_id=video.creator_id,
+        original_key=video.original_key or "",
+        size_bytes=video.size_bytes or 0,
+        sha256_hex=video.sha256 or "",
+        content_type=content,  # type: ignore[arg-type]
+        mime_type=video.mime_type or "",
+        title=video.title,
+        description=video.description,
+        hashtags=list(video.hashtags),
+        audio_attribution=video.audio_attribution or "",
+        probe=events_pb2.ProbeInfo(
+            duration=duration,
+            width=info.width,
+            height=info.height,
+            container=info.format_name,
+            video_codec=info.video_codec,
+            audio_codec=info.audio_codec or "",
+            frame_rate=info.fps,
+            bit_rate=info.bit_rate or 0,
+            rotation=info.rotation,
+        ),
+    )
+
+
 class UploadCore:
     """Everything about an upload that does not depend on the wire protocol."""
 
@@ -496,53 +537,13 @@ class UploadCore:
             await enqueue_message(
                 session,
                 topics.VIDEO_UPLOADED,
-                self._uploaded_event(video, event_id, now, info),
+                uploaded_event(video, event_id, now, info),
                 event_id,
             )
         upload_duration.record(max(0.0, (now - upload.created_at).total_seconds()))
         await self.channel.publish(snapshot_of(video))
         log.info("upload complete", extra={"fields": {"video_id": str(video.id), "key": key}})
         return Completed(str(video.id), video.status)
-
-    @staticmethod
-    def _uploaded_event(
-        video: Video, event_id: uuid.UUID, now: datetime, info: ProbeResult
-    ) -> events_pb2.VideoUploaded:
-        occurred = timestamp_pb2.Timestamp()
-        occurred.FromDatetime(now)
-        duration = duration_pb2.Duration()
-        duration.FromNanoseconds(int(info.duration_s * 1e9))
-        content = {v: k for k, v in CONTENT_TYPES.items()}.get(video.content_type or "", 0)
-        return events_pb2.VideoUploaded(
-            meta=events_pb2.EventMeta(
-                event_id=str(event_id),
-                occurred_at=occurred,
-                trace_context=inject_trace_headers({}),
-                producer=PRODUCER,
-            ),
-            video_id=str(video.id),
-            creator_id=video.creator_id,
-            original_key=video.original_key or "",
-            size_bytes=video.size_bytes or 0,
-            sha256_hex=video.sha256 or "",
-            content_type=content,  # type: ignore[arg-type]
-            mime_type=video.mime_type or "",
-            title=video.title,
-            description=video.description,
-            hashtags=list(video.hashtags),
-            audio_attribution=video.audio_attribution or "",
-            probe=events_pb2.ProbeInfo(
-                duration=duration,
-                width=info.width,
-                height=info.height,
-                container=info.format_name,
-                video_codec=info.video_codec,
-                audio_codec=info.audio_codec or "",
-                frame_rate=info.fps,
-                bit_rate=info.bit_rate or 0,
-                rotation=info.rotation,
-            ),
-        )
 
     async def _fail(self, upload: Upload, reason: str) -> None:
         """Video -> failed(reason), upload -> failed, staged bytes dropped; nothing queued."""

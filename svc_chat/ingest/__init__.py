@@ -9,19 +9,24 @@
   object store (a ``file://`` store: ffmpeg writes the files in place).
 
 The stream key is checked at publish time: a wrong or rotated-away key, an ENDED
-stream, or a second publisher on a stream this instance is already ingesting is
-refused before anything is written. An accepted publish moves a CREATED stream to
+stream, a second publisher on a stream (on any instance: a Redis lease,
+:mod:`svc_chat.ingest.lease`), or a creator already at ``REELS_LIVE_MAX_PER_CREATOR``
+live streams is refused before anything is written. An accepted publish moves a CREATED stream to
 LIVE at once (``stream.started`` through the outbox, via the streams part). When the
 publisher leaves, or sends no media for ``REELS_LIVE_PUBLISHER_TIMEOUT_S``, a timer of
 ``REELS_LIVE_GRACE_S`` starts: a publisher back on the same key within it continues
-the same stream (same playlists, a discontinuity at the join); otherwise the stream
-ends (``stream.ended``), its duration counted to the moment the publisher left.
+the same stream (same playlists, a discontinuity at the join), on this instance or
+another; otherwise the stream ends (``stream.ended``), its duration counted to the
+moment the publisher left. A stream ended by EndStream (on any instance) drops its
+publisher within about a second.
 
-Not here (yet): the second-publisher check is per instance (two instances behind one
-RTMP address would need a Redis lease); the concurrent-streams-per-creator limit;
-an ``s3://`` store (ffmpeg writes to a local directory); SRT. On ``stop()`` the
-publishers are dropped and their streams stay LIVE: an encoder that reconnects to the
-restarted service continues them.
+Once a stream has ended, its recording (the publisher's own encode, copied) goes to
+the VOD pipeline (:mod:`svc_chat.ingest.recording`, ``REELS_LIVE_RECORD``).
+
+Not here: an ``s3://`` store (ffmpeg writes to a local directory); SRT (DECISIONS.md).
+On ``stop()`` the publishers are dropped and their streams stay LIVE: an encoder that
+reconnects to the restarted service continues them. A stream whose instance died
+during its grace period stays LIVE until its creator ends it (EndStream).
 """
 
 from __future__ import annotations
@@ -33,10 +38,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import RedisError
+
 from reels import errors
 from reels.storage import LocalObjectStore, open_object_store
 from svc_chat.ingest import flv
 from svc_chat.ingest.broadcast import Broadcast
+from svc_chat.ingest.lease import RENEW_INTERVAL_S, PublisherLeases
+from svc_chat.ingest.recording import Recorder
 from svc_chat.ingest.rtmp import Refused, serve
 from svc_chat.parts import Context
 
@@ -76,6 +85,10 @@ class IngestPart:
         self._watchdogs: dict[str, asyncio.Task[None]] = {}
         self._sessions: set[Any] = set()
         self._stopping = False
+        self.leases = PublisherLeases(ctx.redis)
+        self.recorder = Recorder(ctx, store, self.ffmpeg)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        """Background work (recordings being finished, the start-up sweep)."""
 
     def out_dir(self, stream_id: str) -> Path:
         return self.store.path(f"live/{stream_id}")
@@ -87,6 +100,13 @@ class IngestPart:
         self.server = await serve(self, s.host, s.port)
         self.port = self.server.sockets[0].getsockname()[1]
         log.info("RTMP ingest", extra={"fields": {"host": s.host, "port": self.port}})
+        if s.record:
+            self._background(self.recorder.sweep())
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -104,6 +124,8 @@ class IngestPart:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.server.wait_closed(), 2.0)
             self.server = None
+        for task in list(self._tasks):  # an unfinished recording is swept at next start
+            task.cancel()
 
     # ------------------------------------------------------------------ controller API
 
@@ -126,18 +148,28 @@ class IngestPart:
                     f"creator {info.creator_id} already has {others} live stream(s) on air; "
                     f"the limit is {limit}: end one first"
                 )
-        broadcast = Broadcast(stream_id, self.out_dir(stream_id), self.settings, self.ffmpeg)
+        recording = self.recorder.next_part(stream_id) if self.settings.record else None
+        broadcast = Broadcast(
+            stream_id, self.out_dir(stream_id), self.settings, self.ffmpeg, recording
+        )
         self.broadcasts[stream_id] = broadcast  # claimed before the next await
+        token = broadcast.lease_token = self.leases.new_token()
+        try:
+            if not await self.leases.acquire(stream_id, token):
+                raise Refused(f"stream {stream_id} already has a publisher")
+        except BaseException:
+            del self.broadcasts[stream_id]
+            raise
         returning = self.grace.pop(stream_id, None)
         if returning is not None:
             returning.cancel()
         try:
             await self.ctx.streams.ingest_started(stream_id)
-        except errors.FailedPrecondition as exc:  # ended meanwhile
+        except BaseException as exc:
             del self.broadcasts[stream_id]
-            raise Refused(str(exc)) from None
-        except BaseException:
-            del self.broadcasts[stream_id]
+            await self._release(stream_id, token)
+            if isinstance(exc, errors.FailedPrecondition):  # ended meanwhile
+                raise Refused(str(exc)) from None
             raise
         session.state["broadcast"] = broadcast
         self._watchdogs[stream_id] = asyncio.create_task(self._watch(session, broadcast))
@@ -172,28 +204,72 @@ class IngestPart:
             if self.broadcasts.get(stream_id) is broadcast:
                 del self.broadcasts[stream_id]
             await broadcast.close()
+            await self._release(stream_id, broadcast.lease_token)
+            info = await self.ctx.streams.info(stream_id)
+            ended = info is not None and info.ended
             log.info(
                 "RTMP publisher left",
-                extra={"fields": {"stream_id": stream_id, "grace_s": self.settings.grace_s}},
+                extra={
+                    "fields": {
+                        "stream_id": stream_id,
+                        "grace_s": 0 if ended else self.settings.grace_s,
+                        "stream_ended": ended,
+                    }
+                },
             )
-            if not self._stopping:
-                self.grace[stream_id] = asyncio.create_task(
-                    self._end_after_grace(stream_id, left_at)
-                )
+            if self._stopping:
+                return
+            if ended:  # EndStream ended it: no grace, the recording goes now
+                if self.settings.record:
+                    self._background(self.recorder.finish(stream_id))
+                return
+            self.grace[stream_id] = asyncio.create_task(self._end_after_grace(stream_id, left_at))
         finally:
             self._sessions.discard(session)
+
+    async def _release(self, stream_id: str, token: str) -> None:
+        try:
+            await self.leases.release(stream_id, token)
+        except RedisError:  # it expires by itself (lease.LEASE_TTL_S)
+            log.warning("could not release the publisher lease of %s", stream_id, exc_info=True)
+
+    def stream_ended(self, stream_id: str) -> None:
+        """EndStream on this instance: drop the stream's publisher now (other instances
+        see the end through ``streams.info`` within a second, in :meth:`_watch`)."""
+        broadcast = self.broadcasts.get(stream_id)
+        for session in list(self._sessions):
+            if broadcast is not None and session.state.get("broadcast") is broadcast:
+                session.writer.transport.abort()
 
     # ------------------------------------------------------------------ timers
 
     async def _watch(self, session: SessionManager, broadcast: Broadcast) -> None:
         """Drop a publisher that sends no media for the publisher timeout (its closed()
-        then starts the grace period)."""
+        then starts the grace period), whose stream was ended (EndStream, any
+        instance), or whose lease was lost (Redis lost it and another publish took
+        it). Renews the lease every ``RENEW_INTERVAL_S``."""
         timeout = self.settings.publisher_timeout_s
+        stream_id = broadcast.stream_id
+        renewed_at = time.monotonic()
         while True:
             await asyncio.sleep(WATCH_INTERVAL_S)
+            why = ""
             if time.monotonic() - broadcast.last_media_at >= timeout:
+                why = "stalled"
+            elif time.monotonic() - renewed_at >= RENEW_INTERVAL_S:
+                renewed_at = time.monotonic()
+                try:
+                    if not await self.leases.renew(stream_id, broadcast.lease_token):
+                        why = "lost its lease to another publish"
+                    info = await self.ctx.streams.info(stream_id)
+                    if info is not None and info.ended:
+                        why = "stream ended"
+                except Exception:  # noqa: BLE001 - Redis or the database hiccuped: go on
+                    log.warning("publisher checks failed for %s", stream_id, exc_info=True)
+            if why:
                 log.warning(
-                    "RTMP publisher stalled", extra={"fields": {"stream_id": broadcast.stream_id}}
+                    "RTMP publisher dropped",
+                    extra={"fields": {"stream_id": stream_id, "why": why}},
                 )
                 session.writer.transport.abort()
                 return
@@ -204,9 +280,14 @@ class IngestPart:
             if self.grace.get(stream_id) is not asyncio.current_task():
                 return
             del self.grace[stream_id]
+            if await self.leases.held(stream_id):
+                log.info("publisher of %s came back on another instance", stream_id)
+                return
             ago = time.monotonic() - left_at
             await self.ctx.streams.ingest_ended(stream_id, ended_ago_s=ago)
             await self._close_playlists(stream_id)
+            if self.settings.record:
+                await self.recorder.finish(stream_id)
         except asyncio.CancelledError:
             raise
         except Exception:

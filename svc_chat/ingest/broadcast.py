@@ -36,10 +36,19 @@ class Broadcast:
     """See the module docstring. ``accepted_at``/``last_media_at``: ``time.monotonic()``."""
 
     def __init__(
-        self, stream_id: str, out_dir: Path, settings: IngestSettings, ffmpeg: str
+        self,
+        stream_id: str,
+        out_dir: Path,
+        settings: IngestSettings,
+        ffmpeg: str,
+        recording: Path | None = None,
     ) -> None:
         self.stream_id = stream_id
         self.out_dir = out_dir
+        self.recording = recording
+        """Where this publish's recording part goes (None: not recorded)."""
+        self.lease_token = ""
+        """This publish's lease token (svc_chat.ingest.lease), set by the ingest."""
         self.settings = settings
         self.ffmpeg = ffmpeg
         self.accepted_at = time.monotonic()
@@ -104,6 +113,7 @@ class Broadcast:
             list_size=s.playlist_size,
             preset=s.x264_preset,
             resume=resume,
+            recording=self.recording,
         )
         for rung in rungs:
             (self.out_dir / rung.name).mkdir(parents=True, exist_ok=True)

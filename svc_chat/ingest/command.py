@@ -58,10 +58,14 @@ def live_hls_command(
     list_size: int,
     preset: str = "veryfast",
     resume: bool = False,
+    recording: Path | None = None,
 ) -> list[str]:
     """ffmpeg argv reading FLV from stdin and writing ``out_dir/master.m3u8`` and
     ``out_dir/<rung>/index.m3u8`` + segments (``fps``: the output rate; a lower
-    ``source_fps`` is kept, a higher one is reduced by an ``fps`` filter)."""
+    ``source_fps`` is kept, a higher one is reduced by an ``fps`` filter).
+
+    ``recording``: a second output, the publisher's own streams copied untouched
+    (``-c copy``) into that MPEG-TS file (svc_chat.ingest.recording)."""
     if not rungs:
         raise ValueError("a live ladder needs at least one rung")
     n = len(rungs)
@@ -119,4 +123,7 @@ def live_hls_command(
         "-var_stream_map", stream_map,
         str(out_dir / "%v" / PLAYLIST_NAME),
     ]  # fmt: skip
+    if recording is not None:
+        argv += ["-map", "0:v:0"] + (["-map", "0:a:0"] if has_audio else [])
+        argv += ["-c", "copy", "-f", "mpegts", str(recording)]
     return argv

@@ -54,6 +54,13 @@ class IngestSettings:
         "live streams one creator may have on air at once; a publish past it is refused",
     )
 
+    record: bool = setting(
+        True,
+        "REELS_LIVE_RECORD",
+        "record each stream (the publisher's encode, copied) and publish the recording "
+        "as a video of the creator when the stream ends",
+    )
+
     def __post_init__(self) -> None:
         for ok, message in (
             (self.max_live_per_creator >= 1, "REELS_LIVE_MAX_PER_CREATOR must be >= 1"),

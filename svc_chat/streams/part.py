@@ -357,6 +357,8 @@ class StreamsPart:
                 await self.viewers.forget(stream.stream_id)
             except RedisError:  # the keys expire anyway
                 log.warning("could not delete viewer keys", exc_info=True)
+        if stream.state == State.ENDED.name and self.ctx.ingest is not None:
+            self.ctx.ingest.stream_ended(stream.stream_id)  # drops its publisher, if any
         hook: Any = getattr(self.ctx.chat, hook_name, None)
         if hook is not None:
             try:

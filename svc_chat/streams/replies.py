@@ -52,6 +52,7 @@ def stream_proto(
         created_at=_ts(stream.created_at),
         peak_viewer_count=stream.peak_viewer_count,
         unique_viewer_count=stream.unique_viewer_count,
+        recording_video_id=stream.recording_video_id or "",
     )
     if stream.started_at is not None:
         out.started_at.CopyFrom(_ts(stream.started_at))

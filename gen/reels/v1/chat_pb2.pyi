@@ -102,6 +102,7 @@ class LiveStream(_message.Message):
     DURATION_FIELD_NUMBER: _builtins.int
     SLOW_MODE_FIELD_NUMBER: _builtins.int
     FOLLOWERS_ONLY_FIELD_NUMBER: _builtins.int
+    RECORDING_VIDEO_ID_FIELD_NUMBER: _builtins.int
     stream_id: _builtins.str
     creator_id: _builtins.str
     title: _builtins.str
@@ -120,6 +121,11 @@ class LiveStream(_message.Message):
     unique_viewer_count: _builtins.int
     """Distinct viewers so far (HyperLogLog estimate, ~0.8 % error)."""
     followers_only: _builtins.bool
+    recording_video_id: _builtins.str
+    """ENDED streams that were ingested over RTMP: the video their recording
+    became (svc_upload; GetVideoStatus / GetPlayback with this id). Empty
+    until the recording is handed over, and for streams never published.
+    """
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -157,10 +163,11 @@ class LiveStream(_message.Message):
         duration: _duration_pb2.Duration | None = ...,
         slow_mode: _duration_pb2.Duration | None = ...,
         followers_only: _builtins.bool = ...,
+        recording_video_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "duration", b"duration", "ended_at", b"ended_at", "slow_mode", b"slow_mode", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "creator_id", b"creator_id", "description", b"description", "duration", b"duration", "ended_at", b"ended_at", "followers_only", b"followers_only", "ingest_url", b"ingest_url", "peak_viewer_count", b"peak_viewer_count", "playback_url", b"playback_url", "slow_mode", b"slow_mode", "started_at", b"started_at", "state", b"state", "stream_id", b"stream_id", "stream_key", b"stream_key", "tags", b"tags", "title", b"title", "unique_viewer_count", b"unique_viewer_count", "viewer_count", b"viewer_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "creator_id", b"creator_id", "description", b"description", "duration", b"duration", "ended_at", b"ended_at", "followers_only", b"followers_only", "ingest_url", b"ingest_url", "peak_viewer_count", b"peak_viewer_count", "playback_url", b"playback_url", "recording_video_id", b"recording_video_id", "slow_mode", b"slow_mode", "started_at", b"started_at", "state", b"state", "stream_id", b"stream_id", "stream_key", b"stream_key", "tags", b"tags", "title", b"title", "unique_viewer_count", b"unique_viewer_count", "viewer_count", b"viewer_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

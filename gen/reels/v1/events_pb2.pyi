@@ -619,6 +619,71 @@ class StreamLifecycleEvent(_message.Message):
 Global___StreamLifecycleEvent: _TypeAlias = StreamLifecycleEvent  # noqa: Y015
 
 @_typing.final
+class StreamRecorded(_message.Message):
+    """Topic `streams.recordings`, key stream_id. Producer: svc_chat (outbox), once
+    an RTMP-ingested stream has ended and its recording (the publisher's own
+    encode, remuxed without re-encoding to MP4) is in the object store.
+    Consumer: svc_upload, which makes it a video of the creator (id video_id)
+    and emits `video.uploaded`, so it is transcoded, published and in the feed
+    like any upload. video_id is derived from stream_id (UUIDv5), so a repeated
+    event is the same video.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    STREAM_ID_FIELD_NUMBER: _builtins.int
+    CREATOR_ID_FIELD_NUMBER: _builtins.int
+    VIDEO_ID_FIELD_NUMBER: _builtins.int
+    RECORDING_KEY_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    ENDED_AT_FIELD_NUMBER: _builtins.int
+    stream_id: _builtins.str
+    creator_id: _builtins.str
+    video_id: _builtins.str
+    """The video the recording becomes (UUID)."""
+    recording_key: _builtins.str
+    """Object-storage key of the recording (MP4, H.264/AAC as published)."""
+    size_bytes: _builtins.int
+    title: _builtins.str
+    """The stream's title, description and tags (tags become hashtags)."""
+    description: _builtins.str
+    @_builtins.property
+    def meta(self) -> Global___EventMeta: ...
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def ended_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        meta: Global___EventMeta | None = ...,
+        stream_id: _builtins.str = ...,
+        creator_id: _builtins.str = ...,
+        video_id: _builtins.str = ...,
+        recording_key: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        title: _builtins.str = ...,
+        description: _builtins.str = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
+        ended_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ended_at", b"ended_at", "meta", b"meta", "started_at", b"started_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["creator_id", b"creator_id", "description", b"description", "ended_at", b"ended_at", "meta", b"meta", "recording_key", b"recording_key", "size_bytes", b"size_bytes", "started_at", b"started_at", "stream_id", b"stream_id", "tags", b"tags", "title", b"title", "video_id", b"video_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamRecorded: _TypeAlias = StreamRecorded  # noqa: Y015
+
+@_typing.final
 class ChatMessageEvent(_message.Message):
     """Topic `streams.chat`, key stream_id (keeps per-stream order). Producer:
     svc_chat. Exactly one event per accepted message, deletion and moderation
