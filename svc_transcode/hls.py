@@ -3,7 +3,8 @@
 One invocation decodes the source once and `split`s it to every rung (Owncast's
 approach; measured ~1.25x faster here than one run per rung). Keyframes are forced every
 segment length on every rung so segment boundaries line up across renditions and a
-player can switch rungs at any segment.
+player can switch rungs at any segment. Those argv pieces are shared with the live
+ladder's command (reels/media/hls_args.py).
 
 Segments are MPEG-TS, not fMP4: every segment is self-contained (no init segment), which
 plays on every HLS client we care about (old Android ExoPlayer, hls.js, Safari), lets the
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from reels.media import hls_args
 from reels.media.ffmpeg_run import FFMPEG, FFPROBE, run
 from svc_transcode.ladder import Rung
 
@@ -72,19 +74,13 @@ def build_ladder_command(
     """
     if not rungs:
         raise ValueError("a ladder needs at least one rung")
-    n = len(rungs)
     fps = rungs[0].fps
-    gop = max(1, round(SEGMENT_SECONDS * fps))
-    head = f"[{video_map}]"
+    gop = hls_args.gop_frames(fps, SEGMENT_SECONDS)
     pre: list[str] = list(pre_filters)
     if abs(fps - source_fps) > 0.01:
         pre.append(f"fps={fps:.6g}")
     pre += colour_filters
     pre.append("format=yuv420p")  # 10-bit/4:2:2 sources (ProRes, HDR phones) -> 8-bit High
-    labels = "".join(f"[s{i}]" for i in range(n))
-    graph = [f"{head}{','.join(pre)},split={n}{labels}"]
-    for i, r in enumerate(rungs):
-        graph.append(f"[s{i}]scale={r.width}:{r.height}:flags=bicubic,setsar=1[v{i}]")
 
     argv = [FFMPEG, "-hide_banner", "-nostdin", "-y", "-v", "error"]
     if progress:
@@ -93,31 +89,14 @@ def build_ladder_command(
         argv += ["-nostats"]
     # No -xerror: decoders conceal small damage and the frames still come out; the
     # pipeline judges the whole run's decoder errors instead (ffmpeg_run.damage_verdict).
-    argv += ["-i", str(src), "-filter_complex", ";".join(graph)]
-    for i in range(n):
-        argv += ["-map", f"[v{i}]"]
-        if has_audio:
-            argv += ["-map", audio_map]
+    argv += ["-i", str(src), "-filter_complex", hls_args.split_scale_graph(video_map, pre, rungs)]
+    argv += hls_args.rung_maps(len(rungs), audio_map if has_audio else None)
     argv += [
         "-c:v", "libx264", "-preset", preset, "-profile:v", "high",
-        "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
-        "-force_key_frames", f"expr:gte(t,n_forced*{SEGMENT_SECONDS})",
+        *hls_args.keyframe_args(gop, SEGMENT_SECONDS),
         "-threads", str(threads), *output_args,
     ]  # fmt: skip
-    for i, r in enumerate(rungs):
-        argv += [
-            f"-b:v:{i}", str(r.video_bitrate),
-            f"-maxrate:v:{i}", str(r.maxrate),
-            f"-bufsize:v:{i}", str(r.bufsize),
-        ]  # fmt: skip
-    if has_audio:
-        argv += ["-c:a", "aac", "-ac", "2", "-ar", "48000"]
-        for i, r in enumerate(rungs):
-            argv += [f"-b:a:{i}", str(r.audio_bitrate)]
-    stream_map = " ".join(
-        f"v:{i},a:{i},name:{r.name}" if has_audio else f"v:{i},name:{r.name}"
-        for i, r in enumerate(rungs)
-    )
+    argv += hls_args.rung_rate_args(rungs, has_audio)
     argv += [
         "-f", "hls",
         "-hls_time", str(SEGMENT_SECONDS),
@@ -126,7 +105,7 @@ def build_ladder_command(
         "-hls_flags", "independent_segments",
         "-hls_list_size", "0",
         "-hls_segment_filename", str(work_dir / "%v" / SEGMENT_PATTERN),
-        "-var_stream_map", stream_map,
+        "-var_stream_map", hls_args.var_stream_map(rungs, has_audio),
         str(work_dir / "%v" / PLAYLIST_NAME),
     ]  # fmt: skip
     playlists = {r.name: f"{r.name}/{PLAYLIST_NAME}" for r in rungs}

@@ -5,7 +5,8 @@ Owncast's shape (STYLE.md): one ffmpeg, the decoded picture ``split`` to every r
 ``var_stream_map`` naming the variants; keyframe interval = fps x segment length with
 ``-keyint_min`` equal and scene-cut keyframes off (``-sc_threshold 0``), plus keyframes
 forced on the segment clock, so every segment of every rung starts with a keyframe at
-the same time; maxrate 1.06x / bufsize 1.2x the bitrate (svc_chat.ingest.ladder).
+the same time; maxrate 1.06x / bufsize 1.2x the bitrate (svc_chat.ingest.ladder). Those
+pieces are shared with the VOD ladder's command (reels/media/hls_args.py).
 
 Live specifics:
 
@@ -32,6 +33,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reels.media import hls_args
+from reels.media.hls_args import gop_frames  # re-exported: tests import it from here
 from svc_chat.ingest.ladder import LiveRung
 
 MASTER_NAME = "master.m3u8"
@@ -39,11 +42,6 @@ PLAYLIST_NAME = "index.m3u8"
 SEGMENT_PATTERN = "seg_%06d.ts"
 PROBE_BYTES = 32768
 ANALYZE_US = 500_000  # 0.5 s of input to find both streams' parameters
-
-
-def gop_frames(fps: float, segment_s: float) -> int:
-    """Frames between keyframes: one keyframe per segment (fps x segment length)."""
-    return max(1, round(fps * segment_s))
 
 
 def live_hls_command(
@@ -68,59 +66,36 @@ def live_hls_command(
     (``-c copy``) into that MPEG-TS file (svc_chat.ingest.recording)."""
     if not rungs:
         raise ValueError("a live ladder needs at least one rung")
-    n = len(rungs)
     gop = gop_frames(fps, segment_s)
     pre = []
     if source_fps > 0 and abs(fps - source_fps) > 0.01:
         pre.append(f"fps={fps:.6g}")
     pre.append("format=yuv420p")
-    labels = "".join(f"[s{i}]" for i in range(n))
-    graph = [f"[0:v:0]{','.join(pre)},split={n}{labels}"]
-    for i, r in enumerate(rungs):
-        graph.append(f"[s{i}]scale={r.width}:{r.height}:flags=bicubic,setsar=1[v{i}]")
-    seg = f"{segment_s:g}"
     argv = [
         ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "warning",
         "-fflags", "nobuffer", "-probesize", str(PROBE_BYTES),
         "-analyzeduration", str(ANALYZE_US),
         "-f", "flv", "-i", "pipe:0",
-        "-filter_complex", ";".join(graph),
+        "-filter_complex", hls_args.split_scale_graph("0:v:0", pre, rungs),
     ]  # fmt: skip
-    for i in range(n):
-        argv += ["-map", f"[v{i}]"]
-        if has_audio:
-            argv += ["-map", "0:a:0"]
+    argv += hls_args.rung_maps(len(rungs), "0:a:0" if has_audio else None)
     argv += [
         "-c:v", "libx264", "-preset", preset, "-tune", "zerolatency", "-profile:v", "high",
-        "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
-        "-force_key_frames", f"expr:gte(t,n_forced*{seg})",
+        *hls_args.keyframe_args(gop, segment_s),
     ]  # fmt: skip
-    for i, r in enumerate(rungs):
-        argv += [
-            f"-b:v:{i}", str(r.video_bitrate),
-            f"-maxrate:v:{i}", str(r.maxrate),
-            f"-bufsize:v:{i}", str(r.bufsize),
-        ]  # fmt: skip
-    if has_audio:
-        argv += ["-c:a", "aac", "-ac", "2", "-ar", "48000"]
-        for i, r in enumerate(rungs):
-            argv += [f"-b:a:{i}", str(r.audio_bitrate)]
+    argv += hls_args.rung_rate_args(rungs, has_audio)
     flags = "delete_segments+independent_segments+temp_file+omit_endlist"
     if resume:
         flags += "+append_list+discont_start"
-    stream_map = " ".join(
-        f"v:{i},a:{i},name:{r.name}" if has_audio else f"v:{i},name:{r.name}"
-        for i, r in enumerate(rungs)
-    )
     argv += [
         "-f", "hls",
-        "-hls_time", seg,
+        "-hls_time", f"{segment_s:g}",
         "-hls_list_size", str(list_size),
         "-hls_flags", flags,
         "-hls_segment_type", "mpegts",
         "-hls_segment_filename", str(out_dir / "%v" / SEGMENT_PATTERN),
         "-master_pl_name", MASTER_NAME,
-        "-var_stream_map", stream_map,
+        "-var_stream_map", hls_args.var_stream_map(rungs, has_audio),
         str(out_dir / "%v" / PLAYLIST_NAME),
     ]  # fmt: skip
     if recording is not None:

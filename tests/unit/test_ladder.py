@@ -1,10 +1,13 @@
-"""The ladder rules, without ffmpeg: what rungs a source of a given shape gets."""
+"""The VOD ladder, without ffmpeg: what rungs a source of a given shape gets.
+
+The rules it shares with the live ladder (scaled_dims, output_fps, the rung choice) are
+tested on their own in test_media_ladder.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from svc_transcode.ladder import build_ladder, output_fps, scaled_dims
+from svc_transcode.ladder import build_ladder
 
 
 def shape(width: int, height: int, fps: float = 30) -> list[tuple[str, int, int]]:
@@ -69,18 +72,16 @@ def test_rates_follow_owncast_ratios() -> None:
         assert r.bufsize == int(r.video_bitrate * 1.2)
 
 
-@pytest.mark.parametrize(
-    ("source", "expected"),
-    [(60, 30), (50, 25), (59.94, 29.97), (120, 30), (30, 30), (24, 24), (29.97, 29.97), (0, 30)],
-)
-def test_frame_rate_is_capped_by_an_integer_divisor(source: float, expected: float) -> None:
-    assert output_fps(source) == pytest.approx(expected, abs=0.01)
-
-
 def test_every_rung_uses_the_capped_frame_rate() -> None:
     assert {r.fps for r in build_ladder(1920, 1080, 60)} == {30}
 
 
-def test_scaled_dims_round_to_even() -> None:
-    assert scaled_dims(1080, 1920, 480) == (480, 854)
-    assert scaled_dims(1920, 1080, 480) == (854, 480)
+def test_above_30fps_the_video_bitrate_grows_with_the_square_root_of_the_rate() -> None:
+    rungs = build_ladder(1920, 1080, 60, fps_cap=60)
+    assert {r.fps for r in rungs} == {60}
+    assert [r.video_bitrate for r in rungs] == [
+        int(kbps * 1000 * 2**0.5) for kbps in (5000, 2500, 1200, 600)
+    ]
+    assert [r.audio_bitrate for r in rungs] == [128_000, 128_000, 96_000, 64_000]
+    assert rungs[0].maxrate == int(rungs[0].video_bitrate * 1.06)
+    assert [r.video_bitrate for r in build_ladder(1920, 1080, 24)][0] == 5_000_000
