@@ -15,8 +15,8 @@ live streams is refused before anything is written. An accepted publish moves a 
 LIVE at once (``stream.started`` through the outbox, via the streams part). When the
 publisher leaves, or sends no media for ``REELS_LIVE_PUBLISHER_TIMEOUT_S``, a timer of
 ``REELS_LIVE_GRACE_S`` starts: a publisher back on the same key within it continues
-the same stream (same playlists, a discontinuity at the join), on this instance or
-another; otherwise the stream ends (``stream.ended``), its duration counted to the
+the same stream: on this instance, into the same ffmpeg (no discontinuity;
+svc_chat.ingest.broadcast), on another one with ffmpeg's ``append_list``; otherwise the stream ends (``stream.ended``), its duration counted to the
 moment the publisher left. A stream ended by EndStream (on any instance) drops its
 publisher within about a second.
 
@@ -82,6 +82,8 @@ class IngestPart:
         """Streams being ingested on this instance, by stream id."""
         self.grace: dict[str, asyncio.Task[None]] = {}
         """Streams whose publisher left, by stream id: the task that ends them."""
+        self.paused: dict[str, Broadcast] = {}
+        """Their ladders, still running, for a publisher that comes back (by stream id)."""
         self._watchdogs: dict[str, asyncio.Task[None]] = {}
         self._sessions: set[Any] = set()
         self._stopping = False
@@ -114,6 +116,9 @@ class IngestPart:
             self.server.close()
         for task in self.grace.values():
             task.cancel()
+        for paused in list(self.paused.values()):
+            await paused.close()
+        self.paused.clear()
         for session in list(self._sessions):
             session.writer.transport.abort()
         for _ in range(40):  # each connection's cleanup closes its ffmpeg
@@ -148,10 +153,12 @@ class IngestPart:
                     f"creator {info.creator_id} already has {others} live stream(s) on air; "
                     f"the limit is {limit}: end one first"
                 )
-        recording = self.recorder.next_part(stream_id) if self.settings.record else None
-        broadcast = Broadcast(
-            stream_id, self.out_dir(stream_id), self.settings, self.ffmpeg, recording
-        )
+        broadcast = self.paused.get(stream_id)
+        if broadcast is None:
+            recording = self.recorder.next_part(stream_id) if self.settings.record else None
+            broadcast = Broadcast(
+                stream_id, self.out_dir(stream_id), self.settings, self.ffmpeg, recording
+            )
         self.broadcasts[stream_id] = broadcast  # claimed before the next await
         token = broadcast.lease_token = self.leases.new_token()
         try:
@@ -160,9 +167,6 @@ class IngestPart:
         except BaseException:
             del self.broadcasts[stream_id]
             raise
-        returning = self.grace.pop(stream_id, None)
-        if returning is not None:
-            returning.cancel()
         try:
             await self.ctx.streams.ingest_started(stream_id)
         except BaseException as exc:
@@ -171,6 +175,11 @@ class IngestPart:
             if isinstance(exc, errors.FailedPrecondition):  # ended meanwhile
                 raise Refused(str(exc)) from None
             raise
+        returning = self.grace.pop(stream_id, None)
+        if returning is not None:
+            returning.cancel()
+        if self.paused.pop(stream_id, None) is broadcast:
+            broadcast.resume()
         session.state["broadcast"] = broadcast
         self._watchdogs[stream_id] = asyncio.create_task(self._watch(session, broadcast))
         log.info(
@@ -194,16 +203,15 @@ class IngestPart:
             broadcast: Broadcast | None = session.state.pop("broadcast", None)
             if broadcast is None:
                 return
-            left_at = time.monotonic()
+            dropped_at = left_at = time.monotonic()
             stream_id = broadcast.stream_id
             if time.monotonic() - broadcast.last_media_at >= self.settings.publisher_timeout_s:
-                left_at = broadcast.last_media_at  # stalled: it left with its last media
+                left_at = broadcast.last_media_at  # stalled: on air until its last media
             watchdog = self._watchdogs.pop(stream_id, None)
             if watchdog is not None:
                 watchdog.cancel()
             if self.broadcasts.get(stream_id) is broadcast:
                 del self.broadcasts[stream_id]
-            await broadcast.close()
             await self._release(stream_id, broadcast.lease_token)
             info = await self.ctx.streams.info(stream_id)
             ended = info is not None and info.ended
@@ -217,13 +225,20 @@ class IngestPart:
                     }
                 },
             )
+            if self._stopping or ended or not broadcast.alive:
+                await broadcast.close()
             if self._stopping:
                 return
             if ended:  # EndStream ended it: no grace, the recording goes now
                 if self.settings.record:
                     self._background(self.recorder.finish(stream_id))
                 return
-            self.grace[stream_id] = asyncio.create_task(self._end_after_grace(stream_id, left_at))
+            if broadcast.alive:
+                broadcast.pause()
+                self.paused[stream_id] = broadcast
+            self.grace[stream_id] = asyncio.create_task(
+                self._end_after_grace(stream_id, left_at, dropped_at)
+            )
         finally:
             self._sessions.discard(session)
 
@@ -254,7 +269,8 @@ class IngestPart:
         while True:
             await asyncio.sleep(WATCH_INTERVAL_S)
             why = ""
-            if time.monotonic() - broadcast.last_media_at >= timeout:
+            # Waiting on our own ffmpeg (``draining``) is not the publisher stalling.
+            if not broadcast.draining and time.monotonic() - broadcast.last_media_at >= timeout:
                 why = "stalled"
             elif time.monotonic() - renewed_at >= RENEW_INTERVAL_S:
                 renewed_at = time.monotonic()
@@ -274,12 +290,18 @@ class IngestPart:
                 session.writer.transport.abort()
                 return
 
-    async def _end_after_grace(self, stream_id: str, left_at: float) -> None:
+    async def _end_after_grace(self, stream_id: str, left_at: float, dropped_at: float) -> None:
+        """``grace_s`` after the publisher was dropped (``dropped_at``), unless it came
+        back: close the paused ladder and end the stream, on air until ``left_at`` (its
+        last media when it stalled). Monotonic seconds."""
         try:
-            await asyncio.sleep(max(0.0, self.settings.grace_s - (time.monotonic() - left_at)))
+            await asyncio.sleep(max(0.0, self.settings.grace_s - (time.monotonic() - dropped_at)))
             if self.grace.get(stream_id) is not asyncio.current_task():
                 return
             del self.grace[stream_id]
+            paused = self.paused.pop(stream_id, None)
+            if paused is not None:
+                await paused.close()  # its last segment is written before the end
             if await self.leases.held(stream_id):
                 log.info("publisher of %s came back on another instance", stream_id)
                 return

@@ -4,7 +4,17 @@ ffmpeg starts on the first video message, when the encoder's ``onMetaData`` (sen
 right after ``publish`` by ffmpeg, OBS and every common encoder) has told the picture
 size and frame rate the ladder is cut from; audio that arrives before is buffered.
 Writing waits for ffmpeg's stdin (``drain``), so a slow ladder slows the publisher
-through TCP instead of growing a buffer here.
+through TCP instead of growing a buffer here; time spent waiting on our own ffmpeg is
+never taken for a stalled publisher (:attr:`Broadcast.draining`).
+
+A publisher that leaves keeps its ffmpeg: :meth:`Broadcast.pause` leaves the process
+running (idle, its stdin open) through the grace period, and a publisher back on the
+same instance continues into the same process (:meth:`Broadcast.resume`) with its
+timestamps moved on to follow the last ones written. The ladder then has no
+discontinuity at all: the same encoder, the same playlists, segment numbers and
+timestamps that keep counting (ffmpeg's own ``append_list`` resume numbers
+discontinuities wrongly, against RFC 8216 section 6.2.2; it is only used when the
+publisher comes back on another instance or after a restart).
 """
 
 from __future__ import annotations
@@ -26,6 +36,9 @@ log = logging.getLogger(__name__)
 
 STOP_WAIT_S = 5.0
 """How long ffmpeg gets to finish its last segment after stdin closes (s)."""
+REJOIN_GAP_MS = 40
+"""A returning publisher's first message is placed this long after the last one
+written (about a frame at 25-30 fps), so timestamps keep increasing (ms)."""
 
 
 class NoPictureSize(Exception):
@@ -60,6 +73,13 @@ class Broadcast:
         self._has_audio = True
         self._stderr: deque[str] = deque(maxlen=20)
         self._stderr_task: asyncio.Task[None] | None = None
+        self._last_ts = 0
+        """Largest FLV timestamp written to ffmpeg (ms, after the offset)."""
+        self._offset = 0
+        """Added to the current publisher's timestamps (ms): 0 for the first one."""
+        self._rebase = False
+        self.draining = False
+        """True while a write waits for ffmpeg to read (our slowness, not the publisher's)."""
 
     def on_meta(self, meta: Any) -> None:
         """``onMetaData``: pyrtmp reads its AMF0 ECMA array as a list of one-entry dicts."""
@@ -70,9 +90,30 @@ class Broadcast:
                 k: v for entry in meta if isinstance(entry, dict) for k, v in entry.items()
             }
 
+    @property
+    def alive(self) -> bool:
+        """Whether the ladder can take more input (not started yet, or running)."""
+        return self.proc is None or self.proc.returncode is None
+
+    def pause(self) -> None:
+        """The publisher left: keep ffmpeg for a publisher that comes back (its next
+        timestamps are moved on to follow the last ones written); input that never
+        started the ladder (no video yet) is dropped."""
+        self._pending.clear()
+        self._rebase = self.proc is not None
+
+    def resume(self) -> None:
+        """A publisher is back on this ladder."""
+        self.last_media_at = time.monotonic()
+
     async def on_media(self, kind: int, timestamp_ms: int, body: bytes) -> None:
         """One RTMP audio or video message, as an FLV tag into ffmpeg."""
         self.last_media_at = time.monotonic()
+        if self._rebase:
+            self._offset = self._last_ts + REJOIN_GAP_MS - timestamp_ms
+            self._rebase = False
+        timestamp_ms += self._offset
+        self._last_ts = max(self._last_ts, timestamp_ms)
         data = flv.tag(kind, timestamp_ms, body)
         if self.proc is None:
             self._saw_audio = self._saw_audio or kind == flv.AUDIO
@@ -86,7 +127,12 @@ class Broadcast:
         if self.proc.returncode is not None:
             raise RuntimeError(f"live ffmpeg exited {self.proc.returncode}: {self.stderr_tail}")
         self.proc.stdin.write(data)
-        await self.proc.stdin.drain()
+        self.draining = True
+        try:
+            await self.proc.stdin.drain()
+        finally:
+            self.draining = False
+            self.last_media_at = time.monotonic()
 
     @property
     def stderr_tail(self) -> str:

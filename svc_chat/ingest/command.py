@@ -23,6 +23,10 @@ Live specifics:
   stream really ends);
 * ``resume=True`` (a publisher back within the grace period) continues the same
   playlists (``append_list``) with a discontinuity at the join (``discont_start``).
+  Only for a publisher back on another instance or after a restart: ffmpeg 5.1 numbers
+  those discontinuities against RFC 8216 section 6.2.2 (no DISCONTINUITY-SEQUENCE), so a
+  publisher back on the same instance continues its running ffmpeg instead
+  (svc_chat.ingest.broadcast).
 
 Segments are MPEG-TS like the VOD ladder's (svc_transcode/hls.py explains why). ffmpeg
 5.1 cannot write LL-HLS partial segments (DESIGN.md), so 1 s segments are the lever
