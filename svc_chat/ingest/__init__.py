@@ -11,14 +11,15 @@
 The stream key is checked at publish time: a wrong or rotated-away key, an ENDED
 stream, a second publisher on a stream (on any instance: a Redis lease,
 :mod:`svc_chat.ingest.lease`), or a creator already at ``REELS_LIVE_MAX_PER_CREATOR``
-live streams is refused before anything is written. An accepted publish moves a CREATED stream to
-LIVE at once (``stream.started`` through the outbox, via the streams part). When the
-publisher leaves, or sends no media for ``REELS_LIVE_PUBLISHER_TIMEOUT_S``, a timer of
-``REELS_LIVE_GRACE_S`` starts: a publisher back on the same key within it continues
-the same stream: on this instance, into the same ffmpeg (no discontinuity;
-svc_chat.ingest.broadcast), on another one with ffmpeg's ``append_list``; otherwise the stream ends (``stream.ended``), its duration counted to the
-moment the publisher left. A stream ended by EndStream (on any instance) drops its
-publisher within about a second.
+live streams is refused before anything is written. An accepted publish moves a CREATED
+stream to LIVE at once (``stream.started`` through the outbox, via the streams part).
+When the publisher leaves, or sends no media for ``REELS_LIVE_PUBLISHER_TIMEOUT_S``, a
+timer of ``REELS_LIVE_GRACE_S`` starts: a publisher back on the same key within it
+continues the same stream (on this instance into the same ffmpeg, with no
+discontinuity, svc_chat.ingest.broadcast; on another with ffmpeg's ``append_list``).
+Otherwise the stream ends (``stream.ended``), its duration counted to the moment the
+publisher left (its last media when it stalled). A stream ended by EndStream (on any
+instance) drops its publisher within about a second.
 
 Once a stream has ended, its recording (the publisher's own encode, copied) goes to
 the VOD pipeline (:mod:`svc_chat.ingest.recording`, ``REELS_LIVE_RECORD``).
