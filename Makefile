@@ -18,12 +18,12 @@ endif
 setup:            ## install everything the project needs (idempotent)
 	@bash scripts/setup.sh
 
-gen: setup        ## regenerate gen/, envoy/envoy.yaml and README's settings tables
+gen: setup        ## regenerate gen/, web/src/gen/, envoy/envoy.yaml and README's settings tables
 	@bash scripts/gen.sh
 	@$(PY) -m reels_dev.infra.envoy render >/dev/null
 	@$(PY) -m reels.config readme
 
-check-gen: setup  ## fail when gen/, envoy/envoy.yaml or README's settings tables are stale
+check-gen: setup  ## fail when gen/, web/src/gen/, envoy/envoy.yaml or README's settings tables are stale
 	@bash scripts/check_gen.sh
 
 lint: setup       ## buf lint (default rules) + ruff

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fails when gen/ is not what scripts/gen.sh would produce from proto/, when
+# Fails when gen/ or web/src/gen/ is not what scripts/gen.sh would produce from proto/, when
 # envoy/envoy.yaml is not its rendering, or when README.md's settings tables are stale.
 set -euo pipefail
 
@@ -9,13 +9,18 @@ cd "$ROOT"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 
-scripts/gen.sh "$TMP/gen" > /dev/null
+scripts/gen.sh "$TMP/gen" "$TMP/web-gen" > /dev/null
 
 if ! diff -r -q --exclude=__pycache__ gen "$TMP/gen"; then
   echo "check_gen: gen/ is stale; run scripts/gen.sh (or make gen) and commit the result." >&2
   exit 1
 fi
 echo "check_gen: gen/ is up to date."
+if ! diff -r -q web/src/gen "$TMP/web-gen"; then
+  echo "check_gen: web/src/gen/ is stale; run scripts/gen.sh (or make gen) and commit the result." >&2
+  exit 1
+fi
+echo "check_gen: web/src/gen/ is up to date."
 
 # envoy/envoy.yaml is rendered from reels_dev/infra/envoy.py.
 cp envoy/envoy.yaml "$TMP/envoy.committed.yaml"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up: system packages, the virtualenv, the server binaries, data stores,
-# this checkout's dev database, dev keys, and the models Triton serves. Quick (seconds,
+# this checkout's dev database, dev keys, the models Triton serves, the browser tests'
+# tools, and the web client (web/dist, which Envoy serves at /). Quick (seconds,
 # silent but for "setup: ok") when everything is already in place; the first run takes
 # minutes and about 3.5 GB (.venv, .tools, models/), and says which step it is on.
 set -euo pipefail
@@ -12,7 +13,7 @@ command -v "$PY" >/dev/null || PY=python3
 SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 
-STEPS=7
+STEPS=8
 step() {  # step N "what": a numbered progress line, only for steps that do work
   echo "setup [$1/$STEPS] $2"
 }
@@ -27,7 +28,7 @@ if ! command -v pg_ctlcluster >/dev/null && ! ls /usr/lib/postgresql/*/bin/postg
   missing+=(postgresql)
 fi
 "$PY" -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
-command -v npm >/dev/null || missing+=(npm)  # hls.js for the browser tests (step 7)
+command -v npm >/dev/null || missing+=(npm)  # hls.js (step 7), the web client (step 8)
 # The browser tests' chromium (driven by Playwright; its own download is not used).
 # Without recommends: they would pull in a desktop's worth of packages.
 browser=()
@@ -104,5 +105,35 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   step 7 "browser tests: npm ci in tests/browser (hls.js)..."
   npm ci --silent --no-audit --no-fund --prefix tests/browser
   echo "$want" > "$stamp"
+fi
+
+# 8. The web client (web/): its npm packages when package-lock.json changes, and its build
+#    (tsc type-check + Vite) into web/dist when a source or config file changes. Built
+#    beside web/dist and swapped in, so a failed build leaves the last good one.
+stamp=web/node_modules/.package-lock.sha256
+want=$(sha256sum web/package-lock.json | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  step 8 "web client: npm ci in web/ (TypeScript, Vite, Connect-ES)..."
+  npm ci --loglevel=error --no-audit --no-fund --prefix web
+  echo "$want" > "$stamp"
+fi
+stamp=web/dist/.sources.sha256
+want=$(cd web && { find src public index.html package.json package-lock.json tsconfig.json \
+  vite.config.ts -type f 2>/dev/null || true; } | LC_ALL=C sort | xargs -d '\n' sha256sum \
+  | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  step 8 "web client: building web/dist (tsc + vite)..."
+  new="dist.new.$$"
+  # npm passes the arguments after -- to the script's last command, `vite build`.
+  if ! (cd web && npm run --silent build -- --logLevel warn --outDir "$new"); then
+    rm -rf "web/$new"
+    echo "setup: building the web client failed (see above)" >&2
+    exit 1
+  fi
+  echo "$want" > "web/$new/.sources.sha256"
+  rm -rf "web/dist.old.$$"
+  if [ -e web/dist ]; then mv web/dist "web/dist.old.$$"; fi
+  mv "web/$new" web/dist
+  rm -rf "web/dist.old.$$"
 fi
 echo "setup: ok"

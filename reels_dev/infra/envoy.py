@@ -6,7 +6,8 @@ gRPC-web → JSON transcoding → CORS → JWT (local JWKS) → local rate limit
 one HTTP/2 cluster per service with gRPC health checks, OpenTelemetry tracing,
 `/media/` reserved for the media origin (signed URLs, so no JWT there), and
 `/api/v1/streams/` for svc_chat's chat WebSocket (upgraded here, authenticated by
-svc_chat: see CHAT_WS_PREFIX).
+svc_chat: see CHAT_WS_PREFIX), and the web client at `/` (web/dist, one route per built
+file, with index.html for every app path: reels_dev/infra/web_app.py).
 
 Why this order:
 
@@ -67,6 +68,13 @@ from reels.config import (
     var_dir,
 )
 from reels_dev.infra.process import REPO_ROOT, ManagedProcess, port_open
+from reels_dev.infra.web_app import (
+    MAX_FILE_BYTES,
+    NOT_BUILT_MESSAGE,
+    WEB_DIST,
+    built_files,
+    web_app_routes,
+)
 from svc_upload.tus_limits import request_headers_kb
 
 DESCRIPTOR = REPO_ROOT / "gen" / "reels.pb"
@@ -183,10 +191,11 @@ LOCAL_REPLIES = (
         'xds.route_name == "grpc_only"',
         code=3,
     ),
-    # The catch-all route for HTTP clients (gRPC ones meet grpc_not_found first).
+    # The catch-all route for HTTP clients (gRPC ones meet grpc_not_found first), and
+    # its twin for /api paths ahead of the web app's routes (web_app.py).
     LocalReply(
         "not_found",
-        'xds.route_name == "not_found"',
+        'xds.route_name in ["not_found", "api_not_found"]',
         code=5,
     ),
 )
@@ -265,6 +274,8 @@ class EnvoySettings:
     rate_limit_fill_seconds: int = 1
     # Browser origins the CORS policy allows ("*": any); REELS_CORS_ORIGINS.
     cors_origins: list[str] = field(default_factory=lambda: list(DEFAULT_CORS_ORIGINS))
+    # The built web client served at / (web_app.py); None, or not built: / answers 503.
+    web_dist: Path | None = WEB_DIST
 
 
 def _typed(type_name: str, **config: Any) -> dict[str, Any]:
@@ -459,14 +470,15 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
             "direct_response": {"status": 404, "body": {"inline_string": "no such API route"}},
         }
     )
-    routes.append(
-        {
-            "name": "not_found",
-            "match": {"prefix": "/"},
-            "direct_response": {"status": 404, "body": {"inline_string": "no such API route"}},
-            "typed_per_filter_config": {LOG_AS_RPC: log_as_rpc},
-        }
-    )
+    not_found = {
+        "name": "not_found",
+        "match": {"prefix": "/"},
+        "direct_response": {"status": 404, "body": {"inline_string": "no such API route"}},
+        "typed_per_filter_config": {LOG_AS_RPC: log_as_rpc},
+    }
+    # The web client (GET/HEAD, no JWT): its files, then index.html for app paths.
+    routes.extend(web_app_routes(settings.web_dist, {**not_found, "name": "api_not_found"}))
+    routes.append(not_found)
     access_filters = [
         {
             "name": "envoy.filters.http.cors",
@@ -690,6 +702,8 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
         },
         route_config={
             "name": "reels_routes",
+            # The web client's files are direct responses (web_app.py).
+            "max_direct_response_body_size_bytes": MAX_FILE_BYTES,
             "virtual_hosts": [
                 {
                     "name": "reels",
@@ -746,6 +760,11 @@ def write_config(settings: EnvoySettings, path: Path) -> Path:
         "# Rendered by `python -m reels_dev.infra.envoy render` (reels_dev/infra/envoy.py).\n"
         "# Do not edit.\n"
     )
+    if settings.web_dist is None:
+        header += (
+            "# Without the web client's files: `make up` and the tests render one route per\n"
+            "# file of web/dist when Envoy starts (reels_dev/infra/web_app.py); here / is 503.\n"
+        )
     path.write_text(header + yaml.safe_dump(render(settings), sort_keys=False))
     return path
 
@@ -823,12 +842,16 @@ def main(argv: list[str]) -> None:
     if command == "render":
         # The committed file documents the default deployment; paths are relative
         # to the repo root, where `make up` runs envoy.
+        # Without web/dist's files, whose hashed names change with every build.
         settings = EnvoySettings(
-            descriptor=Path("gen/reels.pb"), jwks_path=Path("var/keys/jwks.json")
+            descriptor=Path("gen/reels.pb"), jwks_path=Path("var/keys/jwks.json"), web_dist=None
         )
         print(write_config(settings, COMMITTED_CONFIG))
     elif command == "run":
-        path = write_config(settings_from_env(), var_dir() / "envoy" / "envoy.yaml")
+        settings = settings_from_env()
+        if not built_files(settings.web_dist):
+            print(f"envoy: {NOT_BUILT_MESSAGE} (/ answers 503)", file=sys.stderr)
+        path = write_config(settings, var_dir() / "envoy" / "envoy.yaml")
         argv = [envoy_binary(), "-c", str(path), "--log-level", "warning", *FLUSH_ARGS]
         os.execv(argv[0], argv)
     else:
