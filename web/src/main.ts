@@ -4,10 +4,12 @@
 import "./style.css";
 import { currentIdentity, onAuthChange, signOut, takeTokenFromUrl } from "./auth";
 import { h } from "./dom";
+import { analyticsPage } from "./pages/analytics";
 import { feedPage } from "./pages/feed";
+import { liveListPage, liveStreamPage } from "./pages/live";
 import { notFoundPage } from "./pages/not-found";
-import { placeholderPage } from "./pages/placeholder";
 import { signInPage } from "./pages/sign-in";
+import { uploadPage } from "./pages/upload";
 import { refresh, startRouter, type Match, type Route } from "./router";
 
 const NAV: readonly { key: string; href: string; label: string }[] = [
@@ -20,10 +22,11 @@ const NAV: readonly { key: string; href: string; label: string }[] = [
 const ROUTES: readonly Route[] = [
   { path: "/", title: "Feed", nav: "feed", page: feedPage },
   { path: "/feed", title: "Feed", nav: "feed", page: feedPage },
-  { path: "/upload", title: "Upload", nav: "upload", page: placeholderPage("Upload") },
-  { path: "/analytics", title: "Analytics", nav: "analytics", page: placeholderPage("Analytics") },
-  { path: "/live", title: "Live", nav: "live", page: placeholderPage("Live") },
-  { path: "/live/:id", title: "Live", nav: "live", page: placeholderPage("Live stream") },
+  { path: "/upload", title: "Upload", nav: "upload", page: uploadPage },
+  { path: "/analytics", title: "Analytics", nav: "analytics", page: analyticsPage },
+  { path: "/analytics/:id", title: "Analytics", nav: "analytics", page: analyticsPage },
+  { path: "/live", title: "Live", nav: "live", page: liveListPage },
+  { path: "/live/:id", title: "Live", nav: "live", page: liveStreamPage },
   { path: "/sign-in", title: "Sign in", public: true, page: signInPage },
 ];
 

@@ -1,0 +1,4 @@
+// Analytics page (to be written; see issue 12).
+import { placeholderPage } from "./placeholder";
+
+export const analyticsPage = placeholderPage("Analytics");
