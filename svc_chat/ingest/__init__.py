@@ -72,6 +72,7 @@ class IngestPart:
         self.settings = ctx.settings.ingest
         platform = ctx.settings.platform
         self.ffmpeg = platform.ffmpeg
+        self.ffprobe = platform.ffprobe
         store = open_object_store(platform.storage_url)
         if not isinstance(store, LocalObjectStore):
             raise RuntimeError("the live ingest needs a file:// object store (REELS_STORAGE_URL)")
@@ -83,6 +84,8 @@ class IngestPart:
         """Streams being ingested on this instance, by stream id."""
         self.grace: dict[str, asyncio.Task[None]] = {}
         """Streams whose publisher left, by stream id: the task that ends them."""
+        self._left_at: dict[str, float] = {}
+        """When the publisher of a stream in its grace period left (monotonic s)."""
         self.paused: dict[str, Broadcast] = {}
         """Their ladders, still running, for a publisher that comes back (by stream id)."""
         self._watchdogs: dict[str, asyncio.Task[None]] = {}
@@ -158,7 +161,14 @@ class IngestPart:
         if broadcast is None:
             recording = self.recorder.next_part(stream_id) if self.settings.record else None
             broadcast = Broadcast(
-                stream_id, self.out_dir(stream_id), self.settings, self.ffmpeg, recording
+                stream_id,
+                self.out_dir(stream_id),
+                self.settings,
+                self.ffmpeg,
+                recording,
+                ffprobe=self.ffprobe,
+                on_started=lambda: self._went_live(stream_id),
+                next_recording=lambda: self.recorder.next_part(stream_id),
             )
         self.broadcasts[stream_id] = broadcast  # claimed before the next await
         token = broadcast.lease_token = self.leases.new_token()
@@ -167,14 +177,6 @@ class IngestPart:
                 raise Refused(f"stream {stream_id} already has a publisher")
         except BaseException:
             del self.broadcasts[stream_id]
-            raise
-        try:
-            await self.ctx.streams.ingest_started(stream_id)
-        except BaseException as exc:
-            del self.broadcasts[stream_id]
-            await self._release(stream_id, token)
-            if isinstance(exc, errors.FailedPrecondition):  # ended meanwhile
-                raise Refused(str(exc)) from None
             raise
         returning = self.grace.pop(stream_id, None)
         if returning is not None:
@@ -188,6 +190,28 @@ class IngestPart:
             extra={"fields": {"stream_id": stream_id, "returning": returning is not None}},
         )
 
+    async def _went_live(self, stream_id: str) -> None:
+        """The ladder runs: CREATED -> LIVE (``stream.started``), the creator's
+        concurrent-stream limit checked atomically (two publishes at the same moment
+        cannot both pass the check in :meth:`publish`). The stream goes LIVE with its
+        first video, not at the publish command: a publisher that never sends a
+        playable picture (audio only, too small, no size) never makes it LIVE."""
+        try:
+            await self.ctx.streams.ingest_started(
+                stream_id, live_limit=self.settings.max_live_per_creator
+            )
+        except errors.FailedPrecondition as exc:  # ended meanwhile, or over the limit
+            raise Refused(str(exc)) from None
+
+    def left_ago_s(self, stream_id: str) -> float:
+        """How long ago the publisher of a stream in its grace period left (s; 0 when
+        the stream is not in a grace period on this instance). EndStream during the
+        grace counts the stream's time on air to then."""
+        left_at = self._left_at.get(stream_id)
+        if left_at is None or stream_id not in self.grace:
+            return 0.0
+        return max(0.0, time.monotonic() - left_at)
+
     async def metadata(self, session: SessionManager, meta: Any) -> None:
         broadcast = session.state.get("broadcast")
         if broadcast is not None:
@@ -197,7 +221,14 @@ class IngestPart:
         broadcast: Broadcast | None = session.state.get("broadcast")
         if broadcast is None:
             return  # media before (or without) an accepted publish: dropped
-        await broadcast.on_media(kind, ts_ms, body)
+        try:
+            await broadcast.on_media(kind, ts_ms, body)
+        except Refused as why:
+            log.warning(
+                "RTMP publisher refused after publish",
+                extra={"fields": {"stream_id": broadcast.stream_id, "why": str(why)}},
+            )
+            raise
 
     async def closed(self, session: SessionManager) -> None:
         try:
@@ -216,6 +247,7 @@ class IngestPart:
             await self._release(stream_id, broadcast.lease_token)
             info = await self.ctx.streams.info(stream_id)
             ended = info is not None and info.ended
+            never_live = info is not None and not info.live and not info.ended
             log.info(
                 "RTMP publisher left",
                 extra={
@@ -226,9 +258,9 @@ class IngestPart:
                     }
                 },
             )
-            if self._stopping or ended or not broadcast.alive:
+            if self._stopping or ended or never_live or not broadcast.alive:
                 await broadcast.close()
-            if self._stopping:
+            if self._stopping or never_live:  # never on air: nothing to end or record
                 return
             if ended:  # EndStream ended it: no grace, the recording goes now
                 if self.settings.record:
@@ -237,6 +269,7 @@ class IngestPart:
             if broadcast.alive:
                 broadcast.pause()
                 self.paused[stream_id] = broadcast
+            self._left_at[stream_id] = left_at
             self.grace[stream_id] = asyncio.create_task(
                 self._end_after_grace(stream_id, left_at, dropped_at)
             )
@@ -251,11 +284,25 @@ class IngestPart:
 
     def stream_ended(self, stream_id: str) -> None:
         """EndStream on this instance: drop the stream's publisher now (other instances
-        see the end through ``streams.info`` within a second, in :meth:`_watch`)."""
+        see the end through ``streams.info`` within a second, in :meth:`_watch`); a
+        stream in its grace period stops waiting and its recording goes now."""
         broadcast = self.broadcasts.get(stream_id)
         for session in list(self._sessions):
             if broadcast is not None and session.state.get("broadcast") is broadcast:
                 session.writer.transport.abort()
+        timer = self.grace.pop(stream_id, None)
+        if timer is not None:
+            timer.cancel()
+            self._left_at.pop(stream_id, None)
+            self._background(self._wrap_up(stream_id, self.paused.pop(stream_id, None)))
+
+    async def _wrap_up(self, stream_id: str, paused: Broadcast | None) -> None:
+        """An ended stream: its last segments written, playlists closed, recording sent."""
+        if paused is not None:
+            await paused.close()
+        await self._close_playlists(stream_id)
+        if self.settings.record:
+            await self.recorder.finish(stream_id)
 
     # ------------------------------------------------------------------ timers
 
@@ -270,14 +317,17 @@ class IngestPart:
         while True:
             await asyncio.sleep(WATCH_INTERVAL_S)
             why = ""
+            now = time.monotonic()
             # Waiting on our own ffmpeg (``draining``) is not the publisher stalling.
-            if not broadcast.draining and time.monotonic() - broadcast.last_media_at >= timeout:
+            if not broadcast.draining and now - broadcast.last_media_at >= timeout:
                 why = "stalled"
+            elif broadcast.proc is None and now - broadcast.accepted_at >= timeout:
+                why = "sent no video"
             elif time.monotonic() - renewed_at >= RENEW_INTERVAL_S:
                 renewed_at = time.monotonic()
                 try:
-                    if not await self.leases.renew(stream_id, broadcast.lease_token):
-                        why = "lost its lease to another publish"
+                    if not await self.leases.keep(stream_id, broadcast.lease_token):
+                        why = "another publish holds the stream's lease"
                     info = await self.ctx.streams.info(stream_id)
                     if info is not None and info.ended:
                         why = "stream ended"
@@ -300,6 +350,7 @@ class IngestPart:
             if self.grace.get(stream_id) is not asyncio.current_task():
                 return
             del self.grace[stream_id]
+            self._left_at.pop(stream_id, None)
             paused = self.paused.pop(stream_id, None)
             if paused is not None:
                 await paused.close()  # its last segment is written before the end

@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from svc_chat.ingest import flv
 from svc_chat.ingest.command import live_hls_command
 from svc_chat.ingest.ladder import live_ladder, output_fps
+from svc_chat.ingest.rtmp import Refused
 from svc_chat.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -41,8 +44,14 @@ REJOIN_GAP_MS = 40
 written (about a frame at 25-30 fps), so timestamps keep increasing (ms)."""
 
 
-class NoPictureSize(Exception):
-    """The encoder never said its picture size (no width/height in onMetaData)."""
+MIN_SHORT_EDGE = 144
+"""The smallest picture (short edge, px) taken: the upload rule (reels.media.probe
+ProbeLimits.min_short_edge), so a live stream's recording can become a video."""
+PROBE_TIMEOUT_S = 5.0
+
+
+class NoPictureSize(Refused):
+    """Neither onMetaData nor the stream itself says the picture size."""
 
 
 class Broadcast:
@@ -55,11 +64,24 @@ class Broadcast:
         settings: IngestSettings,
         ffmpeg: str,
         recording: Path | None = None,
+        *,
+        ffprobe: str = "ffprobe",
+        on_started: Callable[[], Awaitable[None]] | None = None,
+        next_recording: Callable[[], Path | None] | None = None,
     ) -> None:
         self.stream_id = stream_id
         self.out_dir = out_dir
         self.recording = recording
         """Where this publish's recording part goes (None: not recorded)."""
+        self.ffprobe = ffprobe
+        self.on_started = on_started
+        """Awaited once the ladder runs (the ingest moves the stream LIVE); raising
+        Refused drops the publisher and stops the ladder."""
+        self.next_recording = next_recording
+        self.went_live = False
+        self.size: tuple[int, int] = (0, 0)
+        """The picture size the running ladder was cut for."""
+        self._restart = False
         self.lease_token = ""
         """This publish's lease token (svc_chat.ingest.lease), set by the ingest."""
         self.settings = settings
@@ -69,6 +91,7 @@ class Broadcast:
         self.meta: dict[str, Any] = {}
         self.proc: asyncio.subprocess.Process | None = None
         self._pending: list[bytes] = []
+        self._pending_video = 0
         self._saw_audio = False
         self._has_audio = True
         self._stderr: deque[str] = deque(maxlen=20)
@@ -89,6 +112,12 @@ class Broadcast:
             self.meta = {
                 k: v for entry in meta if isinstance(entry, dict) for k, v in entry.items()
             }
+        size = (int(self.meta.get("width") or 0), int(self.meta.get("height") or 0))
+        if self.proc is not None and all(size) and size != self.size:
+            # A returning publisher with another picture size: a new ladder (a ladder
+            # is cut for one size; no rung may be above the source) and a new
+            # recording part, resumed with a discontinuity.
+            self._restart = True
 
     @property
     def alive(self) -> bool:
@@ -100,6 +129,7 @@ class Broadcast:
         timestamps are moved on to follow the last ones written); input that never
         started the ladder (no video yet) is dropped."""
         self._pending.clear()
+        self._pending_video = 0
         self._rebase = self.proc is not None
 
     def resume(self) -> None:
@@ -109,6 +139,13 @@ class Broadcast:
     async def on_media(self, kind: int, timestamp_ms: int, body: bytes) -> None:
         """One RTMP audio or video message, as an FLV tag into ffmpeg."""
         self.last_media_at = time.monotonic()
+        if self._restart:
+            self._restart = False
+            await self.close()
+            self.proc = None
+            self._rebase, self._offset, self._last_ts = False, 0, 0
+            if self.next_recording is not None and self.recording is not None:
+                self.recording = self.next_recording()
         if self._rebase:
             self._offset = self._last_ts + REJOIN_GAP_MS - timestamp_ms
             self._rebase = False
@@ -120,9 +157,16 @@ class Broadcast:
             self._pending.append(data)
             if kind != flv.VIDEO:
                 return
+            self._pending_video += 1
+            sized = bool(self.meta.get("width")) and bool(self.meta.get("height"))
+            # Without onMetaData the size is probed from the stream, which needs the
+            # AVC sequence header AND a first frame (the header alone says 0x0).
+            if not sized and self._pending_video < 2:
+                return
             await self._start()
             data = flv.header(audio=self._has_audio) + b"".join(self._pending)
             self._pending.clear()
+            self._pending_video = 0
         assert self.proc is not None and self.proc.stdin is not None
         if self.proc.returncode is not None:
             raise RuntimeError(f"live ffmpeg exited {self.proc.returncode}: {self.stderr_tail}")
@@ -138,12 +182,44 @@ class Broadcast:
     def stderr_tail(self) -> str:
         return "\n".join(self._stderr)
 
+    async def _probe(self) -> dict[str, Any]:
+        """The first video stream's parameters, read by ffprobe from the FLV buffered so
+        far (an encoder that sends no onMetaData: its AVC sequence header says)."""
+        data = flv.header(audio=True) + b"".join(self._pending)
+        proc = await asyncio.create_subprocess_exec(
+            self.ffprobe,
+            "-v", "error", "-f", "flv", "-i", "pipe:0", "-select_streams", "v:0",
+            "-show_entries", "stream=width,height,avg_frame_rate", "-of", "json",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(data), PROBE_TIMEOUT_S)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            return {}
+        streams = json.loads(out or b"{}").get("streams") or [{}]
+        return dict(streams[0])
+
     async def _start(self) -> None:
         width = int(self.meta.get("width") or 0)
         height = int(self.meta.get("height") or 0)
-        if width <= 0 or height <= 0:
-            raise NoPictureSize(f"stream {self.stream_id}: no width/height in onMetaData")
         source_fps = float(self.meta.get("framerate") or self.meta.get("videoframerate") or 0)
+        if width <= 0 or height <= 0:
+            found = await self._probe()
+            width, height = int(found.get("width") or 0), int(found.get("height") or 0)
+            num, _, den = str(found.get("avg_frame_rate") or "0/1").partition("/")
+            with contextlib.suppress(ValueError, ZeroDivisionError):
+                source_fps = source_fps or float(num) / float(den or 1)
+        if width <= 0 or height <= 0:
+            raise NoPictureSize("the stream does not say its picture size (no onMetaData)")
+        if min(width, height) < MIN_SHORT_EDGE:
+            raise Refused(
+                f"the picture is {width}x{height}; its short edge must be at least "
+                f"{MIN_SHORT_EDGE} px"
+            )
+        self.size = (width, height)
         has_audio = self._has_audio = self._saw_audio or bool(self.meta.get("audiocodecid"))
         s = self.settings
         rungs = live_ladder(width, height, max_height=s.max_height, max_rungs=s.max_rungs)
@@ -170,6 +246,13 @@ class Broadcast:
             stderr=asyncio.subprocess.PIPE,
         )
         self._stderr_task = asyncio.create_task(self._read_stderr())
+        if self.on_started is not None and not self.went_live:
+            try:
+                await self.on_started()
+            except BaseException:
+                await self.close()
+                raise
+            self.went_live = True
         log.info(
             "live ladder started",
             extra={

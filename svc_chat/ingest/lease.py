@@ -10,7 +10,9 @@ lease another publish has taken since (the distributed-lock pattern of the Redis
 documentation, "Distributed Locks with Redis", single instance).
 
 An instance that dies holding a lease frees it after :data:`LEASE_TTL_S`: an encoder
-reconnecting to another instance is refused until then (OBS and ffmpeg retry).
+reconnecting to another instance is refused until then (OBS and ffmpeg retry). 15 s,
+not less: under load the first renewal of a new publish can come seconds late, and an
+expired lease is taken back (:meth:`PublisherLeases.keep`) unless another publish holds it.
 The same lease tells a grace timer on one instance that the publisher came back on
 another, so it must not end the stream.
 """
@@ -23,7 +25,7 @@ import redis.asyncio as aioredis
 
 from reels.cache import key
 
-LEASE_TTL_S = 5.0
+LEASE_TTL_S = 15.0
 """How long a lease outlives its last renewal (s): an instance's death frees it then."""
 RENEW_INTERVAL_S = 1.0
 
@@ -65,6 +67,13 @@ class PublisherLeases:
     async def renew(self, stream_id: str, token: str) -> bool:
         """Extend our lease; False when it is no longer ours (expired and taken)."""
         return bool(await self._renew(keys=[lease_key(stream_id)], args=[token, self.ttl_ms]))
+
+    async def keep(self, stream_id: str, token: str) -> bool:
+        """Renew our lease, or take it back if it expired and nobody took it; False only
+        when another publish holds it."""
+        if await self.renew(stream_id, token):
+            return True
+        return await self.acquire(stream_id, token)
 
     async def release(self, stream_id: str, token: str) -> None:
         """Drop our lease (nothing when it is no longer ours)."""

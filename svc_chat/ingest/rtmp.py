@@ -9,6 +9,10 @@ so :func:`serve` starts the server itself with ``loop.create_server``.
 
 Importing pyrtmp calls ``logging.basicConfig(level=DEBUG)`` and sets its loggers to
 DEBUG; :func:`_pyrtmp` undoes both, so a service's JSON logging stays as configured.
+
+A connection that has not published within :data:`PUBLISH_TIMEOUT_S` is closed (idle
+sockets would otherwise stay open for ever), and input pyrtmp cannot parse (anyone can
+send bytes to the port) is logged as one warning line, not an error with a traceback.
 """
 
 from __future__ import annotations
@@ -24,6 +28,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BAD_NAME = "NetStream.Publish.BadName"
+PUBLISH_TIMEOUT_S = 10.0
+"""A connection must have published within this (handshake, connect, publish) (s)."""
+
+
+class _QuietParseErrors(logging.Filter):
+    """pyrtmp logs a client's unparseable input with ``logger.exception``: one warning
+    line instead (the client's fault, not ours; and no log flood from a port scan)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.exc_info:
+            exc = record.exc_info[1]
+            record.msg = "RTMP connection dropped: input not understood (%r)"
+            record.args = (exc,)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+        return True
 
 
 class Refused(Exception):
@@ -68,6 +88,9 @@ def _pyrtmp() -> Any:
         ),
     ):
         logging.getLogger(name).setLevel(logging.WARNING)
+    rtmp_log = logging.getLogger("pyrtmp.rtmp")
+    if not any(isinstance(f, _QuietParseErrors) for f in rtmp_log.filters):
+        rtmp_log.addFilter(_QuietParseErrors())
     return modules
 
 
@@ -100,7 +123,21 @@ def make_controller(handler: IngestHandler) -> Any:
     stream_closed = importlib.import_module("pyrtmp").StreamClosedException
     user_control = importlib.import_module("pyrtmp.messages.user_control")
 
+    published: set[Any] = set()
+
     class Controller(simple):  # type: ignore[misc, valid-type]
+        async def client_callback(self, reader: Any, writer: Any) -> None:
+            def idle() -> None:
+                if writer not in published:
+                    writer.transport.abort()
+
+            timer = asyncio.get_running_loop().call_later(PUBLISH_TIMEOUT_S, idle)
+            try:
+                await super().client_callback(reader, writer)
+            finally:
+                timer.cancel()
+                published.discard(writer)
+
         async def on_ns_publish(self, session: SessionManager, message: Any) -> None:
             name = str(message.publishing_name or "")
             try:
@@ -109,6 +146,7 @@ def make_controller(handler: IngestHandler) -> Any:
                 session.write_chunk_to_stream(_status_chunk(message, "error", BAD_NAME, str(why)))
                 await session.drain()
                 raise stream_closed(str(why)) from None
+            published.add(session.writer)
             session.write_chunk_to_stream(user_control.StreamBegin(stream_id=1))
             session.write_chunk_to_stream(message.create_response())
             await session.drain()
@@ -117,10 +155,16 @@ def make_controller(handler: IngestHandler) -> Any:
             await handler.metadata(session, getattr(message, "meta", None))
 
         async def on_video_message(self, session: SessionManager, message: Any) -> None:
-            await handler.media(session, 9, message.timestamp, message.payload)
+            try:
+                await handler.media(session, 9, message.timestamp, message.payload)
+            except Refused as why:  # logged by the handler; the publisher is dropped
+                raise stream_closed(str(why)) from None
 
         async def on_audio_message(self, session: SessionManager, message: Any) -> None:
-            await handler.media(session, 8, message.timestamp, message.payload)
+            try:
+                await handler.media(session, 8, message.timestamp, message.payload)
+            except Refused as why:
+                raise stream_closed(str(why)) from None
 
         async def on_unknown_message(self, session: SessionManager, message: Any) -> None:
             pass  # FCPublish, releaseStream, _checkbw...: nothing to answer

@@ -321,9 +321,14 @@ class StreamsPart:
             current = State[stream.state]
             check_transition(stream_id, current, target)
             counts = ViewerCounts()
+            ended_ago_s = 0.0
             if target == State.ENDED and current == State.LIVE:
                 counts = await self._final_counts(stream_id)
-            changed = await self.store.transition(stream_id, current, target, counts)
+                if self.ctx.ingest is not None:  # its publisher left already (grace)
+                    ended_ago_s = self.ctx.ingest.left_ago_s(stream_id)
+            changed = await self.store.transition(
+                stream_id, current, target, counts, ended_ago_s=ended_ago_s
+            )
             if changed is not None:
                 await self._after(changed, current)
                 return changed
@@ -368,19 +373,23 @@ class StreamsPart:
 
     # ------------------------------------------------------------------ RTMP ingest
 
-    async def ingest_started(self, stream_id: str) -> LiveStream:
+    async def ingest_started(self, stream_id: str, *, live_limit: int = 0) -> LiveStream:
         """CREATED -> LIVE on behalf of the RTMP ingest (svc_chat.ingest), which has
         checked the stream key: the key stands for the creator, so there is no owner
         check here. A stream already LIVE (StartStream, or a publisher that came back)
         is returned as it is; an ENDED one is FAILED_PRECONDITION. Same conditional
-        UPDATE + outbox row (``stream.started``) as StartStream."""
+        UPDATE + outbox row (``stream.started``) as StartStream. ``live_limit``: the
+        creator's concurrent-stream limit, checked atomically (StreamStore.transition;
+        LiveLimitReached, a FAILED_PRECONDITION)."""
         for _ in range(3):
             stream = await self._get(stream_id)
             current = State[stream.state]
             if current == State.LIVE:
                 return stream
             check_transition(stream_id, current, State.LIVE)
-            changed = await self.store.transition(stream_id, current, State.LIVE, ViewerCounts())
+            changed = await self.store.transition(
+                stream_id, current, State.LIVE, ViewerCounts(), live_limit=live_limit
+            )
             if changed is not None:
                 await self._after(changed, current)
                 return changed

@@ -13,10 +13,10 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import func, literal, select, tuple_, update
+from sqlalchemy import func, literal, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from reels import topics
+from reels import errors, topics
 from reels.events import new_event_id
 from reels.outbox import enqueue_message
 from svc_chat.models import LiveStream
@@ -34,6 +34,10 @@ def is_stream_id(value: str) -> bool:
     except (ValueError, TypeError):
         return False
     return True
+
+
+class LiveLimitReached(errors.FailedPrecondition):
+    """The creator already has ``REELS_LIVE_MAX_PER_CREATOR`` streams LIVE."""
 
 
 class StreamStore:
@@ -89,6 +93,7 @@ class StreamStore:
         counts: ViewerCounts,
         *,
         ended_ago_s: float = 0.0,
+        live_limit: int = 0,
     ) -> LiveStream | None:
         """``current -> target`` (already approved by svc_chat.streams.lifecycle) and its
         event, in one transaction; None when the stream was not in ``current`` any more
@@ -97,7 +102,12 @@ class StreamStore:
         ``ended_ago_s`` (ENDED only): the stream really ended that many seconds before
         now (the RTMP ingest waits a grace period before it ends a stream whose
         publisher left); ``ended_at`` is the database's ``now()`` minus it, never before
-        ``started_at``, so ``stream.ended``'s duration is the time on air."""
+        ``started_at``, so ``stream.ended``'s duration is the time on air.
+
+        ``live_limit`` (LIVE only; 0: none): raise :class:`LiveLimitReached` when the
+        creator already has that many other streams LIVE. Checked in the same
+        transaction under a per-creator advisory lock, so two publishes at the same
+        moment cannot both pass it."""
         values: dict[str, object] = {"state": target.name}
         if target == State.LIVE:
             values["started_at"] = func.now()
@@ -113,6 +123,8 @@ class StreamStore:
                 LiveStream.unique_viewer_count, counts.unique
             )
         async with self.sessionmaker() as session, session.begin():
+            if live_limit and target == State.LIVE:
+                await self._check_live_limit(session, stream_id, live_limit)
             stream = await session.scalar(
                 update(LiveStream)
                 .where(LiveStream.stream_id == stream_id, LiveStream.state == current.name)
@@ -130,6 +142,31 @@ class StreamStore:
                 event_id,
             )
         return stream
+
+    @staticmethod
+    async def _check_live_limit(session: AsyncSession, stream_id: str, limit: int) -> None:
+        creator = await session.scalar(
+            select(LiveStream.creator_id).where(LiveStream.stream_id == stream_id)
+        )
+        if creator is None:
+            return
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"live-creator:{creator}"}
+        )
+        others = await session.scalar(
+            select(func.count())
+            .select_from(LiveStream)
+            .where(
+                LiveStream.creator_id == creator,
+                LiveStream.state == State.LIVE.name,
+                LiveStream.stream_id != stream_id,
+            )
+        )
+        if (others or 0) >= limit:
+            raise LiveLimitReached(
+                f"creator {creator} already has {others} live stream(s) on air; "
+                f"the limit is {limit}: end one first"
+            )
 
     async def live_count(self, creator_id: str, *, excluding: str = "") -> int:
         """How many of ``creator_id``'s streams are LIVE, ``excluding`` one (the RTMP
