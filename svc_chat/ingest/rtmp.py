@@ -10,6 +10,16 @@ so :func:`serve` starts the server itself with ``loop.create_server``.
 Importing pyrtmp calls ``logging.basicConfig(level=DEBUG)`` and sets its loggers to
 DEBUG; :func:`_pyrtmp` undoes both, so a service's JSON logging stays as configured.
 
+pyrtmp 0.3.1 gives a type-3 chunk that STARTS a new message the previous message's
+timestamp, where the RTMP specification (section 5.3.1.2.4) adds the previous
+timestamp delta: ffmpeg's publisher sends such headers whenever type, size and delta
+repeat (constant-size AAC frames), so audio timestamps fell behind by 1.5 % with a tone
+and 32 % with a muted microphone, and glass-to-glass latency grew without bound
+(bench/bench_live.py --audio silence). :func:`_read_raw_chunk` is pyrtmp's reader with
+that one rule fixed as ffmpeg's own reader has it (``libavformat/rtmppkt.c``: a type-3
+header repeats the last header's timestamp field, added to the last timestamp), and
+:func:`_pyrtmp` installs it. Reported upstream as a known limitation (DECISIONS.md).
+
 A connection that has not published within :data:`PUBLISH_TIMEOUT_S` is closed (idle
 sockets would otherwise stay open for ever), and input pyrtmp cannot parse (anyone can
 send bytes to the port) is logged as one warning line, not an error with a traceback.
@@ -64,6 +74,69 @@ class IngestHandler(Protocol):
         """The connection is gone (any reason); called once per connection."""
 
 
+async def _read_raw_chunk(self: Any) -> Any:
+    """pyrtmp 0.3.1's ``SessionManager.read_raw_chunk`` with the type-3 timestamp fixed
+    (see the module docstring); otherwise the same parsing."""
+    from pyrtmp.messages import RawChunk
+
+    stream = self.fifo_reader
+    fields: dict[str, int] = self.state.setdefault("_ts_fields", {})
+    fmt = await stream.read("uint:2")
+    cs_id = await stream.read("uint:6")
+    if cs_id == 0:
+        cs_id = await stream.read("uint:8") + 64
+    elif cs_id == 1:
+        cs_id = await stream.read("uint:16") + 64
+    previous = None if fmt == 0 else self.get_previous_chunk(cs_id)
+    if fmt != 0 and previous is None:
+        raise ValueError(f"chunk type {fmt} on chunk stream {cs_id} with no previous header")
+    if fmt in (0, 1, 2):
+        field = await stream.read("uint:24")
+        if fmt == 0:
+            msg_length = await stream.read("uint:24")
+            msg_type_id = await stream.read("uint:8")
+            msg_stream_id = await stream.read("uintle:32")
+        elif fmt == 1:
+            msg_length = await stream.read("uint:24")
+            msg_type_id = await stream.read("uint:8")
+            msg_stream_id = previous.msg_stream_id
+        else:
+            msg_length, msg_type_id = previous.msg_length, previous.msg_type_id
+            msg_stream_id = previous.msg_stream_id
+        if field >= 0xFFFFFF:
+            field = await stream.read("uint:32")
+        fields[str(cs_id)] = field
+        timestamp = field if fmt == 0 else previous.timestamp + field
+        sequence = 0 if fmt == 0 or previous.is_eof else previous.raw_chunk_number + 1
+    else:
+        msg_length, msg_type_id = previous.msg_length, previous.msg_type_id
+        msg_stream_id = previous.msg_stream_id
+        if previous.is_eof:  # a new message: the last delta again
+            timestamp = previous.timestamp + fields.get(str(cs_id), 0)
+            sequence = 0
+        else:  # the next chunk of the same message
+            timestamp = previous.timestamp
+            sequence = previous.raw_chunk_number + 1
+        if fields.get(str(cs_id), 0) >= 0xFFFFFF:
+            await stream.read("uint:32")  # the extended timestamp is repeated
+    total_read = self.reader_chunk_size * sequence
+    bytes_length = min(self.reader_chunk_size, msg_length - total_read)
+    payload = await stream.read(f"bytes:{bytes_length}")
+    chunk = RawChunk(
+        chunk_type=fmt,
+        chunk_id=cs_id,
+        timestamp=timestamp,
+        msg_length=msg_length,
+        msg_type_id=msg_type_id,
+        msg_stream_id=msg_stream_id,
+        payload=payload,
+        raw_chunk_number=sequence,
+        is_eof=(msg_length - total_read - bytes_length) == 0,
+    )
+    self.set_latest_chunk(chunk)
+    return chunk
+
+
 def _pyrtmp() -> Any:
     """pyrtmp's modules, imported once without its logging side effects."""
     root = logging.getLogger()
@@ -88,6 +161,7 @@ def _pyrtmp() -> Any:
         ),
     ):
         logging.getLogger(name).setLevel(logging.WARNING)
+    modules["session_manager"].SessionManager.read_raw_chunk = _read_raw_chunk
     rtmp_log = logging.getLogger("pyrtmp.rtmp")
     if not any(isinstance(f, _QuietParseErrors) for f in rtmp_log.filters):
         rtmp_log.addFilter(_QuietParseErrors())
