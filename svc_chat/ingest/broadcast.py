@@ -220,6 +220,11 @@ class Broadcast:
                 f"{MIN_SHORT_EDGE} px"
             )
         self.size = (width, height)
+        if self.on_started is not None and not self.went_live:
+            # LIVE now, before ffmpeg is spawned (slow on a loaded machine): the
+            # stream's started_at is when its first picture arrived.
+            await self.on_started()
+            self.went_live = True
         has_audio = self._has_audio = self._saw_audio or bool(self.meta.get("audiocodecid"))
         s = self.settings
         rungs = live_ladder(width, height, max_height=s.max_height, max_rungs=s.max_rungs)
@@ -246,13 +251,6 @@ class Broadcast:
             stderr=asyncio.subprocess.PIPE,
         )
         self._stderr_task = asyncio.create_task(self._read_stderr())
-        if self.on_started is not None and not self.went_live:
-            try:
-                await self.on_started()
-            except BaseException:
-                await self.close()
-                raise
-            self.went_live = True
         log.info(
             "live ladder started",
             extra={
