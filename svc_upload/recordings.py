@@ -23,7 +23,9 @@ Decisions (DECISIONS.md, "Live video"):
   is dropped rather than losing the recording; the title falls back as for uploads;
 * a recording that fails the probe (no decodable video) or is over the upload size
   limit becomes a FAILED video with the reason, visible to the creator; it is never
-  silently dropped;
+  silently dropped. So does a stream of which svc_chat could make no recording (the
+  event's ``failure_reason``, e.g. a publish too short to carry a picture: "the live
+  recording could not be made: ...");
 * ffprobe failing to run (timeout, OS error) raises, so the event is retried.
 """
 
@@ -53,6 +55,8 @@ log = logging.getLogger(__name__)
 CONSUMER_GROUP = "svc_upload.recordings"
 RECORDINGS_ROOT = "recordings/"
 MIME_TYPE = "video/mp4"
+NOT_MADE = "the live recording could not be made"
+"""The start of a FAILED recording's reason when svc_chat could make no recording."""
 
 
 def _problem(event: events_pb2.StreamRecorded) -> str | None:
@@ -63,6 +67,8 @@ def _problem(event: events_pb2.StreamRecorded) -> str | None:
         return f"video_id {event.video_id!r} is not a UUID"
     if not event.creator_id:
         return "the event has no creator_id"
+    if event.failure_reason and not event.recording_key:
+        return None  # no recording to check: it becomes a FAILED video
     try:
         validate_key(event.recording_key)
     except ValueError:
@@ -141,6 +147,10 @@ class Recordings:
         video_id = uuid.UUID(recorded.video_id)
         if await session.get(Video, video_id) is not None:
             return  # already made (a repeated event)
+        if recorded.failure_reason:
+            failed = f"{NOT_MADE}: {recorded.failure_reason}"
+            await self._add(session, recorded, video_id, failed=failed)
+            return
         await self._import(session, recorded, video_id)
 
     async def _import(

@@ -622,7 +622,8 @@ Global___StreamLifecycleEvent: _TypeAlias = StreamLifecycleEvent  # noqa: Y015
 class StreamRecorded(_message.Message):
     """Topic `streams.recordings`, key stream_id. Producer: svc_chat (outbox), once
     an RTMP-ingested stream has ended and its recording (the publisher's own
-    encode, remuxed without re-encoding to MP4) is in the object store.
+    encode, joined into one MP4) is in the object store, or it is known that
+    none can be made (failure_reason).
     Consumer: svc_upload, which makes it a video of the creator (id video_id)
     and emits `video.uploaded`, so it is transcoded, published and in the feed
     like any upload. video_id is derived from stream_id (UUIDv5), so a repeated
@@ -642,16 +643,24 @@ class StreamRecorded(_message.Message):
     TAGS_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
     ENDED_AT_FIELD_NUMBER: _builtins.int
+    FAILURE_REASON_FIELD_NUMBER: _builtins.int
     stream_id: _builtins.str
     creator_id: _builtins.str
     video_id: _builtins.str
     """The video the recording becomes (UUID)."""
     recording_key: _builtins.str
-    """Object-storage key of the recording (MP4, H.264/AAC as published)."""
+    """Object-storage key of the recording (MP4, H.264/AAC as published); empty
+    when failure_reason is set.
+    """
     size_bytes: _builtins.int
     title: _builtins.str
     """The stream's title, description and tags (tags become hashtags)."""
     description: _builtins.str
+    failure_reason: _builtins.str
+    """Set when no recording could be made (e.g. the publish was too short to carry
+    decodable video): the video becomes FAILED with this reason; recording_key is
+    then empty.
+    """
     @_builtins.property
     def meta(self) -> Global___EventMeta: ...
     @_builtins.property
@@ -674,10 +683,11 @@ class StreamRecorded(_message.Message):
         tags: _abc.Iterable[_builtins.str] | None = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
         ended_at: _timestamp_pb2.Timestamp | None = ...,
+        failure_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ended_at", b"ended_at", "meta", b"meta", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["creator_id", b"creator_id", "description", b"description", "ended_at", b"ended_at", "meta", b"meta", "recording_key", b"recording_key", "size_bytes", b"size_bytes", "started_at", b"started_at", "stream_id", b"stream_id", "tags", b"tags", "title", b"title", "video_id", b"video_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["creator_id", b"creator_id", "description", b"description", "ended_at", b"ended_at", "failure_reason", b"failure_reason", "meta", b"meta", "recording_key", b"recording_key", "size_bytes", b"size_bytes", "started_at", b"started_at", "stream_id", b"stream_id", "tags", b"tags", "title", b"title", "video_id", b"video_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
