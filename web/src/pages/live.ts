@@ -1,5 +1,9 @@
-// Live pages (to be written; see issue 12): the list of live streams and one stream.
-import { placeholderPage } from "./placeholder";
+// Live pages: /live lists the streams on air (and lets a signed-in user go live),
+// /live/:id is one stream: player, chat, and the creator's tools (modules in ../live).
+import "../live/live.css";
+import { liveList } from "../live/list";
+import { liveStream } from "../live/stream";
+import type { Page } from "../router";
 
-export const liveListPage = placeholderPage("Live");
-export const liveStreamPage = placeholderPage("Live stream");
+export const liveListPage: Page = (ctx) => liveList(ctx);
+export const liveStreamPage: Page = (ctx) => liveStream(ctx);
