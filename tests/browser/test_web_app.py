@@ -234,7 +234,9 @@ async def test_signed_out_visitor_signs_in_with_a_pasted_token_and_navigates(
         alert = await page.locator("#token-error").inner_text()
         await field.fill(mint_token(user))
         await page.get_by_role("button", name="Sign in").click()
-        await page.get_by_role("heading", name="Analytics").wait_for(timeout=PAGE_TIMEOUT_MS)
+        await page.get_by_role("heading", name="Analytics", exact=True).wait_for(
+            timeout=PAGE_TIMEOUT_MS
+        )
         current = await page.get_by_role("link", name="Analytics").get_attribute("aria-current")
         # Client-side navigation to the feed: no reload (the token lives in memory only).
         async with page.expect_response(lambda r: r.url.endswith(GET_FEED)) as got:
