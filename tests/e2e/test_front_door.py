@@ -43,6 +43,10 @@ def base(settings: EnvoySettings) -> str:
 
 
 # One representative RPC per service: (stub, method, request, JSON path).
+FEED_LIMIT = 6
+"""Room for the trending pair among the fresh videos other tests publish."""
+
+
 CALLS = {
     "upload": (
         upload_pb2_grpc.UploadServiceStub,
@@ -59,8 +63,8 @@ CALLS = {
     "rank": (
         rank_pb2_grpc.FeedServiceStub,
         "GetFeed",
-        rank_pb2.GetFeedRequest(limit=2),
-        "/api/v1/reels?limit=2",
+        rank_pb2.GetFeedRequest(limit=FEED_LIMIT),
+        f"/api/v1/reels?limit={FEED_LIMIT}",
     ),
     "stream": (
         stream_pb2_grpc.StreamServiceStub,
@@ -90,9 +94,15 @@ def expected_code(service: str) -> grpc.StatusCode:
 VID_A, VID_B, VID_C = (f"00000000-0000-4000-8000-00000000000{c}" for c in "abc")
 
 
+def a_before_b(ids: list[str]) -> bool:
+    """The trending pair ranked in order. Other tests of the session publish videos too,
+    and the feed reserves slots for fresh ones, so the pair need not be the first two."""
+    return VID_A in ids and VID_B in ids and ids.index(VID_A) < ids.index(VID_B)
+
+
 @pytest.fixture(scope="module")
 async def trending(mesh: Mesh) -> None:
-    """Publish three videos, record completions 3:2:1 through svc_stream, and wait until
+    """Publish three videos, record completions 3:2:1 (x10) through svc_stream, and wait until
     the trending job ranks them: the feed then has real data end to end."""
     from datetime import UTC, datetime
 
@@ -119,7 +129,9 @@ async def trending(mesh: Mesh) -> None:
                 title=f"video {vid[-1]}",
             ),
         )
-    completions = {VID_A: 3, VID_B: 2, VID_C: 1}
+    # Tens of completions: other tests of the same session (the browser tests watch
+    # their own reels) must not outrank these three.
+    completions = {VID_A: 30, VID_B: 20, VID_C: 10}
     events = []
     for vid, n in completions.items():
         for i in range(n):
@@ -168,9 +180,11 @@ async def trending(mesh: Mesh) -> None:
         feed = rank_pb2_grpc.FeedServiceStub(channel)
         while True:
             reply = await feed.GetFeed(
-                rank_pb2.GetFeedRequest(limit=2), metadata=tuple(_auth().items()), timeout=10
+                rank_pb2.GetFeedRequest(limit=FEED_LIMIT),
+                metadata=tuple(_auth().items()),
+                timeout=10,
             )
-            if [i.video_id for i in reply.items] == [VID_A, VID_B]:
+            if a_before_b([i.video_id for i in reply.items]):
                 break
             assert time.monotonic() < deadline, [i.video_id for i in reply.items]
             await asyncio.sleep(0.5)
@@ -193,8 +207,8 @@ async def test_native_grpc_through_envoy_reaches_each_service(
         call = getattr(stub_cls(channel), method)
         if service in IMPLEMENTED:
             reply = await call(request, metadata=tuple(_auth().items()), timeout=5)
-            assert [i.video_id for i in reply.items] == [VID_A, VID_B]
-            assert reply.next_cursor
+            assert a_before_b([i.video_id for i in reply.items])
+            assert reply.next_cursor or len(reply.items) < FEED_LIMIT
         else:
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await call(request, metadata=tuple(_auth().items()), timeout=5)
@@ -214,9 +228,10 @@ async def test_json_through_envoy_reaches_each_service(
             body = await resp.json(content_type=None)
             if service in IMPLEMENTED:
                 assert resp.status == 200, body
-                assert [i["videoId"] for i in body["items"]] == [VID_A, VID_B]
-                assert body["items"][0]["reason"] == "FEED_REASON_TRENDING"
-                assert body["items"][0]["explanation"] == "Trending now"
+                assert a_before_b([i["videoId"] for i in body["items"]])
+                (item_a,) = [i for i in body["items"] if i["videoId"] == VID_A]
+                assert item_a["reason"] == "FEED_REASON_TRENDING"
+                assert item_a["explanation"] == "Trending now"
             else:
                 code = expected_code(service)
                 assert resp.status == HTTP_STATUS[code], body
@@ -278,7 +293,7 @@ async def test_grpc_web_through_envoy_reaches_each_service(
     if service in IMPLEMENTED:
         assert status == "0"
         reply = rank_pb2.GetFeedResponse.FromString(messages[0])
-        assert [i.video_id for i in reply.items] == [VID_A, VID_B]
+        assert a_before_b([i.video_id for i in reply.items])
     else:
         assert status == str(expected_code(service).value[0])
 
