@@ -49,6 +49,7 @@ from sqlalchemy import update
 
 from reels import topics
 from reels.events import inject_trace_headers, new_event_id
+from reels.media.ffmpeg_run import run
 from reels.outbox import enqueue_message
 from reels.storage import LocalObjectStore
 from svc_chat.models import LiveStream
@@ -216,25 +217,6 @@ def reencode_command(ffmpeg: str, list_file: Path, out: Path, width: int, height
     ]  # fmt: skip
 
 
-async def _run(argv: list[str], limit_s: float) -> tuple[int, bytes, bytes]:
-    """Run ``argv``; (exit status, stdout, stderr). Killed after ``limit_s`` (TimeoutError)."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), limit_s)
-    except BaseException:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        raise
-    assert proc.returncode is not None
-    return proc.returncode, out, err
-
-
 def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     if value is None:
         return None
@@ -371,8 +353,10 @@ class Recorder:
         """ffprobe of one part (it reads the part's first packets and its end, not the
         whole part). A part ffprobe cannot read counts as one without video; ffprobe
         failing to run (OSError, TimeoutError) raises."""
-        rc, out, _ = await _run(probe_command(self.ffprobe, part), PROBE_TIMEOUT_S)
-        return part_info(part, out if rc == 0 else None)
+        done = await run(
+            probe_command(self.ffprobe, part), capture_stdout=True, timeout_s=PROBE_TIMEOUT_S
+        )
+        return part_info(part, done.stdout if done.returncode == 0 else None)
 
     async def _remux(self, directory: Path, parts: list[Path]) -> int:
         """Join ``parts`` into ``recording.mp4`` (written under a temporary name, then
@@ -405,9 +389,9 @@ class Recorder:
             total_s = sum(i.duration_s for i in usable)
             timeout = max(REMUX_TIMEOUT_S, total_s / REENCODE_SPEED_FLOOR)
         try:
-            rc, _, err = await _run(argv, timeout)
-            if rc != 0 or not tmp.exists() or tmp.stat().st_size == 0:
-                detail = err.decode(errors="replace").strip()[-300:] or "no output"
+            done = await run(argv, timeout_s=timeout)
+            if done.returncode != 0 or not tmp.exists() or tmp.stat().st_size == 0:
+                detail = done.stderr_tail.strip()[-300:] or "no output"
                 raise RemuxFailed(f"its parts could not be joined: {detail}")
             final = directory / RECORDING_NAME
             tmp.replace(final)

@@ -18,7 +18,7 @@ and 32 % with a muted microphone, and glass-to-glass latency grew without bound
 (bench/bench_live.py --audio silence). :func:`_read_raw_chunk` is pyrtmp's reader with
 that one rule fixed as ffmpeg's own reader has it (``libavformat/rtmppkt.c``: a type-3
 header repeats the last header's timestamp field, added to the last timestamp), and
-:func:`_pyrtmp` installs it. Reported upstream as a known limitation (DECISIONS.md).
+:func:`_pyrtmp` installs it (DECISIONS.md, "Live video").
 
 A connection that has not published within :data:`PUBLISH_TIMEOUT_S` is closed (idle
 sockets would otherwise stay open for ever), and input pyrtmp cannot parse (anyone can

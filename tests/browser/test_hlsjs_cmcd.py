@@ -12,11 +12,11 @@ really have been sent on the playlists and the segments.
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
@@ -26,10 +26,10 @@ from aiohttp import web
 from reels_dev.infra.envoy import EnvoySettings
 from reels_dev.infra.process import free_port
 from reels_dev.keys import mint_token
+from tests.browser.chromium import CHROMIUM
 from tests.fixtures.mesh import Mesh
 from tests.publishing import publish_to_store, send_published, transcode_ladder
 
-CHROMIUM = Path(os.environ.get("REELS_CHROMIUM", "/usr/bin/chromium"))
 HERE = Path(__file__).resolve().parent
 HLS_JS = HERE / "node_modules" / "hls.js" / "dist" / "hls.min.js"
 PLAY_TIMEOUT_S = 60
@@ -96,25 +96,10 @@ async def page_origin() -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[object]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=[
-                "--no-sandbox",  # root in containers/CI
-                "--disable-dev-shm-usage",
-                "--autoplay-policy=no-user-gesture-required",
-                "--mute-audio",
-            ],
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+@pytest.fixture
+def browser(media_browser: Any) -> Any:
+    """The player pages here autoplay: conftest's media_browser."""
+    return media_browser
 
 
 async def _play(browser: object, page_origin: str, master_url: str, mode: str) -> Seen:

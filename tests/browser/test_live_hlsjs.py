@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -34,10 +33,10 @@ from aiohttp import web
 from reels_dev.infra.envoy import EnvoySettings
 from reels_dev.infra.process import free_port
 from reels_dev.keys import mint_token
+from tests.browser.chromium import CHROMIUM
 from tests.fixtures.mesh import Mesh
 from tests.polling import eventually_value
 
-CHROMIUM = Path(os.environ.get("REELS_CHROMIUM", "/usr/bin/chromium"))
 HERE = Path(__file__).resolve().parent
 HLS_JS = HERE / "node_modules" / "hls.js" / "dist" / "hls.min.js"
 
@@ -242,26 +241,10 @@ async def page_origin() -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            timeout=30_000,
-            args=[
-                "--no-sandbox",  # root in containers/CI
-                "--disable-dev-shm-usage",
-                "--autoplay-policy=no-user-gesture-required",
-                "--mute-audio",
-            ],
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+@pytest.fixture
+def browser(media_browser: Any) -> Any:
+    """The player pages here autoplay: conftest's media_browser."""
+    return media_browser
 
 
 async def test_hlsjs_plays_the_live_stream_through_envoy(

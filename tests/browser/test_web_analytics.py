@@ -22,11 +22,8 @@ Screenshots: var/screenshots/web_analytics_{video,overview}.png.
 from __future__ import annotations
 
 import math
-import os
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -38,11 +35,11 @@ from reels_dev.infra.envoy import EnvoySettings
 from reels_dev.infra.process import REPO_ROOT
 from reels_dev.infra.web_app import WEB_DIST
 from reels_dev.keys import mint_token
+from tests.browser.chromium import CHROMIUM
 from tests.fixtures.mesh import Mesh
 from tests.polling import eventually_value
 from tests.publishing import send_published
 
-CHROMIUM = Path(os.environ.get("REELS_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = REPO_ROOT / "var" / "screenshots"
 DURATION_S = 10
 ACCEPTED_WITHIN_S = 30.0
@@ -74,23 +71,6 @@ pytestmark = [
         reason="web/dist is not built (make setup builds it)",
     ),
 ]
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            timeout=30_000,
-            args=["--no-sandbox", "--disable-dev-shm-usage"],  # root in containers/CI
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
 
 
 def _auth(user: str) -> dict[str, str]:

@@ -13,12 +13,9 @@ var/screenshots/web_app_feed.png. Skipped when web/dist is not built (`make setu
 
 from __future__ import annotations
 
-import os
 import struct
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -31,11 +28,11 @@ from reels_dev.infra.envoy import EnvoySettings
 from reels_dev.infra.process import REPO_ROOT
 from reels_dev.infra.web_app import IMMUTABLE, WEB_DIST
 from reels_dev.keys import mint_token
+from tests.browser.chromium import CHROMIUM
 from tests.fixtures.mesh import Mesh
 from tests.polling import eventually_value
 from tests.publishing import send_published
 
-CHROMIUM = Path(os.environ.get("REELS_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = REPO_ROOT / "var" / "screenshots"
 GET_FEED = "/reels.v1.FeedService/GetFeed"
 FEED_SETTLED = "section.feed[data-state]:not([data-state='loading'])"
@@ -111,23 +108,6 @@ async def published_title(mesh: Mesh) -> str:
 
         await eventually_value(served, PUBLISHED_WITHIN_S, f"svc_rank to serve {title!r}")
     return title
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            timeout=30_000,
-            args=["--no-sandbox", "--disable-dev-shm-usage"],  # root in containers/CI
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
 
 
 async def test_envoy_serves_the_app_on_the_api_port(envoy: EnvoySettings) -> None:

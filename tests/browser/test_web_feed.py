@@ -38,7 +38,6 @@ from tests.browser.test_web_app import (
     FEED_SETTLED,
     GET_FEED,
     SCREENSHOTS,
-    browser,
     grpc_web_frames,
     pytestmark,
 )
@@ -46,7 +45,7 @@ from tests.fixtures.mesh import Mesh
 from tests.polling import eventually_value
 from tests.publishing import publish_to_store, send_published, transcode_ladder
 
-__all__ = ["CHROMIUM", "browser", "pytestmark"]  # the fixture and the skips, reused
+__all__ = ["CHROMIUM", "pytestmark"]  # the skips, reused
 
 RECORD_EVENTS = "/reels.v1.StreamService/RecordEvents"
 JSON_EVENTS = "/api/v1/events"

@@ -32,7 +32,6 @@ import contextlib
 import os
 import struct
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +45,10 @@ from reels_dev.infra.process import REPO_ROOT
 from reels_dev.infra.web_app import WEB_DIST
 from reels_dev.keys import mint_token
 from svc_chat.chat.channel import ChannelKeys
+from tests.browser.chromium import CHROMIUM
 from tests.fixtures.mesh import Mesh
 from tests.polling import eventually_value
 
-CHROMIUM = Path(os.environ.get("REELS_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = REPO_ROOT / "var" / "screenshots"
 SUBSCRIBE = "/reels.v1.ChatService/SubscribeChat"
 REPORT_VIEWING = "/reels.v1.ChatService/ReportViewing"
@@ -75,26 +74,10 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            timeout=30_000,
-            args=[
-                "--no-sandbox",  # root in containers/CI
-                "--disable-dev-shm-usage",
-                "--autoplay-policy=no-user-gesture-required",
-                "--mute-audio",
-            ],
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+@pytest.fixture
+def browser(media_browser: Any) -> Any:
+    """The player pages here autoplay: conftest's media_browser."""
+    return media_browser
 
 
 def subscribe_request(body: bytes | None) -> chat_pb2.SubscribeChatRequest:

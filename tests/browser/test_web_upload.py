@@ -27,7 +27,6 @@ import math
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +37,8 @@ from reels_dev.infra.envoy import EnvoySettings
 from reels_dev.infra.process import REPO_ROOT
 from reels_dev.infra.web_app import WEB_DIST
 from reels_dev.keys import mint_token
+from tests.browser.chromium import CHROMIUM
 
-CHROMIUM = Path(os.environ.get("REELS_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = REPO_ROOT / "var" / "screenshots"
 TUS = "/api/v1/uploads/tus/"
 WATCH = "/reels.v1.UploadService/WatchVideoStatus"
@@ -82,23 +81,6 @@ async def make_clip(out: Path) -> Path:
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()[-2000:]
     return out
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            timeout=30_000,
-            args=["--no-sandbox", "--disable-dev-shm-usage"],  # root in containers/CI
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
 
 
 async def throttle_upload(cdp: Any, bytes_per_s: int) -> None:

@@ -18,26 +18,15 @@ import os
 import re
 import signal
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import grpc
 import pytest
 from reels.v1 import common_pb2
 
-from reels import topics
-from reels.cache import delete_prefix, redis_client
-from reels.db.engine import create_database, drop_database
-from reels.db.migrate import migrate
-from reels.server import run_app
-from reels_dev.keys import ensure_dev_keys
-from svc_chat.app import build
-from tests.fixtures.infra import _test_database_url
 from tests.hls_check import media_problems
-from tests.integration.test_live_ingest import Live, new_stream, publisher
-from tests.integration.test_live_streams import Harness, Instance, _consume, chat_settings
+from tests.integration.test_live_ingest import Live, new_stream, publisher, running_live
 from tests.polling import eventually
 
 if TYPE_CHECKING:
@@ -54,40 +43,14 @@ TOLERANCE_S = 0.5
 
 @pytest.fixture(scope="module")
 async def live(kafka: TansuBroker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Live]:
-    """test_live_ingest.py's harness (same App, same stores) with the short timers."""
-    ensure_dev_keys()
-    url = _test_database_url()
-    await create_database(url)
-    await migrate(url)
-    prefix = f"reels-test-{uuid.uuid4().hex[:8]}:"
-    await kafka.create_topics(topics.STREAMS_EVENTS.name)
-    objects = tmp_path_factory.mktemp("objects")
-    base = chat_settings(database_url=url, kafka_bootstrap=kafka.bootstrap, redis_prefix=prefix)
-    settings = dataclasses.replace(
-        base,
-        platform=dataclasses.replace(base.platform, storage_url=objects.as_uri()),
-        ingest=dataclasses.replace(
-            base.ingest, port=0, publisher_timeout_s=PUBLISHER_TIMEOUT_S, grace_s=GRACE_S
-        ),
-    )
-    app = build(settings)
-    server = await run_app(app, port=0)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
-    instance = Instance(app, server, channel)
-    harness = Harness(instance, instance)
-    consumer = asyncio.create_task(_consume(kafka.bootstrap, harness.events))
-    try:
-        yield Live(harness, instance, objects)
-    finally:
-        consumer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await consumer
-        await channel.close()
-        await server.stop(1.0)
-        redis = redis_client()
-        await delete_prefix(redis, prefix)
-        await redis.aclose()
-        await drop_database(url)
+    """test_live_ingest.py's harness with the short timers."""
+    async with running_live(
+        kafka,
+        tmp_path_factory.mktemp("objects"),
+        publisher_timeout_s=PUBLISHER_TIMEOUT_S,
+        grace_s=GRACE_S,
+    ) as got:
+        yield got
 
 
 # ---------------------------------------------------------------------- helpers

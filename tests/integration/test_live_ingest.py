@@ -60,20 +60,21 @@ class Live:
         return self.objects / "live" / stream_id if stream_id else self.objects / "live"
 
 
-@pytest.fixture(scope="module")
-async def live(kafka: TansuBroker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Live]:
+@contextlib.asynccontextmanager
+async def running_live(kafka: TansuBroker, objects: Path, **ingest: object) -> AsyncIterator[Live]:
+    """One svc_chat App with its RTMP ingest on a fresh database, Redis prefix and
+    ``objects`` store; ``ingest`` overrides IngestSettings fields (timers, grace)."""
     ensure_dev_keys()
     url = _test_database_url()
     await create_database(url)
     await migrate(url)
     prefix = f"reels-test-{uuid.uuid4().hex[:8]}:"
     await kafka.create_topics(topics.STREAMS_EVENTS.name)
-    objects = tmp_path_factory.mktemp("objects")
     base = chat_settings(database_url=url, kafka_bootstrap=kafka.bootstrap, redis_prefix=prefix)
     settings = dataclasses.replace(
         base,
         platform=dataclasses.replace(base.platform, storage_url=objects.as_uri()),
-        ingest=dataclasses.replace(base.ingest, port=0, grace_s=GRACE_S),
+        ingest=dataclasses.replace(base.ingest, port=0, **ingest),  # type: ignore[arg-type]
     )
     app = build(settings)
     server = await run_app(app, port=0)
@@ -93,6 +94,12 @@ async def live(kafka: TansuBroker, tmp_path_factory: pytest.TempPathFactory) -> 
         await delete_prefix(redis, prefix)
         await redis.aclose()
         await drop_database(url)
+
+
+@pytest.fixture(scope="module")
+async def live(kafka: TansuBroker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Live]:
+    async with running_live(kafka, tmp_path_factory.mktemp("objects"), grace_s=GRACE_S) as got:
+        yield got
 
 
 async def publisher(url: str, seconds: float = PUBLISH_S) -> asyncio.subprocess.Process:
