@@ -56,6 +56,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WATCH_INTERVAL_S = 0.25
+WATCHDOG_STOP_S = 2.0
+"""How long a leaving publisher's close waits for its watchdog to stop (s)."""
 ENDLIST = "#EXT-X-ENDLIST\n"
 
 
@@ -241,7 +243,11 @@ class IngestPart:
                 left_at = broadcast.last_media_at  # stalled: on air until its last media
             watchdog = self._watchdogs.pop(stream_id, None)
             if watchdog is not None:
+                # Finished before the lease goes: a renewal in flight must not take the
+                # lease back after its release (the grace timer would then think the
+                # publisher came back elsewhere and never end the stream).
                 watchdog.cancel()
+                await asyncio.wait({watchdog}, timeout=WATCHDOG_STOP_S)
             if self.broadcasts.get(stream_id) is broadcast:
                 del self.broadcasts[stream_id]
             await self._release(stream_id, broadcast.lease_token)
@@ -271,7 +277,7 @@ class IngestPart:
                 self.paused[stream_id] = broadcast
             self._left_at[stream_id] = left_at
             self.grace[stream_id] = asyncio.create_task(
-                self._end_after_grace(stream_id, left_at, dropped_at)
+                self._end_after_grace(stream_id, left_at, dropped_at, broadcast.lease_token)
             )
         finally:
             self._sessions.discard(session)
@@ -314,7 +320,7 @@ class IngestPart:
         timeout = self.settings.publisher_timeout_s
         stream_id = broadcast.stream_id
         renewed_at = time.monotonic()
-        while True:
+        while session.state.get("broadcast") is broadcast:  # closed() pops it
             await asyncio.sleep(WATCH_INTERVAL_S)
             why = ""
             now = time.monotonic()
@@ -326,6 +332,8 @@ class IngestPart:
             elif time.monotonic() - renewed_at >= RENEW_INTERVAL_S:
                 renewed_at = time.monotonic()
                 try:
+                    if session.state.get("broadcast") is not broadcast:
+                        return  # the publisher left meanwhile: its lease is released
                     if not await self.leases.keep(stream_id, broadcast.lease_token):
                         why = "another publish holds the stream's lease"
                     info = await self.ctx.streams.info(stream_id)
@@ -341,10 +349,14 @@ class IngestPart:
                 session.writer.transport.abort()
                 return
 
-    async def _end_after_grace(self, stream_id: str, left_at: float, dropped_at: float) -> None:
+    async def _end_after_grace(
+        self, stream_id: str, left_at: float, dropped_at: float, left_token: str
+    ) -> None:
         """``grace_s`` after the publisher was dropped (``dropped_at``), unless it came
         back: close the paused ladder and end the stream, on air until ``left_at`` (its
-        last media when it stalled). Monotonic seconds."""
+        last media when it stalled). Monotonic seconds. ``left_token``: the lease token
+        of the publish that left; a lease still holding it is a stale one of ours (a
+        renewal that raced the release), dropped here, not a publisher that came back."""
         try:
             await asyncio.sleep(max(0.0, self.settings.grace_s - (time.monotonic() - dropped_at)))
             if self.grace.get(stream_id) is not asyncio.current_task():
@@ -354,7 +366,10 @@ class IngestPart:
             paused = self.paused.pop(stream_id, None)
             if paused is not None:
                 await paused.close()  # its last segment is written before the end
-            if await self.leases.held(stream_id):
+            holder = await self.leases.holder(stream_id)
+            if holder == left_token:
+                await self._release(stream_id, left_token)
+            elif holder is not None:
                 log.info("publisher of %s came back on another instance", stream_id)
                 return
             ago = time.monotonic() - left_at

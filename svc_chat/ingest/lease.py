@@ -79,6 +79,9 @@ class PublisherLeases:
         """Drop our lease (nothing when it is no longer ours)."""
         await self._release(keys=[lease_key(stream_id)], args=[token])
 
-    async def held(self, stream_id: str) -> bool:
-        """Whether any publish holds the stream's lease now."""
-        return bool(await self.redis.exists(lease_key(stream_id)))
+    async def holder(self, stream_id: str) -> str | None:
+        """The token of the publish that holds the stream's lease now; None when free."""
+        token = await self.redis.get(lease_key(stream_id))
+        if token is None:
+            return None
+        return token.decode() if isinstance(token, bytes) else str(token)
