@@ -102,6 +102,7 @@ VIDEO_UPLOADED = _of(events_pb2.VideoUploaded)
 VIDEO_UPLOADED_DLQ = VIDEO_UPLOADED.dead_letter_topic
 VIDEO_PUBLISHED = _of(events_pb2.VideoPublished)
 VIDEO_FAILED = _of(events_pb2.VideoFailed)
+VIDEO_REJECTED = _of(events_pb2.VideoRejected)
 VIDEO_EVENTS = _of(events_pb2.VideoEvent)
 ENGAGEMENT_EVENTS = _of(events_pb2.EngagementEvent)
 STREAMS_EVENTS = _of(events_pb2.StreamLifecycleEvent)
@@ -121,6 +122,7 @@ __all__ = [
     "VIDEO_EVENTS",
     "VIDEO_FAILED",
     "VIDEO_PUBLISHED",
+    "VIDEO_REJECTED",
     "VIDEO_UPLOADED",
     "VIDEO_UPLOADED_DLQ",
     "by_name",

@@ -31,6 +31,7 @@ class InfraSettings(FromEnv):
         "venv Triton's Python-backend stub runs in",
     )
     otlp_port: int = setting(4317, "REELS_OTLP_PORT", "the dev OTLP sink's port")
+    clamd_port: int = setting(3310, "REELS_CLAMD_PORT", "clamd's TCP port (malware scan)")
     otlp_file: Path = setting(
         env="REELS_OTLP_FILE",
         doc="where the dev OTLP sink writes spans",

@@ -88,6 +88,17 @@ def _triton(http_port: int) -> tuple[bool, str]:
     return False, f"not ready (HTTP {code})" if code else "down (nothing listens)"
 
 
+def _clamd(port: int) -> tuple[bool, str]:
+    """clamd answers PING with PONG (its own protocol, one line)."""
+    try:
+        with socket.create_connection((HOST, port), timeout=1.0) as sock:
+            sock.sendall(b"nPING\n")
+            answer = sock.recv(64).strip()
+    except OSError as exc:
+        return False, f"no answer ({exc.__class__.__name__})"
+    return answer == b"PONG", answer.decode(errors="replace") or "empty answer"
+
+
 def _envoy(port: int, admin_port: int) -> tuple[bool, str]:
     code, body = _http(f"http://{HOST}:{admin_port}/ready")
     if code == 200:
@@ -165,6 +176,7 @@ def ports() -> dict[str, int]:
         "triton": infra.triton_grpc_port,
         "triton-http": infra.triton_http_port,
         "triton-metrics": infra.triton_metrics_port,
+        "clamd": infra.clamd_port,
         **{f"svc_{svc}": port for svc, port in front.service_ports().items()},
         "svc_upload-tus": front.upload_http_port,
         "svc_stream-media": front.media_port,
@@ -204,6 +216,7 @@ def rows() -> list[Row]:
             f"{HOST}:{infra.triton_grpc_port}",
             lambda: _triton(infra.triton_http_port),
         ),
+        Row("clamd", f"{HOST}:{infra.clamd_port}", lambda: _clamd(infra.clamd_port)),
     ]
     for svc, service_name in SERVICE_NAMES.items():
         port = ports[svc]

@@ -28,6 +28,10 @@ if ! command -v pg_ctlcluster >/dev/null && ! ls /usr/lib/postgresql/*/bin/postg
   missing+=(postgresql)
 fi
 "$PY" -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
+# The malware scan (svc_upload.scan): clamd, offline on safety/signatures/; the
+# test files are the clamav-testfiles samples the signatures must detect.
+command -v clamd >/dev/null || [ -x /usr/sbin/clamd ] || missing+=(clamav clamav-daemon)
+[ -d /usr/share/clamav-testfiles ] || missing+=(clamav-testfiles)
 command -v npm >/dev/null || missing+=(npm)  # hls.js (step 7), the web client (step 8)
 # The browser tests' chromium (driven by Playwright; its own download is not used).
 # Without recommends: they would pull in a desktop's worth of packages.

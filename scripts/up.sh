@@ -8,8 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p var/run var/log
-INFRA=(otlp kafka triton)
-mapfile -t APPS < <(sed -nE 's/^([A-Za-z0-9_-]+):.*/\1/p' Procfile | grep -vxF -e otlp -e kafka -e triton)
+INFRA=(otlp kafka triton clamd)
+mapfile -t APPS < <(sed -nE 's/^([A-Za-z0-9_-]+):.*/\1/p' Procfile | grep -vxF -e otlp -e kafka -e triton -e clamd)
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 for f in var/run/honcho.pid var/run/honcho-infra.pid; do
@@ -35,6 +35,7 @@ if [ ${#busy[@]} -gt 0 ]; then
 fi
 
 bash scripts/datastores.sh start
+export REELS_CLAMD_ADDRESS=${REELS_CLAMD_ADDRESS:-127.0.0.1:${PORT[clamd]}}
 export OTEL_EXPORTER_OTLP_ENDPOINT=${OTEL_EXPORTER_OTLP_ENDPOINT:-http://127.0.0.1:${PORT[otlp-sink]}}
 # This checkout's own database (REELS_DATABASE_URL, default reels_<checkout>): created
 # if missing and migrated (make setup did it already; this is for scripts/up.sh alone).
@@ -59,7 +60,7 @@ wait_port() {  # name port seconds -> 0 ready, 2 a honcho group stopped, 1 timeo
   done
   echo "up: $1 not ready on port $2 after $3 s" >&2; return 1
 }
-for part in otlp-sink:20 kafka:30 triton:60; do
+for part in otlp-sink:20 kafka:30 triton:60 clamd:60; do
   wait_port "${part%%:*}" "${PORT[${part%%:*}]}" "${part##*:}" || fail "${part%%:*} did not start"
 done
 

@@ -1,7 +1,9 @@
 """svc_upload's composition root: the typed App that ``python -m svc_upload`` serves.
 
 One process serves UploadService over gRPC and tus over HTTP (``tus.py``) on the same
-upload core, relays its outbox (``video.uploaded``) to Kafka, and turns ended live
+upload core, scans every completed upload for malware (``scan.py``, clamd; held
+uploads are retried by ``scan_jobs.ScanRetrier``), relays its outbox
+(``video.uploaded``, ``video.rejected``) to Kafka, and turns ended live
 streams' recordings into videos (``recordings.py``, consuming ``streams.recordings``)
 under the supervisor.
 """
@@ -26,6 +28,8 @@ from reels.server import AppBase, Registration
 from reels.storage import ObjectStore, open_object_store
 from reels.supervise import Supervisor
 from svc_upload.recordings import Recordings
+from svc_upload.scan import MalwareScanner
+from svc_upload.scan_jobs import ScanRetrier
 from svc_upload.server import UploadService, registrations
 from svc_upload.settings import Settings
 from svc_upload.staging import StagingArea, default_staging_dir
@@ -65,6 +69,7 @@ class App(AppBase):
     tus: TusApp | None = None
     relay: OutboxRelay | None = None
     recordings: Recordings | None = None
+    retrier: ScanRetrier | None = None
     http_runner: web.AppRunner | None = None
     http_port: int = 0
     """The tus port actually bound (``settings.http_port`` may be 0)."""
@@ -86,7 +91,20 @@ class App(AppBase):
         staging = StagingArea(default_staging_dir(store, self.settings.staging_dir))
         self.redis = redis_client(platform.redis_url)
         channel = StatusChannel(self.redis, prefix=platform.redis_prefix)
-        self.core = UploadCore(self.sessionmaker, store, staging, channel, self.settings.limits)
+        scan = self.settings.scan
+        scanner = MalwareScanner(scan.clamd_address, scan.timeout_s)
+        self.retrier = ScanRetrier(
+            self.sessionmaker, store, scanner, channel, max_backoff_s=scan.max_backoff_s
+        )
+        self.core = UploadCore(
+            self.sessionmaker,
+            store,
+            staging,
+            channel,
+            self.settings.limits,
+            scanner=scanner,
+            retrier=self.retrier,
+        )
         self.book = VideoBook(
             self.sessionmaker, store, staging, channel, self.settings.status_writers
         )
@@ -110,6 +128,8 @@ class App(AppBase):
             # Not required: uploads work without a broker (events wait in the outbox),
             # so a relay in backoff must not take the service out of rotation.
             self.supervisor.add("outbox-relay", self.relay.run, required=False)
+        # Not required: held uploads wait in scan_jobs while clamd is away.
+        self.supervisor.add("malware-scan-retry", self.retrier.run, required=False)
         if self.settings.recordings:
             self.recordings = Recordings(
                 self.sessionmaker, store, staging.root / "recordings", self.settings.limits

@@ -122,3 +122,24 @@ class Upload(Base):
     filename: Mapped[str | None] = mapped_column(Text, nullable=True)
     mime_type: Mapped[str | None] = mapped_column(Text, nullable=True)
     failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ScanJob(Base):
+    """An upload held until the malware scanner answers (svc_upload.scan, u0003).
+
+    ``event`` is the serialized ``video.uploaded`` payload (reels.v1.VideoUploaded)
+    that only a clean scan releases to the outbox; the row goes with that transaction.
+    """
+
+    __tablename__ = "scan_jobs"
+    __table_args__ = (Index("ix_scan_jobs_next_attempt_at", "next_attempt_at"),)
+
+    video_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("videos.id", ondelete="CASCADE"), primary_key=True
+    )
+    original_key: Mapped[str] = mapped_column(Text, nullable=False)
+    event: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    next_attempt_at: Mapped[datetime] = _now()
+    created_at: Mapped[datetime] = _now()

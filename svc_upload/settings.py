@@ -10,11 +10,31 @@ from svc_upload.limits import MB, UploadLimits
 
 
 @dataclass(frozen=True)
+class ScanSettings(FromEnv):
+    """The malware scan of uploads (svc_upload.scan)."""
+
+    clamd_address: str = setting(
+        "127.0.0.1:3310",
+        "REELS_CLAMD_ADDRESS",
+        "clamd's TCP socket (host:port); it must see the staging dir and the object store",
+    )
+    timeout_s: float = setting(
+        120.0, "REELS_MALWARE_SCAN_TIMEOUT_S", "one scan's limit; past it the upload is held (s)"
+    )
+    max_backoff_s: float = setting(
+        60.0,
+        "REELS_MALWARE_SCAN_MAX_BACKOFF_S",
+        "longest wait between retries of a held upload's scan (s)",
+    )
+
+
+@dataclass(frozen=True)
 class Settings(FromEnv):
     """Everything svc_upload reads from the environment (README, "Service settings")."""
 
     server: ServerSettings = server_group("upload")
     platform: PlatformSettings = group(PlatformSettings)
+    scan: ScanSettings = group(ScanSettings)
     max_bytes: int = setting(500 * MB, "REELS_UPLOAD_MAX_BYTES", "largest upload accepted (bytes)")
     daily_quota: int = setting(100, "REELS_UPLOAD_DAILY_QUOTA", "uploads per user per UTC day")
     chunk_bytes: int = setting(

@@ -51,7 +51,7 @@ class StagingArea:
     """Staged files by upload id, and the running hashes that go with them."""
 
     def __init__(self, root: Path, *, fsync: bool = True) -> None:
-        self.root = root
+        self.root = root.absolute()  # clamd is given absolute paths (svc_upload.scan)
         self.root.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
         self._hashes: dict[str, RunningHash] = {}

@@ -20,7 +20,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
@@ -35,6 +35,7 @@ from reels.media.probe import ProbeResult, UnusableMedia, probe
 from reels.metrics import upload_duration
 from reels.outbox import enqueue_message
 from reels.storage import ObjectStore
+from svc_upload import scan_jobs
 from svc_upload.limits import (
     NewUpload,
     UploadLimits,
@@ -43,7 +44,10 @@ from svc_upload.limits import (
     validate,
 )
 from svc_upload.locks import KeyedLocks
-from svc_upload.models import Upload, Video, VideoStatus
+from svc_upload.models import ScanJob, Upload, Video, VideoStatus
+from svc_upload.scan import STAGE as SCAN_STAGE
+from svc_upload.scan import MalwareScanner, Verdict
+from svc_upload.scan_jobs import ScanRetrier
 from svc_upload.staging import RunningHash, StagingArea
 from svc_upload.status import StatusChannel, check_transition
 from svc_upload.videos import snapshot_of
@@ -202,6 +206,8 @@ class UploadCore:
         limits: UploadLimits | None = None,
         *,
         probe_fn: Callable[..., object] = probe,
+        scanner: MalwareScanner | None = None,
+        retrier: ScanRetrier | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.store = store
@@ -210,6 +216,9 @@ class UploadCore:
         self.limits = limits or UploadLimits()
         self.locks = KeyedLocks()
         self._probe = probe_fn
+        self.scanner = scanner
+        """clamd (svc_upload.scan); None only where no upload completes (unit tests)."""
+        self.retrier = retrier
 
     # -- create ---------------------------------------------------------------------
 
@@ -485,6 +494,10 @@ class UploadCore:
                 reason = f"sha256 mismatch: declared {upload.expected_sha256}, received {sha}"
                 await self._fail(upload, reason)
                 raise errors.InvalidArgument(reason, [("sha256_hex", "does not match the file")])
+            verdict = await self._scan(upload_id)
+            if verdict.infected:
+                await self._reject(upload, video, verdict)
+                raise errors.InvalidArgument(verdict.reason, [("file", verdict.reason)])
             try:
                 info: ProbeResult = await self._probe(self.staging.path(upload_id))  # type: ignore[misc]
             except UnusableMedia as exc:
@@ -502,13 +515,41 @@ class UploadCore:
             key = original_key(str(video.id), upload.filename or "", upload.mime_type or "")
             await self.staging.publish(upload_id, self.store, key)
             try:
-                return await self._hand_over(upload, sha, key, info)
+                return await self._hand_over(upload, sha, key, info, held=verdict)
             except BaseException:
                 await asyncio.shield(self.staging.restore(upload_id, self.store, key))
                 raise
 
-    async def _hand_over(self, upload: Upload, sha: str, key: str, info: ProbeResult) -> Completed:
-        """One transaction: video -> processing, upload -> completed, outbox row."""
+    async def _scan(self, upload_id: str) -> Verdict:
+        if self.scanner is None:
+            raise errors.Unavailable("the malware scanner is not configured; retry later", 5.0)
+        return await self.scanner.scan(self.staging.path(upload_id))
+
+    async def _reject(self, upload: Upload, video: Video, verdict: Verdict) -> None:
+        """An infected upload: its bytes quarantined (never in ``originals/``), the video
+        failed with the scan's reason, ``video.rejected`` in the outbox."""
+        key = scan_jobs.quarantine_key(
+            original_key(str(video.id), upload.filename or "", upload.mime_type or "")
+        )
+        await self.staging.publish(str(upload.id), self.store, key)
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                row = await session.get(Video, upload.video_id, with_for_update=True)
+                assert row is not None
+                row.original_key = key
+                row.size_bytes = upload.declared_size
+                await scan_jobs.mark_rejected(session, row, verdict, key, upload.id)
+        except BaseException:
+            await asyncio.shield(self.staging.restore(str(upload.id), self.store, key))
+            raise
+        await self.channel.publish(snapshot_of(row))
+
+    async def _hand_over(
+        self, upload: Upload, sha: str, key: str, info: ProbeResult, held: Verdict
+    ) -> Completed:
+        """One transaction: video -> processing, upload -> completed, outbox row; or,
+        when the scan could not run (``held.error``), a held scan job instead of the
+        outbox row (svc_upload.scan)."""
         async with self.sessionmaker() as session, session.begin():
             video = await session.get(Video, upload.video_id, with_for_update=True)
             assert video is not None
@@ -534,12 +575,23 @@ class UploadCore:
                 .values(state=UploadState.COMPLETED, updated_at=func.now())
             )
             event_id = new_event_id()
-            await enqueue_message(
-                session,
-                topics.VIDEO_UPLOADED,
-                uploaded_event(video, event_id, now, info),
-                event_id,
-            )
+            event = uploaded_event(video, event_id, now, info)
+            if held.error:
+                video.stage = SCAN_STAGE
+                session.add(
+                    ScanJob(
+                        video_id=video.id,
+                        original_key=key,
+                        event=event.SerializeToString(),
+                        attempts=1,
+                        last_error=held.error[:500],
+                        next_attempt_at=now + timedelta(seconds=1),
+                    )
+                )
+            else:
+                await enqueue_message(session, topics.VIDEO_UPLOADED, event, event_id)
+        if held.error and self.retrier is not None:
+            self.retrier.wake.set()
         upload_duration.record(max(0.0, (now - upload.created_at).total_seconds()))
         await self.channel.publish(snapshot_of(video))
         log.info("upload complete", extra={"fields": {"video_id": str(video.id), "key": key}})

@@ -688,6 +688,7 @@ async def test_upload_through_svc_upload_ends_published_with_status_reported(
     migrated_database_url: str,
     sessionmaker: async_sessionmaker[AsyncSession],
     kafka: TansuBroker,
+    clamd: str,
     clips: dict[str, Path],
     tmp_path: Path,
 ) -> None:
@@ -698,6 +699,7 @@ async def test_upload_through_svc_upload_ends_published_with_status_reported(
     from reels.auth import ServiceTokenSigner
     from svc_transcode.status import ServiceCredentials, UploadStatusReporter
     from svc_upload.app import App as UploadApp
+    from svc_upload.settings import ScanSettings
     from svc_upload.settings import Settings as UploadSettings
 
     path = clips["portrait"]
@@ -711,6 +713,7 @@ async def test_upload_through_svc_upload_ends_published_with_status_reported(
                 redis_prefix=f"reels-test-{uuid.uuid4().hex[:8]}:",
             ),
             http_port=0,
+            scan=ScanSettings(clamd_address=clamd),
         ),
         store=LocalObjectStore(tmp_path / "objects"),
     )

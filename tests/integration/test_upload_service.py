@@ -38,7 +38,7 @@ from reels_dev.infra.process import free_port
 from reels_dev.keys import mint_token
 from svc_upload.app import App, build
 from svc_upload.limits import MB
-from svc_upload.settings import Settings
+from svc_upload.settings import ScanSettings, Settings
 from tests.fixtures.infra import TansuBroker, _test_database_url
 from tests.media import MediaFactory
 
@@ -74,13 +74,13 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> MediaFactory:
 
 @pytest.fixture(scope="module")
 async def svc(
-    kafka: TansuBroker, tmp_path_factory: pytest.TempPathFactory
+    kafka: TansuBroker, clamd: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Service]:
     url = _test_database_url()
     await create_database(url)
     await migrate(url)
     store = LocalObjectStore(tmp_path_factory.mktemp("objects"))
-    settings = upload_settings(url, kafka.bootstrap)
+    settings = upload_settings(url, kafka.bootstrap, scan=ScanSettings(clamd_address=clamd))
     app = App(settings=settings, store=store)
     server = await run_app(app, port=0)
     engine = make_engine(url)

@@ -435,6 +435,60 @@ class VideoFailed(_message.Message):
 Global___VideoFailed: _TypeAlias = VideoFailed  # noqa: Y015
 
 @_typing.final
+class VideoRejected(_message.Message):
+    """Topic `video.rejected`, key video_id. Producer: svc_upload (outbox). A video that
+    will never be published because of what it contains: the malware scan found a
+    signature in the original (stage "malware_scan"). Its original is quarantined
+    (quarantine_key), never transcoded and never served.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    VIDEO_ID_FIELD_NUMBER: _builtins.int
+    CREATOR_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    STAGE_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    QUARANTINE_KEY_FIELD_NUMBER: _builtins.int
+    DECIDED_BY_FIELD_NUMBER: _builtins.int
+    video_id: _builtins.str
+    creator_id: _builtins.str
+    reason: _builtins.str
+    """The reason shown to the creator, e.g.
+    "rejected by the malware scan (Reels.Polyglot.Media-ZIP.UNOFFICIAL)".
+    """
+    stage: _builtins.str
+    """What decided: "malware_scan"."""
+    signature: _builtins.str
+    """The scanner's signature name (ClamAV), when a signature decided."""
+    quarantine_key: _builtins.str
+    """Object-storage key the original was moved to (never served)."""
+    decided_by: _builtins.str
+    """Who decided: a service name ("svc_upload") or a moderator's user id."""
+    @_builtins.property
+    def meta(self) -> Global___EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: Global___EventMeta | None = ...,
+        video_id: _builtins.str = ...,
+        creator_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        stage: _builtins.str = ...,
+        signature: _builtins.str = ...,
+        quarantine_key: _builtins.str = ...,
+        decided_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["creator_id", b"creator_id", "decided_by", b"decided_by", "meta", b"meta", "quarantine_key", b"quarantine_key", "reason", b"reason", "signature", b"signature", "stage", b"stage", "video_id", b"video_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VideoRejected: _TypeAlias = VideoRejected  # noqa: Y015
+
+@_typing.final
 class VideoEvent(_message.Message):
     """Topic `video.events`, key video_id. Producer: svc_stream (RecordEvents);
     one per accepted player event. Fields mirror reels.v1.PlayerEvent.
