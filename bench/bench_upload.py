@@ -43,6 +43,7 @@ from tusclient.client import TusClient  # noqa: E402
 
 from reels.db.engine import create_database, database_url, drop_database  # noqa: E402
 from reels.db.migrate import migrate  # noqa: E402
+from reels_dev.infra.clamd import clamd_process  # noqa: E402
 from reels_dev.infra.process import ManagedProcess, free_port, port_open  # noqa: E402
 from reels_dev.infra.tansu import tansu_process  # noqa: E402
 from reels_dev.keys import mint_token  # noqa: E402
@@ -200,6 +201,8 @@ async def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-upload-"))
     db = database_url().rsplit("/", 1)[0] + f"/reels_bench_{uuid.uuid4().hex[:8]}"
     broker = tansu_process(free_port(), log_dir=work)
+    clamd_port = free_port()
+    scanner = clamd_process(clamd_port, run_dir=work / "clamd", log_dir=work)
     svc: ManagedProcess | None = None
     try:
         print(f"generating {args.mb} MiB file ...", flush=True)
@@ -208,6 +211,7 @@ async def main() -> None:
         await create_database(db)
         await migrate(db)
         await asyncio.to_thread(broker.start)
+        await asyncio.to_thread(scanner.start)  # every complete is scanned (svc_upload.scan)
         grpc_port, http_port = free_port(), free_port()
         svc = ManagedProcess(
             "svc_upload",
@@ -221,6 +225,7 @@ async def main() -> None:
                 "REELS_STORAGE_URL": (work / "objects").as_uri(),
                 "REELS_REDIS_PREFIX": f"bench-{uuid.uuid4().hex[:6]}:",
                 "REELS_UPLOAD_MAX_BYTES": str(max(size, 500 * MB)),
+                "REELS_CLAMD_ADDRESS": f"127.0.0.1:{clamd_port}",
                 "OTEL_TRACES_EXPORTER": "none",
                 "REELS_OTEL_FILE": str(work / "spans.jsonl"),
             },
@@ -280,6 +285,7 @@ async def main() -> None:
         if svc is not None:
             svc.stop(grace=5)
         broker.stop(5.0)
+        scanner.stop(5.0)
         await drop_database(db)
         shutil.rmtree(work, ignore_errors=True)
 

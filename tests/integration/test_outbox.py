@@ -188,7 +188,10 @@ def test_every_outbox_topic_has_one_producing_service() -> None:
 
     for topic in topics.REGISTRY.values():
         assert topic.producer.startswith("svc_"), topic.name
-    assert [t.name for t in topics.produced_by("svc_upload")] == [topics.VIDEO_UPLOADED.name]
+    assert {t.name for t in topics.produced_by("svc_upload")} == {
+        topics.VIDEO_UPLOADED.name,
+        topics.VIDEO_REJECTED.name,
+    }
 
 
 class StallingProducer(EventProducer):
