@@ -5,11 +5,12 @@
 #  B=chat: one message to 1,000 WebSocket/gRPC subscribers over 2 svc_chat instances beside a
 #  raw Redis PUBLISH to 1,000 raw subscribers, sustained messages/s, memory per subscriber;
 #  B=live: RTMP ingest glass-to-glass (Chromium+hls.js), first segment, CPU/ladder vs ffmpeg->HLS;
-#  B=web: web app page load -> first feed frame in Chromium beside hls.js alone, bundle gzip size).
+#  B=web: web app page load -> first feed frame in Chromium beside hls.js alone, bundle gzip size;
+#  B=scan: the malware scan (clamd) of a 500 MB upload beside clamscan on the same file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/datastores.sh start >/dev/null
-for b in ${B:-transcode upload playback events feed chat live web}; do
+for b in ${B:-transcode upload playback events feed chat live web scan}; do
   echo "=== bench_$b"
   .venv/bin/python "bench/bench_$b.py"
 done
