@@ -1,16 +1,49 @@
 // The app shell: header with the main navigation and who is signed in, one <main>
 // the router renders pages into. Pages live in ./pages; each is a function of a
 // PageContext (see router.ts) and calls the API through ./api.ts.
+//
+// Only the feed (the landing page) is in the entry chunk. Every other page is its own
+// chunk, loaded with import() when its route is first shown (upload brings
+// tus-js-client, analytics uPlot, live its player and chat), so the feed's first frame
+// does not wait for code it never runs.
 import "./style.css";
+// First: it sends the feed's GetFeed while the modules below are still evaluated.
+import "./feed/first-page";
 import { currentIdentity, onAuthChange, signOut, takeTokenFromUrl } from "./auth";
 import { h } from "./dom";
-import { analyticsPage } from "./pages/analytics";
 import { feedPage } from "./pages/feed";
-import { liveListPage, liveStreamPage } from "./pages/live";
-import { notFoundPage } from "./pages/not-found";
-import { signInPage } from "./pages/sign-in";
-import { uploadPage } from "./pages/upload";
-import { refresh, startRouter, type Match, type Route } from "./router";
+import { refresh, startRouter, type Match, type Page, type Route } from "./router";
+
+/** A page in its own chunk, loaded on first use (the module is cached after). A chunk
+ * that does not load (offline) says so, with a retry. */
+function lazy(load: () => Promise<Page>): Page {
+  let loaded: Promise<Page> | null = null;
+  return async (ctx) => {
+    loaded ??= load();
+    let page: Page;
+    try {
+      page = await loaded;
+    } catch (err) {
+      loaded = null; // tried again on the next render
+      if (ctx.signal.aborted) return;
+      console.error(err);
+      const retry = h("button", { type: "button" }, "Try again");
+      retry.addEventListener("click", () => void refresh());
+      ctx.root.replaceChildren(
+        h("p", { class: "status", role: "alert" }, "This page could not be loaded. Check the connection. ", retry),
+      );
+      return;
+    }
+    if (!ctx.signal.aborted) await page(ctx);
+  };
+}
+
+const uploadPage = lazy(() => import("./pages/upload").then((m) => m.uploadPage));
+const analyticsPage = lazy(() => import("./pages/analytics").then((m) => m.analyticsPage));
+const liveListPage = lazy(() => import("./pages/live").then((m) => m.liveListPage));
+const liveStreamPage = lazy(() => import("./pages/live").then((m) => m.liveStreamPage));
+const signInPage = lazy(() => import("./pages/sign-in").then((m) => m.signInPage));
+const notFoundPage = lazy(() => import("./pages/not-found").then((m) => m.notFoundPage));
 
 const NAV: readonly { key: string; href: string; label: string }[] = [
   { key: "feed", href: "/", label: "Feed" },

@@ -36,6 +36,12 @@ function preferNative(video: HTMLVideoElement): boolean {
   return video.canPlayType("application/vnd.apple.mpegurl") !== "" && !isChromium();
 }
 
+/** Starts loading hls.js where it will play (not where the browser's own HLS does), so
+ * that the feed fetches and compiles it while GetFeed is in flight rather than after. */
+export function preloadPlayer(): void {
+  if (!preferNative(document.createElement("video"))) void loadHls().catch(() => undefined);
+}
+
 const PRELOAD_BUFFER_S = 4; // the next reel: enough for an instant start
 const ACTIVE_BUFFER_S = 20;
 

@@ -23,15 +23,15 @@ import { h } from "../dom";
 import { commentsDialog } from "../feed/comments";
 import { EventReporter } from "../feed/events";
 import { icon, setIcon } from "../feed/icons";
-import { ReelPlayer } from "../feed/player";
+import { PAGE_SIZE, takeFirstPage } from "../feed/first-page";
+import { preloadPlayer, ReelPlayer } from "../feed/player";
 import { buildReel, formatCount, setFollowing, type ReelView } from "../feed/reel-view";
 import { WatchTracker } from "../feed/tracker";
 import { Device } from "../gen/reels/v1/common_pb";
-import { FeedItemSchema, FeedService, type FeedItem } from "../gen/reels/v1/rank_pb";
+import { FeedItemSchema, FeedService, type FeedItem, type GetFeedResponse } from "../gen/reels/v1/rank_pb";
 import { StreamService } from "../gen/reels/v1/stream_pb";
 import type { PageContext } from "../router";
 
-const PAGE_SIZE = 20;
 /** Ask for the next page when the current reel is this close to the end. */
 const LOAD_AHEAD = 3;
 /** Reels this far from the current one keep their player attached (and buffers). */
@@ -52,6 +52,13 @@ interface Reel {
 
 export async function feedPage({ root, query, signal }: PageContext): Promise<void> {
   const feed = apiClient(FeedService);
+  // The first page: asked for as the app started (feed/first-page.ts), or now, before
+  // anything else is built; hls.js is fetched meanwhile, so the first reel's player is
+  // ready when GetFeed answers.
+  let firstPage: Promise<GetFeedResponse> | null =
+    takeFirstPage() ?? feed.getFeed({ limit: PAGE_SIZE, cursor: "" }, { signal });
+  firstPage.catch(() => undefined); // handled where it is awaited (loadFirst)
+  preloadPlayer();
   const stream = apiClient(StreamService);
   const reporter = new EventReporter(stream);
   const me = currentIdentity()?.user ?? "";
@@ -160,14 +167,28 @@ export async function feedPage({ root, query, signal }: PageContext): Promise<vo
     });
     reel.view.message.replaceChildren(h("p", {}, message), reel.player ? retry : "");
     reel.view.message.hidden = false;
+    if (reel.index === active) arrange(); // the next reel need not wait for this one
+  };
+
+  /** Whether the current reel has its first frame (or cannot play): the next reel is
+   * preloaded only then, so that its playlists and segments do not compete with the
+   * current one's start. */
+  const currentStarted = (): boolean => {
+    const reel = reels[active];
+    if (!reel?.player) return true;
+    return reel.view.video.readyState >= HTMLMediaElement.HAVE_CURRENT_DATA || reel.view.li.dataset.player === "error";
   };
 
   /** Attaches players near the current reel and detaches the others. */
   const arrange = (): void => {
+    if (active < 0) return;
+    const started = currentStarted();
     for (const reel of reels) {
       if (!reel.player) continue;
       const distance = reel.index - active;
-      if (distance === 1) void reel.player.attach("preload");
+      if (distance === 1) {
+        if (started) void reel.player.attach("preload");
+      }
       else if (distance !== 0 && Math.abs(distance) > KEEP_ATTACHED && reel.player.attached) {
         reel.player.detach();
         reel.view.message.hidden = true;
@@ -318,6 +339,10 @@ export async function feedPage({ root, query, signal }: PageContext): Promise<vo
   const wire = (reel: Reel): void => {
     const { view } = reel;
     const video = view.video;
+    // The current reel's first frame: now the next one may preload (arrange).
+    video.addEventListener("loadeddata", () => {
+      if (reel.index === active) arrange();
+    });
     video.addEventListener("playing", () => {
       setPlayerState(reel, "playing");
       reel.tracker?.playing(video);
@@ -417,10 +442,13 @@ export async function feedPage({ root, query, signal }: PageContext): Promise<vo
     status.textContent = "Loading…";
     try {
       const shared = query.get("v");
+      const pending = firstPage ?? feed.getFeed({ limit: PAGE_SIZE, cursor: "" }, { signal });
+      firstPage = null; // a retry asks again
       const [page, first] = await Promise.all([
-        feed.getFeed({ limit: PAGE_SIZE, cursor: "" }, { signal }),
+        pending,
         shared ? sharedReel(shared) : Promise.resolve(null),
       ]);
+      if (signal.aborted) return; // left meanwhile (the early first page has no signal)
       cursor = page.nextCursor;
       const items = first ? [first, ...page.items.filter((i) => i.videoId !== first.videoId)] : page.items;
       addReels(items);
