@@ -1,6 +1,7 @@
 # Reels — one Makefile for set-up, code generation, lint, tests, the local mesh.
 SHELL := /bin/bash
 PY := .venv/bin/python
+comma := ,
 
 # Who `make token` mints a token for: `make token AS=alice`. The login shell sets
 # USER (root, ...), so USER counts only when given on the make command line; AS is
@@ -53,9 +54,9 @@ down:             ## stop exactly what `make up` started (services first, the tr
 reset:            ## drop this checkout's database, objects, vectors, analytics, Redis keys
 	@bash scripts/reset.sh
 
-token:            ## print a dev JWT: make token AS=alice
+token:            ## print a dev JWT: make token AS=alice (a moderator: make token AS=mo ROLES=moderator)
 	@bash scripts/setup.sh >/dev/null
-	@$(PY) -m reels_dev token --user "$(TOKEN_USER)"
+	@$(PY) -m reels_dev token --user "$(TOKEN_USER)" $(foreach r,$(subst $(comma), ,$(ROLES)),--role $(r))
 
 .PHONY: eval-feed
 eval-feed: setup  ## offline feed evaluation: learned ranker vs formulas on simulated worlds (RECSYS.md)

@@ -16,6 +16,13 @@ output differs from the numpy model by 1e-4 or more.
 
 Run in the build venv (scripts/models.sh): ``python models/build_ranker.py``.
 Needs ``onnx`` and ``onnxruntime`` (not torch).
+
+Versions: ``--out`` writes one version directory (scripts/models.sh: ``ranker/1``).
+``--publish`` (a re-training) writes the next one, ``ranker/<newest + 1>/``, with the
+newest version's model.py, into a temporary directory renamed into place at the end,
+so Triton never sees half a version; ``python -m reels_dev.models load ranker`` then
+serves it without a restart, and ``rollback ranker --to N`` goes back. build_info.json
+records the version.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import sys
 import time
 from dataclasses import asdict, replace
@@ -90,6 +98,20 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def next_version_dir(model_dir: Path) -> tuple[Path, Path]:
+    """(the next version directory, a temporary directory to build it in) under
+    ``model_dir``; the temporary one already holds the newest version's model.py."""
+    versions = sorted(int(d.name) for d in model_dir.iterdir() if d.name.isdigit() and d.is_dir())
+    if not versions:
+        sys.exit(f"build_ranker: no version under {model_dir} to publish after")
+    final = model_dir / str(versions[-1] + 1)
+    tmp = model_dir / f".{final.name}.building"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    shutil.copy2(model_dir / str(versions[-1]) / "model.py", tmp / "model.py")
+    return final, tmp
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -98,7 +120,15 @@ def main() -> None:
     ap.add_argument(
         "--check-reproducible", action="store_true", help="train twice and require equal bytes"
     )
+    ap.add_argument(
+        "--publish",
+        action="store_true",
+        help="write the next version directory beside --out's (ranker/<newest + 1>/)",
+    )
     args = ap.parse_args()
+    final = args.out
+    if args.publish:
+        final, args.out = next_version_dir(args.out.parent)
     started = time.monotonic()
     config = replace(WorldConfig(), seed=args.seed)
     fitted = fit(config)
@@ -151,10 +181,14 @@ def main() -> None:
         "onnx_max_abs_diff": diff,
         "onnx_sha256": sha256_bytes(data),
         "opset": OPSET,
+        "version": final.name,
         "stamp": args.stamp,
         "seconds": round(time.monotonic() - started, 1),
     }
     (args.out / "build_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    if args.out != final:
+        args.out.rename(final)  # the whole version appears at once
+        args.out = final
     print(
         f"build_ranker: {args.out / 'model.onnx'} ({len(data)} bytes, sha256 "
         f"{info['onnx_sha256'][:12]}), {fitted.train_rows} training rows, "

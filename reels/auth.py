@@ -24,6 +24,25 @@ KEY_ID = "reels-dev-1"
 current_user: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "reels_current_user", default=None
 )
+# The roles of that user: the JWT claim ``roles`` (a list of strings, or one string),
+# e.g. ["moderator"] for the review queue (svc_upload.review). Empty when absent.
+current_roles: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+    "reels_current_roles", default=frozenset()
+)
+ROLES_CLAIM = "roles"
+MODERATOR_ROLE = "moderator"
+
+
+def roles_of(claims: dict[str, object]) -> frozenset[str]:
+    """The ``roles`` claim as a set; anything malformed counts as no role."""
+    raw = claims.get(ROLES_CLAIM)
+    if isinstance(raw, str):
+        return frozenset(r for r in raw.replace(",", " ").split() if r)
+    if isinstance(raw, list | tuple):
+        return frozenset(r for r in raw if isinstance(r, str) and r)
+    return frozenset()
+
+
 # The raw bearer token of that call, forwarded when this service calls another one.
 current_token: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "reels_current_token", default=None

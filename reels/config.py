@@ -226,6 +226,23 @@ class AuthConfig(FromEnv):
 
 
 @dataclass(frozen=True)
+class TextModerationSettings(FromEnv):
+    """What every typed text is moderated against (``reels.moderation``): one blocklist
+    file and, optionally, a classifier run after it."""
+
+    blocklist: Path = setting(
+        REPO_ROOT / "safety" / "text" / "blocklist.txt",
+        "REELS_TEXT_BLOCKLIST",
+        "blocked terms and phrases of typed text, one a line (`reels.moderation`)",
+    )
+    classifier: str = setting(
+        "",
+        "REELS_TEXT_CLASSIFIER",
+        "text classifier `package.module:factory` run after the blocklist (empty: none)",
+    )
+
+
+@dataclass(frozen=True)
 class PlatformSettings(FromEnv):
     """Where the shared components are: the same code points at production engines
     by these variables alone (README, "Production")."""
@@ -314,6 +331,7 @@ class PlatformSettings(FromEnv):
     stream_addr: str = setting("127.0.0.1:50054", "REELS_STREAM_ADDR", "where svc_stream is")
     chat_addr: str = setting("127.0.0.1:50055", "REELS_CHAT_ADDR", "where svc_chat is")
     auth: AuthConfig = group(AuthConfig)
+    text_moderation: TextModerationSettings = group(TextModerationSettings)
 
     def addr(self, service: str) -> str:
         """host:port of ``service`` ("upload", "stream", ...)."""

@@ -64,13 +64,22 @@ PROJECTION_SEED = 1729
 # Triton model versions (models/repository/<name>/<version>/): bump with the model.
 VISUAL_MODEL_VERSION = "1"
 TEXT_MODEL_VERSION = "1"
-MODEL_VERSION = (
-    f"{VISUAL_EMBEDDING_MODEL}@{VISUAL_MODEL_VERSION}"
-    f"+{TEXT_EMBEDDING_MODEL}@{TEXT_MODEL_VERSION}"
-    f"+rp{VIDEO_EMBEDDING_DIM}s{PROJECTION_SEED}w{round(VISUAL_WEIGHT * 100)}"
-)
-"""``embedding_model_version`` of every vector made here:
-``visual_embedding@1+text_embedding@1+rp256s1729w50``."""
+
+
+def space_version(visual_version: str, text_version: str) -> str:
+    """``embedding_model_version`` of vectors made from the given served versions of the
+    two models (Triton's ``model_version`` in their responses) and this projection."""
+    return (
+        f"{VISUAL_EMBEDDING_MODEL}@{visual_version}"
+        f"+{TEXT_EMBEDDING_MODEL}@{text_version}"
+        f"+rp{VIDEO_EMBEDDING_DIM}s{PROJECTION_SEED}w{round(VISUAL_WEIGHT * 100)}"
+    )
+
+
+MODEL_VERSION = space_version(VISUAL_MODEL_VERSION, TEXT_MODEL_VERSION)
+"""``embedding_model_version`` of vectors from version 1 of both models:
+``visual_embedding@1+text_embedding@1+rp256s1729w50``. What a published video
+records is :func:`space_version` of the versions Triton actually answered with."""
 
 # sum(P[:8, :8]) and P[0, 0] of the projection: a changed generator shows up here.
 PROJECTION_FINGERPRINT = (-0.6241059303283691, -0.042958714067935944)

@@ -24,7 +24,14 @@ import sqlalchemy.exc
 from google.protobuf.message import DecodeError
 
 from reels import errors
-from reels.auth import AuthError, TokenVerifier, current_token, current_user
+from reels.auth import (
+    AuthError,
+    TokenVerifier,
+    current_roles,
+    current_token,
+    current_user,
+    roles_of,
+)
 from reels.telemetry import rpc_server_duration
 
 log = logging.getLogger("reels.rpc")
@@ -136,6 +143,7 @@ class ReelsServerInterceptor(grpc.aio.ServerInterceptor):
         if public or self.verifier is None:
             current_user.set(md.get("x-reels-user") if self.verifier is None else None)
             current_token.set(token)
+            current_roles.set(frozenset())
             return
         try:
             principal = self.verifier.verify(token)
@@ -143,6 +151,7 @@ class ReelsServerInterceptor(grpc.aio.ServerInterceptor):
             raise errors.Unauthenticated(str(exc)) from exc
         current_user.set(principal.user_id)
         current_token.set(token)
+        current_roles.set(roles_of(principal.claims))
 
 
 async def _fail(context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:

@@ -30,8 +30,11 @@ Instrument (unit) → Prometheus family, and who records it:
 * ``feed.ranking_latency_ms`` (ms) → histogram ``feed_ranking_latency_ms_milliseconds``;
   svc_rank, one GetFeed inside the service, by ``cache_hit``.
 * ``deep_model.inference_duration_ms`` (ms) → histogram
-  ``deep_model_inference_duration_ms_milliseconds``; svc_rank, one call of the learned
-  ranker (Triton model ``ranker``), by ``outcome`` (ok, timeout, error).
+  ``deep_model_inference_duration_ms_milliseconds``; one call of a Triton-served model
+  (svc_rank: ``ranker``; svc_transcode: ``text_embedding``, ``visual_embedding``), by
+  ``model``, ``version`` (the version Triton answered with; "unknown" when none did)
+  and ``outcome`` (ok, timeout, error). Triton's own per-model quantiles are
+  ``nv_inference_request_summary_us`` on its metrics port (reels_dev/infra/triton.py).
 * ``feed.fallbacks`` ({response}) → counter ``feed_fallbacks_total``; svc_rank, feed
   responses served by a degraded path, by ``fallback`` (rule_scorer, no_vectors,
   last_list, redis_trending, uncached).
@@ -131,7 +134,7 @@ feed_ranking_latency: Histogram = _meter.create_histogram(
 deep_model_inference_duration: Histogram = _meter.create_histogram(
     DEEP_MODEL_INFERENCE,
     unit="ms",
-    description="Time of one learned-ranker call (Triton model ranker), by outcome",
+    description="Time of one call of a Triton-served model, by model, version and outcome",
     explicit_bucket_boundaries_advisory=_LATENCY_BUCKETS_MS,
 )
 feed_fallbacks: Counter = _meter.create_counter(
@@ -204,7 +207,7 @@ EXPORTED: tuple[Exported, ...] = (
     Exported(RENDITION_STARTS, "counter", "{start}", "svc_stream"),
     Exported(RPC_SERVER_DURATION, "histogram", "ms", "*"),
     Exported(FEED_RANKING_LATENCY, "histogram", "ms", "svc_rank"),
-    Exported(DEEP_MODEL_INFERENCE, "histogram", "ms", "svc_rank"),
+    Exported(DEEP_MODEL_INFERENCE, "histogram", "ms", "svc_rank, svc_transcode"),
     Exported(FEED_FALLBACKS, "counter", "{response}", "svc_rank"),
 )
 

@@ -103,6 +103,7 @@ VIDEO_UPLOADED_DLQ = VIDEO_UPLOADED.dead_letter_topic
 VIDEO_PUBLISHED = _of(events_pb2.VideoPublished)
 VIDEO_FAILED = _of(events_pb2.VideoFailed)
 VIDEO_REJECTED = _of(events_pb2.VideoRejected)
+VIDEO_MODERATED = _of(events_pb2.VideoModerated)
 VIDEO_EVENTS = _of(events_pb2.VideoEvent)
 ENGAGEMENT_EVENTS = _of(events_pb2.EngagementEvent)
 STREAMS_EVENTS = _of(events_pb2.StreamLifecycleEvent)
@@ -123,6 +124,7 @@ __all__ = [
     "VIDEO_FAILED",
     "VIDEO_PUBLISHED",
     "VIDEO_REJECTED",
+    "VIDEO_MODERATED",
     "VIDEO_UPLOADED",
     "VIDEO_UPLOADED_DLQ",
     "by_name",

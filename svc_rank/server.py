@@ -10,7 +10,11 @@ GetFeed, step by step:
 3. A cursor of the cached list: the next page of that same list (no duplicates, no
    gaps). A cursor of a list that expired or was replaced: a new list, which
    excludes everything served so far (served history), from its first item.
-4. The page's ids go into the served history and impressions (side effects).
+4. Too few unseen videos left for the page (everything was served within the
+   window): the list is topped up with served ones, least recently served first,
+   flagged ``FEED_REASON_SEEN_BEFORE`` / ``FEED_FALLBACK_SEEN_BEFORE`` — never an
+   empty feed while there are videos to show.
+5. The page's ids go into the served history and impressions (side effects).
 
 Redis down: nothing is cached; the list is built for the request and a cursor pages
 by rebuilding the list with the same seed (the same list while the inputs stay the
@@ -38,15 +42,16 @@ from reels import errors, metrics
 from reels.auth import current_user
 from reels.text import shown
 from svc_rank import cursor, feed_cache
-from svc_rank.candidate import ListItem, SourceUnavailable
+from svc_rank.candidate import Candidate, ListItem, SourceUnavailable
 from svc_rank.feature_hydrator.counters import empty as empty_counters
 from svc_rank.feature_hydrator.counters import video_counters
 from svc_rank.feed import FeedPipeline, RankingParams, sign_items
 from svc_rank.filter import see_fewer
+from svc_rank.filter.eligibility import eligible
 from svc_rank.scorer import features as feature_list
 from svc_rank.scorer.rules import TERMS
 from svc_rank.settings import Settings
-from svc_rank.side_effect.served import record_served, served_ids
+from svc_rank.side_effect.served import record_served, served_ids, served_oldest_first
 from svc_rank.stream_client import StreamClient
 
 if TYPE_CHECKING:
@@ -72,6 +77,7 @@ _FALLBACK_NAMES = {
     rank_pb2.FEED_FALLBACK_REDIS_TRENDING: "redis_trending",
     rank_pb2.FEED_FALLBACK_UNCACHED: "uncached",
     rank_pb2.FEED_FALLBACK_UNSIGNED: "unsigned",
+    rank_pb2.FEED_FALLBACK_SEEN_BEFORE: "seen_before",
 }
 
 
@@ -273,6 +279,11 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
                 fallbacks.add(rank_pb2.FEED_FALLBACK_REDIS_TRENDING)
         if built.redis_down:
             cache = False
+        elif not built.stream_down and len(items) < offset + limit:
+            # Too few unseen videos for the page: top it up with served ones.
+            items = items + await self._seen_before(
+                user, {i.video_id for i in items}, offset + limit - len(items)
+            )
         lst = feed_cache.CachedList(list_id, items, sorted(fallbacks), built.scorer, experiment)
         if cache and items:
             try:
@@ -286,6 +297,53 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
             except (RedisError, OSError):
                 lst.fallbacks = sorted({*lst.fallbacks, rank_pb2.FEED_FALLBACK_UNCACHED})
         return lst
+
+    async def _seen_before(self, user: str, have: set[str], want: int) -> list[ListItem]:
+        """Up to ``want`` videos served to the user before (none of ``have``), least
+        recently served first, still eligible (published, not the user's own, not a
+        re-upload, not a creator they see fewer of): the refill of a list that ran
+        short, so a feed is never empty while there are videos to show. Flagged
+        ``FEED_REASON_SEEN_BEFORE``; [] when Redis cannot say."""
+        try:
+            ids = await served_oldest_first(
+                self.redis, user, self.settings.served_window_s, want * 3 + 20
+            )
+            hidden = await see_fewer.creators(self.redis, user)
+            ids = [v for v in ids if v not in have]
+            catalog = await self.pipeline.catalog.get_many(ids)
+            pool = eligible(
+                (Candidate(v) for v in ids),
+                catalog,
+                user_id=user,
+                served=frozenset(),
+                hidden_creators=hidden,
+            )[:want]
+            counts = await video_counters(self.redis, [c.video_id for c in pool])
+        except (RedisError, OSError) as exc:
+            log.info("no seen-before refill for %s: %s", user, exc)
+            return []
+        items = []
+        for c in pool:
+            video, cnt = catalog[c.video_id], counts.get(c.video_id) or empty_counters()
+            plays = cnt["plays"]
+            items.append(
+                ListItem(
+                    video_id=c.video_id,
+                    creator_id=video.creator_id,
+                    title=video.title,
+                    duration_s=video.duration_s,
+                    score=0.0,
+                    reason=rank_pb2.FEED_REASON_SEEN_BEFORE,
+                    explanation="Seen before: you're all caught up",
+                    view_count=cnt["views"],
+                    like_count=cnt["likes"],
+                    completion_rate=round(min(1.0, cnt["completions"] / plays), 4)
+                    if plays
+                    else 0.0,
+                    signed=False,  # signed when its page is served, like a list's tail
+                )
+            )
+        return items
 
     async def _rest_of_last_list(self, user: str) -> list[ListItem]:
         try:
@@ -350,6 +408,8 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
         )
         if left_out:
             fallbacks.add(rank_pb2.FEED_FALLBACK_UNSIGNED)
+        if any(i.reason == rank_pb2.FEED_REASON_SEEN_BEFORE for i in page):
+            fallbacks.add(rank_pb2.FEED_FALLBACK_SEEN_BEFORE)
         more = offset + limit < len(lst.items)
         if more and redis_ok and cache_hit:
             self._sign_ahead(user, lst, offset + limit, limit)

@@ -14,6 +14,8 @@ Which loops are *required* (gRPC health NOT_SERVING while one is down):
 * consumer: not required. A broker outage must not take the job API out of rotation;
   queued jobs keep running and the group resumes from its committed offsets.
 * relay: not required. Outcomes wait in the outbox until a broker answers.
+* review-consumer (with the consumer): moderators' decisions on held videos
+  (``video.moderated``, review_consumer.py); not required, like the consumer.
 * embeddings-backfill (with the worker, unless ``REELS_EMBEDDINGS=off``): not
   required. It only fills in vectors of videos already published; while Triton is
   down it keeps retrying on its own backoff (svc_transcode/backfill.py).
@@ -40,6 +42,8 @@ from reels.supervise import Supervisor
 from svc_transcode.backfill import EmbeddingBackfill
 from svc_transcode.consumer import make_consumer
 from svc_transcode.embeddings import NoEmbedder, TritonEmbedder, VideoEmbedder
+from svc_transcode.nsfw import NoNsfwClassifier, NsfwClassifier, TritonNsfwClassifier
+from svc_transcode.review_consumer import make_consumer as make_review_consumer
 from svc_transcode.server import TranscodeService, registrations
 from svc_transcode.settings import Settings
 from svc_transcode.status import (
@@ -65,6 +69,7 @@ class App(AppBase):
     store: ObjectStore | None = None
     reporter: StatusReporter | None = None
     embedder: VideoEmbedder | None = None
+    classifier: NsfwClassifier | None = None
     supervisor: Supervisor = field(default_factory=lambda: Supervisor("transcode"))
     name: str = "transcode"
     engine: AsyncEngine | None = None
@@ -72,6 +77,7 @@ class App(AppBase):
     worker: TranscodeWorker | None = None
     backfill: EmbeddingBackfill | None = None
     consumer: IdempotentConsumer | None = None
+    review_consumer: IdempotentConsumer | None = None
     relay: OutboxRelay | None = None
     _stopping: bool = False
     _loops_released: asyncio.Event = field(default_factory=asyncio.Event)
@@ -94,6 +100,14 @@ class App(AppBase):
             self.platform.triton_addr, timeout_s=self.settings.embeddings_timeout_s
         )
 
+    def _default_classifier(self) -> NsfwClassifier:
+        if not self.settings.nsfw_moderation:
+            log.warning("REELS_NSFW_MODERATION=off: videos publish without NSFW moderation")
+            return NoNsfwClassifier()
+        return TritonNsfwClassifier(
+            self.platform.triton_addr, timeout_s=self.settings.nsfw_timeout_s
+        )
+
     def _supervise(self, name: str, run: Callable[[], Awaitable[None]], *, required: bool) -> None:
         async def loop() -> None:
             await run()
@@ -112,10 +126,16 @@ class App(AppBase):
         self.store = self.store or open_object_store(platform.storage_url)
         self.reporter = self.reporter or self._default_reporter()
         self.embedder = self.embedder or self._default_embedder()
+        self.classifier = self.classifier or self._default_classifier()
         config = settings.worker_config
         if settings.worker:
             self.worker = TranscodeWorker(
-                sessionmaker, self.store, self.reporter, self.embedder, config
+                sessionmaker,
+                self.store,
+                self.reporter,
+                self.embedder,
+                config,
+                classifier=self.classifier,
             )
             self._supervise("worker", self.worker.run, required=True)
             if self.embedder.enabled:
@@ -134,6 +154,16 @@ class App(AppBase):
                 session_timeout_ms=platform.kafka_session_timeout_ms,
             )
             self._supervise("consumer", self.consumer.run, required=False)
+            # Moderators' decisions on held videos (svc_transcode/review_consumer.py).
+            self.review_consumer = make_review_consumer(
+                sessionmaker,
+                bootstrap=platform.kafka_bootstrap,
+                session_timeout_ms=platform.kafka_session_timeout_ms,
+                embeddings_retry_in_s=(
+                    config.embeddings_retry_min_s if self.embedder.enabled else None
+                ),
+            )
+            self._supervise("review-consumer", self.review_consumer.run, required=False)
         if settings.relay:
             self.relay = OutboxRelay(
                 sessionmaker,
@@ -159,6 +189,8 @@ class App(AppBase):
         self._stopping = True
         if self.consumer is not None:
             await self.consumer.stop()
+        if self.review_consumer is not None:
+            await self.review_consumer.stop()
         if self.worker is not None:
             await self.worker.stop(self.server.grace_seconds)
         if self.backfill is not None:
@@ -173,6 +205,8 @@ class App(AppBase):
             await self.reporter.close()
         if self.embedder is not None:
             await self.embedder.close()
+        if self.classifier is not None:
+            await self.classifier.close()
         if self.engine is not None:
             await self.engine.dispose()
             self.engine = None

@@ -10,7 +10,9 @@ Three vectors and a version, all computed by Triton-served models
 * ``text``: float32 [384], unit norm. MiniLM-L6-v2 (Triton ``text_embedding``) of
   title, description and hashtags (``video_text``).
 * ``video``: float32 [256], unit norm: ``embedding_space.combine(visual, text)``.
-* ``model_version``: ``embedding_space.MODEL_VERSION``.
+* ``model_version``: ``embedding_space.space_version`` of the versions Triton answered
+  with (each response's ``model_version``), e.g. ``embedding_space.MODEL_VERSION`` for
+  version 1 of both models; a hot reload to a new version shows here.
 
 Both requests go out at once and share one deadline (``REELS_EMBEDDINGS_TIMEOUT_S``).
 A failure of either model (Triton down, timing out, answering badly) raises
@@ -104,8 +106,11 @@ class TritonEmbedder:
         (all frames) and one text request, concurrently, within ``timeout_s``."""
         frames = check_frames(frames)
         try:
-            rows, texts = await asyncio.wait_for(
-                asyncio.gather(self.client.embed_frames(frames), self.client.embed_texts([text])),
+            (rows, visual_version), (texts, text_version) = await asyncio.wait_for(
+                asyncio.gather(
+                    self.client.embed_frames_versioned(frames),
+                    self.client.embed_texts_versioned([text]),
+                ),
                 self.timeout_s,
             )
         except (ValueError, TypeError):
@@ -116,15 +121,22 @@ class TritonEmbedder:
             ) from exc
         except Exception as exc:  # noqa: BLE001 - ModelError, grpc/tritonclient errors of any kind
             raise EmbeddingUnavailable(f"embeddings at {self.client.addr}: {exc}") from exc
-        return vectors_of(rows, texts[0])
+        return vectors_of(rows, texts[0], visual_version=visual_version, text_version=text_version)
 
     async def close(self) -> None:
         await self.client.close()
 
 
-def vectors_of(frame_embeddings: np.ndarray, text_embedding: np.ndarray) -> VideoEmbeddings:
+def vectors_of(
+    frame_embeddings: np.ndarray,
+    text_embedding: np.ndarray,
+    *,
+    visual_version: str = embedding_space.VISUAL_MODEL_VERSION,
+    text_version: str = embedding_space.TEXT_MODEL_VERSION,
+) -> VideoEmbeddings:
     """The video's vectors from the models' raw outputs: frame embeddings float32
-    [n, 1280] (not normalised) and the text embedding float32 [384]."""
+    [n, 1280] (not normalised) and the text embedding float32 [384], made by the
+    given served versions of the two models."""
     visual = embedding_space.pool_frames(frame_embeddings)
     text = embedding_space.normalise(np.asarray(text_embedding, dtype=np.float32))
     if visual.shape != (VISUAL_EMBEDDING_DIM,) or text.shape != (TEXT_EMBEDDING_DIM,):
@@ -133,7 +145,7 @@ def vectors_of(frame_embeddings: np.ndarray, text_embedding: np.ndarray) -> Vide
         visual=visual,
         text=text,
         video=embedding_space.combine(visual, text),
-        model_version=embedding_space.MODEL_VERSION,
+        model_version=embedding_space.space_version(visual_version, text_version),
     )
 
 

@@ -70,6 +70,11 @@ RETRYABLE_STATES = (JobState.FAILED, JobState.DEAD_LETTERED, JobState.CANCELLED)
 # Stages of a succeeded job whose video was published without vectors.
 EMBEDDINGS_PENDING = "embeddings_pending"
 EMBEDDINGS_FAILED = "embeddings_failed"
+# Stage of a succeeded job whose video the NSFW classifier held for a moderator
+# (svc_transcode/moderation.py): its video.published waits in pending_event.
+IN_REVIEW = "in_review"
+# Stage of a held job a moderator rejected (state failed).
+MODERATION_REJECTED = "moderation_rejected"
 
 
 @dataclass(frozen=True)
@@ -306,6 +311,113 @@ async def mark_succeeded(
             "pending_event": pending.event,
         }
     await session.execute(update(TranscodeJob).where(TranscodeJob.id == job.id).values(**values))
+    await write_messages(session, messages)
+
+
+# --------------------------------------------------------------------------- review holds
+
+
+async def mark_held(
+    session: AsyncSession,
+    job: TranscodeJob,
+    *,
+    event: bytes,
+    frames: bytes | None,
+    error: str,
+) -> None:
+    """Job done, video held for review, in the caller's (locked) transaction: the
+    ``video.published`` it will get waits in ``pending_event`` (no outbox row), and,
+    when its embeddings failed, the frames for the backfill after approval."""
+    await session.execute(
+        update(TranscodeJob)
+        .where(TranscodeJob.id == job.id)
+        .values(
+            state=JobState.SUCCEEDED.value,
+            stage=IN_REVIEW,
+            percent=100.0,
+            lease_owner=None,
+            lease_expires_at=None,
+            permanent=False,
+            last_error=_clip(f"embeddings pending: {error}") if frames is not None else None,
+            pending_event=event,
+            pending_frames=frames,
+            updated_at=func.now(),
+            finished_at=func.now(),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class HeldJob:
+    """A held job, locked in the caller's transaction."""
+
+    job: TranscodeJob
+    event: bytes
+    frames: bytes | None
+
+
+async def lock_held(session: AsyncSession, video_id: str) -> HeldJob | None:
+    """The video's job if it is held for review (``FOR UPDATE``); None otherwise (no
+    job, or already released: a redelivered decision)."""
+    row = (
+        await session.execute(
+            select(TranscodeJob, TranscodeJob.pending_event, TranscodeJob.pending_frames)
+            .where(TranscodeJob.video_id == video_id, TranscodeJob.stage == IN_REVIEW)
+            .with_for_update()
+        )
+    ).one_or_none()
+    if row is None or row[1] is None:
+        return None
+    return HeldJob(row[0], row[1], row[2])
+
+
+async def release_held(
+    session: AsyncSession,
+    held: HeldJob,
+    messages: Sequence[OutgoingMessage],
+    *,
+    embeddings_retry_in_s: float | None,
+) -> None:
+    """Approved: the video.published goes to the outbox; the stage is ``done``, or
+    ``embeddings_pending`` (due after ``embeddings_retry_in_s``) when it was held
+    without vectors, so the backfill republishes it with them."""
+    values: dict[str, object] = {"stage": "done", "pending_event": None, "updated_at": func.now()}
+    if held.frames is not None and embeddings_retry_in_s is not None:
+        values |= {
+            "stage": EMBEDDINGS_PENDING,
+            "embedding_attempts": 1,
+            "next_attempt_at": func.now() + timedelta(seconds=embeddings_retry_in_s),
+            "pending_event": messages[0].payload if messages else None,
+        }
+    else:
+        values["pending_frames"] = None
+    await session.execute(
+        update(TranscodeJob).where(TranscodeJob.id == held.job.id).values(**values)
+    )
+    await write_messages(session, messages)
+
+
+async def reject_held(
+    session: AsyncSession,
+    held: HeldJob,
+    messages: Sequence[OutgoingMessage],
+    *,
+    reason: str,
+) -> None:
+    """Rejected by a moderator: the job ends failed (permanent), nothing published."""
+    await session.execute(
+        update(TranscodeJob)
+        .where(TranscodeJob.id == held.job.id)
+        .values(
+            state=JobState.FAILED.value,
+            stage=MODERATION_REJECTED,
+            last_error=_clip(reason),
+            permanent=True,
+            pending_event=None,
+            pending_frames=None,
+            updated_at=func.now(),
+        )
+    )
     await write_messages(session, messages)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from reels.config import FromEnv, PlatformSettings, ServerSettings, group, server_group, setting
 from svc_transcode.hls import DEFAULT_PRESET
+from svc_transcode.moderation import Thresholds
 from svc_transcode.worker import WorkerConfig
 
 
@@ -68,6 +69,24 @@ class Settings(FromEnv):
     embeddings_retry_max_s: float = setting(
         600.0, "REELS_EMBEDDINGS_RETRY_MAX_S", "cap on the embedding retry delay (s)"
     )
+    nsfw_moderation: bool = setting(
+        True,
+        "REELS_NSFW_MODERATION",
+        "score sampled frames with Triton's nsfw model before publishing (off: publish all)",
+    )
+    nsfw_review_threshold: float = setting(
+        0.2,
+        "REELS_NSFW_REVIEW_THRESHOLD",
+        "NSFW score (max over frames) from which a video is held for a moderator",
+    )
+    nsfw_reject_threshold: float = setting(
+        0.8, "REELS_NSFW_REJECT_THRESHOLD", "NSFW score from which a video is rejected"
+    )
+    nsfw_timeout_s: float = setting(
+        20.0,
+        "REELS_NSFW_TIMEOUT_S",
+        "deadline of one video's NSFW request; past it the job is retried (s)",
+    )
     report_status: bool = setting(
         True, "REELS_TRANSCODE_REPORT_STATUS", "report to svc_upload (off: the job row only)"
     )
@@ -92,4 +111,5 @@ class Settings(FromEnv):
             work_root=self.work_dir or Path(tempfile.gettempdir()),
             embeddings_retry_min_s=self.embeddings_retry_min_s,
             embeddings_retry_max_s=max(self.embeddings_retry_min_s, self.embeddings_retry_max_s),
+            nsfw=Thresholds(self.nsfw_review_threshold, self.nsfw_reject_threshold),
         )

@@ -53,6 +53,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+import numpy as np
 from opentelemetry import trace
 from reels.v1 import common_pb2, events_pb2, upload_pb2
 from sqlalchemy import select
@@ -62,7 +63,7 @@ from reels import metrics
 from reels.events import extract_trace_context
 from reels.media.ffmpeg_run import TranscodeError, UnusableMedia
 from reels.storage import ObjectStore
-from svc_transcode import frames, hls, jobs, messages, pipeline, publish
+from svc_transcode import frames, hls, jobs, messages, moderation, pipeline, publish
 from svc_transcode.embeddings import (
     EmbeddingUnavailable,
     VideoEmbedder,
@@ -70,6 +71,7 @@ from svc_transcode.embeddings import (
     video_text,
 )
 from svc_transcode.models import TranscodeJob
+from svc_transcode.nsfw import NoNsfwClassifier, NsfwClassifier, NsfwUnavailable
 from svc_transcode.status import StatusReporter, StatusReportError
 
 log = logging.getLogger(__name__)
@@ -102,6 +104,8 @@ class WorkerConfig:
     # per attempt up to the maximum, ±20 %, with no limit on attempts.
     embeddings_retry_min_s: float = 10.0
     embeddings_retry_max_s: float = 600.0
+    # NSFW moderation thresholds (svc_transcode/moderation.py).
+    nsfw: moderation.Thresholds = field(default_factory=moderation.Thresholds)
 
 
 def backoff_delay(attempt: int, config: WorkerConfig) -> float:
@@ -128,15 +132,21 @@ class _Embedded:
     error: str = ""
 
 
+class ModerationRejected(Exception):
+    """The NSFW classifier rejected the video: a permanent failure with its reason."""
+
+
 def classify(exc: BaseException) -> tuple[str, bool]:
     """(reason, transient) for a failed attempt."""
+    if isinstance(exc, ModerationRejected):
+        return str(exc), False
     if isinstance(exc, UnusableMedia):
         return exc.reason, False
     if isinstance(exc, TranscodeError):
         return str(exc), exc.transient
     if isinstance(exc, StatusReportError):
         return str(exc), exc.transient
-    if isinstance(exc, (publish.StorageError, EmbeddingUnavailable, OSError)):
+    if isinstance(exc, (publish.StorageError, EmbeddingUnavailable, NsfwUnavailable, OSError)):
         return str(exc) or repr(exc), True
     # A bug or an outage we did not foresee: retrying costs little, and after the
     # last attempt the job is dead-lettered where an operator sees it.
@@ -167,6 +177,8 @@ class _Run:
     # How the attempt ended (reels.metrics outcomes; "" while running or when released).
     outcome: str = ""
     started: float = field(default_factory=time.monotonic)
+    # The NSFW classifier's finding, sent with the final status report.
+    moderation: common_pb2.VideoModeration | None = None
 
     @property
     def job_id(self) -> uuid.UUID:
@@ -189,11 +201,13 @@ class TranscodeWorker:
         config: WorkerConfig | None = None,
         *,
         worker_id: str | None = None,
+        classifier: NsfwClassifier | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.store = store
         self.reporter = reporter
         self.embedder = embedder
+        self.classifier: NsfwClassifier = classifier or NoNsfwClassifier()
         self.config = config or WorkerConfig()
         self.worker_id = worker_id or (
             f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -379,8 +393,13 @@ class TranscodeWorker:
                 self._progress(run, stage, percent * PIPELINE_END / 100.0)
 
             result = await pipeline.transcode(src, work_dir / "out", on_progress, preset=cfg.preset)
+            sampled = await self._sample(work_dir / "out", result)
+            verdict = None
+            if self.classifier.enabled and sampled is not None:
+                self._progress(run, "moderation", EMBEDDINGS_AT, force=True)
+                verdict = await self._moderate(run, sampled, result)
             self._progress(run, "embeddings", EMBEDDINGS_AT, force=True)
-            embedded = await self._embed(run, work_dir / "out", result)
+            embedded = await self._embed(run, sampled)
             self._progress(run, "upload", UPLOAD_AT, force=True)
             staged = await publish.stage(self.store, work_dir / "out", staging)
             self._progress(run, "publish", PUBLISH_AT, force=True)
@@ -392,7 +411,11 @@ class TranscodeWorker:
             final = publish.final_prefix(job.video_id)
             await publish.publish(self.store, staged, staging, final)
             published = True
-            await self._succeed(run, publish.PublishedVideo(job.video_id, result), embedded)
+            video = publish.PublishedVideo(job.video_id, result)
+            if verdict is not None and verdict.decision == moderation.HOLD:
+                await self._hold(run, video, embedded, sampled, verdict)
+            else:
+                await self._succeed(run, video, embedded)
         except Exception as exc:  # noqa: BLE001 - every failure is routed by classify()
             reason, transient = classify(exc)
             log.warning(
@@ -408,16 +431,44 @@ class TranscodeWorker:
             if not published:
                 await publish.discard(self.store, staging)
 
-    async def _embed(self, run: _Run, out_dir: Path, result: pipeline.TranscodeResult) -> _Embedded:
+    async def _sample(self, out_dir: Path, result: pipeline.TranscodeResult) -> np.ndarray | None:
+        """The frames both the NSFW classifier and the visual embedding see (one ffmpeg
+        run on the lowest rendition, frames.py), or None when neither is on. Sampling
+        errors propagate (TranscodeError: retried like any pipeline failure)."""
+        if not (self.embedder.enabled or self.classifier.enabled):
+            return None
+        low = out_dir / result.renditions[-1].playlist  # highest first: the last is cheapest
+        return await frames.sample_frames(low, result.duration_s)
+
+    async def _moderate(
+        self, run: _Run, sampled: np.ndarray, result: pipeline.TranscodeResult
+    ) -> moderation.Verdict:
+        """Score the frames (one Triton request) and decide; a rejection raises
+        ModerationRejected (permanent), Triton's failure NsfwUnavailable (transient)."""
+        scored = await self.classifier.score(sampled)
+        times = frames.frame_times(result.duration_s)[: len(sampled)]
+        verdict = moderation.verdict_of(scored, times, self.config.nsfw)
+        run.moderation = verdict.to_proto()
+        log.info(
+            "job %s: nsfw score %.4f over %d frames (%s %s): %s",
+            run.job_id,
+            verdict.score,
+            len(sampled),
+            verdict.model_name,
+            verdict.model_version,
+            common_pb2.VideoModerationDecision.Name(verdict.decision),  # type: ignore[arg-type]
+        )
+        if verdict.decision == moderation.REJECT:
+            raise ModerationRejected(verdict.reason())
+        return verdict
+
+    async def _embed(self, run: _Run, sampled: np.ndarray | None) -> _Embedded:
         """Vectors for the video, or (Triton unavailable) the frames to retry with.
 
-        Frame sampling errors propagate (TranscodeError: the attempt is retried like
-        any pipeline failure); embedding errors never do.
+        Embedding errors never propagate.
         """
-        if not self.embedder.enabled:
+        if not self.embedder.enabled or sampled is None:
             return _Embedded()
-        low = out_dir / result.renditions[-1].playlist  # highest first: the last is cheapest
-        sampled = await frames.sample_frames(low, result.duration_s)
         text = video_text(run.uploaded.title, run.uploaded.description, list(run.uploaded.hashtags))
         try:
             return _Embedded(vectors=await self.embedder.embed(sampled, text))
@@ -430,12 +481,14 @@ class TranscodeWorker:
 
     # ----------------------------------------------------------------------- outcomes
 
-    async def _succeed(self, run: _Run, video: publish.PublishedVideo, embedded: _Embedded) -> None:
+    def _outputs_report(
+        self, run: _Run, video: publish.PublishedVideo, status: int, stage: str
+    ) -> upload_pb2.UpdateVideoStatusRequest:
         result = video.result
-        request = upload_pb2.UpdateVideoStatusRequest(
+        return upload_pb2.UpdateVideoStatusRequest(
             video_id=run.video_id,
-            status=common_pb2.VIDEO_STATUS_PUBLISHED,
-            stage="done",
+            status=status,  # type: ignore[arg-type]
+            stage=stage,
             percent=100.0,
             duration=messages.duration_of(result.duration_s),
             width=result.width,
@@ -446,7 +499,12 @@ class TranscodeWorker:
             storyboard_key=video.storyboard_key,
             master_playlist_key=video.master_playlist_key,
             job_id=str(run.job_id),
+            moderation=run.moderation,
         )
+
+    async def _succeed(self, run: _Run, video: publish.PublishedVideo, embedded: _Embedded) -> None:
+        result = video.result
+        request = self._outputs_report(run, video, common_pb2.VIDEO_STATUS_PUBLISHED, "done")
         async with self.sessionmaker() as session, session.begin():
             locked = await jobs.lock_owned(session, run.job_id, self.worker_id)
             if locked is None:
@@ -479,6 +537,56 @@ class TranscodeWorker:
             run.video_id,
             len(result.renditions),
             "pending" if pending else "included" if embedded.vectors is not None else "off",
+        )
+
+    async def _hold(
+        self,
+        run: _Run,
+        video: publish.PublishedVideo,
+        embedded: _Embedded,
+        sampled: np.ndarray | None,
+        verdict: moderation.Verdict,
+    ) -> None:
+        """Held for review: the outputs are in the store, svc_upload is told IN_REVIEW
+        (with the top frames, written to the store first), and the video.published the
+        video will get is kept in the job row instead of the outbox (jobs.mark_held)
+        until a moderator approves it (review_consumer.py)."""
+        keys: dict[int, str] = {}
+        if sampled is not None:
+            for i in verdict.top:
+                keys[i] = moderation.frame_key(run.video_id, i)
+                data = await asyncio.to_thread(moderation.png, sampled[i])
+                await self.store.put_bytes(keys[i], data)
+        run.moderation = verdict.to_proto(keys)
+        request = self._outputs_report(
+            run, video, common_pb2.VIDEO_STATUS_IN_REVIEW, moderation.IN_REVIEW_STAGE
+        )
+        async with self.sessionmaker() as session, session.begin():
+            locked = await jobs.lock_owned(session, run.job_id, self.worker_id)
+            if locked is None:
+                run.lost = True
+                log.warning("job %s was cancelled or taken over as it finished", run.job_id)
+                return
+            try:
+                await self._report_final(run, request)
+            except StatusReportError as exc:
+                if not exc.transient:
+                    await publish.discard(self.store, video.prefix)
+                raise
+            event = messages.video_published(run.uploaded, video, embedded.vectors)
+            await jobs.mark_held(
+                session,
+                locked,
+                event=event.payload,
+                frames=embedded.pending_frames,
+                error=embedded.error,
+            )
+        run.outcome = metrics.SUCCEEDED
+        log.info(
+            "job %s: video %s held for review (nsfw score %.4f)",
+            run.job_id,
+            run.video_id,
+            verdict.score,
         )
 
     async def _fail(self, run: _Run, reason: str, *, transient: bool) -> None:
@@ -539,6 +647,7 @@ class TranscodeWorker:
             percent=run.percent,
             failure_reason=reason,
             job_id=str(run.job_id),
+            moderation=run.moderation,
         )
         try:
             await self._report_final(run, request)

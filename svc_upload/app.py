@@ -3,7 +3,7 @@
 One process serves UploadService over gRPC and tus over HTTP (``tus.py``) on the same
 upload core, scans every completed upload for malware (``scan.py``, clamd; held
 uploads are retried by ``scan_jobs.ScanRetrier``), relays its outbox
-(``video.uploaded``, ``video.rejected``) to Kafka, and turns ended live
+(``video.uploaded``, ``video.rejected``, ``video.moderated``) to Kafka, and turns ended live
 streams' recordings into videos (``recordings.py``, consuming ``streams.recordings``)
 under the supervisor.
 """
@@ -28,6 +28,7 @@ from reels.server import AppBase, Registration
 from reels.storage import ObjectStore, open_object_store
 from reels.supervise import Supervisor
 from svc_upload.recordings import Recordings
+from svc_upload.review import ReviewQueue
 from svc_upload.scan import MalwareScanner
 from svc_upload.scan_jobs import ScanRetrier
 from svc_upload.server import UploadService, registrations
@@ -66,6 +67,7 @@ class App(AppBase):
     redis: aioredis.Redis | None = None
     core: UploadCore | None = None
     book: VideoBook | None = None
+    reviews: ReviewQueue | None = None
     tus: TusApp | None = None
     relay: OutboxRelay | None = None
     recordings: Recordings | None = None
@@ -108,6 +110,7 @@ class App(AppBase):
         self.book = VideoBook(
             self.sessionmaker, store, staging, channel, self.settings.status_writers
         )
+        self.reviews = ReviewQueue(self.sessionmaker, store, channel)
         self.tus = TusApp(self.core, platform.auth)
         self.http_runner, self.http_port = await start_http(
             self.tus, self.settings.http_host, self.settings.http_port
@@ -155,7 +158,8 @@ class App(AppBase):
 
     def registrations(self) -> list[Registration]:
         assert self.core is not None and self.book is not None, "start() first"
-        return registrations(UploadService(self.core, self.book))
+        assert self.reviews is not None, "start() first"
+        return registrations(UploadService(self.core, self.book, self.reviews))
 
     async def stop(self) -> None:
         """Stop taking uploads (tus), stop the relay, then close the clients."""

@@ -7,10 +7,11 @@ Every limit is checked before a byte is stored, so a client learns "too big" or
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from reels import errors, text
+from reels import errors, moderation, text
 
 MB = 1024 * 1024
 MIME_TYPE_MAX = 255  # RFC 6838: type and subtype are at most 127 characters each
@@ -107,14 +108,44 @@ def _field(violations: list[tuple[str, str]], value: str, field: str, **rules: o
         return value
 
 
+def _hashtags_as_typed(raw: list[str] | str) -> str:
+    """The hashtags text as typed (NFC), for moderation to show a blocked tag as typed."""
+    return unicodedata.normalize("NFC", raw if isinstance(raw, str) else " ".join(raw))
+
+
+def _moderate(violations: list[tuple[str, str]], texts: dict[str, str]) -> None:
+    """The blocklist (``reels.moderation``) on each normalised text whose field has no
+    problem yet; a refusal is added to ``violations``."""
+    bad = {field for field, _ in violations}
+    for field, value in texts.items():
+        if field not in bad and (found := moderation.refusal(field, value)):
+            violations.append((found.field, found.reason))
+
+
+async def review(meta: NewUpload) -> None:
+    """The text classifier (``REELS_TEXT_CLASSIFIER``, if any) on a validated upload's
+    title, description and hashtags; INVALID_ARGUMENT naming each refused field. The
+    blocklist already ran in :func:`validate`; call this right after it, where the
+    caller is async."""
+    await moderation.classify(
+        {
+            "title": meta.title,
+            "description": meta.description,
+            "hashtags": " ".join(f"#{tag}" for tag in meta.hashtags),
+        }
+    )
+
+
 def validate(meta: NewUpload, limits: UploadLimits) -> NewUpload:
     """Raise InvalidArgument listing every bad field, or ResourceExhausted when too big.
 
     Every text goes through ``reels.text`` (NFC, control characters refused, invisible
     text is empty, lengths in characters after normalising); an empty title falls back
     to the file name's stem, then to :data:`UNTITLED` (:func:`_title`); hashtags are
-    stored as their casefolded keys, distinct. All field problems are reported together (BadRequest
-    violations) so a form can mark every wrong field at once.
+    stored as their casefolded keys, distinct. Then title, description and hashtags pass
+    the blocklist of ``reels.moderation`` (whole words, after folding case, accents,
+    leetspeak, look-alike letters...). All field problems are reported together
+    (BadRequest violations) so a form can mark every wrong field at once.
     """
     violations: list[tuple[str, str]] = []
     title = _title(violations, meta, limits)
@@ -131,6 +162,7 @@ def validate(meta: NewUpload, limits: UploadLimits) -> NewUpload:
     except text.TextError as exc:
         violations.extend(exc.violations)
         tags = []
+    tags_text = _hashtags_as_typed(meta.hashtags)
     audio = _field(
         violations,
         meta.audio_attribution,
@@ -144,6 +176,7 @@ def validate(meta: NewUpload, limits: UploadLimits) -> NewUpload:
     mime_type = _field(
         violations, meta.mime_type, "mime_type", max_chars=MIME_TYPE_MAX, required=False
     )
+    _moderate(violations, {"title": title, "description": description, "hashtags": tags_text})
     if meta.declared_size <= 0:
         violations.append(("declared_size_bytes", "must be greater than 0"))
     sha = meta.sha256_hex.lower() if meta.sha256_hex else None

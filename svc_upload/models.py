@@ -33,13 +33,15 @@ from reels.db.models import now_column as _now
 
 
 class VideoStatus(StrEnum):
-    """Lifecycle a creator sees: uploading -> processing -> published | failed."""
+    """Lifecycle a creator sees: uploading -> processing -> published | failed |
+    in_review (held by NSFW moderation) -> published | failed (a moderator's call)."""
 
     UPLOADING = "uploading"
     PROCESSING = "processing"
     PUBLISHED = "published"
     FAILED = "failed"
     DELETED = "deleted"
+    IN_REVIEW = "in_review"
 
 
 class Video(Base):
@@ -143,3 +145,41 @@ class ScanJob(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     next_attempt_at: Mapped[datetime] = _now()
     created_at: Mapped[datetime] = _now()
+
+
+class VideoReview(Base):
+    """A video the NSFW classifier held for a moderator (svc_upload.review, u0004).
+
+    One row per held video: what the classifier found (score, model, thresholds, the
+    top frames' object keys and scores) and, once decided, who decided what and why.
+    Undecided rows, oldest first, are the review queue.
+    """
+
+    __tablename__ = "video_reviews"
+    __table_args__ = (
+        Index(
+            "ix_video_reviews_queue",
+            "held_at",
+            "video_id",
+            postgresql_where=text("decided_at IS NULL"),
+        ),
+    )
+
+    video_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("videos.id", ondelete="CASCADE"), primary_key=True
+    )
+    score: Mapped[float] = mapped_column(Float, nullable=False)
+    model_name: Mapped[str] = mapped_column(Text, nullable=False)
+    model_version: Mapped[str] = mapped_column(Text, nullable=False)
+    review_threshold: Mapped[float] = mapped_column(Float, nullable=False)
+    reject_threshold: Mapped[float] = mapped_column(Float, nullable=False)
+    frames_scored: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    # [{"key", "score", "time_seconds"}], highest score first.
+    top_frames: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'[]'::jsonb")
+    )
+    held_at: Mapped[datetime] = _now()
+    decision: Mapped[str | None] = mapped_column(Text, nullable=True)  # approve | reject
+    decided_by: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -14,9 +14,10 @@ from google.protobuf import timestamp_pb2
 from reels.v1 import upload_pb2, upload_pb2_grpc
 
 from reels import errors
-from reels.auth import current_user
+from reels.auth import current_roles, current_user
 from reels.server import Registration
 from svc_upload.limits import NewUpload
+from svc_upload.review import ReviewQueue
 from svc_upload.uploads import UploadCore
 from svc_upload.videos import STATUS_TO_PROTO, VideoBook, status_fields, video_proto
 from svc_upload.wire import UPLOAD_SWAPS, swap_deserializers
@@ -58,9 +59,10 @@ def _new_upload(m: upload_pb2.CreateUploadRequest | upload_pb2.UploadMetadata) -
 
 
 class UploadService(upload_pb2_grpc.UploadServiceServicer):
-    def __init__(self, core: UploadCore, book: VideoBook) -> None:
+    def __init__(self, core: UploadCore, book: VideoBook, reviews: ReviewQueue) -> None:
         self.core = core
         self.book = book
+        self.reviews = reviews
 
     async def CreateUpload(  # noqa: N802 - generated name
         self, request: upload_pb2.CreateUploadRequest, context: grpc.aio.ServicerContext
@@ -195,6 +197,23 @@ class UploadService(upload_pb2_grpc.UploadServiceServicer):
     ) -> upload_pb2.UpdateVideoStatusResponse:
         video = await self.book.update_status(current_user.get(), request)
         return upload_pb2.UpdateVideoStatusResponse(video=video_proto(video))
+
+    async def ListReviewQueue(  # noqa: N802
+        self, request: upload_pb2.ListReviewQueueRequest, context: grpc.aio.ServicerContext
+    ) -> upload_pb2.ListReviewQueueResponse:
+        _user()
+        page = await self.reviews.list(current_roles.get(), request.page_size, request.page_token)
+        return upload_pb2.ListReviewQueueResponse(
+            items=page.items, next_page_token=page.next_page_token
+        )
+
+    async def DecideReview(  # noqa: N802
+        self, request: upload_pb2.DecideReviewRequest, context: grpc.aio.ServicerContext
+    ) -> upload_pb2.DecideReviewResponse:
+        video = await self.reviews.decide(
+            _user(), current_roles.get(), request.video_id, request.decision, request.reason
+        )
+        return upload_pb2.DecideReviewResponse(video=video_proto(video))
 
 
 def status_fields_status(status: str) -> int:

@@ -1,7 +1,8 @@
 """The video status state machine and the per-video watch channel.
 
-``uploading -> processing -> published | failed(reason)``, and ``deleted`` from
-anywhere. Reports from svc_transcode arrive at least once and possibly late, so a
+``uploading -> processing -> published | failed(reason) | in_review``, ``in_review
+-> published | failed`` (a moderator's decision, svc_upload.review), and ``deleted``
+from anywhere. Reports from svc_transcode arrive at least once and possibly late, so a
 repeated report is a no-op and a report that would move a video backwards out of a
 terminal state is refused, with one exception: ``failed -> processing`` is how a
 re-queued job starts over.
@@ -39,6 +40,10 @@ ALLOWED: frozenset[tuple[VideoStatus, VideoStatus]] = frozenset(
         (VideoStatus.PROCESSING, VideoStatus.PUBLISHED),
         (VideoStatus.PROCESSING, VideoStatus.FAILED),
         (VideoStatus.FAILED, VideoStatus.PROCESSING),  # a re-queued transcode job
+        # NSFW moderation (svc_upload.review): held, then a moderator's decision.
+        (VideoStatus.PROCESSING, VideoStatus.IN_REVIEW),
+        (VideoStatus.IN_REVIEW, VideoStatus.PUBLISHED),
+        (VideoStatus.IN_REVIEW, VideoStatus.FAILED),
         *((s, VideoStatus.DELETED) for s in VideoStatus if s != VideoStatus.DELETED),
     }
 )

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from reels import errors
 from reels.storage import ObjectStore
 from svc_upload.models import Upload, Video, VideoStatus
+from svc_upload.review import record_report
 from svc_upload.staging import StagingArea
 from svc_upload.status import StatusChannel, StatusSnapshot, check_transition
 
@@ -36,6 +37,7 @@ STATUS_TO_PROTO = {
     VideoStatus.PUBLISHED.value: common_pb2.VIDEO_STATUS_PUBLISHED,
     VideoStatus.FAILED.value: common_pb2.VIDEO_STATUS_FAILED,
     VideoStatus.DELETED.value: common_pb2.VIDEO_STATUS_DELETED,
+    VideoStatus.IN_REVIEW.value: common_pb2.VIDEO_STATUS_IN_REVIEW,
 }
 PROTO_TO_STATUS = {v: VideoStatus(k) for k, v in STATUS_TO_PROTO.items()}
 CONTENT_TO_PROTO = {
@@ -210,10 +212,16 @@ class VideoBook:
         if caller not in self.status_writers:
             raise errors.PermissionDenied("only the transcode worker may report video status")
         target = PROTO_TO_STATUS.get(request.status)
-        if target not in (VideoStatus.PROCESSING, VideoStatus.PUBLISHED, VideoStatus.FAILED):
+        reportable = (
+            VideoStatus.PROCESSING,
+            VideoStatus.PUBLISHED,
+            VideoStatus.FAILED,
+            VideoStatus.IN_REVIEW,
+        )
+        if target not in reportable:
             raise errors.InvalidArgument(
-                "status must be PROCESSING, PUBLISHED or FAILED",
-                [("status", "must be PROCESSING, PUBLISHED or FAILED")],
+                "status must be PROCESSING, PUBLISHED, IN_REVIEW or FAILED",
+                [("status", "must be PROCESSING, PUBLISHED, IN_REVIEW or FAILED")],
             )
         if target == VideoStatus.FAILED and not request.failure_reason.strip():
             raise errors.InvalidArgument(
@@ -232,10 +240,18 @@ class VideoBook:
                 video.failure_reason = None
             elif changed and target == VideoStatus.PUBLISHED:
                 self._apply_outputs(video, request)
+            elif changed and target == VideoStatus.IN_REVIEW:
+                # Held by NSFW moderation (svc_upload.review): outputs kept, not published.
+                self._apply_outputs(video, request)
+                video.status = target.value
+                video.stage = request.stage or "in_review"
+                video.published_at = None
             elif changed and target == VideoStatus.FAILED:
                 video.status = target.value
                 video.failure_reason = request.failure_reason.strip()
                 video.stage = request.stage or video.stage
+            if changed and request.HasField("moderation"):
+                await record_report(session, video, request)
             after = snapshot_of(video)
             if after.visible() != before.visible() or changed:
                 video.updated_at = datetime.now(UTC)

@@ -14,6 +14,16 @@ built against numpy 1.x and mangles tensors under the runtime's numpy 2.
 on REELS_TRITON_HTTP_PORT / REELS_TRITON_GRPC_PORT / REELS_TRITON_METRICS_PORT
 (reels_dev.settings.InfraSettings).
 
+Model operations (docs/DECISIONS.md, "Model operations (issue 13)"): the server always
+runs with explicit model control (``--model-control-mode=explicit``, one
+``--load-model`` per model found in the repository), so models are loaded, reloaded
+to a new version and rolled back through the load/unload RPCs (reels_dev/models.py)
+without a restart. The repository is versioned (``<model>/<N>/``; each config.pbtxt
+says ``version_policy: { latest: { num_versions: 1 } }``). Metrics are served with
+``summary_latencies=true``: per model and version, ``nv_inference_request_summary_us``
+carries p50/p90/p95/p99 quantiles (this Triton accepts the flag; checked by
+tests/integration/test_model_operations.py).
+
 On a machine without an NVIDIA GPU the server runs the models on CPU; it is started
 without GPU metrics and pinned memory there, which avoids its NVML/DCGM and pinned
 memory errors. One line remains, "CudaDriverHelper has not been initialized.": it is
@@ -121,6 +131,20 @@ def server_env() -> dict[str, str]:
     }
 
 
+def repository_models(model_repository: Path = MODEL_REPOSITORY) -> list[str]:
+    """The models of a repository that can be loaded: a config.pbtxt and at least one
+    numeric version directory (a model another change is still adding, without a
+    build, is left out rather than failing the start)."""
+    if not model_repository.is_dir():
+        return []
+    return sorted(
+        d.name
+        for d in model_repository.iterdir()
+        if (d / "config.pbtxt").is_file()
+        and any(v.is_dir() and v.name.isdigit() for v in d.iterdir())
+    )
+
+
 def server_argv(
     http_port: int,
     grpc_port: int,
@@ -130,8 +154,9 @@ def server_argv(
     models: Sequence[str] | None = None,
     server_root: Path | None = None,
 ) -> list[str]:
-    """The tritonserver command line; ``models`` limits loading to those names
-    (explicit mode), so one unbuilt model does not keep the others from serving."""
+    """The tritonserver command line, always in explicit model-control mode; ``models``
+    (default: :func:`repository_models`) are loaded at start, so one unbuilt model
+    does not keep the others from serving, and the rest can be loaded later."""
     root = server_root or prepare_server()
     argv = [
         str(root / "bin" / "tritonserver"),
@@ -148,14 +173,20 @@ def server_argv(
     if metrics_port is None:
         argv.append("--allow-metrics=false")
     else:
-        argv += ["--metrics-address=127.0.0.1", f"--metrics-port={metrics_port}"]
+        argv += [
+            "--metrics-address=127.0.0.1",
+            f"--metrics-port={metrics_port}",
+            # Per-model p50/p90/p95/p99 (nv_inference_request_summary_us{quantile=...}).
+            "--metrics-config=summary_latencies=true",
+        ]
     if not has_gpu():
         # Nothing to pin or to read GPU metrics from: spares the NVML/DCGM and pinned
         # memory errors the server logs on a CPU-only machine.
         argv += ["--allow-gpu-metrics=false", "--pinned-memory-pool-byte-size=0"]
-    if models:
-        argv.append("--model-control-mode=explicit")
-        argv += [f"--load-model={name}" for name in models]
+    if models is None:
+        models = repository_models(model_repository)
+    argv.append("--model-control-mode=explicit")
+    argv += [f"--load-model={name}" for name in models]
     return argv
 
 

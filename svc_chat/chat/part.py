@@ -219,6 +219,7 @@ class ChatPart(GrpcTransport):
         stream_id = validation.stream_id(stream_id)
         text = validation.message_text(text, self.settings.chat.max_message_chars)
         client_message_id = validation.client_message_id(client_message_id)
+        await validation.review_message(text)  # the text classifier, if one is configured
         info = await self.stream_info(stream_id)
         keys = ChannelKeys(stream_id)
         if not info.live:

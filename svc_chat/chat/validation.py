@@ -17,6 +17,7 @@ from google.protobuf import duration_pb2
 from reels.v1 import chat_pb2, common_pb2
 
 from reels import errors
+from reels import moderation as text_moderation
 from reels.text import normalise_text, shown
 from svc_chat.chat.moderation import MAX_SLOW_MODE_S, MAX_TIMEOUT_S
 
@@ -55,14 +56,22 @@ def message_text(value: str, max_chars: int) -> str:
     Chat strips control characters (issue 10: "control characters are stripped") before
     the shared normaliser, which elsewhere refuses them: a stray BEL or ESC pasted into a
     chat line is noise, not an attack; bidi overrides are still refused (they change what
-    the rest of the line looks like)."""
-    return normalise_text(
+    the rest of the line looks like). Then the blocklist of ``reels.moderation``; the
+    classifier, if any, runs in the async caller."""
+    text = normalise_text(
         _CONTROLS.sub("", value),
         field="text",
         label="message",
         max_chars=max_chars,
         empty_message="is empty (nothing visible is left after normalisation)",
     )
+    return text_moderation.check("text", text, label="message")
+
+
+async def review_message(text: str) -> None:
+    """The text classifier (``REELS_TEXT_CLASSIFIER``, if any) on a chat text that
+    :func:`message_text` let through; INVALID_ARGUMENT naming ``text``."""
+    await text_moderation.classify({"text": text}, labels={"text": "message"})
 
 
 def client_message_id(value: str) -> str:

@@ -48,7 +48,7 @@ from svc_chat.streams.lifecycle import (
 from svc_chat.streams.model import StreamInfo
 from svc_chat.streams.replies import stream_proto
 from svc_chat.streams.store import StreamStore, is_stream_id
-from svc_chat.streams.validation import new_stream
+from svc_chat.streams.validation import new_stream, review
 from svc_chat.streams.viewers import ViewerCounts, Viewers
 
 log = logging.getLogger(__name__)
@@ -164,6 +164,7 @@ class StreamsPart:
     ) -> chat_pb2.CreateStreamResponse:
         user = _user()
         fields = new_stream(request.title, request.description, request.tags)
+        await review(fields)  # the text classifier, if one is configured
         key = keys.new_key()
         stream = await self.store.create(user, fields, keys.hash_key(key))
         self.cache.put(stream.stream_id, _info(stream))

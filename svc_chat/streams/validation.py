@@ -2,6 +2,8 @@
 
 Pure: no I/O. Every text goes through ``reels.text`` (NFC, refused control and bidi
 override characters, trimmed) before its limit is checked; limits count code points.
+Then title, description and tags pass the blocklist of ``reels.moderation`` (the
+classifier, if any, runs in the async caller: :func:`review`).
 All problems of one request are reported together (one INVALID_ARGUMENT with a
 BadRequest violation per field).
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from reels import errors, text
+from reels import errors, moderation, text
 
 TITLE_MAX_CHARS = 200
 DESCRIPTION_MAX_CHARS = 2000
@@ -49,10 +51,16 @@ def new_stream(title: str, description: str, tags: Iterable[str]) -> NewStream:
         )
     except text.TextError as exc:
         problems.append(exc)
+    tags = list(tags)
     try:
-        clean_tags = text.normalise_hashtags(list(tags), max_count=TAGS_MAX, field="tags")
+        clean_tags = text.normalise_hashtags(tags, max_count=TAGS_MAX, field="tags")
     except text.TextError as exc:
         problems.append(exc)
+    bad = {p.field for p in problems}
+    typed = {"title": clean_title, "description": clean_description, "tags": " ".join(tags)}
+    for field, value in typed.items():
+        if field not in bad and (found := moderation.refusal(field, value)):
+            problems.append(moderation.ModerationError(field, field, found.reason))
     if len(problems) == 1:
         raise problems[0]
     if problems:
@@ -61,3 +69,16 @@ def new_stream(title: str, description: str, tags: Iterable[str]) -> NewStream:
             [v for p in problems for v in p.violations],
         )
     return NewStream(clean_title, clean_description, clean_tags)
+
+
+async def review(stream: NewStream) -> None:
+    """The text classifier (``REELS_TEXT_CLASSIFIER``, if any) on a checked stream's
+    texts, after :func:`new_stream`'s blocklist; INVALID_ARGUMENT naming each refused
+    field."""
+    await moderation.classify(
+        {
+            "title": stream.title,
+            "description": stream.description,
+            "tags": " ".join(f"#{tag}" for tag in stream.tags),
+        }
+    )

@@ -18,6 +18,15 @@ request timed out and the rule scorer served it). The loop sends a warm-up batch
 with a generous deadline (``warm_timeout_s``) at start and again after any failure,
 and closes the breaker as soon as the ranker answers — requests never pay for a cold
 model, and a ranker that comes back is used within a second, not after ``retry_s``.
+
+Hot reload (reels_dev/models.py, docs/DECISIONS.md "Model operations"): by default a
+request asks for model_version "" (whatever version Triton serves), so it is never
+pinned to a version that a reload is unloading; the version that answered is read
+back from Triton's response (``served_version``, shown in the feed's ``scorer`` as
+``ranker:<version>``). An answer "model not ready / unknown version" (the switch of a
+load, or an experiment arm's version being unloaded) is retried once at once, within
+the same deadline; only a second failure falls back to the rule scorer and opens the
+breaker. A new served version is warmed up by the background loop.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ from collections.abc import Callable
 import numpy as np
 import tritonclient.grpc.aio as triton_grpc
 
-from reels import metrics
+from reels.model_client import is_model_unavailable, record_inference
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +68,8 @@ class LearnedRanker:
         """The model version of the last successful answer (for ``scorer``)."""
         self.warm = False
         """Whether a warm-up batch has been answered since the last failure."""
+        self.retries = 0
+        """Calls retried because the model was momentarily unavailable (a reload)."""
 
     def _conn(self) -> triton_grpc.InferenceServerClient:
         if self._client is None:
@@ -70,25 +81,45 @@ class LearnedRanker:
         """Whether the breaker lets a call through now."""
         return self._clock() >= self._closed_until
 
+    async def _infer(
+        self, tensor: triton_grpc.InferInput, version: str, deadline: float
+    ) -> triton_grpc.InferResult:
+        """One call, and one immediate retry when the model is momentarily unavailable
+        (a load's switch), both within ``deadline`` (a ``perf_counter`` time)."""
+        for attempt in (1, 2):
+            left = max(deadline - time.perf_counter(), 0.001)
+            try:
+                return await asyncio.wait_for(
+                    self._conn().infer(
+                        self.model,
+                        [tensor],
+                        model_version=version,
+                        outputs=[triton_grpc.InferRequestedOutput("scores")],
+                        client_timeout=left,
+                    ),
+                    left * 2,
+                )
+            except Exception as exc:
+                if attempt == 2 or not is_model_unavailable(exc):
+                    raise
+                self.retries += 1
+                log.info("ranker %s unavailable, retrying once: %s", self.model, exc)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def score(self, features: np.ndarray, version: str | None = None) -> np.ndarray | None:
         """Scores for each row, or None (rule scorer) when the ranker cannot answer."""
         if features.shape[0] == 0 or not self.open:
             return None
         started = time.perf_counter()
         outcome = "ok"
+        answered = ""
         try:
             tensor = triton_grpc.InferInput("features", list(features.shape), "FP32")
             tensor.set_data_from_numpy(np.ascontiguousarray(features, dtype=np.float32))
-            result = await asyncio.wait_for(
-                self._conn().infer(
-                    self.model,
-                    [tensor],
-                    model_version=self.version if version is None else version,
-                    outputs=[triton_grpc.InferRequestedOutput("scores")],
-                    client_timeout=self.timeout_s,
-                ),
-                self.timeout_s * 2,
+            result = await self._infer(
+                tensor, self.version if version is None else version, started + self.timeout_s
             )
+            answered = str(result.get_response().model_version or "")
             scores = result.as_numpy("scores")
             if scores is None or scores.reshape(-1).shape[0] != features.shape[0]:
                 raise ValueError(
@@ -97,7 +128,9 @@ class LearnedRanker:
             scores = scores.reshape(-1).astype(np.float64)
             if not np.all(np.isfinite(scores)):
                 raise ValueError("ranker answered non-finite scores")
-            self.served_version = result.get_response().model_version or self.version or "latest"
+            if answered and answered != self.served_version and self.served_version:
+                log.info("ranker %s now answers with version %s", self.model, answered)
+            self.served_version = answered or self.version or "latest"
             return scores
         except Exception as exc:  # noqa: BLE001 - any failure means: rank by rules
             outcome = (
@@ -111,9 +144,7 @@ class LearnedRanker:
             self.warm = False
             return None
         finally:
-            metrics.deep_model_inference_duration.record(
-                (time.perf_counter() - started) * 1000, {"outcome": outcome}
-            )
+            record_inference(self.model, answered, outcome, started)
 
     async def keep_warm(
         self, n_features: int, *, batch: int = 64, warm_timeout_s: float = 5.0, poll_s: float = 1.0

@@ -12,6 +12,9 @@ write) and is small at feed scale: at most ``served_max`` (5000) members per use
 about 70 bytes each, ~350 KB for the heaviest user; the key expires a window after
 the last write, so idle users cost nothing. Watched videos are added by the
 ``video.events`` consumer too (a video opened from a shared link is not re-served).
+When too few unseen videos are left to fill a page, the feed tops it up with served
+ones, least recently served first (:func:`served_oldest_first`), flagged
+``FEED_REASON_SEEN_BEFORE``: a user with few videos around never gets an empty feed.
 
 **Impressions** per video (``rank:impressions``, one hash) count how often a video
 was served to anyone; the ``fresh`` source uses it to give every new video a
@@ -41,6 +44,16 @@ async def served_ids(redis: aioredis.Redis, user_id: str, window_s: float) -> se
     since = int((time.time() - window_s) * 1000)
     rows = await redis.zrangebyscore(served_key(user_id), since, "+inf")
     return {r.decode() if isinstance(r, bytes) else str(r) for r in rows}
+
+
+async def served_oldest_first(
+    redis: aioredis.Redis, user_id: str, window_s: float, limit: int
+) -> list[str]:
+    """Up to ``limit`` ids served to (or watched by) the user within the window, the
+    least recently served first: what a feed that ran out of unseen videos repeats."""
+    since = int((time.time() - window_s) * 1000)
+    rows = await redis.zrangebyscore(served_key(user_id), since, "+inf", start=0, num=limit)
+    return [r.decode() if isinstance(r, bytes) else str(r) for r in rows]
 
 
 async def record_served(

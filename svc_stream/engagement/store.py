@@ -20,7 +20,7 @@ from sqlalchemy import delete, func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from reels import errors, topics
+from reels import errors, moderation, topics
 from reels.events import new_event_id
 from reels.outbox import enqueue_message
 from reels.text import normalise_text
@@ -110,11 +110,12 @@ async def unlike(sm: Sessions, user_id: str, video_id: str, creator_id: str) -> 
 
 def check_comment_text(raw: str) -> str:
     """The comment as stored (``reels.text``: NFC, control characters refused, invisible
-    text is empty, at most MAX_COMMENT_CHARS characters), or INVALID_ARGUMENT naming
-    the field ``text``."""
-    return normalise_text(
+    text is empty, at most MAX_COMMENT_CHARS characters; then the blocklist of
+    ``reels.moderation``), or INVALID_ARGUMENT naming the field ``text``."""
+    body = normalise_text(
         raw, field="text", label="comment", max_chars=MAX_COMMENT_CHARS, allow_newlines=True
     )
+    return moderation.check("text", body, label="comment")
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,7 @@ async def add_comment(
     """Store a comment; a retry with the same client_comment_id returns the first one."""
     check_identifier("client_comment_id", client_id, MAX_CLIENT_COMMENT_ID, required=False)
     body = check_comment_text(body)
+    await moderation.classify({"text": body}, labels={"text": "comment"})  # the model, if any
     async with sm() as session, session.begin():
         comment_id = uuid.uuid4()
         values = {

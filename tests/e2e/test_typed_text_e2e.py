@@ -260,3 +260,36 @@ async def test_hashtags_with_any_scripts_punctuation_over_json(envoy: EnvoySetti
         "abc",
         "ab",
     ]
+
+
+# --- text moderation (issue 13), through the front door ----------------------------------
+
+BLOCKED = "ReelsBl0cked\u200bTerm"  # the shipped list's neutral test term, disguised
+
+
+async def test_a_comment_with_a_blocked_term_is_400_naming_the_field_over_json(
+    envoy: EnvoySettings, video: str
+) -> None:
+    status, body = await _post_json(
+        envoy, f"/api/v1/reels/{video}/comments", {"text": f"so {BLOCKED}!"}, "typist"
+    )
+    assert status == 400, body
+    assert body["code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0], body
+    assert body["message"] == (
+        'comment: contains a blocked term (test: "ReelsBl0cked\\u200bTerm"); edit it and try again'
+    ), body
+    assert _fields(body) == {"text"}, body
+    status, body = await _post_json(
+        envoy, f"/api/v1/reels/{video}/comments", {"text": "a classic in Scunthorpe"}, "typist"
+    )
+    assert status == 200, body
+
+
+async def test_an_upload_title_with_a_blocked_term_is_400_naming_the_field_over_json(
+    envoy: EnvoySettings,
+) -> None:
+    fields = {"title": f"my {BLOCKED}", "description": "ok", "declaredSizeBytes": "1000"}
+    status, body = await _post_json(envoy, "/api/v1/uploads", fields, "typist-moderated")
+    assert status == 400, body
+    assert _fields(body) == {"title"}, body
+    assert "title: contains a blocked term" in body["message"], body

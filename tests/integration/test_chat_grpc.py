@@ -375,6 +375,21 @@ async def test_the_chat_call_answers_each_send_and_a_refusal_does_not_end_it(
     call.cancel()
 
 
+async def test_a_message_with_a_blocked_term_is_refused_naming_the_text(
+    harness: Harness,
+) -> None:
+    sid = await harness.live_stream()
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await harness.send(0, "cursing", sid, "well r33lsbl0ckedterm!!")
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details() == (
+        'message: contains a blocked term (test: "r33lsbl0ckedterm"); edit it and try again'
+    )
+    (bad,) = errors.from_rpc_error(info.value)
+    assert [v.field for v in bad.field_violations] == ["text"]  # type: ignore[attr-defined]
+    assert (await harness.send(0, "polite", sid, "a classic, in Scunthorpe")).text
+
+
 # --------------------------------------------------------------------------- moderation
 
 

@@ -304,6 +304,11 @@ def ids_of(reply: Any) -> list[str]:
     return [i.video_id for i in reply.items]
 
 
+def unseen_ids(reply: Any) -> list[str]:
+    """The page's ids that were not served to the user before."""
+    return [i.video_id for i in reply.items if i.reason != F.FEED_REASON_SEEN_BEFORE]
+
+
 # --------------------------------------------------------------------------- tests
 
 
@@ -425,9 +430,42 @@ async def test_a_finished_list_is_not_served_again_on_refresh(harness: FeedHarne
     while pages[-1].has_more:
         pages.append(await harness.get_feed(user, limit=5, cursor=pages[-1].cursor))
     served = {i for p in pages for i in ids_of(p)}
+    assert len(served) == 12
     again = await harness.get_feed(user, limit=5)  # within the 60 s TTL
     assert not again.cache_hit
-    assert not set(ids_of(again)) & served
+    # Nothing unseen is left: the page repeats what was served longest ago, flagged.
+    assert not unseen_ids(again)
+    assert set(ids_of(again)) == set(ids_of(pages[0]))
+
+
+async def test_a_second_feed_after_everything_was_served_still_has_reels_flagged(
+    harness: FeedHarness,
+) -> None:
+    """A user with few videos around: the first page served all of them; a reload
+    (new list, every id in the served history) repeats them instead of going empty,
+    each item and the response saying so."""
+    user = "reloader-1"
+    first = await harness.get_feed(user, limit=20)
+    assert len(first.items) == 12 and not first.has_more
+    assert F.FEED_FALLBACK_SEEN_BEFORE not in first.fallbacks
+    assert all(i.reason != F.FEED_REASON_SEEN_BEFORE for i in first.items)
+    second = await harness.get_feed(user, limit=20)
+    assert not second.cache_hit
+    assert set(ids_of(second)) == set(ids_of(first))
+    assert F.FEED_FALLBACK_SEEN_BEFORE in second.fallbacks
+    for item in second.items:
+        assert item.reason == F.FEED_REASON_SEEN_BEFORE
+        assert "caught up" in item.explanation
+        assert item.streaming_url.startswith("http") and "sig=" in item.streaming_url
+        assert item.title == f"title of {item.video_id}"
+    assert [i.rank for i in second.items] == list(range(12))
+    # Least recently served first: serve 5 again, then the next list starts with the
+    # 7 that were served longest ago.
+    again = await harness.get_feed(user, limit=5)
+    assert len(again.items) == 5 and not unseen_ids(again)
+    third = await harness.get_feed(user, limit=7)
+    assert F.FEED_FALLBACK_SEEN_BEFORE in third.fallbacks
+    assert set(ids_of(third)) == set(ids_of(second)) - set(ids_of(again))
 
 
 async def test_user_ids_with_colons_never_share_cached_lists(harness: FeedHarness) -> None:
@@ -512,7 +550,11 @@ async def test_an_expired_lists_cursor_starts_a_fresh_list_that_repeats_nothing(
     # And page 1 after the TTL is a fresh order of what is left.
     await harness.rank.redis.delete(feed_cache.feed_key("expired-1"))
     again = await harness.get_feed("expired-1", limit=20)
-    assert not set(ids_of(again)) & set(ids_of(first) + ids_of(after))
+    fresh = unseen_ids(again)
+    assert len(fresh) == 2 and not set(fresh) & set(ids_of(first) + ids_of(after))
+    # Too few unseen for the page: topped up with served ones after them, flagged.
+    assert ids_of(again)[:2] == fresh and len(again.items) == 12
+    assert F.FEED_FALLBACK_SEEN_BEFORE in again.fallbacks
 
 
 async def test_a_watch_brings_similar_videos_and_the_watched_one_is_not_served_again(
@@ -534,7 +576,7 @@ async def test_a_watch_brings_similar_videos_and_the_watched_one_is_not_served_a
     )
     reply = await harness.get_feed(user, limit=20)
     got = ids_of(reply)
-    assert watched not in got
+    assert watched not in unseen_ids(reply)  # (the page may end with it, seen before)
     similar = [i for i in reply.items if i.reason == F.FEED_REASON_SIMILAR]
     assert {i.video_id for i in similar} >= set(cats[1:4]), [
         (i.video_id, i.reason) for i in reply.items

@@ -27,12 +27,22 @@ class FakeRanker(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self) -> None:
         self.delay_s = 0.0
         self.calls = 0
+        self.unavailable_for = 0
+        """The next calls answered as Triton does while a version is being unloaded."""
+        self.versions: list[str] = []
 
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: object
     ) -> pb.ModelInferResponse:  # noqa: N802
         self.calls += 1
+        self.versions.append(request.model_version)
         await asyncio.sleep(self.delay_s)
+        if self.unavailable_for > 0:
+            self.unavailable_for -= 1
+            await context.abort(  # type: ignore[attr-defined]
+                grpc.StatusCode.UNAVAILABLE,
+                "Request for unknown model: 'ranker' version 1 is not at ready state",
+            )
         (tensor,) = request.inputs
         assert tensor.name == "features" and tensor.datatype == "FP32"
         rows, cols = tensor.shape
@@ -99,4 +109,35 @@ async def test_no_ranker_at_all_is_the_rule_scorer_not_an_error() -> None:
     ranker = LearnedRanker(f"127.0.0.1:{free_port()}", timeout_s=0.03)
     assert await ranker.score(features(5)) is None
     assert ranker.last_error
+    await ranker.close()
+
+
+async def test_a_model_unavailable_during_a_switch_is_retried_once_and_scores(
+    fake: tuple[FakeRanker, str],
+) -> None:
+    """A hot reload's switch (reels_dev/models.py): one "not at ready state" answer is
+    retried at once, the request is still ranked, and the breaker stays closed. The
+    request asks for version "" (whatever serves) and reads the version back."""
+    servicer, addr = fake
+    servicer.unavailable_for = 1
+    ranker = LearnedRanker(addr, timeout_s=0.5, retry_s=60)
+    x = features(20)
+    scores = await ranker.score(x)
+    assert scores is not None
+    np.testing.assert_allclose(scores, x[:, 0], rtol=1e-6)
+    assert servicer.calls == 2 and ranker.retries == 1 and ranker.open
+    assert servicer.versions == ["", ""]
+    assert ranker.served_version == "3"
+    await ranker.close()
+
+
+async def test_a_model_still_unavailable_after_the_retry_falls_back_to_rules(
+    fake: tuple[FakeRanker, str],
+) -> None:
+    servicer, addr = fake
+    servicer.unavailable_for = 2
+    ranker = LearnedRanker(addr, timeout_s=0.5, retry_s=60)
+    assert await ranker.score(features(5)) is None
+    assert servicer.calls == 2 and "not at ready state" in ranker.last_error
+    assert not ranker.open
     await ranker.close()

@@ -570,6 +570,10 @@ async def test_list_is_newest_first_filtered_and_paged_with_opaque_tokens(
         ({"title": "x" * 201}, "title", "title is longer than 200 characters (got 201)"),
         ({"title": "ok", "description": "d" * 2001}, "description", "longer than 2000"),
         ({"title": "ok", "tags": [f"tag{i}" for i in range(11)]}, "tags", "at most 10 (got 11)"),
+        # Text moderation (issue 13): the shipped list's neutral test term, disguised.
+        ({"title": "R E E L S B L O C K E D T E R M"}, "title", "title: contains a blocked"),
+        ({"title": "ok", "description": "reelsblockedt\u0435rm"}, "description", "blocked term"),
+        ({"title": "ok", "tags": ["ok", "#REELSBLOCKEDTERM"]}, "tags", "tags: contains a"),
     ],
 )
 async def test_bad_create_input_is_invalid_argument_naming_the_field(

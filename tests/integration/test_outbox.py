@@ -191,6 +191,7 @@ def test_every_outbox_topic_has_one_producing_service() -> None:
     assert {t.name for t in topics.produced_by("svc_upload")} == {
         topics.VIDEO_UPLOADED.name,
         topics.VIDEO_REJECTED.name,
+        topics.VIDEO_MODERATED.name,
     }
 
 

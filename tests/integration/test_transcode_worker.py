@@ -82,7 +82,8 @@ def transcode_settings(
     **overrides: object,
 ) -> Settings:
     """FAST settings on this test's database, broker and temp dir; no consumer (tests
-    feed the handler), no embeddings and no status reports unless a test passes its own."""
+    feed the handler), no embeddings, no NSFW moderation and no status reports unless a
+    test passes its own."""
     url = sessionmaker.kw["bind"].url.render_as_string(hide_password=False)
     return Settings(
         server=ServerSettings(port=0, grace_seconds=2.0),
@@ -90,6 +91,7 @@ def transcode_settings(
         work_dir=tmp,
         consumer=False,
         embeddings=False,
+        nsfw_moderation=False,
         report_status=False,
         **{**FAST, **overrides},  # type: ignore[arg-type]
     )

@@ -321,3 +321,59 @@ async def test_comments_are_stored_and_announced_normalised(stream: StreamHarnes
     assert [c.text for c in listed.comments] == [reply.comment.text]
     await _comment_fails(stream, video, "look \u202eevil")  # a bidi override
     await _comment_fails(stream, video, "z" + "\u0301\u0308\u030a" * 5)  # Zalgo
+
+
+# --- text moderation (issue 13): the blocklist after normalising, naming the field -------
+
+# The shipped list's neutral test term, disguised (accents, leetspeak, zero-width space).
+BLOCKED = "Réels\u200bbl0ckedTerm"
+BLOCKED_SHOWN = "Réels\\u200bbl0ckedTerm"  # as typed, the invisible character escaped
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("title", f"My {BLOCKED} clip"),
+        ("description", f"line one\n{BLOCKED}!"),
+        ("hashtags", ["#fun", f"#{BLOCKED}"]),
+    ],
+)
+async def test_a_blocked_term_over_grpc_is_invalid_argument_naming_the_field(
+    svc: Service, field: str, value: object
+) -> None:
+    err = await _create_fails(svc, **{field: value})
+    assert _violated(err) == {field}
+    assert f'{field}: contains a blocked term (test: "{BLOCKED_SHOWN}")' in (err.details() or "")
+
+
+async def test_innocent_words_containing_blocked_ones_are_stored(svc: Service) -> None:
+    title = "Scunthorpe: a classic cocktail in Essex"
+    created = await _create(svc, user(), title=title, hashtags=["#assassin", "#Sussex"])
+    row = await svc.scalar(
+        "SELECT json_build_array(title, hashtags) FROM videos WHERE id = :v", v=created.video_id
+    )
+    assert row == [title, ["assassin", "sussex"]]
+
+
+async def test_a_blocked_term_over_tus_is_400_naming_the_field(svc: Service) -> None:
+    who = user()
+    response = await asyncio.to_thread(
+        _tus_post, svc, who, title="fine", description=f"see {BLOCKED}", filename="a.mp4"
+    )
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["code"] == "INVALID_ARGUMENT"
+    assert [v["field"] for v in body["field_violations"]] == ["description"]
+    assert "description: contains a blocked term" in body["message"], body
+    assert await svc.scalar("SELECT count(*) FROM videos WHERE creator_id = :u", u=who) == 0
+
+
+async def test_a_comment_with_a_blocked_term_is_refused_and_not_stored(
+    stream: StreamHarness,
+) -> None:
+    video = await _video(stream)
+    err = await _comment_fails(stream, video, f"nice\r\n{BLOCKED}")
+    assert err.details() == (
+        f'comment: contains a blocked term (test: "{BLOCKED_SHOWN}"); edit it and try again'
+    )
+    assert await _stored_comments(stream, video) == []

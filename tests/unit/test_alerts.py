@@ -63,6 +63,7 @@ def test_every_seed_alert_is_there() -> None:
         "TranscodeJobFailureRateHigh",
         "WatchCompletionP50Low",
         "Playback360pShareHigh",
+        "DeepModelInferenceP95High",
     }
     squash = {name: " ".join(expr.split()) for name, expr in alerts.items()}
     assert "video_transcode_queue_depth" in squash["TranscodeQueueDepthHigh"]
@@ -72,6 +73,13 @@ def test_every_seed_alert_is_there() -> None:
     assert squash["WatchCompletionP50Low"].endswith("< 0.60")
     assert 'rendition="360p"' in squash["Playback360pShareHigh"]
     assert squash["Playback360pShareHigh"].endswith("> 0.30")
+    assert "histogram_quantile(0.95" in squash["DeepModelInferenceP95High"]
+    assert (
+        "deep_model_inference_duration_ms_milliseconds_bucket"
+        in squash["DeepModelInferenceP95High"]
+    )
+    assert "by (le, model, version)" in squash["DeepModelInferenceP95High"]
+    assert squash["DeepModelInferenceP95High"].endswith("> 500")
 
 
 def test_every_expression_names_only_metrics_the_services_export() -> None:

@@ -1,7 +1,8 @@
 """The video status state machine (svc_upload/status.py), as a creator and svc_transcode see it.
 
-uploading -> processing -> published | failed(reason); deleted from anywhere;
-failed -> processing when a job is re-queued. Reports arrive at least once and late,
+uploading -> processing -> published | failed(reason) | in_review (held by NSFW
+moderation); in_review -> published | failed (a moderator's decision); deleted from
+anywhere; failed -> processing when a job is re-queued. Reports arrive at least once and late,
 so a repeat is a no-op and a move backwards out of a terminal state is refused.
 """
 
@@ -21,12 +22,13 @@ from svc_upload.models import Video, VideoStatus
 from svc_upload.status import TERMINAL, StatusSnapshot, check_transition
 from svc_upload.videos import PROTO_TO_STATUS, STATUS_TO_PROTO, VideoBook
 
-U, PR, PU, F, D = (
+U, PR, PU, F, D, R = (
     VideoStatus.UPLOADING,
     VideoStatus.PROCESSING,
     VideoStatus.PUBLISHED,
     VideoStatus.FAILED,
     VideoStatus.DELETED,
+    VideoStatus.IN_REVIEW,
 )
 
 # The whole table, written out from the rules above: "change", "repeat" or "refused".
@@ -39,6 +41,10 @@ EXPECTED: dict[tuple[VideoStatus, VideoStatus], str] = {
     (F, U): "refused", (F, PR): "change", (F, PU): "refused", (F, F): "repeat", (F, D): "change",
     (D, U): "refused", (D, PR): "refused", (D, PU): "refused", (D, F): "refused",
     (D, D): "repeat",
+    # NSFW moderation: held after processing, then published or failed by a moderator.
+    (U, R): "refused", (PR, R): "change", (PU, R): "refused", (F, R): "refused",
+    (D, R): "refused", (R, U): "refused", (R, PR): "refused", (R, PU): "change",
+    (R, F): "change", (R, D): "change", (R, R): "repeat",
 }  # fmt: skip
 
 

@@ -16,22 +16,55 @@ import {
   type Transport,
 } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
-import { getToken, signOut } from "./auth";
+import { getToken, tokenRefused } from "./auth";
 
 /** Adds `authorization: Bearer <token>` when signed in; a call the API refuses as
- * UNAUTHENTICATED (expired or foreign token) signs out, so the app asks again. */
+ * UNAUTHENTICATED (expired or foreign token) signs out with a notice saying why
+ * (auth.ts tokenRefused), so the sign-in page asks again and explains. Streaming calls
+ * too: their refusal may come with the first message read rather than the headers. */
 const bearer: Interceptor = (next) => async (req) => {
   const token = getToken();
   if (token !== null) req.header.set("authorization", `Bearer ${token}`);
   try {
-    return await next(req);
+    const res = await next(req);
+    if (!res.stream || token === null) return res;
+    return { ...res, message: watchRefusal(res.message, token) };
   } catch (err) {
-    if (token !== null && getToken() === token && ConnectError.from(err).code === Code.Unauthenticated) {
-      signOut();
-    }
+    if (token !== null) refusedBy(err, token);
     throw err;
   }
 };
+
+async function* watchRefusal<T>(messages: AsyncIterable<T>, token: string): AsyncIterable<T> {
+  try {
+    yield* messages;
+  } catch (err) {
+    refusedBy(err, token);
+    throw err;
+  }
+}
+
+function refusedBy(err: unknown, token: string): void {
+  if (err instanceof DOMException && err.name === "AbortError") return;
+  const ce = ConnectError.from(err);
+  // Envoy's JWT check answers 401 (UNAUTHENTICATED) for a bad or expired token, but 403
+  // (PERMISSION_DENIED) for a token of another audience: a refused token all the same.
+  if (ce.code === Code.Unauthenticated || (ce.code === Code.PermissionDenied && /^Audiences in Jwt/i.test(ce.rawMessage))) {
+    tokenRefused(token);
+  }
+}
+
+/** Whether trying the same call again may work: the service was unavailable or too
+ * slow, or the network failed (no answer at all). Refusals (permission denied, not
+ * found, invalid argument, signed out...) come back the same however often they are
+ * asked, so a page offers "Try again" only when this is true. */
+export function isRetryable(err: unknown): boolean {
+  if (err instanceof DOMException && err.name === "AbortError") return false;
+  const ce = ConnectError.from(err);
+  if (ce.code === Code.Unavailable || ce.code === Code.DeadlineExceeded) return true;
+  // fetch() itself failed (offline, connection refused or reset): a TypeError.
+  return ce.code === Code.Unknown && (ce.cause instanceof TypeError || err instanceof TypeError);
+}
 
 export const transport: Transport = createGrpcWebTransport({
   baseUrl: window.location.origin,

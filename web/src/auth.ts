@@ -12,9 +12,21 @@ export interface Identity {
 
 type Listener = (identity: Identity | null) => void;
 
+/** Why the app signed out by itself, for the sign-in page to say (null: it did not,
+ * or the user signed out). */
+export interface SignOutNotice {
+  readonly reason: "expired" | "refused";
+  readonly message: string;
+}
+
 let token: string | null = null;
 let identity: Identity | null = null;
+let notice: SignOutNotice | null = null;
+let expiryTimer: number | undefined;
 const listeners = new Set<Listener>();
+
+/** setTimeout's longest delay (about 24.8 days); a later expiry is checked again then. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** The bearer token for API calls, or null when signed out. */
 export function getToken(): string | null {
@@ -26,22 +38,91 @@ export function currentIdentity(): Identity | null {
   return identity;
 }
 
+/** Why the app last signed out by itself (expired or refused token), until the next
+ * sign-in; null otherwise. */
+export function signOutNotice(): SignOutNotice | null {
+  return notice;
+}
+
+/** A token whose `exp` has passed: refused at sign-in (the API would refuse it). */
+export class ExpiredTokenError extends Error {
+  constructor(readonly expiresAt: number) {
+    super(`This token expired at ${formatExpiry(expiresAt)}; get a new one with make token`);
+    this.name = "ExpiredTokenError";
+  }
+}
+
+/** A time as the sign-in page shows it: the local date and time. */
+export function formatExpiry(ms: number): string {
+  return new Date(ms).toLocaleString([], { dateStyle: "medium", timeStyle: "medium" });
+}
+
 /** Signs in with `raw` (surrounding whitespace and a `Bearer ` prefix are dropped).
- * Throws when it is not a JWT; whether the API accepts it shows on the first call. */
+ * Throws when it is not a JWT or has expired; whether the API accepts it shows on the
+ * first call. Signs out by itself when the token expires. */
 export function signIn(raw: string): Identity {
   const cleaned = raw.trim().replace(/^bearer\s+/i, "");
   const decoded = decodeIdentity(cleaned);
+  if (decoded.expiresAt !== null && decoded.expiresAt <= Date.now()) {
+    throw new ExpiredTokenError(decoded.expiresAt);
+  }
   token = cleaned;
   identity = decoded;
+  notice = null;
+  scheduleExpiry();
   notify();
   return decoded;
 }
 
-export function signOut(): void {
+/** Signs out; `why` (when the app does it by itself) is shown on the sign-in page. */
+export function signOut(why: SignOutNotice | null = null): void {
   if (token === null) return;
+  window.clearTimeout(expiryTimer);
   token = null;
   identity = null;
+  notice = why;
   notify();
+}
+
+/** The API refused `refused` (answered UNAUTHENTICATED / HTTP 401): sign out, saying
+ * why — expired when its `exp` has passed, refused otherwise. Nothing when another
+ * token is in use by now (a late answer to an earlier session's call). */
+export function tokenRefused(refused: string | null = token): void {
+  if (refused === null || refused !== token || identity === null) return;
+  const exp = identity.expiresAt;
+  if (exp !== null && exp <= Date.now()) {
+    signOut(expiredNotice(exp));
+    return;
+  }
+  signOut({
+    reason: "refused",
+    message:
+      "You were signed out: the server refused your token (wrong issuer or audience, " +
+      "a key that changed, or it expired). Get a new one with make token and sign in again.",
+  });
+}
+
+function expiredNotice(exp: number): SignOutNotice {
+  return {
+    reason: "expired",
+    message: `You were signed out: your token expired at ${formatExpiry(exp)}. Get a new one with make token and sign in again.`,
+  };
+}
+
+function scheduleExpiry(): void {
+  window.clearTimeout(expiryTimer);
+  const exp = identity?.expiresAt ?? null;
+  if (exp === null) return;
+  const current = token;
+  const wait = Math.max(0, exp - Date.now());
+  expiryTimer = window.setTimeout(
+    () => {
+      if (token !== current) return;
+      if (Date.now() >= exp) signOut(expiredNotice(exp));
+      else scheduleExpiry(); // beyond one timer's reach: look again later
+    },
+    Math.min(wait, MAX_TIMER_MS),
+  );
 }
 
 /** Calls `listener` on every sign-in and sign-out; returns the unsubscribe function. */
@@ -62,6 +143,7 @@ export function takeTokenFromUrl(): void {
     signIn(fromUrl);
   } catch (err) {
     console.warn("ignoring ?token=:", err);
+    if (err instanceof ExpiredTokenError) notice = { reason: "expired", message: `${err.message}.` };
   }
 }
 

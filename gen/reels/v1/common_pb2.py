@@ -24,25 +24,31 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15reels/v1/common.proto\x12\x08reels.v1\"\xbe\x01\n\tRendition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x15\n\rbandwidth_bps\x18\x04 \x01(\x03\x12\x1d\n\x15\x61verage_bandwidth_bps\x18\x05 \x01(\x03\x12\x0e\n\x06\x63odecs\x18\x06 \x01(\t\x12\x12\n\nframe_rate\x18\x07 \x01(\x01\x12\x14\n\x0cplaylist_key\x18\x08 \x01(\t\x12\x14\n\x0cplaylist_url\x18\t \x01(\t*\x94\x01\n\x0b\x43ontentType\x12\x1c\n\x18\x43ONTENT_TYPE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43ONTENT_TYPE_ORIGINAL\x10\x01\x12\x1a\n\x16\x43ONTENT_TYPE_CHALLENGE\x10\x02\x12\x15\n\x11\x43ONTENT_TYPE_DUET\x10\x03\x12\x19\n\x15\x43ONTENT_TYPE_REACTION\x10\x04*\xb3\x01\n\x0bVideoStatus\x12\x1c\n\x18VIDEO_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16VIDEO_STATUS_UPLOADING\x10\x01\x12\x1b\n\x17VIDEO_STATUS_PROCESSING\x10\x02\x12\x1a\n\x16VIDEO_STATUS_PUBLISHED\x10\x03\x12\x17\n\x13VIDEO_STATUS_FAILED\x10\x04\x12\x18\n\x14VIDEO_STATUS_DELETED\x10\x05*T\n\x06\x44\x65vice\x12\x16\n\x12\x44\x45VICE_UNSPECIFIED\x10\x00\x12\x0e\n\nDEVICE_WEB\x10\x01\x12\x0e\n\nDEVICE_IOS\x10\x02\x12\x12\n\x0e\x44\x45VICE_ANDROID\x10\x03*\xf9\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x45VENT_TYPE_WATCH_START\x10\x01\x12\x1a\n\x16\x45VENT_TYPE_PROGRESS_25\x10\x02\x12\x1a\n\x16\x45VENT_TYPE_PROGRESS_50\x10\x03\x12\x1a\n\x16\x45VENT_TYPE_PROGRESS_75\x10\x04\x12\x1d\n\x19\x45VENT_TYPE_WATCH_COMPLETE\x10\x05\x12\x13\n\x0f\x45VENT_TYPE_LIKE\x10\x06\x12\x14\n\x10\x45VENT_TYPE_SHARE\x10\x07\x12\x16\n\x12\x45VENT_TYPE_COMMENT\x10\x08*\x8c\x01\n\x0fLiveStreamState\x12!\n\x1dLIVE_STREAM_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19LIVE_STREAM_STATE_CREATED\x10\x01\x12\x1a\n\x16LIVE_STREAM_STATE_LIVE\x10\x02\x12\x1b\n\x17LIVE_STREAM_STATE_ENDED\x10\x03*\xfd\x02\n\x10ModerationAction\x12!\n\x1dMODERATION_ACTION_UNSPECIFIED\x10\x00\x12$\n MODERATION_ACTION_DELETE_MESSAGE\x10\x01\x12\x1f\n\x1bMODERATION_ACTION_MUTE_USER\x10\x02\x12\x1e\n\x1aMODERATION_ACTION_BAN_USER\x10\x03\x12 \n\x1cMODERATION_ACTION_UNBAN_USER\x10\x04\x12!\n\x1dMODERATION_ACTION_UNMUTE_USER\x10\x05\x12#\n\x1fMODERATION_ACTION_SET_SLOW_MODE\x10\x06\x12(\n$MODERATION_ACTION_SET_FOLLOWERS_ONLY\x10\x07\x12#\n\x1fMODERATION_ACTION_ADD_MODERATOR\x10\x08\x12&\n\"MODERATION_ACTION_REMOVE_MODERATOR\x10\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15reels/v1/common.proto\x12\x08reels.v1\"U\n\x14VideoModerationFrame\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x14\n\x0ctime_seconds\x18\x03 \x01(\x01\x12\x0b\n\x03url\x18\x04 \x01(\t\"\xff\x01\n\x0fVideoModeration\x12\x33\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32!.reels.v1.VideoModerationDecision\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x32\n\ntop_frames\x18\x05 \x03(\x0b\x32\x1e.reels.v1.VideoModerationFrame\x12\x18\n\x10review_threshold\x18\x06 \x01(\x02\x12\x18\n\x10reject_threshold\x18\x07 \x01(\x02\x12\x15\n\rframes_scored\x18\x08 \x01(\x05\"\xbe\x01\n\tRendition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x15\n\rbandwidth_bps\x18\x04 \x01(\x03\x12\x1d\n\x15\x61verage_bandwidth_bps\x18\x05 \x01(\x03\x12\x0e\n\x06\x63odecs\x18\x06 \x01(\t\x12\x12\n\nframe_rate\x18\x07 \x01(\x01\x12\x14\n\x0cplaylist_key\x18\x08 \x01(\t\x12\x14\n\x0cplaylist_url\x18\t \x01(\t*\x94\x01\n\x0b\x43ontentType\x12\x1c\n\x18\x43ONTENT_TYPE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43ONTENT_TYPE_ORIGINAL\x10\x01\x12\x1a\n\x16\x43ONTENT_TYPE_CHALLENGE\x10\x02\x12\x15\n\x11\x43ONTENT_TYPE_DUET\x10\x03\x12\x19\n\x15\x43ONTENT_TYPE_REACTION\x10\x04*\xcf\x01\n\x0bVideoStatus\x12\x1c\n\x18VIDEO_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16VIDEO_STATUS_UPLOADING\x10\x01\x12\x1b\n\x17VIDEO_STATUS_PROCESSING\x10\x02\x12\x1a\n\x16VIDEO_STATUS_PUBLISHED\x10\x03\x12\x17\n\x13VIDEO_STATUS_FAILED\x10\x04\x12\x18\n\x14VIDEO_STATUS_DELETED\x10\x05\x12\x1a\n\x16VIDEO_STATUS_IN_REVIEW\x10\x06*\xb5\x01\n\x17VideoModerationDecision\x12)\n%VIDEO_MODERATION_DECISION_UNSPECIFIED\x10\x00\x12%\n!VIDEO_MODERATION_DECISION_PUBLISH\x10\x01\x12\"\n\x1eVIDEO_MODERATION_DECISION_HOLD\x10\x02\x12$\n VIDEO_MODERATION_DECISION_REJECT\x10\x03*T\n\x06\x44\x65vice\x12\x16\n\x12\x44\x45VICE_UNSPECIFIED\x10\x00\x12\x0e\n\nDEVICE_WEB\x10\x01\x12\x0e\n\nDEVICE_IOS\x10\x02\x12\x12\n\x0e\x44\x45VICE_ANDROID\x10\x03*\xf9\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x45VENT_TYPE_WATCH_START\x10\x01\x12\x1a\n\x16\x45VENT_TYPE_PROGRESS_25\x10\x02\x12\x1a\n\x16\x45VENT_TYPE_PROGRESS_50\x10\x03\x12\x1a\n\x16\x45VENT_TYPE_PROGRESS_75\x10\x04\x12\x1d\n\x19\x45VENT_TYPE_WATCH_COMPLETE\x10\x05\x12\x13\n\x0f\x45VENT_TYPE_LIKE\x10\x06\x12\x14\n\x10\x45VENT_TYPE_SHARE\x10\x07\x12\x16\n\x12\x45VENT_TYPE_COMMENT\x10\x08*\x8c\x01\n\x0fLiveStreamState\x12!\n\x1dLIVE_STREAM_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19LIVE_STREAM_STATE_CREATED\x10\x01\x12\x1a\n\x16LIVE_STREAM_STATE_LIVE\x10\x02\x12\x1b\n\x17LIVE_STREAM_STATE_ENDED\x10\x03*\xfd\x02\n\x10ModerationAction\x12!\n\x1dMODERATION_ACTION_UNSPECIFIED\x10\x00\x12$\n MODERATION_ACTION_DELETE_MESSAGE\x10\x01\x12\x1f\n\x1bMODERATION_ACTION_MUTE_USER\x10\x02\x12\x1e\n\x1aMODERATION_ACTION_BAN_USER\x10\x03\x12 \n\x1cMODERATION_ACTION_UNBAN_USER\x10\x04\x12!\n\x1dMODERATION_ACTION_UNMUTE_USER\x10\x05\x12#\n\x1fMODERATION_ACTION_SET_SLOW_MODE\x10\x06\x12(\n$MODERATION_ACTION_SET_FOLLOWERS_ONLY\x10\x07\x12#\n\x1fMODERATION_ACTION_ADD_MODERATOR\x10\x08\x12&\n\"MODERATION_ACTION_REMOVE_MODERATOR\x10\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'reels.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONTENTTYPE']._serialized_start=229
-  _globals['_CONTENTTYPE']._serialized_end=377
-  _globals['_VIDEOSTATUS']._serialized_start=380
-  _globals['_VIDEOSTATUS']._serialized_end=559
-  _globals['_DEVICE']._serialized_start=561
-  _globals['_DEVICE']._serialized_end=645
-  _globals['_EVENTTYPE']._serialized_start=648
-  _globals['_EVENTTYPE']._serialized_end=897
-  _globals['_LIVESTREAMSTATE']._serialized_start=900
-  _globals['_LIVESTREAMSTATE']._serialized_end=1040
-  _globals['_MODERATIONACTION']._serialized_start=1043
-  _globals['_MODERATIONACTION']._serialized_end=1424
-  _globals['_RENDITION']._serialized_start=36
-  _globals['_RENDITION']._serialized_end=226
+  _globals['_CONTENTTYPE']._serialized_start=574
+  _globals['_CONTENTTYPE']._serialized_end=722
+  _globals['_VIDEOSTATUS']._serialized_start=725
+  _globals['_VIDEOSTATUS']._serialized_end=932
+  _globals['_VIDEOMODERATIONDECISION']._serialized_start=935
+  _globals['_VIDEOMODERATIONDECISION']._serialized_end=1116
+  _globals['_DEVICE']._serialized_start=1118
+  _globals['_DEVICE']._serialized_end=1202
+  _globals['_EVENTTYPE']._serialized_start=1205
+  _globals['_EVENTTYPE']._serialized_end=1454
+  _globals['_LIVESTREAMSTATE']._serialized_start=1457
+  _globals['_LIVESTREAMSTATE']._serialized_end=1597
+  _globals['_MODERATIONACTION']._serialized_start=1600
+  _globals['_MODERATIONACTION']._serialized_end=1981
+  _globals['_VIDEOMODERATIONFRAME']._serialized_start=35
+  _globals['_VIDEOMODERATIONFRAME']._serialized_end=120
+  _globals['_VIDEOMODERATION']._serialized_start=123
+  _globals['_VIDEOMODERATION']._serialized_end=378
+  _globals['_RENDITION']._serialized_start=381
+  _globals['_RENDITION']._serialized_end=571
 # @@protoc_insertion_point(module_scope)

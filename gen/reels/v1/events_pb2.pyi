@@ -489,6 +489,66 @@ class VideoRejected(_message.Message):
 Global___VideoRejected: _TypeAlias = VideoRejected  # noqa: Y015
 
 @_typing.final
+class VideoModerated(_message.Message):
+    """Topic `video.moderated`, key video_id. Producer: svc_upload (outbox), which owns
+    video status. One event per moderation decision: the classifier's own
+    (decided_by "auto", reported by svc_transcode) and each moderator's
+    (DecideReview). Consumer: svc_transcode, which publishes a held video
+    (video.published) when a moderator approves it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    VIDEO_ID_FIELD_NUMBER: _builtins.int
+    CREATOR_ID_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    DECIDED_BY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    MODEL_NAME_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    REVIEW_THRESHOLD_FIELD_NUMBER: _builtins.int
+    REJECT_THRESHOLD_FIELD_NUMBER: _builtins.int
+    video_id: _builtins.str
+    creator_id: _builtins.str
+    decision: _common_pb2.VideoModerationDecision.ValueType
+    decided_by: _builtins.str
+    """"auto" for the classifier's decision; the moderator's user id otherwise."""
+    reason: _builtins.str
+    """Why: for a rejection, the reason the creator sees."""
+    score: _builtins.float
+    """The classifier's score of the video (max over its frames), 0..1."""
+    model_name: _builtins.str
+    model_version: _builtins.str
+    review_threshold: _builtins.float
+    reject_threshold: _builtins.float
+    @_builtins.property
+    def meta(self) -> Global___EventMeta: ...
+    def __init__(
+        self,
+        *,
+        meta: Global___EventMeta | None = ...,
+        video_id: _builtins.str = ...,
+        creator_id: _builtins.str = ...,
+        decision: _common_pb2.VideoModerationDecision.ValueType = ...,
+        decided_by: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        score: _builtins.float = ...,
+        model_name: _builtins.str = ...,
+        model_version: _builtins.str = ...,
+        review_threshold: _builtins.float = ...,
+        reject_threshold: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["creator_id", b"creator_id", "decided_by", b"decided_by", "decision", b"decision", "meta", b"meta", "model_name", b"model_name", "model_version", b"model_version", "reason", b"reason", "reject_threshold", b"reject_threshold", "review_threshold", b"review_threshold", "score", b"score", "video_id", b"video_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VideoModerated: _TypeAlias = VideoModerated  # noqa: Y015
+
+@_typing.final
 class VideoEvent(_message.Message):
     """Topic `video.events`, key video_id. Producer: svc_stream (RecordEvents);
     one per accepted player event. Fields mirror reels.v1.PlayerEvent.

@@ -33,6 +33,11 @@ class _FeedReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FeedReason
     FEED_REASON_FOLLOWEE: _FeedReason.ValueType  # 3
     FEED_REASON_FRESH: _FeedReason.ValueType  # 4
     FEED_REASON_EXPLORATION: _FeedReason.ValueType  # 5
+    FEED_REASON_SEEN_BEFORE: _FeedReason.ValueType  # 6
+    """Served to the user before (within REELS_RANK_SERVED_WINDOW_S): every unseen
+    video was served already, so the feed repeats the ones served longest ago
+    rather than going empty. The response lists FEED_FALLBACK_SEEN_BEFORE.
+    """
 
 class FeedReason(_FeedReason, metaclass=_FeedReasonEnumTypeWrapper):
     """Why an item is in the feed (which candidate source produced it)."""
@@ -43,6 +48,11 @@ FEED_REASON_SIMILAR: FeedReason.ValueType  # 2
 FEED_REASON_FOLLOWEE: FeedReason.ValueType  # 3
 FEED_REASON_FRESH: FeedReason.ValueType  # 4
 FEED_REASON_EXPLORATION: FeedReason.ValueType  # 5
+FEED_REASON_SEEN_BEFORE: FeedReason.ValueType  # 6
+"""Served to the user before (within REELS_RANK_SERVED_WINDOW_S): every unseen
+video was served already, so the feed repeats the ones served longest ago
+rather than going empty. The response lists FEED_FALLBACK_SEEN_BEFORE.
+"""
 Global___FeedReason: _TypeAlias = FeedReason  # noqa: Y015
 
 class _FeedFallback:
@@ -75,6 +85,13 @@ class _FeedFallbackEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FeedFall
     its items whose URLs were not signed yet are left out of the page (and not
     counted as served; a later list may offer them again).
     """
+    FEED_FALLBACK_SEEN_BEFORE: _FeedFallback.ValueType  # 7
+    """Too few videos the user has not been served yet to fill the page: it is
+    topped up with videos served before, least recently served first (those
+    items have reason FEED_REASON_SEEN_BEFORE). A client that gets only such
+    items can say "you're all caught up"; an empty feed without this fallback
+    means there is nothing to show at all.
+    """
 
 class FeedFallback(_FeedFallback, metaclass=_FeedFallbackEnumTypeWrapper):
     """Which degraded path served a feed (none: the full pipeline did)."""
@@ -102,6 +119,13 @@ FEED_FALLBACK_UNSIGNED: FeedFallback.ValueType  # 6
 """svc_stream was unavailable while a later page of a cached list was served:
 its items whose URLs were not signed yet are left out of the page (and not
 counted as served; a later list may offer them again).
+"""
+FEED_FALLBACK_SEEN_BEFORE: FeedFallback.ValueType  # 7
+"""Too few videos the user has not been served yet to fill the page: it is
+topped up with videos served before, least recently served first (those
+items have reason FEED_REASON_SEEN_BEFORE). A client that gets only such
+items can say "you're all caught up"; an empty feed without this fallback
+means there is nothing to show at all.
 """
 Global___FeedFallback: _TypeAlias = FeedFallback  # noqa: Y015
 

@@ -50,6 +50,24 @@ UPLOAD_STATE_EXPIRED: UploadState.ValueType  # 4
 UPLOAD_STATE_FAILED: UploadState.ValueType  # 5
 Global___UploadState: _TypeAlias = UploadState  # noqa: Y015
 
+class _ReviewDecision:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReviewDecisionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReviewDecision.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REVIEW_DECISION_UNSPECIFIED: _ReviewDecision.ValueType  # 0
+    REVIEW_DECISION_APPROVE: _ReviewDecision.ValueType  # 1
+    REVIEW_DECISION_REJECT: _ReviewDecision.ValueType  # 2
+
+class ReviewDecision(_ReviewDecision, metaclass=_ReviewDecisionEnumTypeWrapper):
+    """A moderator's verdict on a held video."""
+
+REVIEW_DECISION_UNSPECIFIED: ReviewDecision.ValueType  # 0
+REVIEW_DECISION_APPROVE: ReviewDecision.ValueType  # 1
+REVIEW_DECISION_REJECT: ReviewDecision.ValueType  # 2
+Global___ReviewDecision: _TypeAlias = ReviewDecision  # noqa: Y015
+
 @_typing.final
 class Video(_message.Message):
     """A video and its metadata."""
@@ -563,7 +581,7 @@ class GetVideoStatusResponse(_message.Message):
     video_id: _builtins.str
     status: _common_pb2.VideoStatus.ValueType
     failure_reason: _builtins.str
-    """Set when status is FAILED."""
+    """Set when status is FAILED (a moderation rejection says so, with its reason)."""
     stage: _builtins.str
     """Current processing stage, e.g. "probe", "transcode", "thumbnails", "publish"."""
     percent: _builtins.float
@@ -740,9 +758,10 @@ class UpdateVideoStatusRequest(_message.Message):
     STORYBOARD_KEY_FIELD_NUMBER: _builtins.int
     MASTER_PLAYLIST_KEY_FIELD_NUMBER: _builtins.int
     JOB_ID_FIELD_NUMBER: _builtins.int
+    MODERATION_FIELD_NUMBER: _builtins.int
     video_id: _builtins.str
     status: _common_pb2.VideoStatus.ValueType
-    """PROCESSING (progress), PUBLISHED or FAILED."""
+    """PROCESSING (progress), PUBLISHED, IN_REVIEW (held by moderation) or FAILED."""
     stage: _builtins.str
     percent: _builtins.float
     failure_reason: _builtins.str
@@ -761,6 +780,12 @@ class UpdateVideoStatusRequest(_message.Message):
 
     @_builtins.property
     def renditions(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Rendition]: ...
+    @_builtins.property
+    def moderation(self) -> _common_pb2.VideoModeration:
+        """The NSFW classifier's finding, with PUBLISHED, IN_REVIEW (held: the outputs
+        above are set, the video is not published) and FAILED (rejected).
+        """
+
     def __init__(
         self,
         *,
@@ -778,10 +803,11 @@ class UpdateVideoStatusRequest(_message.Message):
         storyboard_key: _builtins.str = ...,
         master_playlist_key: _builtins.str = ...,
         job_id: _builtins.str = ...,
+        moderation: _common_pb2.VideoModeration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "moderation", b"moderation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "failure_reason", b"failure_reason", "height", b"height", "job_id", b"job_id", "master_playlist_key", b"master_playlist_key", "percent", b"percent", "preview_key", b"preview_key", "renditions", b"renditions", "stage", b"stage", "status", b"status", "storyboard_key", b"storyboard_key", "thumbnail_key", b"thumbnail_key", "video_id", b"video_id", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "failure_reason", b"failure_reason", "height", b"height", "job_id", b"job_id", "master_playlist_key", b"master_playlist_key", "moderation", b"moderation", "percent", b"percent", "preview_key", b"preview_key", "renditions", b"renditions", "stage", b"stage", "status", b"status", "storyboard_key", b"storyboard_key", "thumbnail_key", b"thumbnail_key", "video_id", b"video_id", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -806,3 +832,135 @@ class UpdateVideoStatusResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateVideoStatusResponse: _TypeAlias = UpdateVideoStatusResponse  # noqa: Y015
+
+@_typing.final
+class ReviewItem(_message.Message):
+    """One video waiting for a moderator."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VIDEO_FIELD_NUMBER: _builtins.int
+    MODERATION_FIELD_NUMBER: _builtins.int
+    HELD_AT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def video(self) -> Global___Video: ...
+    @_builtins.property
+    def moderation(self) -> _common_pb2.VideoModeration:
+        """The classifier's finding: score, model name and version, thresholds, and the
+        highest-scoring frames (object-store keys; signed URLs where configured).
+        """
+
+    @_builtins.property
+    def held_at(self) -> _timestamp_pb2.Timestamp:
+        """When the video was held."""
+
+    def __init__(
+        self,
+        *,
+        video: Global___Video | None = ...,
+        moderation: _common_pb2.VideoModeration | None = ...,
+        held_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["held_at", b"held_at", "moderation", b"moderation", "video", b"video"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["held_at", b"held_at", "moderation", b"moderation", "video", b"video"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReviewItem: _TypeAlias = ReviewItem  # noqa: Y015
+
+@_typing.final
+class ListReviewQueueRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """1..100; 0 means 20."""
+    page_token: _builtins.str
+    """From a previous response's next_page_token."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReviewQueueRequest: _TypeAlias = ListReviewQueueRequest  # noqa: Y015
+
+@_typing.final
+class ListReviewQueueResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReviewItem]:
+        """Oldest held first."""
+
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___ReviewItem] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReviewQueueResponse: _TypeAlias = ListReviewQueueResponse  # noqa: Y015
+
+@_typing.final
+class DecideReviewRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VIDEO_ID_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    video_id: _builtins.str
+    decision: Global___ReviewDecision.ValueType
+    reason: _builtins.str
+    """Required for REJECT: shown to the creator."""
+    def __init__(
+        self,
+        *,
+        video_id: _builtins.str = ...,
+        decision: Global___ReviewDecision.ValueType = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "reason", b"reason", "video_id", b"video_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DecideReviewRequest: _TypeAlias = DecideReviewRequest  # noqa: Y015
+
+@_typing.final
+class DecideReviewResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VIDEO_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def video(self) -> Global___Video: ...
+    def __init__(
+        self,
+        *,
+        video: Global___Video | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["video", b"video"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["video", b"video"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DecideReviewResponse: _TypeAlias = DecideReviewResponse  # noqa: Y015

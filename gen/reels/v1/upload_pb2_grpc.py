@@ -92,6 +92,16 @@ class UploadServiceStub:
                 request_serializer=reels_dot_v1_dot_upload__pb2.UpdateVideoStatusRequest.SerializeToString,
                 response_deserializer=reels_dot_v1_dot_upload__pb2.UpdateVideoStatusResponse.FromString,
                 _registered_method=True)
+        self.ListReviewQueue = channel.unary_unary(
+                '/reels.v1.UploadService/ListReviewQueue',
+                request_serializer=reels_dot_v1_dot_upload__pb2.ListReviewQueueRequest.SerializeToString,
+                response_deserializer=reels_dot_v1_dot_upload__pb2.ListReviewQueueResponse.FromString,
+                _registered_method=True)
+        self.DecideReview = channel.unary_unary(
+                '/reels.v1.UploadService/DecideReview',
+                request_serializer=reels_dot_v1_dot_upload__pb2.DecideReviewRequest.SerializeToString,
+                response_deserializer=reels_dot_v1_dot_upload__pb2.DecideReviewResponse.FromString,
+                _registered_method=True)
 
 
 class UploadServiceServicer:
@@ -189,6 +199,25 @@ class UploadServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListReviewQueue(self, request, context):
+        """Moderators only (JWT claim `roles` containing "moderator"): the videos the
+        NSFW classifier held (status IN_REVIEW), oldest first, each with its
+        highest-scoring frames. Errors: PERMISSION_DENIED, INVALID_ARGUMENT (page).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DecideReview(self, request, context):
+        """Moderators only: approve (the video is published and enters feeds) or reject
+        (it fails with `reason`, which the creator sees) a held video.
+        Errors: PERMISSION_DENIED, INVALID_ARGUMENT (no decision; reject without a
+        reason), NOT_FOUND (no such video), FAILED_PRECONDITION (not in review).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UploadServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -246,6 +275,16 @@ def add_UploadServiceServicer_to_server(servicer, server):
                     servicer.UpdateVideoStatus,
                     request_deserializer=reels_dot_v1_dot_upload__pb2.UpdateVideoStatusRequest.FromString,
                     response_serializer=reels_dot_v1_dot_upload__pb2.UpdateVideoStatusResponse.SerializeToString,
+            ),
+            'ListReviewQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReviewQueue,
+                    request_deserializer=reels_dot_v1_dot_upload__pb2.ListReviewQueueRequest.FromString,
+                    response_serializer=reels_dot_v1_dot_upload__pb2.ListReviewQueueResponse.SerializeToString,
+            ),
+            'DecideReview': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecideReview,
+                    request_deserializer=reels_dot_v1_dot_upload__pb2.DecideReviewRequest.FromString,
+                    response_serializer=reels_dot_v1_dot_upload__pb2.DecideReviewResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -548,6 +587,60 @@ class UploadService:
             '/reels.v1.UploadService/UpdateVideoStatus',
             reels_dot_v1_dot_upload__pb2.UpdateVideoStatusRequest.SerializeToString,
             reels_dot_v1_dot_upload__pb2.UpdateVideoStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReviewQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reels.v1.UploadService/ListReviewQueue',
+            reels_dot_v1_dot_upload__pb2.ListReviewQueueRequest.SerializeToString,
+            reels_dot_v1_dot_upload__pb2.ListReviewQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecideReview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reels.v1.UploadService/DecideReview',
+            reels_dot_v1_dot_upload__pb2.DecideReviewRequest.SerializeToString,
+            reels_dot_v1_dot_upload__pb2.DecideReviewResponse.FromString,
             options,
             channel_credentials,
             insecure,

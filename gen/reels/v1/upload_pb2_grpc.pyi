@@ -77,6 +77,17 @@ class UploadServiceStub:
     """Internal (TranscodeService): progress, publication or failure of a video.
     Errors: NOT_FOUND, FAILED_PRECONDITION (illegal transition, e.g. deleted).
     """
+    ListReviewQueue: _grpc.UnaryUnaryMultiCallable[_upload_pb2.ListReviewQueueRequest, _upload_pb2.ListReviewQueueResponse]
+    """Moderators only (JWT claim `roles` containing "moderator"): the videos the
+    NSFW classifier held (status IN_REVIEW), oldest first, each with its
+    highest-scoring frames. Errors: PERMISSION_DENIED, INVALID_ARGUMENT (page).
+    """
+    DecideReview: _grpc.UnaryUnaryMultiCallable[_upload_pb2.DecideReviewRequest, _upload_pb2.DecideReviewResponse]
+    """Moderators only: approve (the video is published and enters feeds) or reject
+    (it fails with `reason`, which the creator sees) a held video.
+    Errors: PERMISSION_DENIED, INVALID_ARGUMENT (no decision; reject without a
+    reason), NOT_FOUND (no such video), FAILED_PRECONDITION (not in review).
+    """
 
 @_typing.type_check_only
 class UploadServiceAsyncStub(UploadServiceStub):
@@ -126,6 +137,17 @@ class UploadServiceAsyncStub(UploadServiceStub):
     UpdateVideoStatus: _aio.UnaryUnaryMultiCallable[_upload_pb2.UpdateVideoStatusRequest, _upload_pb2.UpdateVideoStatusResponse]  # type: ignore[assignment]
     """Internal (TranscodeService): progress, publication or failure of a video.
     Errors: NOT_FOUND, FAILED_PRECONDITION (illegal transition, e.g. deleted).
+    """
+    ListReviewQueue: _aio.UnaryUnaryMultiCallable[_upload_pb2.ListReviewQueueRequest, _upload_pb2.ListReviewQueueResponse]  # type: ignore[assignment]
+    """Moderators only (JWT claim `roles` containing "moderator"): the videos the
+    NSFW classifier held (status IN_REVIEW), oldest first, each with its
+    highest-scoring frames. Errors: PERMISSION_DENIED, INVALID_ARGUMENT (page).
+    """
+    DecideReview: _aio.UnaryUnaryMultiCallable[_upload_pb2.DecideReviewRequest, _upload_pb2.DecideReviewResponse]  # type: ignore[assignment]
+    """Moderators only: approve (the video is published and enters feeds) or reject
+    (it fails with `reason`, which the creator sees) a held video.
+    Errors: PERMISSION_DENIED, INVALID_ARGUMENT (no decision; reject without a
+    reason), NOT_FOUND (no such video), FAILED_PRECONDITION (not in review).
     """
 
 class UploadServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -239,6 +261,29 @@ class UploadServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_upload_pb2.UpdateVideoStatusResponse, _abc.Awaitable[_upload_pb2.UpdateVideoStatusResponse]]:
         """Internal (TranscodeService): progress, publication or failure of a video.
         Errors: NOT_FOUND, FAILED_PRECONDITION (illegal transition, e.g. deleted).
+        """
+
+    @_abc_1.abstractmethod
+    def ListReviewQueue(
+        self,
+        request: _upload_pb2.ListReviewQueueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_upload_pb2.ListReviewQueueResponse, _abc.Awaitable[_upload_pb2.ListReviewQueueResponse]]:
+        """Moderators only (JWT claim `roles` containing "moderator"): the videos the
+        NSFW classifier held (status IN_REVIEW), oldest first, each with its
+        highest-scoring frames. Errors: PERMISSION_DENIED, INVALID_ARGUMENT (page).
+        """
+
+    @_abc_1.abstractmethod
+    def DecideReview(
+        self,
+        request: _upload_pb2.DecideReviewRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_upload_pb2.DecideReviewResponse, _abc.Awaitable[_upload_pb2.DecideReviewResponse]]:
+        """Moderators only: approve (the video is published and enters feeds) or reject
+        (it fails with `reason`, which the creator sees) a held video.
+        Errors: PERMISSION_DENIED, INVALID_ARGUMENT (no decision; reject without a
+        reason), NOT_FOUND (no such video), FAILED_PRECONDITION (not in review).
         """
 
 def add_UploadServiceServicer_to_server(servicer: UploadServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,7 +1,7 @@
 // The signed-in creator's overview: StreamService.GetCreatorAnalytics for their own id
 // (the service answers PERMISSION_DENIED for anyone else's), headline figures, their
 // most viewed videos (each a link to its own page) and where the audience watches from.
-import { apiClient, describeError } from "../api";
+import { apiClient, describeError, isRetryable } from "../api";
 import { currentIdentity } from "../auth";
 import { h } from "../dom";
 import { StreamService, type GetCreatorAnalyticsResponse } from "../gen/reels/v1/stream_pb";
@@ -47,9 +47,10 @@ export async function creatorOverview({ root, signal }: PageContext): Promise<vo
     } catch (err) {
       if (signal.aborted) return;
       section.dataset.state = "error";
-      const retry = h("button", { type: "button" }, "Try again");
-      retry.addEventListener("click", () => void load());
-      status.replaceChildren(h("span", { role: "alert" }, `Could not load your analytics. ${describeError(err)}`), " ", retry);
+      // "Try again" only where asking again can work (unavailable, timed out, offline).
+      const retry = isRetryable(err) ? h("button", { type: "button" }, "Try again") : null;
+      retry?.addEventListener("click", () => void load());
+      status.replaceChildren(h("span", { role: "alert" }, `Could not load your analytics. ${describeError(err)}`), ...(retry ? [" ", retry] : []));
     }
   };
   await load();

@@ -3,7 +3,7 @@
 // text alternative), how far view sessions got (completion distribution), and the
 // audience's countries and devices.
 import { Code, ConnectError } from "@connectrpc/connect";
-import { apiClient, describeError } from "../api";
+import { apiClient, describeError, isRetryable } from "../api";
 import { h } from "../dom";
 import { StreamService, type GetVideoAnalyticsResponse } from "../gen/reels/v1/stream_pb";
 import type { PageContext } from "../router";
@@ -74,9 +74,11 @@ export async function videoAnalytics({ root, params, signal }: PageContext): Pro
           : ce.code === Code.NotFound
             ? "There is no published video with this id."
             : `Could not load the analytics. ${describeError(err)}`;
-      const retry = h("button", { type: "button" }, "Try again");
-      retry.addEventListener("click", () => void load());
-      status.replaceChildren(h("span", { role: "alert" }, why), " ", retry);
+      // "Try again" only where asking again can work (unavailable, timed out, offline):
+      // not for "not yours", "no such video" or a bad id.
+      const retry = isRetryable(err) ? h("button", { type: "button" }, "Try again") : null;
+      retry?.addEventListener("click", () => void load());
+      status.replaceChildren(h("span", { role: "alert" }, why), ...(retry ? [" ", retry] : []));
     }
   };
   refresh.addEventListener("click", () => void load());

@@ -28,6 +28,9 @@ export interface ChatPanelOptions {
   readonly moderator: boolean;
   /** Called once when the chat learns the stream ended. */
   readonly onEnded?: () => void;
+  /** The stream's state now: the chat takes messages only while it is live; before
+   * (and after) the input is disabled and a notice says why. */
+  readonly streamState: StreamPhase;
   readonly signal: AbortSignal;
 }
 
@@ -35,7 +38,17 @@ export interface ChatPanel {
   readonly element: HTMLElement;
   /** Subscribes and keeps the log current until the page goes away. */
   run(): Promise<void>;
+  /** The stream's state changed (went live, ended): opens or closes sending. */
+  setStreamState(state: StreamPhase): void;
 }
+
+export type StreamPhase = "created" | "live" | "ended";
+
+const CLOSED_NOTE: Record<StreamPhase, string> = {
+  created: "The stream has not started yet: the chat opens when it goes live.",
+  live: "",
+  ended: "The stream has ended, so the chat is closed.",
+};
 
 export function chatPanel(opts: ChatPanelOptions): ChatPanel {
   const { streamId, signal } = opts;
@@ -48,6 +61,7 @@ export function chatPanel(opts: ChatPanelOptions): ChatPanel {
   );
   const log = h("ol", { class: "chat-log", role: "log", "aria-live": "polite", "aria-labelledby": "chat-title" });
   const empty = h("p", { class: "help chat-empty" }, "No messages yet. Say hello!");
+  const closedNote = h("p", { id: "chat-closed", class: "help chat-closed", role: "status", hidden: true });
   const input = h("input", {
     id: "chat-input",
     name: "text",
@@ -55,7 +69,7 @@ export function chatPanel(opts: ChatPanelOptions): ChatPanel {
     maxlength: String(MAX_CHARS),
     autocomplete: "off",
     required: true,
-    "aria-describedby": "chat-send-error",
+    "aria-describedby": "chat-closed chat-send-error",
   });
   const sendButton = h("button", { type: "submit" }, "Send");
   const sendError = h("p", { id: "chat-send-error", class: "error", role: "alert" });
@@ -75,6 +89,7 @@ export function chatPanel(opts: ChatPanelOptions): ChatPanel {
     missed,
     h("div", { class: "chat-scroll" }, empty, log),
     opts.moderator ? modStatus : null,
+    closedNote,
     form,
     sendError,
   );
@@ -84,6 +99,22 @@ export function chatPanel(opts: ChatPanelOptions): ChatPanel {
   /** Messages by id (a tombstone names the message id too). */
   const byId = new Map<string, HTMLLIElement>();
   let endedOnce = false;
+  let phase = opts.streamState;
+  let connection: Connection = "connecting";
+  let connectionDetail = "";
+
+  /** Sending is open while the subscription works and the stream is LIVE. */
+  const updateSending = (): void => {
+    const closed = connection === "ended" || connection === "banned" || connection === "failed";
+    const notLive = phase !== "live" && !closed;
+    input.disabled = closed || notLive;
+    sendButton.disabled = closed || notLive;
+    closedNote.textContent = notLive ? CLOSED_NOTE[phase] : "";
+    closedNote.hidden = !notLive;
+    element.dataset.streamState = phase;
+    empty.textContent = phase === "live" ? "No messages yet. Say hello!" : "No messages yet.";
+    status.textContent = connectionDetail || (connection === "live" && !notLive ? "Connected." : "");
+  };
 
   const place = (offset: bigint, li: HTMLLIElement): void => {
     const existing = shown.get(offset);
@@ -186,10 +217,9 @@ export function chatPanel(opts: ChatPanelOptions): ChatPanel {
       connection: (state: Connection, detail: string) => {
         element.dataset.connection = state;
         element.dataset.subscriptions = String(feed.subscriptions);
-        status.textContent = detail || (state === "live" ? "Connected." : "");
-        const closed = state === "ended" || state === "banned" || state === "failed";
-        input.disabled = closed;
-        sendButton.disabled = closed;
+        connection = state;
+        connectionDetail = detail;
+        updateSending();
         if (state === "ended" && !endedOnce) {
           endedOnce = true;
           opts.onEnded?.();
@@ -312,7 +342,15 @@ export function chatPanel(opts: ChatPanelOptions): ChatPanel {
     );
   }
 
-  return { element, run: () => feed.run() };
+  updateSending();
+  return {
+    element,
+    run: () => feed.run(),
+    setStreamState: (now: StreamPhase) => {
+      phase = now;
+      updateSending();
+    },
+  };
 }
 
 function offsetOf(el: Element): bigint {

@@ -1,7 +1,7 @@
 // /live: the streams on air now (ListStreams state LIVE, newest first, "Load more"
 // while there is a next page), the signed-in user's own streams (to get back to one
 // that is not live yet) and the "Go live" form.
-import { apiClient, describeError } from "../api";
+import { apiClient, describeError, isRetryable } from "../api";
 import { currentIdentity } from "../auth";
 import { h } from "../dom";
 import { ChatService, type LiveStream } from "../gen/reels/v1/chat_pb";
@@ -68,9 +68,9 @@ export async function liveList({ root, signal }: PageContext): Promise<void> {
     } catch (err) {
       if (signal.aborted) return;
       liveNow.dataset.state = "error";
-      const retry = h("button", { type: "button" }, "Try again");
-      retry.addEventListener("click", () => void load(reset));
-      status.replaceChildren(h("span", { role: "alert" }, `Could not load the live streams. ${describeError(err)}`), " ", retry);
+      const retry = isRetryable(err) ? h("button", { type: "button" }, "Try again") : null;
+      retry?.addEventListener("click", () => void load(reset));
+      status.replaceChildren(h("span", { role: "alert" }, `Could not load the live streams. ${describeError(err)}`), ...(retry ? [" ", retry] : []));
     }
   };
 

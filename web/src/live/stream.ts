@@ -10,7 +10,7 @@ import { h } from "../dom";
 import { ChatService, type LiveStream } from "../gen/reels/v1/chat_pb";
 import { LiveStreamState } from "../gen/reels/v1/common_pb";
 import type { PageContext } from "../router";
-import { chatPanel } from "./chat";
+import { chatPanel, type StreamPhase } from "./chat";
 import { onAirFor, stateLabel, viewers } from "./format";
 import { credentials } from "./go-live";
 import { sendHeartbeats } from "./heartbeat";
@@ -52,11 +52,13 @@ export async function liveStream({ root, params, signal }: PageContext): Promise
   const isCreator = me !== "" && stream.creatorId === me;
   const badge = h("span", { class: "state-badge" });
   const viewerCount = h("span", { class: "viewer-count" });
+  // " · " only before a viewer count or air time (none while not started).
+  const viewerSep = h("span", { class: "meta-sep", hidden: true }, " · ");
   const heading = h(
     "header",
     { class: "stream-header" },
     h("h1", {}, stream.title || "Untitled stream"),
-    h("p", { class: "meta" }, badge, " ", `by ${stream.creatorId}${isCreator ? " (you)" : ""}`, " · ", viewerCount),
+    h("p", { class: "meta" }, badge, " ", `by ${stream.creatorId}${isCreator ? " (you)" : ""}`, viewerSep, viewerCount),
     stream.description ? h("p", { class: "stream-description" }, stream.description) : null,
     stream.tags.length ? h("ul", { class: "tags", "aria-label": "Tags" }, ...stream.tags.map((t) => h("li", {}, `#${t}`))) : null,
   );
@@ -70,6 +72,8 @@ export async function liveStream({ root, params, signal }: PageContext): Promise
     badge.className = `state-badge ${s.state === LiveStreamState.LIVE ? "live" : ""}`;
     viewerCount.textContent =
       s.state === LiveStreamState.LIVE ? viewers(s.viewerCount) : s.state === LiveStreamState.ENDED ? `on air ${onAirFor(s.duration)}` : "";
+    viewerSep.hidden = viewerCount.textContent === "";
+    panel.setStreamState(phaseOf(s.state));
   };
 
   const goneLive = (): void => {
@@ -80,6 +84,7 @@ export async function liveStream({ root, params, signal }: PageContext): Promise
     signal.addEventListener("abort", () => hb.abort(), { once: true });
     void sendHeartbeats(streamId, hb.signal, (n) => {
       viewerCount.textContent = viewers(n);
+      viewerSep.hidden = false;
       page.dataset.viewers = String(n);
     });
   };
@@ -91,6 +96,7 @@ export async function liveStream({ root, params, signal }: PageContext): Promise
       page.dataset.state = "ended";
       badge.textContent = stateLabel(LiveStreamState.ENDED);
       badge.className = "state-badge";
+      panel.setStreamState("ended");
     }
     const recording = s?.recordingVideoId;
     player.end(recording ? `The stream has ended. Its recording becomes video ${recording}.` : "The stream has ended.");
@@ -102,6 +108,7 @@ export async function liveStream({ root, params, signal }: PageContext): Promise
     me,
     creatorId: stream.creatorId,
     moderator: isCreator,
+    streamState: phaseOf(stream.state),
     signal,
     onEnded: () => {
       // The chat heard the end first: confirm with GetStream (duration, recording).
@@ -142,6 +149,10 @@ export async function liveStream({ root, params, signal }: PageContext): Promise
       }
     }
   }
+}
+
+function phaseOf(state: LiveStreamState): StreamPhase {
+  return state === LiveStreamState.LIVE ? "live" : state === LiveStreamState.ENDED ? "ended" : "created";
 }
 
 /** The creator's tools: encoder settings (the key only right after a rotation), key

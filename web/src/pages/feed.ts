@@ -12,12 +12,13 @@
 // Keys: ArrowDown/PageDown and ArrowUp/PageUp move between reels, Space or k plays and
 // pauses, m mutes; not while typing, and Space is left to a focused button.
 //
-// The section's data-state (loading, ready, empty, error) says where the feed is; each
+// The section's data-state (loading, ready, empty, error) says where the feed is
+// (data-caught-up: the first page holds only reels seen before); each
 // reel's data-player (idle, loading, playing, paused, buffering, error) where its video
 // is, for people and tests. `?v=<video id>` (a shared link) puts that reel first.
 import "../feed/feed.css";
 import { create } from "@bufbuild/protobuf";
-import { apiClient, describeError } from "../api";
+import { apiClient, describeError, isRetryable } from "../api";
 import { currentIdentity } from "../auth";
 import { h } from "../dom";
 import { commentsDialog } from "../feed/comments";
@@ -28,7 +29,14 @@ import { preloadPlayer, ReelPlayer } from "../feed/player";
 import { buildReel, formatCount, setFollowing, type ReelView } from "../feed/reel-view";
 import { WatchTracker } from "../feed/tracker";
 import { Device } from "../gen/reels/v1/common_pb";
-import { FeedItemSchema, FeedService, type FeedItem, type GetFeedResponse } from "../gen/reels/v1/rank_pb";
+import {
+  FeedFallback,
+  FeedItemSchema,
+  FeedReason,
+  FeedService,
+  type FeedItem,
+  type GetFeedResponse,
+} from "../gen/reels/v1/rank_pb";
 import { StreamService } from "../gen/reels/v1/stream_pb";
 import type { PageContext } from "../router";
 
@@ -403,12 +411,12 @@ export async function feedPage({ root, query, signal }: PageContext): Promise<vo
         status.replaceChildren(`${reels.length} reels`);
       } catch (err) {
         if (signal.aborted) return;
-        const retry = h("button", { type: "button" }, "Try again");
-        retry.addEventListener("click", () => {
+        const retry = isRetryable(err) ? h("button", { type: "button" }, "Try again") : null;
+        retry?.addEventListener("click", () => {
           status.replaceChildren();
           void loadMore();
         });
-        status.replaceChildren(h("span", { role: "alert" }, `Could not load more reels. ${describeError(err)}`), " ", retry);
+        status.replaceChildren(h("span", { role: "alert" }, `Could not load more reels. ${describeError(err)}`), ...(retry ? [" ", retry] : []));
       } finally {
         loading = null;
       }
@@ -452,20 +460,31 @@ export async function feedPage({ root, query, signal }: PageContext): Promise<vo
       cursor = page.nextCursor;
       const items = first ? [first, ...page.items.filter((i) => i.videoId !== first.videoId)] : page.items;
       addReels(items);
+      // The server tops the page up with reels served before when nothing unseen is
+      // left (FEED_FALLBACK_SEEN_BEFORE): "caught up", not "no reels".
+      const caughtUp =
+        page.fallbacks.includes(FeedFallback.SEEN_BEFORE) &&
+        page.items.every((i) => i.reason === FeedReason.SEEN_BEFORE);
+      section.dataset.caughtUp = String(caughtUp);
       if (reels.length === 0) {
         section.dataset.state = "empty";
-        status.replaceChildren("No reels yet. ", h("a", { href: "/upload" }, "Upload the first one"));
+        status.replaceChildren(
+          ...(caughtUp
+            ? ["You're all caught up: you have seen every reel. New ones show up here once they are published."]
+            : ["No reels yet. ", h("a", { href: "/upload" }, "Upload the first one")]),
+        );
         return;
       }
-      status.replaceChildren(reels.length === 1 ? "1 reel" : `${reels.length} reels`);
+      const count = reels.length === 1 ? "1 reel" : `${reels.length} reels`;
+      status.replaceChildren(caughtUp ? `You're all caught up: ${count} you have seen before.` : count);
       section.dataset.state = "ready";
       activate(0);
     } catch (err) {
       if (signal.aborted) return;
       section.dataset.state = "error";
-      const retry = h("button", { type: "button" }, "Try again");
-      retry.addEventListener("click", () => void loadFirst());
-      status.replaceChildren(h("span", { role: "alert" }, `Could not load the feed. ${describeError(err)}`), " ", retry);
+      const retry = isRetryable(err) ? h("button", { type: "button" }, "Try again") : null;
+      retry?.addEventListener("click", () => void loadFirst());
+      status.replaceChildren(h("span", { role: "alert" }, `Could not load the feed. ${describeError(err)}`), ...(retry ? [" ", retry] : []));
     }
   };
 

@@ -1,6 +1,6 @@
 // Sign-in for development: paste a token from the dev issuer (`make token AS=alice`).
 // The token stays in memory (auth.ts); a reload signs out.
-import { currentIdentity, signIn } from "../auth";
+import { currentIdentity, ExpiredTokenError, signIn, signOutNotice } from "../auth";
 import { h } from "../dom";
 import { navigate, type PageContext } from "../router";
 
@@ -25,10 +25,16 @@ export function signInPage({ root, query }: PageContext): void {
     "aria-describedby": "token-help token-error",
   });
   const error = h("p", { id: "token-error", class: "error", role: "alert" });
+  // Why the app signed out by itself (the token expired, or the API refused it).
+  const notice = signOutNotice();
+  const signedOut = notice
+    ? h("p", { id: "sign-out-notice", class: "notice", role: "alert", "data-reason": notice.reason }, notice.message)
+    : null;
   const form = h(
     "form",
     { class: "sign-in", "aria-labelledby": "sign-in-title" },
     h("h1", { id: "sign-in-title" }, "Sign in"),
+    signedOut,
     h("label", { for: "token" }, "Dev token"),
     field,
     h(
@@ -46,7 +52,10 @@ export function signInPage({ root, query }: PageContext): void {
     try {
       signIn(field.value);
     } catch (err) {
-      error.textContent = `That is not a token: ${err instanceof Error ? err.message : String(err)}.`;
+      error.textContent =
+        err instanceof ExpiredTokenError
+          ? `${err.message}.`
+          : `That is not a token: ${err instanceof Error ? err.message : String(err)}.`;
       field.focus();
       return;
     }

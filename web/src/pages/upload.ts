@@ -13,6 +13,7 @@ import { h } from "../dom";
 import type { PageContext } from "../router";
 import { charCount, formatBytes } from "../upload/format";
 import { currentJob, setCurrentJob, UploadJob } from "../upload/job";
+import { hashtagNotes } from "../upload/hashtags";
 import { createPanel } from "../upload/panel";
 import {
   chunkSizeFrom,
@@ -77,8 +78,17 @@ export async function uploadPage({ root, query, signal }: PageContext): Promise<
     autocomplete: "off",
     spellcheck: "false",
     placeholder: "#dance #citylife",
-    "aria-describedby": "upload-hashtags-help",
+    "aria-describedby": "upload-hashtags-help upload-hashtags-note",
   });
+  // Which typed tags the server will drop or split (emoji, punctuation), said as the
+  // user types: advice, not a refusal.
+  const hashtagsNote = h("p", { id: "upload-hashtags-note", class: "help upload-hashtags-note", "aria-live": "polite", hidden: true });
+  const updateHashtagsNote = (): void => {
+    const notes = hashtagNotes(hashtagsInput.value);
+    hashtagsNote.replaceChildren(...notes.map((n) => h("span", { class: "upload-hashtag-note" }, n)));
+    hashtagsNote.hidden = notes.length === 0;
+  };
+  hashtagsInput.addEventListener("input", updateHashtagsNote);
 
   const formError = h("p", { id: "upload-form-error", class: "error", role: "alert" });
   const submit = h("button", { type: "submit", class: "primary" }, "Upload");
@@ -120,6 +130,7 @@ export async function uploadPage({ root, query, signal }: PageContext): Promise<
       h("label", { for: "upload-hashtags" }, "Hashtags"),
       hashtagsInput,
       h("p", { id: "upload-hashtags-help", class: "help" }, "Optional: up to 30, separated by spaces or commas."),
+      hashtagsNote,
     ),
     formError,
     h("div", { class: "upload-actions" }, submit, startOver),
@@ -180,6 +191,7 @@ export async function uploadPage({ root, query, signal }: PageContext): Promise<
     titleInput.value = stored.metadata.title ?? "";
     descriptionInput.value = stored.metadata.description ?? "";
     hashtagsInput.value = stored.metadata.hashtags ?? "";
+    updateHashtagsNote();
     counters();
     const when = stored.createdAt ? ` on ${stored.createdAt.toLocaleString()}` : "";
     fileNote.textContent =
@@ -299,6 +311,7 @@ export async function uploadPage({ root, query, signal }: PageContext): Promise<
     titleInput.value = details.title;
     descriptionInput.value = details.description;
     hashtagsInput.value = details.hashtags;
+    updateHashtagsNote();
     counters();
     // The form stays in the page (disabled, hidden) while the job is shown: on a phone
     // the progress is what matters, and "Choose another file" brings the form back.

@@ -5,7 +5,8 @@
 // to another page and back keeps the upload running and shown.
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Upload } from "tus-js-client";
-import { apiClient, describeError } from "../api";
+import { apiClient, describeError, isRetryable } from "../api";
+import { tokenRefused } from "../auth";
 import { Device, VideoStatus } from "../gen/reels/v1/common_pb";
 import { StreamService } from "../gen/reels/v1/stream_pb";
 import { UploadService, type WatchVideoStatusResponse } from "../gen/reels/v1/upload_pb";
@@ -58,6 +59,9 @@ export interface Snapshot {
   /** A passing remark (reconnecting to the status, waiting for playback). */
   readonly note: string;
   readonly problem: UploadProblem | null;
+  /** In watch-error: whether following the status again may work (the service was
+   * unavailable or the network failed), so the page offers to check again. */
+  readonly watchRetryable: boolean;
   readonly failureReason: string;
   readonly result: Published | null;
 }
@@ -107,6 +111,7 @@ export class UploadJob {
       percent: null,
       note: "",
       problem: null,
+      watchRetryable: false,
       failureReason: "",
       result: null,
     };
@@ -172,6 +177,9 @@ export class UploadJob {
         onError: (err) => {
           if (this.stop.signal.aborted) return;
           const problem = describeTusError(err);
+          // A refused token (401) signs out like every other call's UNAUTHENTICATED:
+          // the header stops saying "Signed in as", the sign-in page says why.
+          if (problem.status === 401) tokenRefused();
           this.set({ phase: "upload-error", problem });
           // Of no further use (too big, quota, not a video, expired): a new upload of
           // the same file must not try to resume it.
@@ -264,7 +272,11 @@ export class UploadJob {
           const code = ConnectError.from(err).code;
           const fatal = code === Code.NotFound || code === Code.Unauthenticated || code === Code.PermissionDenied;
           if (fatal || failures >= WATCH_RETRY_MS.length) {
-            this.set({ phase: "watch-error", note: `Could not follow the processing: ${describeError(err)}` });
+            this.set({
+              phase: "watch-error",
+              note: `Could not follow the processing: ${describeError(err)}`,
+              watchRetryable: !fatal && isRetryable(err),
+            });
             return;
           }
         }
@@ -325,7 +337,11 @@ export class UploadJob {
       this.set({ result: { ...result, ...thumbnail } });
     } catch (err) {
       if (signal.aborted) return;
-      this.set({ phase: "watch-error", note: `Published, but the video could not be loaded: ${describeError(err)}` });
+      this.set({
+        phase: "watch-error",
+        note: `Published, but the video could not be loaded: ${describeError(err)}`,
+        watchRetryable: isRetryable(err),
+      });
     }
   }
 

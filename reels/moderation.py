@@ -1,0 +1,441 @@
+"""Text moderation: the one step every typed text passes after ``reels.text`` normalised
+it (titles, descriptions, hashtags, comments, chat messages, live stream titles,
+descriptions and tags).
+
+Two stages, always in this order (docs/DECISIONS.md, "Text moderation (issue 13)"):
+
+1. **The blocklist** (:class:`Blocklist`), pure and synchronous, so the validation
+   functions that already normalise each text (``svc_upload/limits.py``,
+   ``svc_stream/engagement/store.py``, ``svc_chat/chat/validation.py``,
+   ``svc_chat/streams/validation.py``) call it right after :func:`reels.text.normalise_text`.
+   The list is the file ``REELS_TEXT_BLOCKLIST`` (default ``safety/text/blocklist.txt``;
+   format in that file), read once per process (:func:`default`).
+2. **A classifier** (:class:`TextClassifier`), optional: any object with
+   ``async def check(field, text) -> Refusal | None``, made by the factory that
+   ``REELS_TEXT_CLASSIFIER`` names as ``package.module:factory`` (empty: none). It runs
+   only on texts the blocklist let through, where the call site is async
+   (:meth:`TextModerator.classify`).
+
+What the blocklist matches. A text and every listed term are folded the same way, one
+character at a time (:func:`fold`), so a match can be shown as the user typed it:
+
+- **NFKC**: fullwidth ``ｆｕｃｋ`` and mathematical ``𝐟𝐮𝐜𝐤`` are ``fuck`` (UAX #15).
+- **Invisible characters** go: Unicode's Default_Ignorable_Code_Point (ZWSP, ZWNJ, ZWJ,
+  word joiner, soft hyphen, BOM, variation selectors...) and other format characters
+  (Cf), so ``fu\\u200bck`` is ``fuck`` (UTS #39 §3.1 ignores them for confusables too).
+- **Case**: full casefolding (Unicode §3.13; ``ß`` is ``ss``).
+- **Accents**: NFKD, then every combining mark dropped (``fück`` is ``fuck``), with a few
+  letters NFKD does not decompose (``ł ø đ ı``...).
+- **Look-alike letters** (homoglyphs) of Cyrillic and Greek become the Latin letter
+  they are drawn as (``а е о р с х і ѕ`` and ``Α Β Ε Η Κ Μ Ν Ο Ρ Τ Χ``...; a subset of
+  UTS #39's confusables.txt, the letters spoofers use).
+
+A term then matches when its words appear as **whole words** of the folded text
+(nothing before or after them that is a letter or digit), which is what avoids the
+Scunthorpe problem: ``ass`` does not refuse "classic", "assassin" or "glass", ``cock``
+not "cocktail", ``sex`` not "Essex". Within a word:
+
+- **leetspeak**: each letter also matches its usual digits and symbols (``0`` o,
+  ``1`` i or l, ``3`` e, ``4`` a, ``5`` s, ``7`` t, ``8`` b, ``9``/``6`` g, ``2`` z,
+  ``@`` a, ``$`` s, ``!`` i, ``|`` i or l, ``+`` t, ``€`` e): :data:`LEET`;
+- **repeated letters**: each letter of the term may repeat (``fuuuuck``), but a
+  double letter of the term stays at least double, so ``ass`` does not refuse "as";
+- **separators between letters**: the whole word spelt out with a space, ``.``,
+  ``_``, ``-``, ``*``... between every two letters (``f u c k``, ``f.u.c.k``,
+  ``f_u_c_k``): :data:`SEPARATORS`.
+
+A phrase of several words matches its words in order with anything but letters and
+digits between them (``kill   yourself!``, ``kill-yourself``). Word forms are not
+guessed: ``fuck`` does not refuse "fucking" unless the list has it too.
+
+Scripts written without spaces (Chinese, Japanese, Thai, Lao, Khmer, Myanmar,
+Tibetan) have no word boundaries to match against: a term whose first (last) character
+is of such a script matches without a boundary on that side, i.e. as a substring. The
+list author picks such terms long enough not to refuse innocent words. Latin terms in
+such text still need a boundary against Latin letters and digits only
+(``fuck東京`` is refused).
+
+Errors: a refused text raises :class:`ModerationError`, an ``INVALID_ARGUMENT`` (a
+:class:`reels.text.TextError`) whose BadRequest violation names the field the client
+used; its message reads ``title: contains a blocked term ("F.U.C.K"); edit it and try
+again``. A broken list or classifier setting raises :class:`reels.config.SettingError`
+on first use. A classifier that raises fails the request (INTERNAL): one that wants to
+fail open catches its own errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import importlib
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from itertools import groupby
+from pathlib import Path
+from typing import Protocol
+
+from reels import config, errors, text
+
+# -- folding --------------------------------------------------------------------------
+
+# Capital letters whose small form looks different (Greek Η is H, its η is n): mapped
+# before casefolding. From UTS #39 confusables.txt, letters only.
+_UPPER_LOOKALIKES = {
+    # Greek
+    "Α": "a", "Β": "b", "Ε": "e", "Ζ": "z", "Η": "h", "Ι": "i", "Κ": "k", "Μ": "m",
+    "Ν": "n", "Ο": "o", "Ρ": "p", "Τ": "t", "Υ": "y", "Χ": "x",
+    # Cyrillic
+    "А": "a", "В": "b", "Е": "e", "К": "k", "М": "m", "Н": "h", "О": "o", "Р": "p",
+    "С": "c", "Т": "t", "Х": "x", "У": "y", "І": "i", "Ј": "j", "Ѕ": "s", "Ү": "y",
+}  # fmt: skip
+# Small letters (after casefolding and dropping marks) drawn like a Latin letter, and
+# Latin letters NFKD does not decompose.
+_LOWER_LOOKALIKES = {
+    # Cyrillic
+    "а": "a", "в": "b", "г": "r", "е": "e", "к": "k", "м": "m", "н": "h", "о": "o",
+    "п": "n", "р": "p", "с": "c", "т": "t", "у": "y", "х": "x", "ь": "b", "і": "i",
+    "ј": "j", "ѕ": "s", "һ": "h", "ԁ": "d", "ԛ": "q", "ԝ": "w", "ү": "y", "ӏ": "l",
+    # Greek
+    "α": "a", "β": "b", "γ": "y", "ε": "e", "η": "n", "ι": "i", "κ": "k", "μ": "u",
+    "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ω": "w",
+    # Latin without a decomposition
+    "ı": "i", "ł": "l", "ø": "o", "đ": "d", "ħ": "h", "ŧ": "t", "ɑ": "a", "ɡ": "g",
+    "ɩ": "i", "æ": "ae", "œ": "oe",
+}  # fmt: skip
+
+
+def _ignorable(ch: str) -> bool:
+    return text._is_default_ignorable(ord(ch)) or unicodedata.category(ch) == "Cf"
+
+
+@functools.lru_cache(maxsize=8192)
+def fold(ch: str) -> str:
+    """What one character of a text is matched as (module docstring): NFKC, invisible
+    characters dropped, look-alike capitals mapped, casefolded, marks dropped, look-alike
+    small letters mapped. Possibly several characters (``ß``), possibly none (ZWSP)."""
+    out: list[str] = []
+    for c in unicodedata.normalize("NFKC", ch):
+        if _ignorable(c):
+            continue
+        c = _UPPER_LOOKALIKES.get(c, c)
+        for d in unicodedata.normalize("NFKD", c.casefold()):
+            if unicodedata.category(d)[0] == "M" or _ignorable(d):
+                continue
+            out.append(_LOWER_LOOKALIKES.get(d, d))
+    return "".join(out)
+
+
+def folded(value: str) -> tuple[str, list[int]]:
+    """``value`` folded, and for each folded character the index of the character of
+    ``value`` it came from (to show a match as typed)."""
+    chars: list[str] = []
+    origin: list[int] = []
+    for i, ch in enumerate(value):
+        for c in fold(ch):
+            chars.append(c)
+            origin.append(i)
+    return "".join(chars), origin
+
+
+# -- patterns -------------------------------------------------------------------------
+
+# What else each letter of a term matches (leetspeak).
+LEET: dict[str, str] = {
+    "a": "a4@",
+    "b": "b8",
+    "e": "e3€",
+    "g": "g96",
+    "i": "i1!|",
+    "l": "l1|",
+    "o": "o0",
+    "s": "s5$",
+    "t": "t7+",
+    "z": "z2",
+}
+# Between every two letters of a word spelt out: "f u c k", "f.u.c.k", "f_u_c_k".
+SEPARATORS = " \t\n._-*~·•,:;/\\'\"^="
+# Scripts written without spaces between words: no word boundary on these sides.
+_NO_SPACE = (
+    "\u0e00-\u0eff"  # Thai, Lao
+    "\u0f00-\u0fff"  # Tibetan
+    "\u1000-\u109f"  # Myanmar
+    "\u1780-\u17ff"  # Khmer
+    "\u3040-\u30ff\u31f0-\u31ff"  # Hiragana, Katakana
+    "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # CJK ideographs
+    "\U00020000-\U0003134f"
+)
+_NO_SPACE_CHAR = re.compile(f"[{_NO_SPACE}]")
+_WORD_CHAR = f"[^\\W_{_NO_SPACE}]"  # a letter or digit of a script with spaces
+_BEFORE = f"(?<!{_WORD_CHAR})"
+_AFTER = f"(?!{_WORD_CHAR})"
+_GAP = r"[\W_]+"
+_SEP = "[" + re.escape(SEPARATORS) + "]+"
+_TERM_WORDS = re.compile(r"[\W_]+")
+
+
+def _class(ch: str) -> str:
+    alts = LEET.get(ch)
+    if not alts:
+        return re.escape(ch)
+    return "[" + re.escape(alts) + "]"
+
+
+def _compact(word: str) -> str:
+    """``word`` with leetspeak and repeated letters: ``ass`` is ``[a4@]+[s5$]{2,}``."""
+    parts = []
+    for ch, run in groupby(word):
+        n = len(list(run))
+        parts.append(_class(ch) + ("+" if n == 1 else f"{{{n},}}"))
+    return "".join(parts)
+
+
+def _spaced(word: str) -> str:
+    """``word`` spelt out with separators between every two letters: ``f.u.c.k``."""
+    return _SEP.join(_class(ch) for ch in word)
+
+
+def _pattern(words: list[str]) -> str:
+    """The regular expression of one folded term (module docstring)."""
+    body = _GAP.join(_compact(w) for w in words)
+    if len(words) == 1 and len(words[0]) > 1 and not _NO_SPACE_CHAR.search(words[0]):
+        body = f"(?:{body}|{_spaced(words[0])})"
+    before = "" if _NO_SPACE_CHAR.match(words[0][0]) else _BEFORE
+    after = "" if _NO_SPACE_CHAR.match(words[-1][-1]) else _AFTER
+    return before + body + after
+
+
+# -- the blocklist --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Term:
+    """One line of a blocklist: the term as written and its optional category."""
+
+    text: str
+    category: str = ""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A blocked term found in a text: the term, and the text's words as typed."""
+
+    term: Term
+    typed: str
+
+
+_CATEGORY = re.compile(r"^([a-z][a-z0-9_]*)\s*:\s*(\S.*)$")
+
+
+class Blocklist:
+    """Terms and phrases matched as whole words of folded text (module docstring)."""
+
+    def __init__(self, terms: Iterable[Term]) -> None:
+        self.terms: list[Term] = []
+        patterns: list[str] = []
+        for term in terms:
+            words = [w for w in _TERM_WORDS.split(folded(term.text)[0]) if w]
+            if not words:
+                raise ValueError(f"blocked term {term.text!r} has no letters or digits")
+            patterns.append(f"(?P<t{len(self.terms)}>{_pattern(words)})")
+            self.terms.append(term)
+        self._regex = re.compile("|".join(patterns)) if patterns else None
+
+    @classmethod
+    def parse(cls, lines: Iterable[str], source: str = "<blocklist>") -> Blocklist:
+        """A blocklist from the lines of a list file (format: ``safety/text/blocklist.txt``):
+        one term or phrase a line, ``#`` comments, optional ``category:`` prefix.
+        ValueError names ``source`` and the line of a term with no letters."""
+        terms: list[Term] = []
+        for number, line in enumerate(lines, 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            found = _CATEGORY.match(line)
+            term = Term(found.group(2).strip(), found.group(1)) if found else Term(line)
+            if not any(c.isalnum() for c in folded(term.text)[0]):
+                raise ValueError(f"{source}:{number}: {line!r} has no letters or digits")
+            terms.append(term)
+        return cls(terms)
+
+    @classmethod
+    def load(cls, path: Path) -> Blocklist:
+        """The list in file ``path`` (UTF-8); SettingError naming REELS_TEXT_BLOCKLIST
+        when it cannot be read or parsed."""
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+            return cls.parse(lines, str(path))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise config.SettingError(f"REELS_TEXT_BLOCKLIST={path}: {exc}") from exc
+
+    def find(self, value: str, most: int = 3) -> list[Hit]:
+        """Up to ``most`` blocked terms in ``value``, each shown as typed (distinct)."""
+        if self._regex is None or not value:
+            return []
+        canon, origin = folded(value)
+        hits: dict[str, Hit] = {}
+        for m in self._regex.finditer(canon):
+            start, end = m.span()
+            typed = value[origin[start] : origin[end - 1] + 1]
+            term = self.terms[int(str(m.lastgroup)[1:])]
+            hits.setdefault(typed, Hit(term, typed))
+            if len(hits) >= most:
+                break
+        return list(hits.values())
+
+
+# -- refusals -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a text is refused: ``field`` as the client named it, ``reason`` the phrase a
+    person reads after it ("contains a blocked term (...); edit it and try again")."""
+
+    field: str
+    reason: str
+
+
+class ModerationError(text.TextError):
+    """A text moderation refused: INVALID_ARGUMENT naming ``field``; the message reads
+    "<label>: <reason>"."""
+
+    def __init__(self, field: str, label: str, reason: str) -> None:
+        super().__init__(field, label, reason)
+        self.message = f"{label}: {reason}"
+        self.args = (self.message,)
+
+
+class TextClassifier(Protocol):
+    """A model that judges text the blocklist let through (``REELS_TEXT_CLASSIFIER``).
+
+    ``check`` gets the field name ("title", "text"...) and the normalised text, and
+    returns a :class:`Refusal` (its ``reason`` is shown to the user after the field's
+    name) or None. It runs on the event loop: do I/O asynchronously and CPU-heavy work
+    in a worker thread or another process (e.g. Triton).
+    """
+
+    async def check(self, field: str, text: str) -> Refusal | None: ...
+
+
+def _reason(hits: list[Hit]) -> str:
+    shown = ", ".join(
+        (f"{h.term.category}: " if h.term.category else "") + f'"{text.shown(h.typed)}"'
+        for h in hits
+    )
+    what = "a blocked term" if len(hits) == 1 else "blocked terms"
+    return f"contains {what} ({shown}); edit it and try again"
+
+
+def raise_refusals(refusals: list[Refusal], labels: Mapping[str, str] | None = None) -> None:
+    """One :class:`ModerationError`, or one InvalidArgument naming every refused field."""
+    labels = labels or {}
+    problems = [ModerationError(r.field, labels.get(r.field, r.field), r.reason) for r in refusals]
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise errors.InvalidArgument(
+            "; ".join(p.message for p in problems), [v for p in problems for v in p.violations]
+        )
+
+
+class TextModerator:
+    """The blocklist, then the optional classifier (module docstring)."""
+
+    def __init__(self, blocklist: Blocklist, classifier: TextClassifier | None = None) -> None:
+        self.blocklist = blocklist
+        self.classifier = classifier
+
+    @classmethod
+    def from_settings(cls, settings: config.TextModerationSettings) -> TextModerator:
+        return cls(Blocklist.load(settings.blocklist), load_classifier(settings.classifier))
+
+    def refusal(self, field: str, value: str) -> Refusal | None:
+        """The blocklist's refusal of ``value`` (already normalised), or None."""
+        hits = self.blocklist.find(value)
+        return Refusal(field, _reason(hits)) if hits else None
+
+    def check(self, field: str, value: str, *, label: str | None = None) -> str:
+        """``value`` when the blocklist lets it through, else :class:`ModerationError`."""
+        found = self.refusal(field, value)
+        if found:
+            raise ModerationError(field, label or field, found.reason)
+        return value
+
+    async def classify(
+        self, texts: Mapping[str, str], *, labels: Mapping[str, str] | None = None
+    ) -> None:
+        """Run the classifier (if any) on each non-empty text of ``texts`` (field ->
+        text), concurrently; one error naming every refused field. Call it after
+        :meth:`check` passed (the blocklist always runs first)."""
+        classifier = self.classifier
+        if classifier is None:
+            return
+        fields = [(f, v) for f, v in texts.items() if v]
+        results = await asyncio.gather(*(classifier.check(f, v) for f, v in fields))
+        refusals = [
+            dataclasses.replace(r, field=f) for (f, _), r in zip(fields, results, strict=True) if r
+        ]
+        raise_refusals(refusals, labels)
+
+    async def review(
+        self, texts: Mapping[str, str], *, labels: Mapping[str, str] | None = None
+    ) -> None:
+        """Both stages on ``texts``: the blocklist on each, then the classifier on those
+        it let through; one error naming every refused field."""
+        refusals = [r for f, v in texts.items() if v and (r := self.refusal(f, v))]
+        passed = {f: v for f, v in texts.items() if f not in {r.field for r in refusals}}
+        try:
+            await self.classify(passed, labels=labels)
+        except errors.InvalidArgument as exc:
+            refusals += [Refusal(f, d) for f, d in exc.violations]
+        raise_refusals(refusals, labels)
+
+
+def load_classifier(spec: str) -> TextClassifier | None:
+    """The classifier the factory ``package.module:factory`` makes (called with no
+    arguments), or None for "". SettingError naming REELS_TEXT_CLASSIFIER otherwise."""
+    if not spec.strip():
+        return None
+    module, sep, name = spec.strip().partition(":")
+    if not sep or not module or not name:
+        raise config.SettingError(
+            f"REELS_TEXT_CLASSIFIER={spec!r}: expected package.module:factory"
+        )
+    try:
+        factory = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise config.SettingError(f"REELS_TEXT_CLASSIFIER={spec!r}: {exc}") from exc
+    classifier = factory()
+    if not callable(getattr(classifier, "check", None)):
+        raise config.SettingError(
+            f"REELS_TEXT_CLASSIFIER={spec!r}: {type(classifier).__name__} has no check()"
+        )
+    return classifier  # type: ignore[no-any-return]
+
+
+# -- the process's moderator ----------------------------------------------------------
+
+
+@functools.cache
+def default() -> TextModerator:
+    """This process's moderator, from the platform settings (``REELS_TEXT_BLOCKLIST``,
+    ``REELS_TEXT_CLASSIFIER``), built on first use and kept: the list is read once."""
+    return TextModerator.from_settings(config.platform().text_moderation)
+
+
+def check(field: str, value: str, *, label: str | None = None) -> str:
+    """:meth:`TextModerator.check` of the process's moderator (sync call sites)."""
+    return default().check(field, value, label=label)
+
+
+def refusal(field: str, value: str) -> Refusal | None:
+    """:meth:`TextModerator.refusal` of the process's moderator."""
+    return default().refusal(field, value)
+
+
+async def classify(texts: Mapping[str, str], *, labels: Mapping[str, str] | None = None) -> None:
+    """:meth:`TextModerator.classify` of the process's moderator (async call sites)."""
+    await default().classify(texts, labels=labels)
