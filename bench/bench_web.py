@@ -370,6 +370,7 @@ class Mesh:
             "REELS_CLICKHOUSE_DSN": f"chdb://{self.tmp / 'chdb'}",
             "REELS_MILVUS_URI": str(self.tmp / "milvus" / "bench.db"),
             "REELS_EMBEDDINGS": "off",
+            "REELS_NSFW_MODERATION": "off",  # no Triton in this mesh
             "REELS_TRENDING_INTERVAL_S": "1",
             # No Triton answering: the rule scorer ranks (as the service falls back to).
             **({} if port_open(triton[0], int(triton[1])) else {"REELS_RANK_RANKER": "off"}),

@@ -39,6 +39,7 @@ from svc_upload import scan_jobs
 from svc_upload.limits import (
     NewUpload,
     UploadLimits,
+    review,
     seconds_until_utc_midnight,
     utc_day_start,
     validate,
@@ -229,6 +230,7 @@ class UploadCore:
         per-user advisory lock so two concurrent creates cannot both take the last slot.
         """
         meta = validate(meta, self.limits)
+        await review(meta)  # the pluggable text classifier (REELS_TEXT_CLASSIFIER), if any
         video_id, upload_id = uuid.uuid4(), uuid.uuid4()
         async with self.sessionmaker() as session, session.begin():
             await session.execute(
