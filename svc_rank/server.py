@@ -279,8 +279,8 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
                 fallbacks.add(rank_pb2.FEED_FALLBACK_REDIS_TRENDING)
         if built.redis_down:
             cache = False
-        elif not built.stream_down and len(items) < offset + limit:
-            # Too few unseen videos for the page: top it up with served ones.
+        elif not built.stream_down and len(items) <= offset:
+            # Nothing unseen left for this page: fill it with served ones (flagged).
             items = items + await self._seen_before(
                 user, {i.video_id for i in items}, offset + limit - len(items)
             )
