@@ -36,13 +36,13 @@ models: setup     ## build the ONNX models Triton serves
 test: setup       ## run the whole test suite against real components
 	@bash scripts/test.sh
 
-up: setup         ## start the whole mesh on loopback (Envoy on 127.0.0.1:8080)
+up: setup         ## start the whole mesh on loopback under supervisor (Envoy on 127.0.0.1:8080)
 	@bash scripts/up.sh
 
 demo: up          ## does it work? run the mesh, push one reel through it (upload → publish → play)
 	@$(PY) -m reels_dev.demo
 
-status:           ## health of every component (gRPC health checks + Envoy's cluster view)
+status:           ## health of every component (health checks, process state/pid/restarts, Envoy's view)
 	@$(PY) -m reels_dev status
 
 logs:             ## follow one component's log: make logs S=svc_rank (no S: the whole mesh)

@@ -355,17 +355,42 @@ class ServerSettings:
     port: int
     host: str = "127.0.0.1"
     grace_seconds: float = 10.0
+    # Admission control (reels.admission): unary calls in progress at once (0: no
+    # limit) and how long a call waits for a slot before RESOURCE_EXHAUSTED, seconds.
+    max_inflight_rpcs: int = 256
+    admission_wait_s: float = 1.0
 
 
 def server_settings(service: str, env: Mapping[str, str] | None = None) -> ServerSettings:
-    """``REELS_<SERVICE>_PORT``, ``REELS_HOST``, ``REELS_SHUTDOWN_GRACE_SECONDS``."""
+    """``REELS_<SERVICE>_PORT``, ``REELS_HOST``, ``REELS_SHUTDOWN_GRACE_SECONDS``,
+    ``REELS_MAX_INFLIGHT_RPCS`` and ``REELS_ADMISSION_WAIT_MS`` (each of the last two
+    overridable per service: ``REELS_<SERVICE>_MAX_INFLIGHT_RPCS``...)."""
     env = os.environ if env is None else env
     name = f"REELS_{service.upper()}_PORT"
     port = _parse(int, env.get(name) or str(DEFAULT_PORTS[service]), name)
     grace = _parse(
         float, env.get("REELS_SHUTDOWN_GRACE_SECONDS") or "10", "REELS_SHUTDOWN_GRACE_SECONDS"
     )
-    return ServerSettings(port=port, host=env.get("REELS_HOST") or "127.0.0.1", grace_seconds=grace)
+
+    def per_service(var: str, default: str) -> tuple[str, str]:
+        own = f"REELS_{service.upper()}_{var}"
+        if env.get(own):
+            return own, env[own]
+        return f"REELS_{var}", env.get(f"REELS_{var}") or default
+
+    inflight_name, inflight = per_service("MAX_INFLIGHT_RPCS", "256")
+    wait_name, wait_ms = per_service("ADMISSION_WAIT_MS", "1000")
+    max_inflight = _parse(int, inflight, inflight_name)
+    wait = _parse(float, wait_ms, wait_name)
+    if max_inflight < 0 or wait < 0:
+        raise SettingError(f"{inflight_name} and {wait_name} must be >= 0")
+    return ServerSettings(
+        port=port,
+        host=env.get("REELS_HOST") or "127.0.0.1",
+        grace_seconds=grace,
+        max_inflight_rpcs=max_inflight,
+        admission_wait_s=wait / 1000,
+    )
 
 
 def server_group(service: str) -> Any:
@@ -404,8 +429,38 @@ class FrontDoorSettings(FromEnv):
         "REELS_CORS_ORIGINS",
         "browser origins allowed to call the API (comma list; `*` allows any)",
     )
+    # Rate limits (docs/DECISIONS.md, "Rate limits (issue 14)"): one bucket per client
+    # and class, holding its budget and refilled by it every REELS_RATE_LIMIT_FILL_SECONDS.
+    rate_limit_reads: int = setting(
+        100, "REELS_RATE_LIMIT_READS", "reads (Get/List/Watch RPCs) per fill interval, per user"
+    )
+    rate_limit_writes: int = setting(
+        50, "REELS_RATE_LIMIT_WRITES", "other RPCs (likes, comments, events...) per user"
+    )
+    rate_limit_uploads: int = setting(
+        100, "REELS_RATE_LIMIT_UPLOADS", "tus requests and upload RPCs per fill interval, per user"
+    )
+    rate_limit_chat: int = setting(
+        50, "REELS_RATE_LIMIT_CHAT", "ChatService calls and chat WebSocket opens, per user"
+    )
+    rate_limit_media_per_ip: int = setting(
+        500, "REELS_RATE_LIMIT_MEDIA_PER_IP", "`/media/` requests per fill interval, per client IP"
+    )
+    rate_limit_public_per_ip: int = setting(
+        100,
+        "REELS_RATE_LIMIT_PUBLIC_PER_IP",
+        "other requests without a token (tus OPTIONS, chat tickets), per client IP",
+    )
+    rate_limit_fill_seconds: int = setting(
+        1, "REELS_RATE_LIMIT_FILL_SECONDS", "the buckets' refill interval (and Retry-After), s"
+    )
+    rate_limit_clients: int = setting(
+        100_000, "REELS_RATE_LIMIT_CLIENTS", "clients tracked per class (least recent forgotten)"
+    )
     rate_limit_tokens: int = setting(
-        1000, "REELS_RATE_LIMIT_TOKENS", "requests per second the front door admits"
+        10_000,
+        "REELS_RATE_LIMIT_TOKENS",
+        "requests per fill interval the whole front door admits, all clients together",
     )
     media_port: int = setting(8090, "REELS_MEDIA_PORT", "media origin behind `/media/`")
     upload_http_port: int = setting(
@@ -465,7 +520,11 @@ def markdown_tables() -> str:
     lines += ["### Front door (Envoy)", "", *table(describe(FrontDoorSettings)), ""]
     lines += [
         "`REELS_HOST` (127.0.0.1) and `REELS_SHUTDOWN_GRACE_SECONDS` (10) apply to every "
-        "service's gRPC server.",
+        "service's gRPC server, and so do its admission control's `REELS_MAX_INFLIGHT_RPCS` "
+        "(256 unary calls in progress; 0: no limit) and `REELS_ADMISSION_WAIT_MS` (1000: how "
+        "long a call waits for a slot before RESOURCE_EXHAUSTED + RetryInfo), each of which "
+        "`REELS_<SERVICE>_MAX_INFLIGHT_RPCS` / `REELS_<SERVICE>_ADMISSION_WAIT_MS` overrides "
+        "for one service.",
     ]
     return "\n".join(lines)
 

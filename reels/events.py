@@ -6,20 +6,22 @@ event id and the W3C trace context travel in Kafka headers (``event-id``,
 consumers can deduplicate and continue a trace without decoding the payload.
 
 Delivery is at least once end to end: producers wait for ``acks=all`` and retry,
-consumers commit offsets only after a handler succeeded, and a memory-only
-broker (Tansu) replays from offset 0 after a restart. ``IdempotentConsumer``
+and consumers commit offsets only after a handler succeeded. ``IdempotentConsumer``
 turns that into exactly-once *effects* by recording each event id in
 ``processed_events`` in the same database transaction as the handler's writes.
 
-Broker restart (memory-only Tansu): the new broker has empty logs and no groups.
-The consumer rejoins (aiokafka sees its member id rejected) and, with no committed
-offset, rereads from offset 0; ``EventConsumer`` also rewinds when it sees that
-the broker lost its committed offset. Residual gap, measured: records published
-in the ~1-3 s between the restart and the rejoin can be skipped if this client
-fetches them from its old position and its commit reaches the new broker before
-the rejoin. So after restarting a memory-only broker, let consumers rejoin before
-relays publish again (``make up`` restarts the consumers with it). Apache Kafka
-keeps logs and offsets across restarts and has no such gap.
+Broker restart. The dev broker (`make up`, the test fixtures) is Tansu behind a
+PostgreSQL journal (reels_dev/infra/tansu_journal.py): an acknowledged record and a
+committed offset survive a kill -9, so after the restart consumers rejoin and go on
+from their committed offsets, and nothing is lost or read twice. With
+``REELS_KAFKA_JOURNAL_URL=off`` it is memory-only Tansu again: the new broker has
+empty logs and no groups; the consumer rejoins (aiokafka sees its member id
+rejected) and, with no committed offset, rereads from offset 0, and
+``EventConsumer`` also rewinds when it sees that the broker lost its committed
+offset. Residual gap of that mode, measured: records published in the ~1-3 s
+between the restart and the rejoin can be skipped if this client fetches them from
+its old position and its commit reaches the new broker before the rejoin. Apache
+Kafka keeps logs and offsets across restarts and has no such gap.
 """
 
 from __future__ import annotations

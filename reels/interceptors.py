@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import logging
 import time
 import uuid
@@ -24,6 +25,7 @@ import sqlalchemy.exc
 from google.protobuf.message import DecodeError
 
 from reels import errors
+from reels.admission import Admission
 from reels.auth import (
     AuthError,
     TokenVerifier,
@@ -40,6 +42,9 @@ log = logging.getLogger("reels.rpc")
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
+    # The connection pool had no connection free within its timeout (QueuePool limit
+    # reached): the database is busy, not the request wrong.
+    sqlalchemy.exc.TimeoutError,
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     aiokafka.errors.KafkaConnectionError,
@@ -119,11 +124,21 @@ def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
 
 
 class ReelsServerInterceptor(grpc.aio.ServerInterceptor):
-    """Authenticates (JWT), maps errors to statuses, logs and measures each call."""
+    """Authenticates (JWT), maps errors to statuses, logs and measures each call, and
+    admits unary calls through ``admission`` (reels.admission) when one is given."""
 
-    def __init__(self, verifier: TokenVerifier | None, service: str) -> None:
+    def __init__(
+        self,
+        verifier: TokenVerifier | None,
+        service: str,
+        admission: Admission | None = None,
+        self_degrading: frozenset[str] = frozenset(),
+    ) -> None:
         self.verifier = verifier
         self.service = service
+        self.admission = admission
+        # Full method names that handle overload themselves (GetFeed: a stale list).
+        self.self_degrading = self_degrading
 
     async def intercept_service(
         self,
@@ -135,7 +150,10 @@ class ReelsServerInterceptor(grpc.aio.ServerInterceptor):
             return handler
         method: str = handler_call_details.method  # type: ignore[attr-defined]
         public = method.startswith(PUBLIC_PREFIXES)
-        return _wrap_handler(handler, lambda ctx: self._before(method, public, ctx), method)
+        admission = None if public or method in self.self_degrading else self.admission
+        return _wrap_handler(
+            handler, lambda ctx: self._before(method, public, ctx), method, admission
+        )
 
     def _before(self, method: str, public: bool, context: grpc.aio.ServicerContext) -> None:
         md = _metadata(context)
@@ -183,7 +201,16 @@ async def _fail(context: grpc.aio.ServicerContext, exc: BaseException, method: s
         code = grpc.StatusCode.INTERNAL
         message = f"internal error (reference {ref}); the operators have the details"
         details = []
-    trailers = ((errors.STATUS_DETAILS_KEY, errors.to_status(code, message, details)),)
+    trailers: tuple[tuple[str, str | bytes], ...] = (
+        (errors.STATUS_DETAILS_KEY, errors.to_status(code, message, details)),
+    )
+    retry_after = getattr(exc, "retry_after_seconds", None)
+    if retry_after is None and code == grpc.StatusCode.UNAVAILABLE:
+        retry_after = 1.0
+    if retry_after is not None:
+        # Envoy's JSON transcoder copies a trailers-only response's metadata into the
+        # HTTP response headers: an HTTP client gets `Retry-After` (RFC 9110 §10.2.3).
+        trailers += (("retry-after", str(max(1, math.ceil(retry_after)))),)
     await context.abort(code, message, trailing_metadata=trailers)
 
 
@@ -272,13 +299,19 @@ def _wrap_handler(
     handler: grpc.RpcMethodHandler,
     before: Callable[[grpc.aio.ServicerContext], None],
     method: str,
+    admission: Admission | None = None,
 ) -> grpc.RpcMethodHandler:
     def wrap_unary_response(behavior: Callable[..., Any]) -> Callable[..., Any]:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
+            admitted = False
             try:
                 before(context)
                 request = _checked_request(request, method)
+                if admission is not None:
+                    if not await admission.try_acquire():
+                        raise admission.overloaded()
+                    admitted = True
                 response = await behavior(request, context)
             except BaseException as exc:
                 _record(method, started, _code_of(exc, context))
@@ -286,6 +319,9 @@ def _wrap_handler(
                     raise
                 await _fail(context, exc, method)
                 raise  # unreachable: abort raises
+            finally:
+                if admitted:
+                    admission.release()  # type: ignore[union-attr]
             _record(method, started, grpc.StatusCode.OK)
             return response
 

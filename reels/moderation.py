@@ -44,9 +44,39 @@ not "cocktail", ``sex`` not "Essex". Within a word:
   ``_``, ``-``, ``*``... between every two letters (``f u c k``, ``f.u.c.k``,
   ``f_u_c_k``): :data:`SEPARATORS`.
 
+**Inflections.** The last word of a term may carry a regular English ending
+(:data:`INFLECTIONS`: ``-s -es -ed -ing -ings -in'``; ``-d`` after a final ``e``, which
+``-ing`` drops; ``-ies -ied`` for a final ``y``), its last letter doubled or not:
+``fuck`` refuses "fucks", "fucked", "fucking", "fuckin'"; ``shit`` "shitting".
+Agent and adjective endings (``-er``, ``-y``) are not added: ``cock`` must not refuse
+"cocker spaniel" or "cocky"; list such forms. A possessive (``term's``) is the term
+followed by a non-letter, a whole word already.
+
+**Glued into a longer word** (hashtags, compounds: ``#termlover``, ``xxtermxx``). A
+whole-word rule cannot see these, and plain substring matching is the Scunthorpe
+problem. The rule: a term may be glued to letters only where it says so or where it is
+too long to be an accident:
+
+- ``*`` at the start and/or end of a listed term: ``*fuck*`` matches inside any word
+  ("motherfuckers", "#fuckthis"), ``nigger*`` only at the start of a word
+  ("niggerlover", not "sniggers"), ``*fucker`` only at the end. The list author marks
+  the terms that no innocent word contains at that side.
+- a one-word term of at least :data:`GLUED_MIN_LETTERS` (8) folded letters and digits
+  is glued on both sides without a mark (``reelsblockedterm`` refuses
+  "xxreelsblockedtermxx"). The known Scunthorpe victims are shorter terms inside
+  innocent words ("cunt" in Scunthorpe, "penis" in Penistone, "rapist" in therapist,
+  "niggers" in sniggers: 4 to 7 letters).
+- a term in double quotes (``"cum"``) is exact: whole words only, no inflection, never
+  glued ("cumin", "Cumming" pass), also for a long term (``"slaughter"`` does not
+  refuse "manslaughter").
+
+The spelt-out form (``f.u.c.k``) always needs boundaries and takes no ending.
+
 A phrase of several words matches its words in order with anything but letters and
-digits between them (``kill   yourself!``, ``kill-yourself``). Word forms are not
-guessed: ``fuck`` does not refuse "fucking" unless the list has it too.
+digits between them, or nothing (``kill   yourself!``, ``kill-yourself``,
+``#killyourself``), and its first and last words need word boundaries (``*`` marks and
+inflections apply at its ends; a phrase is never glued by length: "skill yourself"
+passes). A quoted phrase needs a non-letter between its words.
 
 Scripts written without spaces (Chinese, Japanese, Thai, Lao, Khmer, Myanmar,
 Tibetan) have no word boundaries to match against: a term whose first (last) character
@@ -155,6 +185,11 @@ LEET: dict[str, str] = {
     "t": "t7+",
     "z": "z2",
 }
+# Regular English endings the last word of a term may carry (module docstring).
+INFLECTIONS = ("s", "es", "ed", "ing", "ings", "in'", "in\u2019")
+# A one-word term at least this long (folded letters and digits) matches glued into
+# longer words without a ``*`` mark (module docstring, "Glued into a longer word").
+GLUED_MIN_LETTERS = 8
 # Between every two letters of a word spelt out: "f u c k", "f.u.c.k", "f_u_c_k".
 SEPARATORS = " \t\n._-*~·•,:;/\\'\"^="
 # Scripts written without spaces between words: no word boundary on these sides.
@@ -172,6 +207,7 @@ _WORD_CHAR = f"[^\\W_{_NO_SPACE}]"  # a letter or digit of a script with spaces
 _BEFORE = f"(?<!{_WORD_CHAR})"
 _AFTER = f"(?!{_WORD_CHAR})"
 _GAP = r"[\W_]+"
+_GLUED_GAP = r"[\W_]*"
 _SEP = "[" + re.escape(SEPARATORS) + "]+"
 _TERM_WORDS = re.compile(r"[\W_]+")
 
@@ -197,14 +233,39 @@ def _spaced(word: str) -> str:
     return _SEP.join(_class(ch) for ch in word)
 
 
-def _pattern(words: list[str]) -> str:
-    """The regular expression of one folded term (module docstring)."""
-    body = _GAP.join(_compact(w) for w in words)
-    if len(words) == 1 and len(words[0]) > 1 and not _NO_SPACE_CHAR.search(words[0]):
-        body = f"(?:{body}|{_spaced(words[0])})"
-    before = "" if _NO_SPACE_CHAR.match(words[0][0]) else _BEFORE
-    after = "" if _NO_SPACE_CHAR.match(words[-1][-1]) else _AFTER
-    return before + body + after
+def _endings(endings: Iterable[str]) -> str:
+    return "(?:" + "|".join("".join(_class(c) for c in e) for e in endings) + ")"
+
+
+def _inflected(word: str) -> str:
+    """``word`` compacted, optionally with a regular ending (:data:`INFLECTIONS`)."""
+    forms = [_compact(word) + _endings(INFLECTIONS) + "?"]
+    if word.endswith("e") and len(word) > 1:  # kike: kiked, kiking
+        forms[0] = _compact(word) + _endings((*INFLECTIONS, "d")) + "?"
+        forms.append(_compact(word[:-1]) + _endings(("ing", "ings", "in'", "in\u2019")))
+    if word.endswith("y") and len(word) > 1:  # party: parties, partied
+        forms.append(_compact(word[:-1]) + _endings(("ies", "ied")))
+    return forms[0] if len(forms) == 1 else "(?:" + "|".join(forms) + ")"
+
+
+def _pattern(words: list[str], *, glued_before: bool, glued_after: bool, exact: bool) -> str:
+    """The regular expression of one folded term (module docstring). ``glued_*``: the
+    term may be preceded (followed) by letters; ``exact``: no inflection, whole words
+    separated by non-letters."""
+    last = words[-1]
+    no_space_start = bool(_NO_SPACE_CHAR.match(words[0][0]))
+    no_space_end = bool(_NO_SPACE_CHAR.match(last[-1]))
+    inflect = not exact and not glued_after and not no_space_end
+    parts = [_compact(w) for w in words[:-1]]
+    parts.append(_inflected(last) if inflect else _compact(last))
+    body = (_GAP if exact else _GLUED_GAP).join(parts)
+    before = "" if glued_before or no_space_start else _BEFORE
+    after = "" if glued_after or no_space_end else _AFTER
+    found = before + body + after
+    if len(words) == 1 and len(last) > 1 and not _NO_SPACE_CHAR.search(last):
+        # Spelt out: always whole (the separators make it a word of its own).
+        found = f"(?:{found}|{_BEFORE}{_spaced(last)}{_AFTER})"
+    return found
 
 
 # -- the blocklist --------------------------------------------------------------------
@@ -212,10 +273,26 @@ def _pattern(words: list[str]) -> str:
 
 @dataclass(frozen=True)
 class Term:
-    """One line of a blocklist: the term as written and its optional category."""
+    """One line of a blocklist: the term as written without its marks, its optional
+    category, and how it may be glued (module docstring, "Glued into a longer word"):
+    ``glued_before``/``glued_after`` from a leading/trailing ``*``, ``exact`` from
+    double quotes."""
 
     text: str
     category: str = ""
+    glued_before: bool = False
+    glued_after: bool = False
+    exact: bool = False
+
+    @classmethod
+    def parse(cls, written: str, category: str = "") -> Term:
+        """The term a list line spells (after its category): ``"word"`` is exact,
+        ``*word``/``word*``/``*word*`` may be glued on the starred sides."""
+        written = written.strip()
+        if len(written) >= 2 and written[0] == written[-1] == '"':
+            return cls(written[1:-1].strip(), category, exact=True)
+        before, after = written.startswith("*"), written.endswith("*")
+        return cls(written.strip("*").strip(), category, before, after)
 
 
 @dataclass(frozen=True)
@@ -230,7 +307,8 @@ _CATEGORY = re.compile(r"^([a-z][a-z0-9_]*)\s*:\s*(\S.*)$")
 
 
 class Blocklist:
-    """Terms and phrases matched as whole words of folded text (module docstring)."""
+    """Terms and phrases matched as whole words of folded text, with inflections, or
+    glued into longer words where marked or long enough (module docstring)."""
 
     def __init__(self, terms: Iterable[Term]) -> None:
         self.terms: list[Term] = []
@@ -239,22 +317,30 @@ class Blocklist:
             words = [w for w in _TERM_WORDS.split(folded(term.text)[0]) if w]
             if not words:
                 raise ValueError(f"blocked term {term.text!r} has no letters or digits")
-            patterns.append(f"(?P<t{len(self.terms)}>{_pattern(words)})")
+            long = len(words) == 1 and len(words[0]) >= GLUED_MIN_LETTERS and not term.exact
+            pattern = _pattern(
+                words,
+                glued_before=term.glued_before or long,
+                glued_after=term.glued_after or long,
+                exact=term.exact,
+            )
+            patterns.append(f"(?P<t{len(self.terms)}>{pattern})")
             self.terms.append(term)
         self._regex = re.compile("|".join(patterns)) if patterns else None
 
     @classmethod
     def parse(cls, lines: Iterable[str], source: str = "<blocklist>") -> Blocklist:
         """A blocklist from the lines of a list file (format: ``safety/text/blocklist.txt``):
-        one term or phrase a line, ``#`` comments, optional ``category:`` prefix.
-        ValueError names ``source`` and the line of a term with no letters."""
+        one term or phrase a line, ``#`` comments, optional ``category:`` prefix, ``*``
+        and ``"..."`` marks (:meth:`Term.parse`). ValueError names ``source`` and the
+        line of a term with no letters."""
         terms: list[Term] = []
         for number, line in enumerate(lines, 1):
             line = line.split("#", 1)[0].strip()
             if not line:
                 continue
             found = _CATEGORY.match(line)
-            term = Term(found.group(2).strip(), found.group(1)) if found else Term(line)
+            term = Term.parse(found.group(2), found.group(1)) if found else Term.parse(line)
             if not any(c.isalnum() for c in folded(term.text)[0]):
                 raise ValueError(f"{source}:{number}: {line!r} has no letters or digits")
             terms.append(term)

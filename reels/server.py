@@ -22,6 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from reels.auth import TokenVerifier
+from reels.admission import Admission
 from reels.config import AuthConfig, PlatformSettings, ServerSettings
 from reels.interceptors import ReelsServerInterceptor
 from reels.jsonlog import setup_logging
@@ -130,15 +131,20 @@ async def start_server(
     port: int = 0,
     auth: AuthConfig | None = None,
     options: Sequence[tuple[str, Any]] = (),
+    admission: Admission | None = None,
+    self_degrading: Sequence[str] = (),
 ) -> RunningServer:
     """Start serving on host:port (0 = pick a free one) and return at once.
 
     ``options`` are extra gRPC channel arguments; they override the defaults here.
+    ``admission`` bounds the unary calls in progress (reels.admission), except the
+    ``self_degrading`` full method names, which answer overload themselves.
     """
     auth = auth or AuthConfig.from_env()
     verifier = TokenVerifier(auth) if auth.required else None
+    interceptor = ReelsServerInterceptor(verifier, service, admission, frozenset(self_degrading))
     server = grpc.aio.server(
-        interceptors=[*server_interceptors(), ReelsServerInterceptor(verifier, service)],
+        interceptors=[*server_interceptors(), interceptor],
         options=list(
             {
                 "grpc.max_receive_message_length": 16 * 1024 * 1024,
@@ -237,6 +243,10 @@ async def run_app(app: ServiceApp, *, port: int | None = None) -> RunningServer:
             port=app.server.port if port is None else port,
             auth=app.platform.auth,
             options=app.grpc_options,
+            admission=Admission(
+                app.name, app.server.max_inflight_rpcs, app.server.admission_wait_s
+            ),
+            self_degrading=getattr(app, "self_degrading_methods", ()),
         )
     except BaseException:
         await app.stop()

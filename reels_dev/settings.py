@@ -6,12 +6,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from reels.config import REPO_ROOT, FromEnv, setting, var_dir
+from reels.config import REPO_ROOT, FromEnv, PlatformSettings, setting, var_dir
 
 
 @dataclass(frozen=True)
 class InfraSettings(FromEnv):
     kafka_port: int = setting(9092, "REELS_KAFKA_PORT", "Tansu (Kafka protocol) listener")
+    kafka_journal_url: str = setting(
+        "",
+        "REELS_KAFKA_JOURNAL_URL",
+        "PostgreSQL the dev broker journals to before it acknowledges "
+        "(empty: REELS_DATABASE_URL; off: memory-only Tansu)",
+    )
     triton_http_port: int = setting(18000, "REELS_TRITON_HTTP_PORT", "Triton HTTP port")
     triton_grpc_port: int = setting(18001, "REELS_TRITON_GRPC_PORT", "Triton gRPC port")
     triton_metrics_port: int = setting(18002, "REELS_TRITON_METRICS_PORT", "Triton metrics port")
@@ -43,3 +49,11 @@ class InfraSettings(FromEnv):
         "REELS_DEMO_BASE_URL",
         "Envoy for `make demo` (empty: 127.0.0.1:REELS_ENVOY_PORT)",
     )
+
+    def journal_url(self) -> str | None:
+        """The broker journal's database URL, or None when the journal is off."""
+        if self.kafka_journal_url.strip().lower() == "off":
+            return None
+        if self.kafka_journal_url:
+            return self.kafka_journal_url
+        return PlatformSettings.from_env().database_url

@@ -1,10 +1,12 @@
 """`make status`: the health of every part of the local mesh, in one table.
 
 Each row is one component: what it says itself (gRPC health check for the services,
-Kafka Metadata for Tansu, /v2/health/ready for Triton, a TCP connect otherwise) and,
-where Envoy routes to it, Envoy's view of that upstream (its /clusters admin page on
-REELS_ENVOY_ADMIN_PORT, 9901 by default: active health checks, outlier ejection).
-Exit status 0 when every part is healthy, 1 otherwise.
+Kafka Metadata for Tansu, /v2/health/ready for Triton, a TCP connect otherwise), the
+process `make up` runs it in as supervisord sees it (state, pid, restarts since
+`make up`: reels_dev.infra.procfile) and, where Envoy routes to it, Envoy's view of that
+upstream (its /clusters admin page on REELS_ENVOY_ADMIN_PORT, 9901 by default: active
+health checks, outlier ejection). Exit status 0 when every part is healthy (and, under
+supervisord, every process RUNNING), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import make_url
 
 from reels.config import SERVICE_NAMES, FrontDoorSettings, PlatformSettings
+from reels_dev.infra.procfile import Proc, processes
 from reels_dev.settings import InfraSettings
 
 HOST = "127.0.0.1"
@@ -36,6 +39,7 @@ class Row:
     address: str
     check: Callable[[], tuple[bool, str]]
     cluster: str = ""  # Envoy cluster that routes to it ("": none)
+    program: str = ""  # its Procfile / supervisor program ("": none, or another row's)
 
 
 def _tcp(host: str, port: int) -> tuple[bool, str]:
@@ -230,14 +234,26 @@ def rows() -> list[Row]:
             f"{HOST}:{infra.otlp_port}",
             lambda: _tcp(HOST, infra.otlp_port),
             "otel_collector",
+            "otlp",
         ),
-        Row("kafka (tansu)", f"{HOST}:{infra.kafka_port}", lambda: _kafka(infra.kafka_port)),
+        Row(
+            "kafka (tansu)",
+            f"{HOST}:{infra.kafka_port}",
+            lambda: _kafka(infra.kafka_port),
+            program="kafka",
+        ),
         Row(
             "triton",
             f"{HOST}:{infra.triton_grpc_port}",
             lambda: _triton(infra.triton_http_port),
+            program="triton",
         ),
-        Row("clamd", f"{HOST}:{infra.clamd_port}", lambda: _clamd(infra.clamd_port)),
+        Row(
+            "clamd",
+            f"{HOST}:{infra.clamd_port}",
+            lambda: _clamd(infra.clamd_port),
+            program="clamd",
+        ),
     ]
     for svc, service_name in SERVICE_NAMES.items():
         port = ports[svc]
@@ -247,6 +263,7 @@ def rows() -> list[Row]:
                 f"{HOST}:{port}",
                 lambda port=port, name=service_name: _grpc_health(port, name),
                 f"svc_{svc}",
+                svc,
             )
         )
     out += [
@@ -266,13 +283,36 @@ def rows() -> list[Row]:
             "envoy",
             f"{HOST}:{front.port}",
             lambda: _envoy(front.port, front.admin_port),
+            program="envoy",
         ),
     ]
     return out
 
 
-def render(table: list[tuple[str, str, str, str, str]]) -> str:
-    header = ("", "part", "address", "health", "envoy's view (cluster: host flags)")
+def _process_view(procs: dict[str, Proc] | None, program: str) -> tuple[bool, str]:
+    """(ok, "RUNNING pid 123, 0 restarts") for a row's program; ok when not managed."""
+    if not program or procs is None:
+        return True, ""
+    proc = procs.get(program)
+    if proc is None:
+        return False, "not in supervisord's config"
+    restarts = f"{proc.restarts} restart{'s' if proc.restarts != 1 else ''}"
+    if proc.state == "RUNNING":
+        return True, f"RUNNING pid {proc.pid}, {restarts}"
+    return False, f"{proc.state}, {restarts}" + (
+        f" ({proc.description})" if proc.description else ""
+    )
+
+
+def render(table: list[tuple[str, ...]]) -> str:
+    header = (
+        "",
+        "part",
+        "address",
+        "health",
+        "process (supervisord)",
+        "envoy's view (cluster: host flags)",
+    )
     widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
     lines = []
     for r in [header, *table]:
@@ -283,19 +323,25 @@ def render(table: list[tuple[str, str, str, str, str]]) -> str:
 def main() -> int:
     front = FrontDoorSettings.from_env()
     all_rows = rows()
-    with ThreadPoolExecutor(max_workers=len(all_rows) + 1) as pool:
+    with ThreadPoolExecutor(max_workers=len(all_rows) + 2) as pool:
         clusters_future = pool.submit(envoy_clusters, front.admin_port)
+        procs_future = pool.submit(processes)
         results = list(pool.map(lambda r: r.check(), all_rows))
         clusters = clusters_future.result()
+        proc_list = procs_future.result()
+    procs = None if proc_list is None else {p.name: p for p in proc_list}
     table = []
     healthy = True
     for row, (ok, detail) in zip(all_rows, results, strict=True):
         view_ok, view = _envoy_view(clusters, row.cluster)
+        proc_ok, proc_view = _process_view(procs, row.program)
         # Envoy's view only counts once Envoy runs (otherwise its own row says so).
-        row_ok = ok and (view_ok or clusters is None)
+        row_ok = ok and proc_ok and (view_ok or clusters is None)
         healthy &= row_ok
-        table.append(("ok" if row_ok else "!!", row.part, row.address, detail, view))
+        table.append(("ok" if row_ok else "!!", row.part, row.address, detail, proc_view, view))
     print(render(table))
+    if procs is None:
+        print("\nprocesses: supervisord is not running (make up starts it)")
     if not healthy:
         print("\nstatus: not everything is healthy. Logs: make logs S=<part>; start: make up")
     return 0 if healthy else 1

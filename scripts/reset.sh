@@ -5,12 +5,11 @@
 # PostgreSQL and Redis are started for the reset if needed, and stopped again then.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for f in var/run/honcho.pid var/run/honcho-infra.pid; do
-  if [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; then
-    echo "reset: the mesh is running (make up, pid $(cat "$f")); run make down first" >&2
-    exit 1
-  fi
-done
+f=var/run/supervisord.pid
+if [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; then
+  echo "reset: the mesh is running (make up, supervisord pid $(cat "$f")); run make down first" >&2
+  exit 1
+fi
 if [ ! -x .venv/bin/python ]; then
   echo "reset: nothing set up yet (no .venv); nothing to reset"; exit 0
 fi

@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
-# Start the mesh on loopback under honcho (Procfile), wait until each part is ready.
-# Two honcho groups (reels_dev.infra.procfile: honcho with a stop timeout that fits
-# the services' drain), so `make down` can stop them in order (scripts/down.sh):
-#   infra (var/run/honcho-infra.pid): OTLP sink, Kafka (Tansu), Triton
-#   apps  (var/run/honcho.pid):       the five services and Envoy
-# Both write to var/log/mesh.log; each service also to var/log/svc_<name>.log.
+# Start the mesh on loopback under supervisor (Procfile → var/run/supervisord.conf,
+# reels_dev.infra.procfile), wait until each part is ready. Two supervisor groups, so
+# `make down` can stop them in order (scripts/down.sh):
+#   infra: OTLP sink, Kafka (Tansu behind its PostgreSQL journal), Triton, clamd
+#   apps:  the five services and Envoy
+# A process that exits is started again by supervisord (backoff while it keeps dying
+# within 3 s); the others keep running. `make status` shows state, pid and restarts.
+# Logs: var/log/supervisord.log (starts, exits, restarts), var/log/<name>.out.log (each
+# program's output), var/log/svc_<name>.log (each service's JSON log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p var/run var/log
-INFRA=(otlp kafka triton clamd)
-mapfile -t APPS < <(sed -nE 's/^([A-Za-z0-9_-]+):.*/\1/p' Procfile | grep -vxF -e otlp -e kafka -e triton -e clamd)
+PIDFILE=var/run/supervisord.pid
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
-for f in var/run/honcho.pid var/run/honcho-infra.pid; do
-  if alive "$f"; then
-    echo "up: already running (pid $(cat "$f")); make down first"; exit 0
-  fi
-done
+if alive "$PIDFILE"; then
+  echo "up: already running (supervisord pid $(cat "$PIDFILE")); make down first"; exit 0
+fi
 
 # Ports from the settings (REELS_*_PORT; README "Ports"): part -> port.
 declare -A PORT
@@ -43,46 +43,46 @@ if ! out=$(.venv/bin/python -m reels.db upgrade 2>&1); then
   echo "$out" >&2; echo "up: creating/migrating the database failed" >&2; exit 1
 fi
 
-rm -f var/log/svc_*.log
-: > var/log/mesh.log
-setsid .venv/bin/python -m reels_dev.infra.procfile start -f Procfile "${INFRA[@]}" >>var/log/mesh.log 2>&1 < /dev/null &
-echo $! > var/run/honcho-infra.pid
+rm -f var/log/svc_*.log var/log/*.out.log
+: > var/log/supervisord.log
+CONF=$(.venv/bin/python -m reels_dev.infra.procfile conf -f Procfile)
+ctl() { .venv/bin/supervisorctl -c "$CONF" "$@"; }
+# supervisord daemonizes and writes $PIDFILE; its children inherit this environment.
+.venv/bin/supervisord -c "$CONF"
+for _ in $(seq 1 100); do ctl pid >/dev/null 2>&1 && break; sleep 0.1; done
 
-fail() { echo "up: $1; see var/log/mesh.log (make down cleans up)" >&2; tail -30 var/log/mesh.log >&2; exit 1; }
+fail() {
+  echo "up: $1; see var/log/supervisord.log and var/log/<name>.out.log (make down cleans up)" >&2
+  ctl status >&2 || true
+  tail -15 var/log/supervisord.log >&2
+  exit 1
+}
 
-wait_port() {  # name port seconds -> 0 ready, 2 a honcho group stopped, 1 timeout
-  for _ in $(seq 1 $(( $3 * 10 ))); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then echo "up: $1 ready on 127.0.0.1:$2"; return 0; fi
-    for f in var/run/honcho-infra.pid var/run/honcho.pid; do
-      if [ -f "$f" ] && ! alive "$f"; then return 2; fi
-    done
+wait_port() {  # name program port seconds -> 0 ready, 1 timeout or the program gave up
+  for _ in $(seq 1 $(( $4 * 10 ))); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$3") 2>/dev/null; then echo "up: $1 ready on 127.0.0.1:$3"; return 0; fi
+    # FATAL: supervisord gave up restarting it (it kept dying at once).
+    if ctl status "$2" 2>/dev/null | grep -q FATAL; then
+      echo "up: $1 failed to start; last lines of var/log/${2#*:}.out.log:" >&2
+      tail -20 "var/log/${2#*:}.out.log" >&2; return 1
+    fi
     sleep 0.1
   done
-  echo "up: $1 not ready on port $2 after $3 s" >&2; return 1
+  echo "up: $1 not ready on port $3 after $4 s" >&2; return 1
 }
-for part in otlp-sink:20 kafka:30 triton:60 clamd:60; do
-  wait_port "${part%%:*}" "${PORT[${part%%:*}]}" "${part##*:}" || fail "${part%%:*} did not start"
+
+ctl start 'infra:*' >/dev/null || true  # failures: wait_port says which
+for part in otlp-sink:otlp:20 kafka:kafka:60 triton:triton:60 clamd:clamd:60; do
+  IFS=: read -r name prog secs <<< "$part"
+  wait_port "$name" "infra:$prog" "${PORT[$name]}" "$secs" || fail "$name did not start"
 done
 
 # The service ports lie in Linux's ephemeral range (32768-60999): now and then a client
 # connection of some process holds one as its source port at the moment a service binds
-# it ("Address already in use"). That clears in a moment, so the apps group is retried.
-for attempt in 1 2 3 4 5; do
-  mark=$(wc -l < var/log/mesh.log)
-  setsid .venv/bin/python -m reels_dev.infra.procfile start -f Procfile "${APPS[@]}" >>var/log/mesh.log 2>&1 < /dev/null &
-  echo $! > var/run/honcho.pid
-  rc=0
-  for part in svc_upload svc_transcode svc_rank svc_stream svc_chat envoy; do
-    wait_port "$part" "${PORT[$part]}" 30 || { rc=$?; break; }
-  done
-  [ "$rc" = 0 ] && break
-  if [ "$rc" = 2 ] && [ "$attempt" -lt 5 ] && alive var/run/honcho-infra.pid \
-      && tail -n +"$((mark + 1))" var/log/mesh.log | grep -q "Address already in use"; then
-    echo "up: a service port was briefly taken by another connection; starting the services again"
-    for _ in $(seq 1 200); do alive var/run/honcho.pid || break; sleep 0.1; done
-    continue
-  fi
-  fail "the services did not start"
+# it ("Address already in use"). supervisord retries such a start with backoff.
+ctl start 'apps:*' >/dev/null || true
+for part in svc_upload:upload svc_transcode:transcode svc_rank:rank svc_stream:stream svc_chat:chat envoy:envoy; do
+  wait_port "${part%%:*}" "apps:${part##*:}" "${PORT[${part%%:*}]}" 60 || fail "the services did not start"
 done
 # Listening is not yet healthy: wait (briefly) for health checks and Envoy's view to agree.
 healthy=0
@@ -97,5 +97,5 @@ fi
 echo "up: Reels is running. Try:"
 echo "  make demo                       # one reel through the mesh: upload → publish → play"
 echo "  curl -H \"authorization: Bearer \$(make -s token AS=alice)\" http://127.0.0.1:${PORT[envoy]}/api/v1/reels"
-echo "  make status                     # health of every part"
-echo "Logs: var/log/mesh.log (all), make logs S=svc_rank (one)   Traces: var/traces/otlp.jsonl   Stop: make down"
+echo "  make status                     # health, state, pid and restarts of every part"
+echo "Logs: make logs (all), make logs S=svc_rank (one), var/log/   Traces: var/traces/otlp.jsonl   Stop: make down"

@@ -64,6 +64,10 @@ CONSUMED = (topics.VIDEO_PUBLISHED, topics.ENGAGEMENT_EVENTS, topics.VIDEO_EVENT
 class App(AppBase):
     """The feed: recall, ranking, the ranked-list cache, and the indexes behind them."""
 
+    # GetFeed answers overload itself (a stale list, svc_rank/overload.py) instead of
+    # the admission control's RESOURCE_EXHAUSTED.
+    self_degrading_methods = ("/reels.v1.FeedService/GetFeed",)
+
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]

@@ -39,13 +39,15 @@ from redis.exceptions import RedisError
 from reels.v1 import rank_pb2, rank_pb2_grpc
 
 from reels import errors, metrics
+from reels.admission import Admission
 from reels.auth import current_user
 from reels.text import shown
-from svc_rank import cursor, feed_cache
+from svc_rank import cursor, feed_cache, overload
 from svc_rank.candidate import Candidate, ListItem, SourceUnavailable
 from svc_rank.feature_hydrator.counters import empty as empty_counters
 from svc_rank.feature_hydrator.counters import video_counters
 from svc_rank.feed import FeedPipeline, RankingParams, sign_items
+from svc_rank.overload import StaleFeed
 from svc_rank.filter import see_fewer
 from svc_rank.filter.eligibility import eligible
 from svc_rank.scorer import features as feature_list
@@ -78,6 +80,7 @@ _FALLBACK_NAMES = {
     rank_pb2.FEED_FALLBACK_UNCACHED: "uncached",
     rank_pb2.FEED_FALLBACK_UNSIGNED: "unsigned",
     rank_pb2.FEED_FALLBACK_SEEN_BEFORE: "seen_before",
+    rank_pb2.FEED_FALLBACK_OVERLOAD: "overload",
 }
 
 
@@ -175,14 +178,27 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
         self.redis = pipeline.redis
         self.stream = stream
         self.arms = arms or _default_arms
-        # Exposure logging: the chooser's ``served(user, label, request_id=)`` when it
-        # has one (svc_rank.experiments.ExperimentArms); background, never raises.
+        # Exposure logging: the chooser's ``served(user, label, request_id=, scorer=)``
+        # when it has one (svc_rank.experiments.ExperimentArms); background, never raises.
         self._served = getattr(self.arms, "served", None)
         self.results = results
         self._signing: set[asyncio.Task[None]] = set()
+        # Overload (svc_rank/overload.py): bounded builds, and the stale list.
+        self.builds = Admission(
+            "rank", settings.max_concurrent_builds, settings.build_wait_ms / 1000
+        )
+        self.stale = StaleFeed(
+            stream,
+            pipeline.catalog,
+            pipeline.redis,
+            size=settings.stale_feed_size,
+            ttl_s=settings.stale_feed_ttl_s,
+            timeout_s=settings.trending_timeout_s,
+        )
 
     async def close(self) -> None:
         """Wait (briefly) for the background URL signing of new lists to finish."""
+        await self.stale.close()
         if self._signing:
             _, pending = await asyncio.wait(self._signing, timeout=2.0)
             for task in pending:
@@ -260,13 +276,21 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
         offset: int = 0,
         limit: int = DEFAULT_LIMIT,
     ) -> feed_cache.CachedList:
-        built = await self.pipeline.build(
-            user,
-            region=region,
-            seed=_seed(list_id),
-            params=params,
-            sign_first=offset + 2 * limit + SIGN_MARGIN,
-        )
+        if not await self.builds.try_acquire():
+            stale = await self._stale_list(user, region, offset + limit)
+            if stale is not None:
+                return stale
+            await self.builds.acquire()  # no stale list could be made: wait our turn
+        try:
+            built = await self.pipeline.build(
+                user,
+                region=region,
+                seed=_seed(list_id),
+                params=params,
+                sign_first=offset + 2 * limit + SIGN_MARGIN,
+            )
+        finally:
+            self.builds.release()
         fallbacks = set(built.fallbacks)
         items = built.items
         if built.stream_down:
@@ -297,6 +321,25 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
             except (RedisError, OSError):
                 lst.fallbacks = sorted({*lst.fallbacks, rank_pb2.FEED_FALLBACK_UNCACHED})
         return lst
+
+    async def _stale_list(self, user: str, region: str, want: int) -> feed_cache.CachedList | None:
+        """The overload list for ``user`` (svc_rank/overload.py), never cached as theirs;
+        None when no stale list could be made. Flagged FEED_FALLBACK_OVERLOAD."""
+        items = await self.stale.items(region)
+        if items is None:
+            return None
+        try:
+            served = await served_ids(self.redis, user, self.settings.served_window_s)
+            hidden = await see_fewer.creators(self.redis, user)
+        except (RedisError, OSError):
+            served, hidden = set(), set()
+        catalog = await self.pipeline.catalog.get_many([i.video_id for i in items])
+        mine = overload.for_user(
+            items, catalog, user_id=user, served=served, hidden_creators=hidden, want=want
+        )
+        return feed_cache.CachedList(
+            secrets.token_hex(8), mine, [rank_pb2.FEED_FALLBACK_OVERLOAD], "stale"
+        )
 
     async def _seen_before(self, user: str, have: set[str], want: int) -> list[ListItem]:
         """Up to ``want`` videos served to the user before (none of ``have``), least
@@ -429,7 +472,7 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
         # The arm whose ranking built the list served this page (a list cached before
         # the user's arm existed carries no label and logs no exposure).
         if page and lst.experiment and self._served is not None:
-            self._served(user, lst.experiment, request_id=request_id)
+            self._served(user, lst.experiment, request_id=request_id, scorer=lst.scorer)
         if not more and redis_ok and lst.items:
             try:
                 await feed_cache.drop_finished(self.redis, user, lst.list_id)

@@ -165,6 +165,27 @@ class Settings(FromEnv):
         100_000, "REELS_RANK_CATALOG_CACHE_SIZE", "videos in the in-process catalog cache"
     )
 
+    # Overload (svc_rank/overload.py, docs/DECISIONS.md "Overload").
+    max_concurrent_builds: int = setting(
+        8,
+        "REELS_RANK_MAX_CONCURRENT_BUILDS",
+        "ranked lists built at once; a GetFeed that must build waits for a slot, then "
+        "serves the stale trending list (FEED_FALLBACK_OVERLOAD) (0: no limit)",
+    )
+    build_wait_ms: float = setting(
+        200.0,
+        "REELS_RANK_BUILD_WAIT_MS",
+        "how long a GetFeed waits for a build slot before the stale list (ms)",
+    )
+    stale_feed_ttl_s: float = setting(
+        30.0,
+        "REELS_RANK_STALE_FEED_TTL_S",
+        "age at which the overload list (trending, signed) is refreshed (s)",
+    )
+    stale_feed_size: int = setting(
+        100, "REELS_RANK_STALE_FEED_SIZE", "items in the overload list, per region"
+    )
+
     # The ranked list cache.
     list_size: int = setting(200, "REELS_RANK_LIST_SIZE", "items in one ranked list")
     feed_ttl_s: float = setting(60.0, "REELS_RANK_FEED_TTL_S", "lifetime of a cached list (s)")

@@ -50,6 +50,7 @@ from reels.cache import redis_client, set_key_prefix
 from reels.db.engine import make_engine, make_sessionmaker
 from reels.events import ensure_topics
 from reels.media_signing import media_signing_key
+from reels.media_urls import UrlSigner
 from reels.outbox import OutboxRelay
 from reels.server import AppBase, Registration
 from reels.storage import ObjectStore, open_object_store
@@ -74,7 +75,6 @@ from svc_stream.playback.live import LiveStreams
 from svc_stream.playback.media_store import MediaStore
 from svc_stream.playback.origin import MediaOrigin
 from svc_stream.playback.rpc import PlaybackRpcs
-from svc_stream.playback.signing import UrlSigner
 from svc_stream.server import StreamService
 from svc_stream.settings import Settings
 

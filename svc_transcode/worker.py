@@ -459,6 +459,22 @@ class TranscodeWorker:
             common_pb2.VideoModerationDecision.Name(verdict.decision),  # type: ignore[arg-type]
         )
         if verdict.decision == moderation.REJECT:
+            # svc_upload writes the rejection's video.moderated in the transaction of
+            # this report's status change, so the report must arrive before the job
+            # ends (as for a hold): an svc_upload outage (StatusReportError, transient)
+            # retries the job instead of ending it with the decision unrecorded.
+            await self._report_final(
+                run,
+                upload_pb2.UpdateVideoStatusRequest(
+                    video_id=run.video_id,
+                    status=common_pb2.VIDEO_STATUS_FAILED,
+                    stage=run.stage,
+                    percent=run.percent,
+                    failure_reason=verdict.reason(),
+                    job_id=str(run.job_id),
+                    moderation=run.moderation,
+                ),
+            )
             raise ModerationRejected(verdict.reason())
         return verdict
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,8 @@ from reels import topics
 from reels.cache import redis_client
 from reels.db.engine import make_engine, make_sessionmaker
 from reels.events import EventProducer, ensure_topics
+from reels.media_signing import media_signing_key
+from reels.media_urls import EXPIRY_BUCKET_S, UrlSigner
 from reels.outbox import OutboxRelay
 from reels.server import AppBase, Registration
 from reels.storage import ObjectStore, open_object_store
@@ -73,6 +76,7 @@ class App(AppBase):
     recordings: Recordings | None = None
     retrier: ScanRetrier | None = None
     http_runner: web.AppRunner | None = None
+    io_threads: ThreadPoolExecutor | None = None
     http_port: int = 0
     """The tus port actually bound (``settings.http_port`` may be 0)."""
 
@@ -87,10 +91,21 @@ class App(AppBase):
         first use, and the relay waits for its broker in the background.
         """
         platform = self.platform
-        self.engine = make_engine(platform.database_url)
+        load = self.settings.load
+        # Staged-file writes, fdatasync and hashing run in threads of their own; the
+        # default pool (cores + 4 threads) queued a burst's fsyncs behind each other.
+        self.io_threads = ThreadPoolExecutor(load.io_threads, thread_name_prefix="upload-io")
+        self.engine = make_engine(
+            platform.database_url,
+            pool_size=load.db_pool_size,
+            max_overflow=load.db_max_overflow,
+            pool_timeout=load.db_pool_timeout_s,
+        )
         self.sessionmaker = make_sessionmaker(self.engine)
         store = self.store = self.store or open_object_store(platform.storage_url)
-        staging = StagingArea(default_staging_dir(store, self.settings.staging_dir))
+        staging = StagingArea(
+            default_staging_dir(store, self.settings.staging_dir), executor=self.io_threads
+        )
         self.redis = redis_client(platform.redis_url)
         channel = StatusChannel(self.redis, prefix=platform.redis_prefix)
         scan = self.settings.scan
@@ -106,14 +121,23 @@ class App(AppBase):
             self.settings.limits,
             scanner=scanner,
             retrier=self.retrier,
+            verify_concurrency=load.verify_concurrency,
         )
         self.book = VideoBook(
             self.sessionmaker, store, staging, channel, self.settings.status_writers
         )
-        self.reviews = ReviewQueue(self.sessionmaker, store, channel)
-        self.tus = TusApp(self.core, platform.auth)
+        # The review queue's frames: signed like every media URL (svc_stream's origin
+        # verifies them), but short-lived: they show unpublished, possibly explicit images.
+        frame_urls = UrlSigner(
+            media_signing_key(platform),
+            base_url=self.settings.media_base_url,
+            ttl_s=self.settings.review_frame_url_ttl_s,
+            bucket_s=min(EXPIRY_BUCKET_S, self.settings.review_frame_url_ttl_s),
+        )
+        self.reviews = ReviewQueue(self.sessionmaker, store, channel, frame_urls)
+        self.tus = TusApp(self.core, platform.auth, verify_wait_s=load.verify_wait_s)
         self.http_runner, self.http_port = await start_http(
-            self.tus, self.settings.http_host, self.settings.http_port
+            self.tus, self.settings.http_host, self.settings.http_port, backlog=load.http_backlog
         )
         log.info("tus endpoint", extra={"fields": {"port": self.http_port}})
         if self.settings.relay:
@@ -131,6 +155,8 @@ class App(AppBase):
             # Not required: uploads work without a broker (events wait in the outbox),
             # so a relay in backoff must not take the service out of rotation.
             self.supervisor.add("outbox-relay", self.relay.run, required=False)
+        # Not required: a stranded upload (all bytes in, not completed) waits for it.
+        self.supervisor.add("complete-stranded", self.core.run_sweeper, required=False)
         # Not required: held uploads wait in scan_jobs while clamd is away.
         self.supervisor.add("malware-scan-retry", self.retrier.run, required=False)
         if self.settings.recordings:
@@ -166,12 +192,17 @@ class App(AppBase):
         if self.http_runner is not None:
             await self.http_runner.cleanup()
             self.http_runner = None
+        if self.core is not None:
+            await self.core.stop_completing()
         if self.relay is not None:
             # Returns after its round, or is cancelled by the supervisor (which stops at
             # once, so it does not restart it): a row sent but not yet stamped is sent
             # again, and consumers deduplicate by event id.
             self.relay.stop()
         await self.supervisor.stop()
+        if self.io_threads is not None:
+            self.io_threads.shutdown(wait=False)
+            self.io_threads = None
         if self.redis is not None:
             await self.redis.aclose()
             self.redis = None

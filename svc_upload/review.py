@@ -9,7 +9,9 @@ svc_upload owns video status, so it owns what moderation decides about a video:
   runs in that report's transaction: a held video gets a ``video_reviews`` row, and
   every automatic decision becomes a ``video.moderated`` event (decided_by "auto").
 * Moderators (JWT ``roles`` claim with "moderator", reels.auth) list held videos,
-  oldest first, with their top frames (``ListReviewQueue``) and decide
+  oldest first, with their top frames (``ListReviewQueue``: each frame's object key
+  and a short-lived signed ``/media/`` URL a moderator's client opens, signed by the
+  platform's media URL signer, reels.media_urls) and decide
   (``DecideReview``). Approve: the video is PUBLISHED here and ``video.moderated``
   (PUBLISH, decided_by the moderator) tells svc_transcode, which owns
   ``video.published`` and kept the held video's event, to publish it into feeds
@@ -28,6 +30,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from google.protobuf import timestamp_pb2
 from reels.v1 import common_pb2, events_pb2, upload_pb2
@@ -175,7 +178,23 @@ class QueuePage:
     next_page_token: str
 
 
-def moderation_proto(row: VideoReview) -> common_pb2.VideoModeration:
+class FrameUrls(Protocol):
+    """Issues signed media URLs (reels.media_urls.UrlSigner): one expiry per page."""
+
+    def expiry(self) -> int: ...
+
+    def url(self, key: str, exp: int | None = None) -> str: ...
+
+
+def moderation_proto(
+    row: VideoReview, urls: FrameUrls | None = None, exp: int | None = None
+) -> common_pb2.VideoModeration:
+    """The held video's finding; with ``urls``, each frame with a key gets its signed URL
+    (expiring at ``exp``, unix seconds)."""
+
+    def url(key: str) -> str:
+        return urls.url(key, exp) if urls is not None and key else ""
+
     return common_pb2.VideoModeration(
         decision=common_pb2.VIDEO_MODERATION_DECISION_HOLD,
         score=row.score,
@@ -189,6 +208,7 @@ def moderation_proto(row: VideoReview) -> common_pb2.VideoModeration:
                 key=str(f.get("key", "")),
                 score=float(f.get("score", 0.0)),
                 time_seconds=float(f.get("time_seconds", 0.0)),
+                url=url(str(f.get("key", ""))),
             )
             for f in row.top_frames or []
         ],
@@ -196,22 +216,35 @@ def moderation_proto(row: VideoReview) -> common_pb2.VideoModeration:
 
 
 class ReviewQueue:
-    """ListReviewQueue and DecideReview (moderators only)."""
+    """ListReviewQueue and DecideReview (moderators only).
+
+    ``frame_urls`` signs the top frames' keys for the moderator's client (svc_upload's
+    App passes the platform's media URL signer with a short TTL,
+    ``REELS_REVIEW_FRAME_URL_TTL_S``); None leaves ``url`` empty (keys only).
+    """
 
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         store: ObjectStore,
         channel: StatusChannel,
+        frame_urls: FrameUrls | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.store = store
         self.channel = channel
+        self.frame_urls = frame_urls
 
     async def list(
         self, roles: frozenset[str], page_size: int = 0, page_token: str = ""
     ) -> QueuePage:
-        """Held, undecided videos, oldest first (keyset pagination on held_at, id)."""
+        """Held, undecided videos, oldest first (keyset pagination on held_at, id).
+
+        Each item's top frames carry their object key and, with ``frame_urls``, a signed
+        URL (``<REELS_MEDIA_BASE_URL>/moderation/<video>/frame-NN.png?exp=..&sp=exp&sig=..``,
+        one expiry for the page). PERMISSION_DENIED for a non-moderator, INVALID_ARGUMENT
+        for a page size outside 0..100 or a page token this service did not issue.
+        """
         from svc_upload.videos import video_proto  # noqa: PLC0415 - videos imports this module
 
         _require_moderator(roles)
@@ -240,9 +273,12 @@ class ReviewQueue:
             )
         async with self.sessionmaker() as session:
             rows = (await session.execute(query)).all()
+        exp = self.frame_urls.expiry() if self.frame_urls is not None else None
         items = [
             upload_pb2.ReviewItem(
-                video=video_proto(video), moderation=moderation_proto(row), held_at=_ts(row.held_at)
+                video=video_proto(video),
+                moderation=moderation_proto(row, self.frame_urls, exp),
+                held_at=_ts(row.held_at),
             )
             for row, video in rows[:size]
         ]

@@ -29,12 +29,49 @@ class ScanSettings(FromEnv):
 
 
 @dataclass(frozen=True)
+class LoadSettings(FromEnv):
+    """How much svc_upload does at once, sized on purpose (docs/DECISIONS.md, "Uploads
+    under load (issue 14)"). Work past these bounds waits in a queue, never fails."""
+
+    db_pool_size: int = setting(
+        10, "REELS_UPLOAD_DB_POOL_SIZE", "Postgres connections kept open by svc_upload"
+    )
+    db_max_overflow: int = setting(
+        10, "REELS_UPLOAD_DB_MAX_OVERFLOW", "extra Postgres connections opened under a burst"
+    )
+    db_pool_timeout_s: float = setting(
+        60.0,
+        "REELS_UPLOAD_DB_POOL_TIMEOUT_S",
+        "longest wait for a free connection; past it the request is 503 + Retry-After (s)",
+    )
+    verify_concurrency: int = setting(
+        0,
+        "REELS_UPLOAD_VERIFY_CONCURRENCY",
+        "completed uploads checked at once (scan + ffprobe/decode; 0: one per CPU core)",
+    )
+    verify_wait_s: float = setting(
+        10.0,
+        "REELS_UPLOAD_VERIFY_WAIT_S",
+        "longest the completing tus PATCH waits for those checks; then 204, verdict in status (s)",
+    )
+    io_threads: int = setting(
+        32, "REELS_UPLOAD_IO_THREADS", "threads for staged-file writes, fsync and hashing"
+    )
+    http_backlog: int = setting(
+        1024,
+        "REELS_UPLOAD_HTTP_BACKLOG",
+        "tus listen backlog (connections Envoy may open at once; capped by somaxconn)",
+    )
+
+
+@dataclass(frozen=True)
 class Settings(FromEnv):
     """Everything svc_upload reads from the environment (README, "Service settings")."""
 
     server: ServerSettings = server_group("upload")
     platform: PlatformSettings = group(PlatformSettings)
     scan: ScanSettings = group(ScanSettings)
+    load: LoadSettings = group(LoadSettings)
     max_bytes: int = setting(500 * MB, "REELS_UPLOAD_MAX_BYTES", "largest upload accepted (bytes)")
     daily_quota: int = setting(100, "REELS_UPLOAD_DAILY_QUOTA", "uploads per user per UTC day")
     chunk_bytes: int = setting(
@@ -55,6 +92,16 @@ class Settings(FromEnv):
     )
     relay: bool = setting(
         True, "REELS_UPLOAD_RELAY", "run the outbox relay (video.uploaded) in this process"
+    )
+    media_base_url: str = setting(
+        "http://127.0.0.1:8080/media",
+        "REELS_MEDIA_BASE_URL",
+        "base of signed media URLs (as svc_stream's): the review queue's frame URLs",
+    )
+    review_frame_url_ttl_s: int = setting(
+        900,
+        "REELS_REVIEW_FRAME_URL_TTL_S",
+        "lifetime of a review-queue frame's signed URL (s)",
     )
     recordings: bool = setting(
         True,

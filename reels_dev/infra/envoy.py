@@ -2,7 +2,8 @@
 
 The config is rendered from one function so that `make up` (default ports) and the
 tests (free ports, a small rate-limit bucket) run the very same filter chain:
-gRPC-web → JSON transcoding → CORS → JWT (local JWKS) → local rate limit → router,
+gRPC-web → JSON transcoding → CORS → JWT (local JWKS) → local rate limit (per user and
+class, per IP without a token: rate_limit_filter) → router,
 one HTTP/2 cluster per service with gRPC health checks, OpenTelemetry tracing,
 `/media/` reserved for the media origin (signed URLs, so no JWT there), and
 `/api/v1/streams/` for svc_chat's chat WebSocket (upgraded here, authenticated by
@@ -131,6 +132,10 @@ class LocalReply:
     when: str  # CEL over Envoy's attributes; response.code is Envoy's original status
     code: int  # google.rpc.Code
     status: int | None = None  # the HTTP status to answer with (None: keep Envoy's)
+    # The message (None: Envoy's local reply body) and whether the body carries a
+    # google.rpc.RetryInfo of `rate_limit_fill_seconds` (as a service's would).
+    message: str | None = None
+    retry: bool = False
 
 
 _TRANSCODE = "response.code_details"
@@ -139,6 +144,17 @@ _TRANSCODE = "response.code_details"
 # the time jwt_authn answers, the transcoder has rewritten a JSON call into a gRPC one
 # (content type, path, te), keeping its path in x-envoy-original-path.
 _HTTP_CALLER = '("x-envoy-original-path" in request.headers || request.path.startsWith("/api/"))'
+# Any caller but native gRPC / gRPC-web (a transcoded JSON call is gRPC by now, but keeps
+# its path in x-envoy-original-path): /media/ is not under /api/.
+_NOT_GRPC_CALLER = (
+    '("x-envoy-original-path" in request.headers || !("content-type" in request.headers) || '
+    '!request.headers["content-type"].startsWith("application/grpc"))'
+)
+RETRY_INFO_TYPE = "type.googleapis.com/google.rpc.RetryInfo"
+RATE_LIMITED_MESSAGE = (
+    "too many requests: this user (or, without a token, this IP address) is over its "
+    "budget for this kind of request; retry after the seconds in Retry-After"
+)
 LOCAL_REPLIES = (
     # jwt_authn's refusals ("Jwt is missing", "Jwt is expired", "Audiences in Jwt are not
     # allowed"...; the only filter here that answers 401/403 itself) in the services'
@@ -191,6 +207,16 @@ LOCAL_REPLIES = (
         'xds.route_name == "grpc_only"',
         code=3,
     ),
+    # The rate limiter's 429 (RATE_LIMIT_CLASSES) to anything but a gRPC caller: the JSON
+    # API, tus, /media/, the WebSocket handshake. RESOURCE_EXHAUSTED with a RetryInfo, as
+    # a service says it; Retry-After comes from the filter. gRPC callers: RATE_LIMITED_GRPC.
+    LocalReply(
+        "rate_limited",
+        f'{_TRANSCODE} == "local_rate_limited" && {_NOT_GRPC_CALLER}',
+        code=8,
+        message=RATE_LIMITED_MESSAGE,
+        retry=True,
+    ),
     # The catch-all route for HTTP clients (gRPC ones meet grpc_not_found first), and
     # its twin for /api paths ahead of the web app's routes (web_app.py).
     LocalReply(
@@ -199,6 +225,147 @@ LOCAL_REPLIES = (
         code=5,
     ),
 )
+
+
+# Rate limits (docs/DECISIONS.md, "Rate limits (issue 14)"): Envoy's local rate limit
+# with per-value (dynamic) descriptors, one bucket per client and class. Each route
+# names its class in its metadata (RATE_LIMIT_METADATA); the filter, after jwt_authn,
+# builds two descriptors per request:
+#   (class, user)                   user: the verified JWT's `sub` (jwt_authn metadata,
+#                                   which a client cannot write); none without a token;
+#   (class, user="-", remote_address)  only matched when there is no verified token:
+#                                   /media/, tus discovery (OPTIONS), a chat WebSocket
+#                                   handshake by ticket. The address is the peer's
+#                                   (use_remote_address: a client's X-Forwarded-For is
+#                                   not trusted).
+# A call that needs a token and has none is refused by jwt_authn (401) before this.
+# Classes of a service's RPCs, by method name, tried in order before the service's
+# own class (SERVICE_CLASS, else writes). Short regexes: Envoy's RE2 caps their size.
+_READ_METHODS = "(Get|List|Watch|Explain)[A-Za-z]*"
+RPC_CLASSES: dict[str, tuple[tuple[str, str], ...]] = {
+    # CreateUpload, UploadChunk, GetUploadOffset, CompleteUpload, UploadVideo.
+    "upload": (("uploads", "[A-Za-z]*Upload[A-Za-z]*"), ("reads", _READ_METHODS)),
+    "transcode": (("reads", _READ_METHODS),),
+    "rank": (("reads", _READ_METHODS),),
+    "stream": (("reads", _READ_METHODS),),
+}
+SERVICE_CLASS = {"chat": "chat"}  # every ChatService RPC (streams, messages, tickets)
+RATE_LIMIT_CLASSES = ("reads", "writes", "uploads", "chat")  # per user
+RATE_LIMIT_IP_CLASSES = ("media", "uploads", "chat")  # per IP, without a token
+RATE_LIMIT_METADATA = "reels.rate_limit"  # route metadata: {"class": one of the above}
+JWT_FILTER = "envoy.filters.http.jwt_authn"
+JWT_PAYLOAD = "jwt_payload"  # jwt_authn's payload_in_metadata
+ANONYMOUS = "-"  # the `user` of a request without a verified token
+# A client cannot name itself: this header is dropped from every request before
+# jwt_authn, which sets it again from a verified token (claim_to_headers).
+USER_HEADER = "x-reels-user"
+
+
+def _rate_class(cls: str) -> dict[str, Any]:
+    """Route fields that put a route in rate-limit class ``cls``."""
+    return {"metadata": {"filter_metadata": {RATE_LIMIT_METADATA: {"class": cls}}}}
+
+
+def rate_limit_budgets(settings: EnvoySettings) -> dict[tuple[str, bool], int]:
+    """(class, per_ip) -> requests per `rate_limit_fill_seconds` for one client."""
+    public = settings.rate_limit_public_per_ip
+    budgets = {
+        ("reads", False): settings.rate_limit_reads,
+        ("writes", False): settings.rate_limit_writes,
+        ("uploads", False): settings.rate_limit_uploads,
+        ("chat", False): settings.rate_limit_chat,
+        ("media", True): settings.rate_limit_media_per_ip,
+        ("uploads", True): public,
+        ("chat", True): public,
+    }
+    for (cls, per_ip), budget in budgets.items():
+        if budget < 1:
+            who = "IP" if per_ip else "user"
+            raise ValueError(f"rate limit for {cls} per {who} must be at least 1, not {budget}")
+    return budgets
+
+
+def retry_delay(settings: EnvoySettings) -> str:
+    """What a refused client is told to wait, as a google.protobuf.Duration in JSON."""
+    return f"{settings.rate_limit_fill_seconds}s"
+
+
+def rate_limited_status_details(settings: EnvoySettings) -> str:
+    """grpc-status-details-bin of the limiter's gRPC answer: a google.rpc.Status
+    (RESOURCE_EXHAUSTED, RATE_LIMITED_MESSAGE) with a RetryInfo, base64."""
+    import base64
+
+    import grpc
+    from google.protobuf import duration_pb2
+    from google.rpc import error_details_pb2
+
+    from reels.errors import to_status
+
+    delay = duration_pb2.Duration(seconds=settings.rate_limit_fill_seconds)
+    raw = to_status(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        RATE_LIMITED_MESSAGE,
+        [error_details_pb2.RetryInfo(retry_delay=delay)],
+    )
+    return base64.b64encode(raw).decode("ascii")
+
+
+def rate_limit_filter(settings: EnvoySettings) -> dict[str, Any]:
+    """The local_ratelimit filter: per-user and per-IP buckets (rate_limit_budgets)
+    under a whole-front-door backstop (`rate_limit_tokens`)."""
+    fill = f"{settings.rate_limit_fill_seconds}s"
+
+    def bucket(tokens: int) -> dict[str, Any]:
+        return {"max_tokens": tokens, "tokens_per_fill": tokens, "fill_interval": fill}
+
+    def metadata(key: str, namespace: str, path: list[str], **extra: Any) -> dict[str, Any]:
+        return {
+            "metadata": {
+                "descriptor_key": key,
+                "metadata_key": {"key": namespace, "path": [{"key": k} for k in path]},
+                **extra,
+            }
+        }
+
+    route_class = metadata("class", RATE_LIMIT_METADATA, ["class"], source="ROUTE_ENTRY")
+    user = metadata("user", JWT_FILTER, [JWT_PAYLOAD, "sub"])
+    user_or_anonymous = metadata("user", JWT_FILTER, [JWT_PAYLOAD, "sub"], default_value=ANONYMOUS)
+    descriptors = []
+    for (cls, per_ip), budget in rate_limit_budgets(settings).items():
+        entries = [{"key": "class", "value": cls}]
+        if per_ip:
+            entries += [{"key": "user", "value": ANONYMOUS}, {"key": "remote_address"}]
+        else:
+            entries.append({"key": "user"})  # no value: one bucket per user
+        descriptors.append({"entries": entries, "token_bucket": bucket(budget)})
+    return {
+        "name": "envoy.filters.http.local_ratelimit",
+        "typed_config": _typed(
+            "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+            stat_prefix="reels_rate_limit",
+            token_bucket=bucket(settings.rate_limit_tokens),
+            filter_enabled={
+                "runtime_key": "reels_rate_limit_enabled",
+                "default_value": {"numerator": 100, "denominator": "HUNDRED"},
+            },
+            filter_enforced={
+                "runtime_key": "reels_rate_limit_enforced",
+                "default_value": {"numerator": 100, "denominator": "HUNDRED"},
+            },
+            rate_limits=[
+                {"actions": [route_class, user]},
+                {"actions": [route_class, user_or_anonymous, {"remote_address": {}}]},
+            ],
+            descriptors=descriptors,
+            max_dynamic_descriptors=settings.rate_limit_clients,
+            always_consume_default_token_bucket=True,
+            rate_limited_as_resource_exhausted=True,
+            response_headers_to_add=[
+                _header("retry-after", str(settings.rate_limit_fill_seconds)),
+                _header("grpc-status-details-bin", rate_limited_status_details(settings)),
+            ],
+        ),
+    }
 
 
 def _cel(expression: str) -> dict[str, Any]:
@@ -234,10 +401,20 @@ def local_reply_mappers(settings: EnvoySettings, expose_headers: str) -> list[di
     ]
     mappers: list[dict[str, Any]] = []
     for reply in LOCAL_REPLIES:
+        details: list[dict[str, Any]] = []
+        if reply.retry:
+            details.append({"@type": RETRY_INFO_TYPE, "retryDelay": retry_delay(settings)})
+        headers = [_header("grpc-status", str(reply.code))]
+        if reply.retry:
+            headers.append(_header("retry-after", str(settings.rate_limit_fill_seconds)))
         rewrite: dict[str, Any] = {
-            "headers_to_add": [_header("grpc-status", str(reply.code))],
+            "headers_to_add": headers,
             "body_format_override": {
-                "json_format": {"code": reply.code, "message": "%LOCAL_REPLY_BODY%", "details": []},
+                "json_format": {
+                    "code": reply.code,
+                    "message": reply.message or "%LOCAL_REPLY_BODY%",
+                    "details": details,
+                },
                 "content_type": "application/json",
             },
         }
@@ -251,6 +428,20 @@ def local_reply_mappers(settings: EnvoySettings, expose_headers: str) -> list[di
             }
         )
         mappers.append({"filter": _cel(reply.when), **rewrite})
+    # The limiter's answer to a gRPC or gRPC-web caller (RESOURCE_EXHAUSTED, its
+    # grpc-status-details-bin from the filter): grpc-message is the same message as the
+    # google.rpc.Status's, which clients (grpcio-status) check. Not Envoy's own
+    # "local_rate_limited".
+    grpc_rate_limited = {"body_format_override": {"text_format": RATE_LIMITED_MESSAGE}}
+    when = f'{_TRANSCODE} == "local_rate_limited"'
+    mappers.append(
+        {
+            "filter": _cel(f"{when} && {allowed}"),
+            **grpc_rate_limited,
+            "headers_to_add": cors_headers,
+        }
+    )
+    mappers.append({"filter": _cel(when), **grpc_rate_limited})
     mappers.append({"filter": _cel(allowed), "headers_to_add": cors_headers})
     return mappers
 
@@ -268,10 +459,23 @@ class EnvoySettings:
     jwks_path: Path = field(default_factory=lambda: AuthConfig().jwks_path)
     issuer: str = field(default_factory=lambda: AuthConfig().issuer)
     audience: str = field(default_factory=lambda: AuthConfig().audience)
-    # Local rate limit of the whole listener: a bucket of `rate_limit_tokens`,
-    # refilled by the same amount every `rate_limit_fill_seconds`.
-    rate_limit_tokens: int = 1000
-    rate_limit_fill_seconds: int = 1
+    # Rate limits (rate_limit_filter; docs/DECISIONS.md, "Rate limits (issue 14)"),
+    # defaults from reels.config.FrontDoorSettings. Every bucket holds its budget and
+    # refills it every `rate_limit_fill_seconds` (continuously: budget / fill seconds
+    # per second); a refused client is told to retry after `rate_limit_fill_seconds`.
+    # Per verified JWT subject, per class (RPC_CLASSES):
+    rate_limit_reads: int = FrontDoorSettings.rate_limit_reads
+    rate_limit_writes: int = FrontDoorSettings.rate_limit_writes
+    rate_limit_uploads: int = FrontDoorSettings.rate_limit_uploads
+    rate_limit_chat: int = FrontDoorSettings.rate_limit_chat
+    # Per client IP, for requests without a verified token:
+    rate_limit_media_per_ip: int = FrontDoorSettings.rate_limit_media_per_ip
+    rate_limit_public_per_ip: int = FrontDoorSettings.rate_limit_public_per_ip
+    # Clients tracked per class (an LRU; a client pushed out starts with a full bucket).
+    rate_limit_clients: int = FrontDoorSettings.rate_limit_clients
+    # The whole front door, all clients together: a backstop above the budgets.
+    rate_limit_tokens: int = FrontDoorSettings.rate_limit_tokens
+    rate_limit_fill_seconds: int = FrontDoorSettings.rate_limit_fill_seconds
     # Browser origins the CORS policy allows ("*": any); REELS_CORS_ORIGINS.
     cors_origins: list[str] = field(default_factory=lambda: list(DEFAULT_CORS_ORIGINS))
     # The built web client served at / (web_app.py); None, or not built: / answers 503.
@@ -282,11 +486,120 @@ def _typed(type_name: str, **config: Any) -> dict[str, Any]:
     return {"@type": f"type.googleapis.com/{type_name}", **config}
 
 
-def _cluster(name: str, port: int, *, http2: bool = True, health: bool = True) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ClusterLimits:
+    """How much Envoy sends one upstream at once, and how fast it gives up connecting.
+
+    Every number is chosen on purpose (docs/DECISIONS.md, "Uploads under load (issue
+    14)"): Envoy's defaults (1,024 connections/pending/requests, no retry budget, a 1 h
+    upstream idle timeout) refused work at about 1,000 concurrent clients, and a
+    connection kept longer than aiohttp's 75 s keep-alive could be reset under a request.
+    ``retry_budget_percent`` caps retries at that share of the active requests (at
+    least ``min_retry_concurrency``); it replaces ``max_retries`` (Envoy ignores that
+    when a budget is set) and only counts where a route retries.
+    """
+
+    connect_timeout_s: float
+    max_connections: int
+    max_pending_requests: int
+    max_requests: int
+    retry_budget_percent: float = 20.0
+    min_retry_concurrency: int = 3
+    idle_timeout_s: float = 30.0
+    """An idle upstream connection is closed after this; below aiohttp's keep-alive
+    (75 s), so Envoy never reuses a connection the service is closing."""
+    # HTTP/2 upstreams only.
+    max_concurrent_streams: int = 1024
+    stream_window_bytes: int = 1024 * 1024
+    connection_window_bytes: int = 16 * 1024 * 1024
+
+    def circuit_breakers(self) -> dict[str, Any]:
+        return {
+            "thresholds": [
+                {
+                    "priority": "DEFAULT",
+                    "max_connections": self.max_connections,
+                    "max_pending_requests": self.max_pending_requests,
+                    "max_requests": self.max_requests,
+                    "retry_budget": {
+                        "budget_percent": {"value": self.retry_budget_percent},
+                        "min_retry_concurrency": self.min_retry_concurrency,
+                    },
+                }
+            ]
+        }
+
+    def protocol_options(self, http2: bool) -> dict[str, Any]:
+        explicit: dict[str, Any] = {"http_protocol_options": {}}
+        if http2:
+            explicit = {
+                "http2_protocol_options": {
+                    "max_concurrent_streams": self.max_concurrent_streams,
+                    "initial_stream_window_size": self.stream_window_bytes,
+                    "initial_connection_window_size": self.connection_window_bytes,
+                    # A PING every 30 s finds a wedged upstream connection in 35 s.
+                    "connection_keepalive": {"interval": "30s", "timeout": "5s"},
+                }
+            }
+        return _typed(
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            common_http_protocol_options={"idle_timeout": f"{self.idle_timeout_s:g}s"},
+            explicit_http_config=explicit,
+        )
+
+
+# The gRPC services (HTTP/2: one connection per Envoy worker carries every stream).
+# Connecting on loopback takes microseconds; 2 s is a kernel that drops SYNs (a full
+# backlog, the first retransmit comes after 1 s), so one retransmit still connects.
+# 4,096 concurrent streams: every open WatchStatus/chat stream holds one, so 1,000
+# clients each with a watch and a few calls fit; past it Envoy answers UNAVAILABLE at
+# once instead of queueing without bound.
+GRPC_LIMITS = ClusterLimits(
+    connect_timeout_s=2.0, max_connections=64, max_pending_requests=1024, max_requests=4096
+)
+# svc_upload's tus endpoint (HTTP/1.1: one upstream connection per request in flight).
+# 5 s: two SYN retransmits (1 s, 3 s) still connect. 1,024 connections match the
+# service's listen backlog (REELS_UPLOAD_HTTP_BACKLOG) and the seed's 1,000 concurrent
+# uploads; past them requests wait in Envoy's queue (4,096 deep, the route has no
+# timeout), not a 503. Each connection holds at most ~1 MiB of body in Envoy and in
+# aiohttp (bounded memory: flow control stops reading past that).
+UPLOAD_LIMITS = ClusterLimits(
+    connect_timeout_s=5.0, max_connections=1024, max_pending_requests=4096, max_requests=4096
+)
+# svc_stream's media origin (HTTP/1.1, segments and playlists): players open a few
+# connections each; 1,024 at once, 4,096 queued.
+MEDIA_LIMITS = ClusterLimits(
+    connect_timeout_s=2.0, max_connections=1024, max_pending_requests=4096, max_requests=4096
+)
+# svc_chat's WebSockets: one connection per viewer for the whole stream, never idle
+# long (20 s pings); 16,384 viewers per Envoy (bench_chat runs 1,000).
+CHAT_WS_LIMITS = ClusterLimits(
+    connect_timeout_s=2.0,
+    max_connections=16384,
+    max_pending_requests=1024,
+    max_requests=16384,
+    idle_timeout_s=300.0,
+)
+# Spans are best effort: a collector that cannot keep up loses spans, never slows a
+# request (64 export calls at once, 64 queued).
+OTLP_LIMITS = ClusterLimits(
+    connect_timeout_s=1.0, max_connections=4, max_pending_requests=64, max_requests=64
+)
+
+
+def _cluster(
+    name: str,
+    port: int,
+    *,
+    http2: bool = True,
+    health: bool = True,
+    limits: ClusterLimits = GRPC_LIMITS,
+) -> dict[str, Any]:
     cluster: dict[str, Any] = {
         "name": name,
         "type": "STATIC",
-        "connect_timeout": "1s",
+        "connect_timeout": f"{limits.connect_timeout_s:g}s",
+        "circuit_breakers": limits.circuit_breakers(),
         "lb_policy": "ROUND_ROBIN",
         "load_assignment": {
             "cluster_name": name,
@@ -305,13 +618,9 @@ def _cluster(name: str, port: int, *, http2: bool = True, health: bool = True) -
             ],
         },
     }
-    if http2:
-        cluster["typed_extension_protocol_options"] = {
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": _typed(
-                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                explicit_http_config={"http2_protocol_options": {}},
-            )
-        }
+    cluster["typed_extension_protocol_options"] = {
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": limits.protocol_options(http2)
+    }
     if health:
         cluster["health_checks"] = [
             {
@@ -381,6 +690,7 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
             "name": "tus",
             "match": {"prefix": "/api/v1/uploads/tus/"},
             "route": {"cluster": "upload_http", "timeout": "0s", "idle_timeout": "300s"},
+            **_rate_class("uploads"),
         },
         {
             # Live chat over a WebSocket, served by svc_chat over HTTP/1.1 (CHAT_WS_PREFIX).
@@ -392,11 +702,13 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
                 "idle_timeout": CHAT_WS_IDLE_TIMEOUT,
                 "upgrade_configs": [{"upgrade_type": "websocket"}],
             },
+            **_rate_class("chat"),
         },
         {
             "name": "media",
             "match": {"prefix": "/media/"},
             "route": {"cluster": "media_origin", "timeout": "30s"},
+            **_rate_class("media"),
             # Media CORS is the origin's (any page's origin, `*`, Range and the CMCD-*
             # headers players send; svc_stream/playback/origin.py), as a CDN leaves it
             # to its bucket: the filter is off here, preflights go through to it.
@@ -436,17 +748,27 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
                 "name": prefix.strip("/").rsplit(".", 2)[-2] + "_reflection",
                 "match": {"prefix": prefix, "headers": [is_grpc]},
                 "route": {"cluster": f"svc_{REFLECTION_SERVICE}", "timeout": "0s"},
+                **_rate_class("reads"),
             }
         )
     for key, full_name in SERVICE_NAMES.items():
-        routes.append(
-            {
-                "name": key,
-                "match": {"prefix": f"/{full_name}/", "headers": [is_grpc]},
-                # 0s: streaming RPCs (status watch, chat subscribe) stay open.
-                "route": {"cluster": f"svc_{key}", "timeout": "0s"},
-            }
-        )
+        # One route per rate-limit class of the service's RPCs (RATE_LIMIT_CLASSES),
+        # the first that matches wins: its upload RPCs, its reads, the rest.
+        service_routes = [
+            (f"{key}_{cls}", {"safe_regex": {"regex": f"/{re.escape(full_name)}/{methods}"}}, cls)
+            for cls, methods in RPC_CLASSES.get(key, ())
+        ]
+        service_routes.append((key, {"prefix": f"/{full_name}/"}, SERVICE_CLASS.get(key, "writes")))
+        for name, path_match, cls in service_routes:
+            routes.append(
+                {
+                    "name": name,
+                    "match": {**path_match, "headers": [is_grpc]},
+                    # 0s: streaming RPCs (status watch, chat subscribe) stay open.
+                    "route": {"cluster": f"svc_{key}", "timeout": "0s"},
+                    **_rate_class(cls),
+                }
+            )
     routes.append(
         {
             # A plain HTTP request (curl, a browser's address bar) on a gRPC path: the
@@ -481,6 +803,14 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
     routes.append(not_found)
     access_filters = [
         {
+            # USER_HEADER is jwt_authn's to set: a client's own is dropped first.
+            "name": "reels.strip_user_header",
+            "typed_config": _typed(
+                "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+                mutations={"request_mutations": [{"remove": USER_HEADER}]},
+            ),
+        },
+        {
             "name": "envoy.filters.http.cors",
             "typed_config": _typed("envoy.extensions.filters.http.cors.v3.Cors"),
         },
@@ -494,7 +824,9 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
                         "audiences": [settings.audience],
                         "forward": True,
                         "local_jwks": {"filename": str(settings.jwks_path)},
-                        "claim_to_headers": [{"header_name": "x-reels-user", "claim_name": "sub"}],
+                        "claim_to_headers": [{"header_name": USER_HEADER, "claim_name": "sub"}],
+                        # The rate limiter's `user` (rate_limit_filter).
+                        "payload_in_metadata": JWT_PAYLOAD,
                     }
                 },
                 rules=[
@@ -525,34 +857,7 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
                 bypass_cors_preflight=True,
             ),
         },
-        {
-            "name": "envoy.filters.http.local_ratelimit",
-            "typed_config": _typed(
-                "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
-                stat_prefix="reels_rate_limit",
-                token_bucket={
-                    "max_tokens": settings.rate_limit_tokens,
-                    "tokens_per_fill": settings.rate_limit_tokens,
-                    "fill_interval": f"{settings.rate_limit_fill_seconds}s",
-                },
-                filter_enabled={
-                    "runtime_key": "reels_rate_limit_enabled",
-                    "default_value": {"numerator": 100, "denominator": "HUNDRED"},
-                },
-                filter_enforced={
-                    "runtime_key": "reels_rate_limit_enforced",
-                    "default_value": {"numerator": 100, "denominator": "HUNDRED"},
-                },
-                response_headers_to_add=[
-                    {
-                        "header": {
-                            "key": "retry-after",
-                            "value": str(settings.rate_limit_fill_seconds),
-                        }
-                    }
-                ],
-            ),
-        },
+        rate_limit_filter(settings),
     ]
     transcoder = {
         "name": "envoy.filters.http.grpc_json_transcoder",
@@ -631,7 +936,7 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
         },
         restore_grpc_status,
         transcoder,
-        *access_filters,  # CORS, JWT, rate limit: on the transcoded request's route
+        *access_filters,  # user header strip, CORS, JWT, rate limit: on the transcoded route
         keep_grpc_status,
         {
             # Does nothing but on the routes that configure it (log_as_rpc).
@@ -650,6 +955,10 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
         # Room for the longest valid tus Upload-Metadata (svc_upload/tus_limits.py).
         max_request_headers_kb=request_headers_kb(),
         generate_request_id=True,
+        # The edge: the client address is the peer's, never a client's X-Forwarded-For
+        # (the per-IP rate limits key on it). Behind a load balancer, set
+        # xff_num_trusted_hops to the number of proxies in front.
+        use_remote_address=True,
         stream_idle_timeout="0s",
         access_log=[
             {
@@ -717,10 +1026,15 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
         local_reply_config={"mappers": local_reply_mappers(settings, expose_headers)},
     )
     clusters = [_cluster(f"svc_{key}", settings.service_ports[key]) for key in SERVICE_NAMES]
-    clusters.append(_cluster("media_origin", settings.media_port, http2=False, health=False))
-    clusters.append(_cluster("upload_http", settings.upload_http_port, http2=False, health=False))
-    clusters.append(_cluster("chat_ws", settings.chat_ws_port, http2=False, health=False))
-    clusters.append(_cluster("otel_collector", settings.otlp_port, health=False))
+    http1 = {"http2": False, "health": False}
+    clusters.append(_cluster("media_origin", settings.media_port, **http1, limits=MEDIA_LIMITS))
+    clusters.append(
+        _cluster("upload_http", settings.upload_http_port, **http1, limits=UPLOAD_LIMITS)
+    )
+    clusters.append(_cluster("chat_ws", settings.chat_ws_port, **http1, limits=CHAT_WS_LIMITS))
+    clusters.append(
+        _cluster("otel_collector", settings.otlp_port, health=False, limits=OTLP_LIMITS)
+    )
     return {
         "admin": {
             "address": {
@@ -829,7 +1143,15 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> EnvoySettings:
         upload_http_port=front.upload_http_port,
         chat_ws_port=front.chat_ws_port,
         otlp_port=front.otlp_port,
+        rate_limit_reads=front.rate_limit_reads,
+        rate_limit_writes=front.rate_limit_writes,
+        rate_limit_uploads=front.rate_limit_uploads,
+        rate_limit_chat=front.rate_limit_chat,
+        rate_limit_media_per_ip=front.rate_limit_media_per_ip,
+        rate_limit_public_per_ip=front.rate_limit_public_per_ip,
+        rate_limit_clients=front.rate_limit_clients,
         rate_limit_tokens=front.rate_limit_tokens,
+        rate_limit_fill_seconds=front.rate_limit_fill_seconds,
         cors_origins=list(front.cors_origins),
         jwks_path=auth.jwks_path,
         issuer=auth.issuer,

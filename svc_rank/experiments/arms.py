@@ -7,7 +7,7 @@
                           default_weights=pipeline.default_weights)
     label, params = arms(user, forced)          # before ranking (pure, no I/O)
     ... build and return the page ...
-    arms.served(user, label, request_id=...)    # after a non-empty page: background write
+    arms.served(user, label, request_id=..., scorer=...)  # after a non-empty page
 
 The label names the arm: ``"<experiment_id>:<phase>:<arm>"`` ("" when the user is in
 no experiment). A forced arm (``GetFeedRequest.experiment``: the full label,
@@ -111,13 +111,15 @@ class ExperimentArms:
         return a.experiment, a.arm
 
     def served(
-        self, user: str, served_label: str, *, request_id: str = ""
+        self, user: str, served_label: str, *, request_id: str = "", scorer: str = ""
     ) -> asyncio.Task[Outcome] | None:
-        """Log the exposure of a page that was served (in the background; never raises)."""
+        """Log the exposure of a page that was served (in the background; never raises).
+        ``scorer``: what ranked the page, as GetFeed's ``scorer`` (``"ranker:2"``,
+        ``"rules"``); the event's ``ranker_model_version`` (exposure module docstring)."""
         hit = self.exposure_for(user, served_label)
         if hit is None or self.recorder is None:
             return None
-        return self.recorder.record_soon(hit[0], hit[1], user, request_id=request_id)
+        return self.recorder.record_soon(hit[0], hit[1], user, request_id=request_id, served=scorer)
 
     @classmethod
     def from_config(

@@ -30,6 +30,15 @@ outage costs one timeout, not one per page); without Postgres the exposure is no
 recorded (FAILED) and the claim is released, so the next page tries again. Recording
 never raises into the feed.
 
+What ranked the page: ``ranker_model_version`` carries the scorer that actually served
+the exposing page, as GetFeed's ``scorer`` says it (``"ranker:<version Triton
+answered with>"`` or ``"rules"`` after a fallback; svc_rank/scorer/learned.py reads the
+version from Triton's response), not the version the arm pins: an arm that keeps the
+service's ranker ("" pin) is served whatever version is loaded, and a pinned version
+that is being unloaded or down is served by rules. The arm's pin stays in the
+experiment's config under ``arm``. A caller that does not say what served (``served``
+empty) gets the arm's pin label as before (``"2"``, ``"rules"`` or "").
+
 Pure parts (no I/O): :func:`dedup_key`, :func:`exposure_event_id`,
 :func:`build_exposure`. The recorder is the one I/O part.
 """
@@ -102,8 +111,12 @@ def build_exposure(
     *,
     served_at: datetime,
     request_id: str = "",
+    served: str = "",
 ) -> events_pb2.FeedExposure:
-    """The ``FeedExposure`` event for ``unit`` served by ``arm`` (pure; checks the arm)."""
+    """The ``FeedExposure`` event for ``unit`` served by ``arm`` (pure; checks the arm).
+
+    ``served``: what ranked the page, GetFeed's ``scorer`` (``"ranker:2"``, ``"rules"``);
+    it becomes ``ranker_model_version``; "" falls back to the arm's pin label."""
     if experiment.arm(arm.name) != arm:
         raise ValueError(f"arm {arm.name!r} is not this phase's arm")
     event_id = exposure_event_id(experiment.experiment_id, experiment.phase, unit)
@@ -116,7 +129,7 @@ def build_exposure(
         arm=arm.name,
         user_id=unit,
         bucket=bucket(experiment.salt, unit),
-        ranker_model_version=arm.config.ranker_label,
+        ranker_model_version=served or arm.config.ranker_label,
         request_id=request_id,
         exposed_at=ts,
     )
@@ -161,16 +174,28 @@ class ExposureRecorder:
         self._tasks: set[asyncio.Task[Outcome]] = set()
 
     async def record(
-        self, experiment: Experiment, arm: Arm, user_id: str, *, request_id: str = ""
+        self,
+        experiment: Experiment,
+        arm: Arm,
+        user_id: str,
+        *,
+        request_id: str = "",
+        served: str = "",
     ) -> Outcome:
-        """Record that ``arm`` of ``experiment`` served ``user_id`` a feed (idempotent)."""
+        """Record that ``arm`` of ``experiment`` served ``user_id`` a feed (idempotent);
+        ``served``: the scorer that ranked the page (:func:`build_exposure`)."""
         key = dedup_key(experiment.experiment_id, experiment.phase, user_id)
         claimed = await self._claim(key)
         if claimed is False:
             self.duplicates += 1
             return Outcome.DUPLICATE
         event = build_exposure(
-            experiment, arm, user_id, served_at=self.clock(), request_id=request_id
+            experiment,
+            arm,
+            user_id,
+            served_at=self.clock(),
+            request_id=request_id,
+            served=served,
         )
         try:
             outcome = await self._enqueue(event)
@@ -188,11 +213,17 @@ class ExposureRecorder:
         return outcome
 
     def record_soon(
-        self, experiment: Experiment, arm: Arm, user_id: str, *, request_id: str = ""
+        self,
+        experiment: Experiment,
+        arm: Arm,
+        user_id: str,
+        *,
+        request_id: str = "",
+        served: str = "",
     ) -> asyncio.Task[Outcome]:
         """:meth:`record` in the background (GetFeed does not wait); returns the task."""
         task = asyncio.create_task(
-            self.record(experiment, arm, user_id, request_id=request_id),
+            self.record(experiment, arm, user_id, request_id=request_id, served=served),
             name=f"exposure:{experiment.experiment_id}:{user_id}",
         )
         self._tasks.add(task)

@@ -34,7 +34,7 @@ signed URL is the credential. What a player gets:
   ``-Object``, ``-Status``, ``-Session``, CTA-5004) plus whatever else the player asks
   for. Envoy leaves ``/media/`` CORS to this origin (as a CDN would leave it to S3's);
 * parameters a player adds to the URL (CMCD, cache busters, LL-HLS directives) are
-  ignored: only the key, the expiry and our own parameters are signed (signing.py);
+  ignored: only the key, the expiry and our own parameters are signed (reels/media_urls.py);
 * a request target longer than :data:`MAX_TARGET_BYTES` (8 KiB, what most servers and
   CDNs accept; our URLs are a few hundred bytes) is 414, and a request aiohttp cannot
   parse at all is 400: both JSON bodies in the shared error shape
@@ -67,12 +67,12 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from reels.http_errors import HttpError, http_error
+from reels.media_urls import SignatureError, UrlSigner
 from reels.storage import validate_key
 from svc_stream.playback import manifest
 from svc_stream.playback.devices import parse_device
 from svc_stream.playback.live import is_live_key
 from svc_stream.playback.media_store import MediaStore, StorageUnavailable
-from svc_stream.playback.signing import SignatureError, UrlSigner
 
 log = logging.getLogger(__name__)
 

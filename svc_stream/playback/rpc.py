@@ -26,12 +26,12 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from reels.v1 import stream_pb2
 
 from reels import errors
+from reels.media_urls import UrlSigner
 from svc_stream.playback import manifest
 from svc_stream.playback.catalog import Catalog, PublishedVideo
 from svc_stream.playback.devices import DeviceClass, choose_ladder, resolve_device
 from svc_stream.playback.live import LiveStream, LiveStreams
 from svc_stream.playback.media_store import MediaStore
-from svc_stream.playback.signing import UrlSigner
 
 MAX_URL_BATCH = 500
 LIVE_RETRY_S = 1.0

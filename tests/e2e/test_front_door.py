@@ -361,6 +361,8 @@ async def test_bad_input_gets_invalid_argument_with_field_violation(
 async def test_requests_over_the_rate_limit_get_429(
     envoy_rate_limited: EnvoySettings, trending: None
 ) -> None:
+    # A new user per call: the whole front door's backstop (rate_limit_tokens), which
+    # every request spends besides its own client's budget (test_rate_limits_e2e.py).
     statuses = []
     async with aiohttp.ClientSession() as http:
         for _ in range(8):

@@ -824,6 +824,113 @@ async def test_redis_down_serves_an_uncached_ranked_list(
         server.stop(grace=1)
 
 
+async def test_overload_serves_a_stale_trending_page_instead_of_errors(
+    harness: FeedHarness, tmp_path: Path
+) -> None:
+    """Every build slot taken (what a burst of cache misses does): GetFeed answers at
+    once with a page of the stale trending list, flagged OVERLOAD, playable, not the
+    user's own videos; the next page is ranked for the user again once there is room,
+    repeating nothing. Other RPCs of a saturated service shed with RESOURCE_EXHAUSTED +
+    RetryInfo (reels.admission); GetFeed never does (next test)."""
+    rank = build_rank(
+        rank_settings(
+            database_url=harness.rank.platform.database_url,
+            kafka_bootstrap=harness.kafka.bootstrap,
+            redis_prefix=harness.rank.platform.redis_prefix,
+            milvus_path=tmp_path / "milvus" / "overload.db",
+            stream_addr=f"127.0.0.1:{harness.stream_server.port}",
+            max_concurrent_builds=2,
+            build_wait_ms=0.0,
+        )
+    )
+    from svc_stream.analytics.trending import publish_scores
+
+    ranked = sorted(harness.creators)
+    await publish_scores(harness.stream.redis, [(v, 20.0 - i) for i, v in enumerate(ranked)])
+    running = await run_app(rank, port=0)
+    creator = harness.creators[ranked[0]]
+    try:
+        service = rank.feed_service
+        assert service is not None
+        for _ in range(2):  # a burst of builds holds every slot
+            await service.builds.acquire()
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as ch:
+            stub = rank_pb2_grpc.FeedServiceStub(ch)
+            users = [creator, *(f"overload-{i}" for i in range(11))]
+            pages = await asyncio.gather(
+                *(
+                    stub.GetFeed(F.GetFeedRequest(limit=4), metadata=harness.auth(u), timeout=30)
+                    for u in users
+                )
+            )
+            for user, page in zip(users, pages, strict=True):
+                assert F.FEED_FALLBACK_OVERLOAD in page.fallbacks, page.fallbacks
+                assert len(page.items) == 4 and all(i.streaming_url for i in page.items)
+                assert all(i.reason == F.FEED_REASON_TRENDING for i in page.items)
+                assert "busy" in page.items[0].explanation
+                assert page.has_more and page.cursor
+                if user == creator:
+                    assert all(harness.creators[i.video_id] != creator for i in page.items)
+            # The stale list was made once and is shared: same order for everyone.
+            assert ids_of(pages[1]) == ids_of(pages[2])
+            for _ in range(2):
+                service.builds.release()
+            # Capacity is back: the next page is a list ranked for this user, and it
+            # repeats nothing the overload page served.
+            user, first = users[1], pages[1]
+            second = await stub.GetFeed(
+                F.GetFeedRequest(limit=4, cursor=first.cursor),
+                metadata=harness.auth(user),
+                timeout=30,
+            )
+            assert F.FEED_FALLBACK_OVERLOAD not in second.fallbacks
+            assert second.items and not set(ids_of(second)) & set(ids_of(first))
+    finally:
+        await running.stop(1.0)
+
+
+async def test_a_saturated_service_sheds_other_rpcs_with_retry_info_but_never_the_feed(
+    harness: FeedHarness, tmp_path: Path
+) -> None:
+    rank = build_rank(
+        rank_settings(
+            database_url=harness.rank.platform.database_url,
+            kafka_bootstrap=harness.kafka.bootstrap,
+            redis_prefix=harness.rank.platform.redis_prefix,
+            milvus_path=tmp_path / "milvus" / "shed.db",
+            stream_addr=f"127.0.0.1:{harness.stream_server.port}",
+        )
+    )
+    rank.settings = dataclasses.replace(
+        rank.settings,
+        server=dataclasses.replace(rank.settings.server, max_inflight_rpcs=1, admission_wait_s=0),
+    )
+    running = await run_app(rank, port=0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as ch:
+            stub = rank_pb2_grpc.FeedServiceStub(ch)
+            trending = [
+                stub.GetTrending(
+                    F.GetTrendingRequest(limit=5), metadata=harness.auth("t"), timeout=30
+                )
+                for _ in range(12)
+            ]
+            feeds = [
+                stub.GetFeed(F.GetFeedRequest(limit=3), metadata=harness.auth(f"s{i}"), timeout=30)
+                for i in range(6)
+            ]
+            results = await asyncio.gather(*trending, *feeds, return_exceptions=True)
+        shed = [r for r in results[:12] if isinstance(r, grpc.aio.AioRpcError)]
+        assert shed, "12 concurrent GetTrending on one slot: some must be shed"
+        for err in shed:
+            assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err
+            assert "overloaded" in (err.details() or "")
+            assert dict(err.trailing_metadata() or ()).get("retry-after") == "1"
+        assert all(not isinstance(r, BaseException) and r.items for r in results[12:]), results[12:]
+    finally:
+        await running.stop(1.0)
+
+
 async def test_svc_stream_down_serves_the_last_list_then_trending_from_redis(
     harness: FeedHarness,
 ) -> None:

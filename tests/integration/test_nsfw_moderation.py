@@ -16,11 +16,13 @@ import dataclasses
 import json
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlsplit
 
 import grpc
 import numpy as np
@@ -33,6 +35,8 @@ from reels.auth import ServiceTokenSigner
 from reels.config import ServerSettings, platform
 from reels.db.models import Outbox
 from reels.events import ReceivedEvent
+from reels.media_signing import media_signing_key
+from reels.media_urls import UrlSigner
 from reels.server import run_app
 from reels.storage import LocalObjectStore
 from reels_dev.infra.process import REPO_ROOT, free_port
@@ -349,10 +353,19 @@ async def test_review_queue_moderators_approve_into_feeds_or_reject_with_a_reaso
     assert m.frames_scored == 2 and 1 <= len(m.top_frames) <= 3
     scores = [f.score for f in m.top_frames]
     assert scores == sorted(scores, reverse=True) and abs(scores[0] - m.score) < 1e-6
+    # Each frame's signed URL (the platform's media signer, short-lived) verifies for
+    # its key, as the media origin checks it (tests/e2e/test_review_queue_e2e.py fetches
+    # them through Envoy).
+    signer = UrlSigner(media_signing_key(platform()))
+    base = stack.upload.settings.media_base_url
     for frame in m.top_frames:
         assert frame.key.startswith(f"moderation/{to_approve}/")
         png = await stack.transcode.store.get_bytes(frame.key)
         assert png.startswith(b"\x89PNG\r\n\x1a\n")
+        assert frame.url.startswith(f"{base}/{frame.key}?"), frame.url
+        signed = signer.verify(frame.key, parse_qsl(urlsplit(frame.url).query))
+        ttl = stack.upload.settings.review_frame_url_ttl_s
+        assert int(signed["exp"]) <= time.time() + 2 * ttl
 
     # Errors: bad input, unknown ids, videos not in review.
     cases = [

@@ -27,6 +27,7 @@ from reels import errors, topics
 from reels.cache import delete_prefix, redis_client
 from reels.db.engine import create_database, drop_database
 from reels.db.migrate import migrate
+from reels.media_urls import UrlSigner
 from reels.server import run_app
 from reels.storage import LocalObjectStore
 from reels_dev.infra.process import free_port
@@ -35,7 +36,6 @@ from svc_stream.app import App, build
 from svc_stream.playback.media_store import MediaStore
 from svc_stream.playback.origin import MediaOrigin
 from svc_stream.playback.rpc import PlaybackRpcs
-from svc_stream.playback.signing import UrlSigner
 from svc_transcode.pipeline import TranscodeResult
 from tests.fixtures.infra import TansuBroker, _test_database_url
 from tests.fixtures.stream import stream_settings

@@ -27,10 +27,10 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 import aiohttp
 import pytest
 
+from reels.media_urls import UrlSigner
 from reels.storage import LocalObjectStore
 from svc_stream.playback.media_store import MediaStore
 from svc_stream.playback.origin import MAX_TARGET_BYTES, MediaOrigin
-from svc_stream.playback.signing import UrlSigner
 from svc_transcode.artifacts import STORYBOARD_IMAGE, storyboard_layout, storyboard_vtt
 
 _URI_ATTR = re.compile(r'URI="([^"]*)"')

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import pytest
 
-from svc_stream.playback.signing import (
+from reels.media_urls import (
     CANONICAL_PREFIX,
     SignatureError,
     UrlSigner,

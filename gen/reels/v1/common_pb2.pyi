@@ -242,8 +242,10 @@ class VideoModerationFrame(_message.Message):
     time_seconds: _builtins.float
     """Position of the frame in the video, seconds."""
     url: _builtins.str
-    """A signed, time-limited URL of the image (ListReviewQueue fills it in when
-    media signing is configured; empty otherwise).
+    """A signed, short-lived URL of the image: ListReviewQueue fills it in
+    (`<REELS_MEDIA_BASE_URL>/<key>?exp=..&sp=exp&sig=..`, the same signature as
+    every media URL; no JWT needed, readable until `exp`, about
+    REELS_REVIEW_FRAME_URL_TTL_S, default 15 min). Empty elsewhere.
     """
     def __init__(
         self,

@@ -92,6 +92,13 @@ class _FeedFallbackEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FeedFall
     items can say "you're all caught up"; an empty feed without this fallback
     means there is nothing to show at all.
     """
+    FEED_FALLBACK_OVERLOAD: _FeedFallback.ValueType  # 8
+    """svc_rank had no capacity to build a list in time (more feed requests than it
+    can rank): a page of the region's trending list, signed a little earlier
+    (at most REELS_RANK_STALE_FEED_TTL_S old), filtered for the user, served
+    instead of an error. Not cached as the user's list: the next page is ranked
+    for them again once there is capacity. See docs/DECISIONS.md "Overload".
+    """
 
 class FeedFallback(_FeedFallback, metaclass=_FeedFallbackEnumTypeWrapper):
     """Which degraded path served a feed (none: the full pipeline did)."""
@@ -126,6 +133,13 @@ topped up with videos served before, least recently served first (those
 items have reason FEED_REASON_SEEN_BEFORE). A client that gets only such
 items can say "you're all caught up"; an empty feed without this fallback
 means there is nothing to show at all.
+"""
+FEED_FALLBACK_OVERLOAD: FeedFallback.ValueType  # 8
+"""svc_rank had no capacity to build a list in time (more feed requests than it
+can rank): a page of the region's trending list, signed a little earlier
+(at most REELS_RANK_STALE_FEED_TTL_S old), filtered for the user, served
+instead of an error. Not cached as the user's list: the next page is ranked
+for them again once there is capacity. See docs/DECISIONS.md "Overload".
 """
 Global___FeedFallback: _TypeAlias = FeedFallback  # noqa: Y015
 

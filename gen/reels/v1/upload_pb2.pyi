@@ -847,7 +847,7 @@ class ReviewItem(_message.Message):
     @_builtins.property
     def moderation(self) -> _common_pb2.VideoModeration:
         """The classifier's finding: score, model name and version, thresholds, and the
-        highest-scoring frames (object-store keys; signed URLs where configured).
+        highest-scoring frames (object-store keys and short-lived signed URLs).
         """
 
     @_builtins.property

@@ -202,7 +202,8 @@ class UploadServiceServicer:
     def ListReviewQueue(self, request, context):
         """Moderators only (JWT claim `roles` containing "moderator"): the videos the
         NSFW classifier held (status IN_REVIEW), oldest first, each with its
-        highest-scoring frames. Errors: PERMISSION_DENIED, INVALID_ARGUMENT (page).
+        highest-scoring frames as signed /media/ URLs a client opens as they are.
+        Errors: PERMISSION_DENIED, INVALID_ARGUMENT (page).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -80,7 +80,8 @@ class UploadServiceStub:
     ListReviewQueue: _grpc.UnaryUnaryMultiCallable[_upload_pb2.ListReviewQueueRequest, _upload_pb2.ListReviewQueueResponse]
     """Moderators only (JWT claim `roles` containing "moderator"): the videos the
     NSFW classifier held (status IN_REVIEW), oldest first, each with its
-    highest-scoring frames. Errors: PERMISSION_DENIED, INVALID_ARGUMENT (page).
+    highest-scoring frames as signed /media/ URLs a client opens as they are.
+    Errors: PERMISSION_DENIED, INVALID_ARGUMENT (page).
     """
     DecideReview: _grpc.UnaryUnaryMultiCallable[_upload_pb2.DecideReviewRequest, _upload_pb2.DecideReviewResponse]
     """Moderators only: approve (the video is published and enters feeds) or reject
@@ -141,7 +142,8 @@ class UploadServiceAsyncStub(UploadServiceStub):
     ListReviewQueue: _aio.UnaryUnaryMultiCallable[_upload_pb2.ListReviewQueueRequest, _upload_pb2.ListReviewQueueResponse]  # type: ignore[assignment]
     """Moderators only (JWT claim `roles` containing "moderator"): the videos the
     NSFW classifier held (status IN_REVIEW), oldest first, each with its
-    highest-scoring frames. Errors: PERMISSION_DENIED, INVALID_ARGUMENT (page).
+    highest-scoring frames as signed /media/ URLs a client opens as they are.
+    Errors: PERMISSION_DENIED, INVALID_ARGUMENT (page).
     """
     DecideReview: _aio.UnaryUnaryMultiCallable[_upload_pb2.DecideReviewRequest, _upload_pb2.DecideReviewResponse]  # type: ignore[assignment]
     """Moderators only: approve (the video is published and enters feeds) or reject
@@ -271,7 +273,8 @@ class UploadServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_upload_pb2.ListReviewQueueResponse, _abc.Awaitable[_upload_pb2.ListReviewQueueResponse]]:
         """Moderators only (JWT claim `roles` containing "moderator"): the videos the
         NSFW classifier held (status IN_REVIEW), oldest first, each with its
-        highest-scoring frames. Errors: PERMISSION_DENIED, INVALID_ARGUMENT (page).
+        highest-scoring frames as signed /media/ URLs a client opens as they are.
+        Errors: PERMISSION_DENIED, INVALID_ARGUMENT (page).
         """
 
     @_abc_1.abstractmethod

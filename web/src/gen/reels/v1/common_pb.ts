@@ -40,8 +40,10 @@ export type VideoModerationFrame = Message<"reels.v1.VideoModerationFrame"> & {
   timeSeconds: number;
 
   /**
-   * A signed, time-limited URL of the image (ListReviewQueue fills it in when
-   * media signing is configured; empty otherwise).
+   * A signed, short-lived URL of the image: ListReviewQueue fills it in
+   * (`<REELS_MEDIA_BASE_URL>/<key>?exp=..&sp=exp&sig=..`, the same signature as
+   * every media URL; no JWT needed, readable until `exp`, about
+   * REELS_REVIEW_FRAME_URL_TTL_S, default 15 min). Empty elsewhere.
    *
    * @generated from field: string url = 4;
    */

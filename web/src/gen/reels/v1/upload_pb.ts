@@ -914,7 +914,7 @@ export type ReviewItem = Message<"reels.v1.ReviewItem"> & {
 
   /**
    * The classifier's finding: score, model name and version, thresholds, and the
-   * highest-scoring frames (object-store keys; signed URLs where configured).
+   * highest-scoring frames (object-store keys and short-lived signed URLs).
    *
    * @generated from field: reels.v1.VideoModeration moderation = 2;
    */
@@ -1241,7 +1241,8 @@ export const UploadService: GenService<{
   /**
    * Moderators only (JWT claim `roles` containing "moderator"): the videos the
    * NSFW classifier held (status IN_REVIEW), oldest first, each with its
-   * highest-scoring frames. Errors: PERMISSION_DENIED, INVALID_ARGUMENT (page).
+   * highest-scoring frames as signed /media/ URLs a client opens as they are.
+   * Errors: PERMISSION_DENIED, INVALID_ARGUMENT (page).
    *
    * @generated from rpc reels.v1.UploadService.ListReviewQueue
    */
