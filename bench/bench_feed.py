@@ -59,7 +59,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,7 @@ from google.protobuf import duration_pb2, timestamp_pb2  # noqa: E402
 from reels.v1 import events_pb2, rank_pb2  # noqa: E402
 from sqlalchemy import insert, make_url  # noqa: E402
 
+from reels.admission import Admission  # noqa: E402
 from reels.auth import current_token, current_user  # noqa: E402
 from reels.cache import delete_prefix, redis_client, set_key_prefix  # noqa: E402
 from reels.config import DEFAULT_PORTS  # noqa: E402
@@ -655,7 +656,12 @@ async def measure_all(
     pool = list(users)
     for user in pool[: args.concurrency * 4]:
         signed_in(user)  # tokens minted outside the clock; the rest mint as they go
+    # Raw build capacity: the overload gate off, so every miss builds a list.
+    gate = feed.builds
+    feed.builds = Admission("rank", 0, 0.0)
     miss_rps, miss_fb = await throughput(get_feed, signed_in, pool, args, hits=False)
+    feed.builds = gate
+    pool = pool[args.concurrency * 4 + int(miss_rps * args.seconds) + 1 :]
     # The measured users' lists have expired by now (60 s TTL): rebuild a hot set
     # outside the clock, so the hit phase times cached pages, not misses.
     hot = measured[: args.concurrency * 4]
@@ -678,6 +684,10 @@ async def measure_all(
         f"requests/s -> {math.ceil(FLEET_RPS / mix)} instances"
     )
 
+    over_ok = True
+    if args.overload_seconds > 0:
+        over_ok = await overload(get_feed, signed_in, pool, miss_rps, args, rs)
+
     ok_miss, ok_hit = m[95] < GOAL_MISS_P95_MS, h[99] < GOAL_HIT_P99_MS
     print(
         f"\ngoal cache-miss p95 < {GOAL_MISS_P95_MS:g} ms inside the service: "
@@ -692,7 +702,7 @@ async def measure_all(
             f"through Envoy (for the record): miss p95 {env_figs['miss'][95]:.1f} ms, "
             f"hit p99 {env_figs['hit'][99]:.2f} ms"
         )
-    return 0 if ok_miss and ok_hit and fields_ok else 1
+    return 0 if ok_miss and ok_hit and fields_ok and over_ok else 1
 
 
 async def through_envoy(
@@ -808,6 +818,90 @@ async def throughput(
     return done / (time.perf_counter() - t0), dict(fallbacks)
 
 
+async def open_loop(
+    get_feed: Callable[..., Awaitable[rank_pb2.GetFeedResponse]],
+    signed_in: Callable[[str], None],
+    users: Iterator[str],
+    rate: float,
+    seconds: float,
+) -> tuple[list[float], int, dict[str, int], int]:
+    """Cache misses (a new user each) sent at ``rate``/s for ``seconds``, whatever the
+    answers' latency (open loop: an overloaded server is not given time to catch up).
+    Returns latencies (ms), errors, fallback counts and requests sent."""
+    latencies: list[float] = []
+    fallbacks: dict[str, int] = defaultdict(int)
+    errors = 0
+
+    async def one(user: str) -> None:
+        nonlocal errors
+        signed_in(user)
+        t0 = time.perf_counter()
+        try:
+            page = await get_feed(user)
+        except Exception:  # noqa: BLE001 - any failure is an error of the feed
+            errors += 1
+            return
+        latencies.append((time.perf_counter() - t0) * 1000)
+        if not page.items:
+            errors += 1  # an empty page under load is a failure too
+        for f in page.fallbacks:
+            fallbacks[rank_pb2.FeedFallback.Name(f)] += 1
+
+    tasks = []
+    start = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        user = next(users, None)
+        if user is None:
+            break
+        tasks.append(asyncio.create_task(one(user)))
+    await asyncio.gather(*tasks)
+    return latencies, errors, dict(fallbacks), len(tasks)
+
+
+async def overload(
+    get_feed: Callable[..., Awaitable[rank_pb2.GetFeedResponse]],
+    signed_in: Callable[[str], None],
+    pool: list[str],
+    sustainable_rps: float,
+    args: argparse.Namespace,
+    rs: RankSettings,
+) -> bool:
+    """Issue 14 section 2: cache misses at the sustainable rate (the baseline), then at
+    twice it, open loop, with svc_rank's overload gate as configured. Goal: 0 errors
+    and a bounded p99 at 2x (the stale list, FEED_FALLBACK_OVERLOAD, takes the excess)."""
+    users = iter(pool)
+    print(
+        f"\noverload (issue 14 section 2): open-loop cache misses, build gate "
+        f"{rs.max_concurrent_builds} lists at once, {rs.build_wait_ms:g} ms wait:"
+    )
+    rows = {}
+    for factor in (1.0, 2.0):
+        rate = max(1.0, sustainable_rps * factor)
+        lat, errs, fb, sent = await open_loop(
+            get_feed, signed_in, users, rate, args.overload_seconds
+        )
+        if not lat:
+            print(f"  {factor:g}x: no answers")
+            return False
+        p = {q: float(np.percentile(lat, q)) for q in (50, 99)}
+        rows[factor] = (p, errs)
+        over = fb.get("FEED_FALLBACK_OVERLOAD", 0)
+        print(
+            f"  {factor:g}x sustainable ({rate:6.1f} req/s, {sent} sent): errors {errs}, "
+            f"p50 {p[50]:7.1f} ms, p99 {p[99]:7.1f} ms, stale pages {over} "
+            f"({over / max(1, sent):.0%})"
+        )
+    (base, _), (twice, errs2) = rows[1.0], rows[2.0]
+    print(
+        f"  at 2x: {errs2} errors; p99 {twice[99] / base[99]:.1f}x the p99 at the "
+        f"sustainable rate (same run)"
+    )
+    return errs2 == 0
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--videos", type=int, default=100_000)
@@ -823,6 +917,9 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=9)
     parser.add_argument(
         "--profile", action="store_true", help="cProfile the measured misses and hits"
+    )
+    parser.add_argument(
+        "--overload-seconds", type=float, default=8.0, help="each overload run (0: skip)"
     )
     parser.add_argument("--timeout", type=float, default=900, help="stop after this (s)")
     a = parser.parse_args()

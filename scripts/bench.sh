@@ -6,13 +6,16 @@
 #  raw Redis PUBLISH to 1,000 raw subscribers, sustained messages/s, memory per subscriber;
 #  B=live: RTMP ingest glass-to-glass (Chromium+hls.js), first segment, CPU/ladder vs ffmpeg->HLS;
 #  B=web: web app page load -> first feed frame in Chromium beside hls.js alone, bundle gzip size;
+#  B=upload-load: 100/500/1,000 concurrent tus uploads through Envoy (one user each) beside the
+#  same clients writing the same bytes through the same Envoy config to a bare file sink;
+#  uploads/s, p50/p95, 5xx, svc_upload peak RSS, every accepted upload checked published;
 #  B=scan: the malware scan (clamd) of a 500 MB upload beside clamscan on the same file;
 #  B=models: each Triton model's p50/p95/p99 and throughput, dynamic batching off/on, beside
 #  the same model.py + onnxruntime in-process on the same inputs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/datastores.sh start >/dev/null
-for b in ${B:-transcode upload playback events feed chat live web scan}; do
+for b in ${B:-transcode upload upload-load playback events feed chat live web scan}; do
   echo "=== bench_$b"
-  .venv/bin/python "bench/bench_$b.py"
+  .venv/bin/python "bench/bench_${b//-/_}.py"
 done

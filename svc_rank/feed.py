@@ -396,11 +396,14 @@ def _rows(hydrated: Sequence[Hydrated]) -> np.ndarray:
     return np.stack([h.row for h in hydrated if h.row is not None]).astype(np.float32)
 
 
-async def sign_items(stream: StreamClient, items: Sequence[ListItem]) -> list[ListItem]:
+async def sign_items(
+    stream: StreamClient, items: Sequence[ListItem], *, timeout_s: float | None = None
+) -> list[ListItem]:
     """Sign ``items`` in one GetPlaybackUrls call; returns them in order, each marked
     ``signed``, playable ones with their URLs, the rest with empty URLs (svc_stream
-    does not know them yet). Raises :class:`SourceUnavailable`."""
-    urls = await stream.media_urls([i.video_id for i in items])
+    does not know them yet). ``timeout_s``: the call's deadline (s; default the
+    client's). Raises :class:`SourceUnavailable`."""
+    urls = await stream.media_urls([i.video_id for i in items], timeout_s=timeout_s)
     for item in items:
         u = urls.get(item.video_id)
         if u is not None:

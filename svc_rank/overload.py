@@ -45,6 +45,9 @@ from svc_rank.stream_client import StreamClient
 log = logging.getLogger(__name__)
 
 EXPLANATION = "Trending now (shown while your feed is busy)"
+# After a failed first refresh, callers go straight to waiting for a build slot for
+# this long (s) rather than each trying svc_stream again.
+RETRY_AFTER_FAILURE_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,7 @@ class StaleFeed:
         self._clock = clock
         self._lists: dict[str, _Snapshot] = {}
         self._refreshing: dict[str, asyncio.Task[None]] = {}
+        self._failed_at: dict[str, float] = {}
 
     async def items(self, region: str) -> list[ListItem] | None:
         """The region's stale list (copies), or None when none could be made yet.
@@ -84,6 +88,9 @@ class StaleFeed:
         refreshes it; with no list at all this waits for the first one."""
         snap = self._lists.get(region)
         if snap is None:
+            failed = self._failed_at.get(region)
+            if failed is not None and self._clock() - failed < RETRY_AFTER_FAILURE_S:
+                return None  # svc_stream just failed us: do not pile more calls on it
             await asyncio.shield(self._refresh_task(region))  # one refresh, many waiters
             snap = self._lists.get(region)
             if snap is None:
@@ -91,6 +98,17 @@ class StaleFeed:
         elif self._clock() - snap.made_at > self.ttl_s:
             self._refresh_task(region)
         return [replace(i) for i in snap.items]
+
+    def warm(self, region: str) -> None:
+        """Start making the region's first stale list in the background (no-op once
+        there is one, while one is being made, or just after a failure), so the first
+        overload finds it ready."""
+        if region in self._lists or region in self._refreshing:
+            return
+        failed = self._failed_at.get(region)
+        if failed is not None and self._clock() - failed < RETRY_AFTER_FAILURE_S:
+            return
+        self._refresh_task(region)
 
     def _refresh_task(self, region: str) -> asyncio.Task[None]:
         task = self._refreshing.get(region)
@@ -137,9 +155,10 @@ class StaleFeed:
                         signed=False,
                     )
                 )
-            await sign_items(self.stream, items)
+            await sign_items(self.stream, items, timeout_s=self.timeout_s)
         except (SourceUnavailable, RedisError, OSError) as exc:
             log.warning("stale feed list for region %r not refreshed: %s", region, exc)
+            self._failed_at[region] = self._clock()
             return
         playable = tuple(i for i in items if i.streaming_url)
         self._lists[region] = _Snapshot(playable, self._clock())

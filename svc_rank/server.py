@@ -47,9 +47,9 @@ from svc_rank.candidate import Candidate, ListItem, SourceUnavailable
 from svc_rank.feature_hydrator.counters import empty as empty_counters
 from svc_rank.feature_hydrator.counters import video_counters
 from svc_rank.feed import FeedPipeline, RankingParams, sign_items
-from svc_rank.overload import StaleFeed
 from svc_rank.filter import see_fewer
 from svc_rank.filter.eligibility import eligible
+from svc_rank.overload import StaleFeed
 from svc_rank.scorer import features as feature_list
 from svc_rank.scorer.rules import TERMS
 from svc_rank.settings import Settings
@@ -276,6 +276,7 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
         offset: int = 0,
         limit: int = DEFAULT_LIMIT,
     ) -> feed_cache.CachedList:
+        self.stale.warm(region)
         if not await self.builds.try_acquire():
             stale = await self._stale_list(user, region, offset + limit)
             if stale is not None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import grpc
 from reels.v1 import stream_pb2, stream_pb2_grpc
 
+from reels import faults
 from svc_rank.candidate import SourceUnavailable
 
 
@@ -31,6 +32,8 @@ class StreamClient:
     async def trending(
         self, *, limit: int, offset: int = 0, region: str = "", timeout_s: float | None = None
     ) -> list[tuple[str, float]]:
+        # Fault injection (reels.faults, target stream): the feed's fallback path.
+        await faults.inject("stream", SourceUnavailable)
         try:
             reply = await self.stub.ListTrending(
                 stream_pb2.ListTrendingRequest(limit=limit, offset=offset, region=region),
@@ -40,14 +43,18 @@ class StreamClient:
             raise SourceUnavailable(f"svc_stream ListTrending: {exc.code().name}") from exc
         return [(e.video_id, e.score) for e in reply.entries]
 
-    async def media_urls(self, video_ids: Sequence[str]) -> dict[str, MediaUrls]:
-        """Signed URLs of the videos svc_stream can play (unknown ids are absent)."""
+    async def media_urls(
+        self, video_ids: Sequence[str], *, timeout_s: float | None = None
+    ) -> dict[str, MediaUrls]:
+        """Signed URLs of the videos svc_stream can play (unknown ids are absent).
+        ``timeout_s``: the deadline (s), default the feed's ``stream_timeout_s``."""
         if not video_ids:
             return {}
+        await faults.inject("stream", SourceUnavailable)
         try:
             reply = await self.stub.GetPlaybackUrls(
                 stream_pb2.GetPlaybackUrlsRequest(video_ids=list(video_ids)),
-                timeout=self.timeout_s,
+                timeout=timeout_s or self.timeout_s,
             )
         except grpc.aio.AioRpcError as exc:
             raise SourceUnavailable(f"svc_stream GetPlaybackUrls: {exc.code().name}") from exc

@@ -15,14 +15,19 @@ write), the staged bytes are rehashed once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from reels.storage import LocalObjectStore, ObjectStore
 
 Buffer = bytes | bytearray | memoryview
+T = TypeVar("T")
 
 READ_PIECE = 1024 * 1024
 
@@ -50,11 +55,21 @@ def default_staging_dir(store: ObjectStore, configured: Path | None = None) -> P
 class StagingArea:
     """Staged files by upload id, and the running hashes that go with them."""
 
-    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+    def __init__(self, root: Path, *, fsync: bool = True, executor: Executor | None = None) -> None:
         self.root = root.absolute()  # clamd is given absolute paths (svc_upload.scan)
         self.root.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
+        self.executor = executor
+        """Threads for file writes, fdatasync and hashing (REELS_UPLOAD_IO_THREADS);
+        None: the loop's default pool (cores + 4 threads, which queued a burst's
+        fsyncs behind each other)."""
         self._hashes: dict[str, RunningHash] = {}
+
+    def offload(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> asyncio.Future[T]:
+        """Run blocking ``fn`` in :attr:`executor`, off the event loop."""
+        return asyncio.get_running_loop().run_in_executor(
+            self.executor, functools.partial(fn, *args, **kwargs)
+        )
 
     def path(self, upload_id: str) -> Path:
         return self.root / upload_id
@@ -85,7 +100,7 @@ class StagingArea:
                         remaining -= len(piece)
             return RunningHash(offset, hasher)
 
-        current = await asyncio.to_thread(rehash)
+        current = await self.offload(rehash)
         self._hashes[upload_id] = current
         return current
 
@@ -109,7 +124,7 @@ class StagingArea:
                 if fsync:
                     os.fdatasync(fh.fileno())
 
-        await asyncio.to_thread(work)
+        await self.offload(work)
         writer = StagedWriter(self, upload_id, offset)
         writer.offset = offset + len(data)
         writer._hash = RunningHash(writer.offset, hasher)
@@ -130,11 +145,11 @@ class StagingArea:
                 fh.seek(offset)
                 return fh.read(length)
 
-        return await asyncio.to_thread(read)
+        return await self.offload(read)
 
     async def discard(self, upload_id: str) -> None:
         self.forget_hash(upload_id)
-        await asyncio.to_thread(self.path(upload_id).unlink, missing_ok=True)
+        await self.offload(self.path(upload_id).unlink, missing_ok=True)
 
     async def publish(self, upload_id: str, store: ObjectStore, key: str) -> None:
         """Hand the staged file to the store under ``key`` (a rename on local disk)."""
@@ -176,7 +191,7 @@ class StagedWriter:
             fh.seek(self.start)
             return fh
 
-        self._fh = await asyncio.to_thread(open_file)
+        self._fh = await self.area.offload(open_file)
         return self
 
     def _write_fn(self, data: Buffer, extra: object | None = None):  # type: ignore[no-untyped-def]
@@ -195,7 +210,7 @@ class StagedWriter:
 
     async def write(self, data: Buffer, extra: object | None = None) -> None:
         """Write and hash ``data`` (and feed it to ``extra``, a hashlib object, if given)."""
-        await asyncio.to_thread(self._write_fn(data, extra))
+        await self.area.offload(self._write_fn(data, extra))
         self.offset += len(data)  # type: ignore[arg-type]
 
     def start_write(self, data: Buffer, extra: object | None = None) -> asyncio.Future[None]:
@@ -204,7 +219,7 @@ class StagedWriter:
         Lets the caller receive the next piece while this one is written and hashed.
         """
         loop = asyncio.get_running_loop()
-        return loop.run_in_executor(None, self._write_fn(data, extra))
+        return loop.run_in_executor(self.area.executor, self._write_fn(data, extra))
 
     async def finish_write(self, pending: asyncio.Future[None], length: int) -> None:
         """Wait for a ``start_write``; the piece counts (offset moves) only once written.
@@ -226,7 +241,7 @@ class StagedWriter:
                 # fdatasync: the data and the file size, not the mtime (one disk write less).
                 os.fdatasync(fh.fileno())  # type: ignore[attr-defined]
 
-        await asyncio.to_thread(sync)
+        await self.area.offload(sync)
 
     def adopt_hash(self) -> None:
         """Call once the offset is committed: the written bytes now count."""
@@ -249,9 +264,9 @@ class StagedWriter:
         """
         if self.area.fsync:
             assert self._fh is not None
-            await asyncio.to_thread(os.fdatasync, self._fh.fileno())  # type: ignore[attr-defined]
+            await self.area.offload(os.fdatasync, self._fh.fileno())  # type: ignore[attr-defined]
 
     async def close(self) -> None:
         fh, self._fh = self._fh, None
         if fh is not None:
-            await asyncio.to_thread(fh.close)  # type: ignore[attr-defined]
+            await self.area.offload(fh.close)  # type: ignore[attr-defined]

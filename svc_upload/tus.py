@@ -23,7 +23,10 @@ HTTP answers (beyond the tus spec's own 201/204/409/412/415/460):
 * 429 + ``Retry-After`` (seconds to UTC midnight) for the daily quota;
 * 422 when the last PATCH completes an upload whose content is not a usable video
   (or whose declared sha256 does not match): the bytes arrived fine, the content
-  is what is wrong; the JSON body says why and the video's status is ``failed``;
+  is what is wrong; the JSON body says why and the video's status is ``failed``.
+  The PATCH waits for those checks at most ``REELS_UPLOAD_VERIFY_WAIT_S`` (a burst
+  queues them); past it, it answers 204 and the verdict is the video's status
+  (``failed`` with the reason, or on to transcoding);
 * 400 for bad metadata (the field violations in the JSON body), malformed tus
   headers, and the extensions above that we do not support;
 * 405 + ``Allow`` for a method the URL does not take;
@@ -53,6 +56,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import grpc
+import sqlalchemy.exc
 from aiohttp import web
 
 from reels import errors, text
@@ -97,6 +101,12 @@ _DIGITS = re.compile(r"[0-9]+")
 _METADATA_SPACE = re.compile(r"[ \t]+")
 _METADATA_KEY = re.compile(r"[\x21-\x2b\x2d-\x7e]+")  # visible ASCII but ','
 _PATH_SEPARATORS = re.compile(r"[/\\]")
+
+
+# Waiting too long for a pooled database connection is the database being slow or
+# saturated: 503 + Retry-After like any outage (it is not a builtin TimeoutError, so
+# the shared mapping, reels.interceptors.TRANSIENT_ERRORS, does not know it).
+OUTAGES: tuple[type[BaseException], ...] = (sqlalchemy.exc.TimeoutError,)
 
 
 class UploadGone(errors.NotFound):
@@ -154,7 +164,7 @@ def _error(exc: BaseException, status: int | None = None, **headers: str) -> web
         status = tus_status(exc)
     if isinstance(exc, OffsetMismatch):
         headers["Upload-Offset"] = str(exc.expected)
-    return http_error(exc, status=status).json_response(**headers)
+    return http_error(exc, status=status, outages=OUTAGES).json_response(**headers)
 
 
 def parse_metadata(header: str) -> dict[str, str]:
@@ -262,8 +272,13 @@ async def coalesce(request: web.Request, size: int = WRITE_PIECE) -> AsyncIterat
 class TusApp:
     """The aiohttp application; one per service process."""
 
-    def __init__(self, core: UploadCore, auth: AuthConfig | None = None) -> None:
+    def __init__(
+        self, core: UploadCore, auth: AuthConfig | None = None, *, verify_wait_s: float = 10.0
+    ) -> None:
         self.core = core
+        self.verify_wait_s = verify_wait_s
+        """How long the completing PATCH waits for the upload's checks (scan, probe)
+        before answering 204 anyway (UploadCore.complete_within)."""
         auth = auth or AuthConfig()
         self.verifier = TokenVerifier(auth) if auth.required else None
         self.metadata_limit = metadata_header_limit(core.limits)
@@ -431,7 +446,7 @@ class TusApp:
         headers = {"Upload-Offset": str(new_offset), "Reels-Video-Id": view.video_id}
         if new_offset == view.size and view.state == "open":
             try:
-                await self.core.complete(user, upload_id)
+                await self.core.complete_within(user, upload_id, self.verify_wait_s)
             except errors.InvalidArgument as exc:
                 raise UnusableUpload(str(exc), exc.violations) from exc
         elif view.state == "open":
@@ -659,11 +674,16 @@ class TusApp:
         return web.Response(status=204)
 
 
-async def start_http(app: TusApp, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def start_http(
+    app: TusApp, host: str, port: int, *, backlog: int = 1024
+) -> tuple[web.AppRunner, int]:
     """Serve ``app`` on host:port (0 = a free port); returns the runner and the port.
 
     A header may be as long as the longest valid ``Upload-Metadata`` needs (aiohttp's
     default 8190 bytes refuses a CJK description within our limit; tus_limits).
+    ``backlog``: aiohttp's default of 128 overflowed when Envoy opened a few hundred
+    connections at once; the kernel then drops SYNs, the client retries after 1 s, and
+    Envoy's connect timeout answered 503 (issue 14).
     """
     runner = web.AppRunner(
         app.app,
@@ -672,7 +692,7 @@ async def start_http(app: TusApp, host: str, port: int) -> tuple[web.AppRunner, 
         max_field_size=http_field_limit(app.core.limits),
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site = web.TCPSite(runner, host, port, reuse_address=True, backlog=backlog)
     await site.start()
     sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
     bound = sockets[0].getsockname()[1] if sockets else port

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -209,6 +210,7 @@ class UploadCore:
         probe_fn: Callable[..., object] = probe,
         scanner: MalwareScanner | None = None,
         retrier: ScanRetrier | None = None,
+        verify_concurrency: int = 0,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.store = store
@@ -220,6 +222,13 @@ class UploadCore:
         self.scanner = scanner
         """clamd (svc_upload.scan); None only where no upload completes (unit tests)."""
         self.retrier = retrier
+        # The checks of a completed upload (clamd scan, ffprobe + two decode runs: three
+        # processes) are CPU work; run at once for every upload of a burst, they thrash
+        # the cores (the event loop, Postgres and Envoy starve with them). A bounded
+        # number run, the rest wait here (no database connection held) in FIFO order.
+        self.verify_slots = asyncio.Semaphore(verify_concurrency or os.cpu_count() or 1)
+        # complete() runs started by complete_within, by upload id (one per upload).
+        self._completing: dict[str, asyncio.Task[Completed]] = {}
 
     # -- create ---------------------------------------------------------------------
 
@@ -496,12 +505,8 @@ class UploadCore:
                 reason = f"sha256 mismatch: declared {upload.expected_sha256}, received {sha}"
                 await self._fail(upload, reason)
                 raise errors.InvalidArgument(reason, [("sha256_hex", "does not match the file")])
-            verdict = await self._scan(upload_id)
-            if verdict.infected:
-                await self._reject(upload, video, verdict)
-                raise errors.InvalidArgument(verdict.reason, [("file", verdict.reason)])
             try:
-                info: ProbeResult = await self._probe(self.staging.path(upload_id))  # type: ignore[misc]
+                verdict, info = await self._verify(upload_id)
             except UnusableMedia as exc:
                 reason = str(exc)
                 await self._fail(upload, reason)
@@ -514,6 +519,9 @@ class UploadCore:
                 raise errors.Unavailable(
                     f"could not check the video right now ({exc!r}); retry complete", 5.0
                 ) from exc
+            if info is None:  # infected: refused before the probe looked at it
+                await self._reject(upload, video, verdict)
+                raise errors.InvalidArgument(verdict.reason, [("file", verdict.reason)])
             key = original_key(str(video.id), upload.filename or "", upload.mime_type or "")
             await self.staging.publish(upload_id, self.store, key)
             try:
@@ -521,6 +529,89 @@ class UploadCore:
             except BaseException:
                 await asyncio.shield(self.staging.restore(upload_id, self.store, key))
                 raise
+
+    async def complete_within(self, user: str, upload_id: str, wait_s: float) -> Completed | None:
+        """``complete`` in a task of its own, waited for at most ``wait_s`` seconds.
+
+        Returns its result (or raises its error, e.g. INVALID_ARGUMENT for an unusable
+        video) when it ends in time; None when it is still queued or checking. The
+        run goes on after the caller stops waiting (or goes away): an unusable or
+        infected upload then ends ``failed`` with its reason in the video's status,
+        a good one goes on to transcoding. A run that cannot end (clamd, ffprobe or
+        the database unavailable) leaves the upload open with every byte in, and
+        :meth:`sweep_stranded` completes it later.
+        """
+        task = self._completing.get(upload_id)
+        if task is None:
+            task = asyncio.create_task(self.complete(user, upload_id), name=f"complete:{upload_id}")
+            self._completing[upload_id] = task
+            task.add_done_callback(lambda t: self._completed(upload_id, t))
+        done, _ = await asyncio.wait({task}, timeout=max(0.0, wait_s))
+        return task.result() if done else None
+
+    def _completed(self, upload_id: str, task: asyncio.Task[Completed]) -> None:
+        self._completing.pop(upload_id, None)
+        if task.cancelled():
+            return
+        exc = task.exception()  # retrieved: a refusal nobody waited for is no error
+        if exc is not None and not isinstance(exc, errors.InvalidArgument):
+            log.warning("completing upload %s did not finish: %r", upload_id, exc)
+
+    async def sweep_stranded(self, older_than_s: float = 60.0, limit: int = 100) -> int:
+        """Complete uploads whose every byte is in but that are still open (the process
+        stopped, or a dependency failed, after the last PATCH was answered). Returns how
+        many were started."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+        async with self.sessionmaker() as session:
+            rows = (
+                await session.execute(
+                    select(Upload.id, Upload.creator_id)
+                    .where(
+                        Upload.state == UploadState.OPEN,
+                        Upload.received_bytes == Upload.declared_size,
+                        Upload.updated_at < cutoff,
+                        Upload.expires_at > func.now(),
+                    )
+                    .order_by(Upload.updated_at)
+                    .limit(limit)
+                )
+            ).all()
+        started = 0
+        for upload_id, creator in rows:
+            # Only the instance that staged the bytes (a local staging dir) can finish it.
+            staged = await self.staging.offload(self.staging.path(str(upload_id)).exists)
+            if staged and str(upload_id) not in self._completing:
+                await self.complete_within(creator, str(upload_id), 0.0)
+                started += 1
+        return started
+
+    async def run_sweeper(self, interval_s: float = 30.0) -> None:
+        """:meth:`sweep_stranded` every ``interval_s`` seconds (a supervised task)."""
+        while True:
+            try:
+                await self.sweep_stranded()
+            except Exception as exc:  # noqa: BLE001 - the next round tries again
+                log.warning("sweeping stranded uploads failed: %r", exc)
+            await asyncio.sleep(interval_s)
+
+    async def stop_completing(self) -> None:
+        """Cancel the complete() runs still going (service stop); the sweeper of the
+        next start finishes them."""
+        tasks = list(self._completing.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _verify(self, upload_id: str) -> tuple[Verdict, ProbeResult | None]:
+        """Scan, then (when not infected) probe the staged file, in one of the
+        ``verify_slots``. Returns the verdict and the probe (None when infected); raises
+        UnusableMedia for a file that is no usable video."""
+        async with self.verify_slots:
+            verdict = await self._scan(upload_id)
+            if verdict.infected:
+                return verdict, None
+            info: ProbeResult = await self._probe(self.staging.path(upload_id))  # type: ignore[misc]
+            return verdict, info
 
     async def _scan(self, upload_id: str) -> Verdict:
         if self.scanner is None:

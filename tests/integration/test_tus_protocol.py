@@ -30,6 +30,7 @@ from tests.integration.test_upload_service import (  # noqa: F401 - fixtures
     svc,
 )
 from tests.media import MediaFactory
+from tests.polling import eventually
 
 LIMITS = UploadLimits()
 OCTET = "application/offset+octet-stream"
@@ -739,3 +740,66 @@ async def test_patch_to_a_completed_upload(
     assert await svc.scalar(
         "SELECT received_bytes FROM uploads WHERE id = :u", u=url.rsplit("/", 1)[1]
     ) == len(data)
+
+
+# --- Under load: the completing PATCH does not wait without bound (issue 14) -----------
+
+
+async def test_completing_patch_past_the_wait_answers_204_and_the_status_refuses_it(
+    svc: Service,  # noqa: F811
+    tus: Tus,
+) -> None:
+    """When the checks of a completed upload are queued longer than
+    REELS_UPLOAD_VERIFY_WAIT_S, the PATCH answers 204 and the verdict lands in the
+    video's status: a file that is no video is still refused, never published."""
+    assert svc.app.tus is not None
+    svc.app.tus.verify_wait_s = 0.0
+    try:
+        data = b"this is not a video at all " * 40
+        url = await tus.created_url(len(data), metadata(filename="fake.mp4", title="t"))
+        status, headers, body = await tus.patch(url, data, 0)
+        assert status == 204, body
+        video_id = headers["Reels-Video-Id"]
+        await eventually(
+            lambda: _status_is(svc, video_id, "failed"), within=30, what="the video failed"
+        )
+        reason = str(await stored(svc, video_id, "failure_reason"))
+        assert "not a video file" in reason, reason
+        # The client that asks again (an empty PATCH at the end) is told why.
+        status, _, body = await tus.patch(url, b"", len(data))
+        assert status == 409 and reason in body["message"], body
+    finally:
+        svc.app.tus.verify_wait_s = 10.0
+
+
+async def test_upload_left_open_with_every_byte_in_is_completed_by_the_sweeper(
+    svc: Service,  # noqa: F811
+    tus: Tus,
+    clips: MediaFactory,  # noqa: F811
+) -> None:
+    """The process stopped after the last PATCH was answered but before its checks
+    ended: the upload is open with every byte in. The sweeper completes it."""
+    core = svc.app.core
+    assert core is not None
+    data = (await clips.get("tiny")).read_bytes()
+    url = await tus.created_url(len(data), metadata(filename="late.mp4", title="late"))
+    upload_id = url.rsplit("/", 1)[1]
+
+    async def pieces():  # type: ignore[no-untyped-def]
+        yield data
+
+    # The bytes arrive as a PATCH stores them, and nothing completes the upload.
+    assert await core.write_stream(tus.who, upload_id, 0, pieces()) == len(data)
+    status, headers, _ = await tus.head(url)
+    video_id = headers["Reels-Video-Id"]
+    assert (status, headers["Upload-Offset"]) == (200, str(len(data)))
+    assert await stored(svc, video_id, "status") == "uploading"
+
+    assert await core.sweep_stranded(older_than_s=0.0) >= 1
+    await eventually(
+        lambda: _status_is(svc, video_id, "processing"), within=30, what="the upload completed"
+    )
+
+
+async def _status_is(svc: Service, video_id: str, status: str) -> bool:  # noqa: F811
+    return await stored(svc, video_id, "status") == status

@@ -1,0 +1,180 @@
+"""Faults on demand (issue 14): latency or errors in a dependency call, a full disk.
+
+Modelled on the OpenTelemetry demo's feature flags: a flag names a dependency and what
+goes wrong with it; every process reads the flags cheaply and each dependency client
+checks them at one choke point. Switch them with ``python -m reels_dev.faults
+set|clear|list`` (the same under ``make up`` and in tests).
+
+Where the flags live: one JSON file, ``<var>/run/faults.json`` (``REELS_VAR_DIR``; a
+test mesh has its own var dir, so its faults never reach another mesh). Not Redis:
+Redis is one of the dependencies a fault takes away. A process re-reads the file when
+its mtime changes, looked at no more often than every :data:`CHECK_INTERVAL_S`
+(0.5 s): a flag takes effect within half a second, and a call costs a dict lookup, a
+``stat`` at most twice a second per process.
+
+Targets and their choke points (the error each raises is the one the real outage
+raises there, so the callers' existing fallbacks are what is exercised):
+
+=========  ==========================================  =====================================
+target     choke point                                  error
+=========  ==========================================  =====================================
+triton     ``reels.model_client.ModelClient._infer``    ``InferenceServerException``
+           and ``ready``                                 (→ ``ModelError``)
+stream     ``svc_rank.stream_client.StreamClient``      ``SourceUnavailable`` (feed falls
+                                                        back)
+redis      every command of ``reels.cache.redis_client``  ``redis.exceptions.ConnectionError``
+           clients (its connection class)
+storage    every ``LocalObjectStore`` read and write     ``OSError(EIO)``
+disk       ``LocalObjectStore`` writes ("fill a disk     ``OSError(ENOSPC)``
+           path": a real full filesystem needs a
+           tmpfs or loop mount, i.e. root)
+=========  ==========================================  =====================================
+
+A flag: ``delay_ms`` added before the call, ``error_rate`` (0..1) the share of calls
+that fail, ``expires_at`` (epoch seconds, 0: never) after which it is ignored.
+Killing or pausing a whole component is not a flag: ``python -m reels_dev.faults kill
+NAME`` / ``pause`` / ``resume`` (supervisor under ``make up``, the fixture's process in
+tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from reels.config import var_dir
+
+TARGETS = ("triton", "stream", "redis", "storage", "disk")
+CHECK_INTERVAL_S = 0.5
+
+
+@dataclass(frozen=True)
+class Fault:
+    """What goes wrong with one dependency (``target``, one of :data:`TARGETS`)."""
+
+    target: str
+    delay_ms: int = 0
+    error_rate: float = 0.0
+    expires_at: float = 0.0
+
+    def live(self, now: float | None = None) -> bool:
+        return not self.expires_at or (now or time.time()) < self.expires_at
+
+
+def faults_path() -> Path:
+    """``<var>/run/faults.json``: the flags of this checkout (or test mesh)."""
+    return var_dir() / "run" / "faults.json"
+
+
+def read(path: Path | None = None) -> dict[str, Fault]:
+    """Every flag in the file (expired ones included); {} when there is no file or it is
+    unreadable (a half-written file never breaks a service: writes are atomic anyway)."""
+    try:
+        raw = json.loads((path or faults_path()).read_text())
+        return {name: Fault(**value) for name, value in raw.items() if name in TARGETS}
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def _write(faults: dict[str, Fault], path: Path | None = None) -> None:
+    path = path or faults_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps({n: asdict(f) for n, f in sorted(faults.items())}, indent=1))
+    os.replace(tmp, path)
+
+
+def set_fault(fault: Fault, path: Path | None = None) -> None:
+    """Add or replace the flag for ``fault.target``. Raises ValueError for an unknown
+    target, a negative delay or an error rate outside 0..1."""
+    if fault.target not in TARGETS:
+        raise ValueError(f"unknown fault target {fault.target!r}: one of {', '.join(TARGETS)}")
+    if fault.delay_ms < 0 or not 0.0 <= fault.error_rate <= 1.0:
+        raise ValueError("delay_ms must be >= 0 and error_rate within 0..1")
+    faults = read(path)
+    faults[fault.target] = fault
+    _write(faults, path)
+
+
+def clear(target: str | None = None, path: Path | None = None) -> None:
+    """Remove one flag, or every flag (``target`` None)."""
+    faults = read(path) if target else {}
+    faults.pop(target or "", None)
+    _write(faults, path)
+
+
+class _Flags:
+    """This process's view of the file: re-read when its mtime changes, looked at
+    at most every CHECK_INTERVAL_S."""
+
+    def __init__(self) -> None:
+        self.checked = 0.0
+        self.mtime: float | None = None
+        self.faults: dict[str, Fault] = {}
+
+    def get(self, target: str) -> Fault | None:
+        now = time.monotonic()
+        if now - self.checked >= CHECK_INTERVAL_S:
+            self.checked = now
+            path = faults_path()
+            try:
+                mtime: float | None = path.stat().st_mtime
+            except OSError:
+                mtime = None
+            if mtime != self.mtime:
+                self.mtime = mtime
+                self.faults = read(path) if mtime is not None else {}
+        fault = self.faults.get(target)
+        return fault if fault is not None and fault.live() else None
+
+
+_flags = _Flags()
+
+
+def active(target: str) -> Fault | None:
+    """The live flag for ``target`` in this process, or None (the common case)."""
+    return _flags.get(target)
+
+
+def _fails(fault: Fault) -> bool:
+    return fault.error_rate >= 1.0 or (fault.error_rate > 0 and random.random() < fault.error_rate)
+
+
+async def inject(target: str, error: Callable[[str], BaseException]) -> None:
+    """At a choke point, before the real call: wait the flag's delay, then raise
+    ``error(message)`` for the flag's share of calls. Does nothing without a flag."""
+    fault = active(target)
+    if fault is None:
+        return
+    if fault.delay_ms:
+        await asyncio.sleep(fault.delay_ms / 1000)
+    if _fails(fault):
+        raise error(f"fault injected: {target} unavailable (python -m reels_dev.faults clear)")
+
+
+def inject_sync(target: str, error: Callable[[str], BaseException]) -> None:
+    """:func:`inject` for code that runs in a worker thread (file I/O)."""
+    fault = active(target)
+    if fault is None:
+        return
+    if fault.delay_ms:
+        time.sleep(fault.delay_ms / 1000)
+    if _fails(fault):
+        raise error(f"fault injected: {target} (python -m reels_dev.faults clear)")
+
+
+@contextlib.contextmanager
+def injected(fault: Fault, path: Path | None = None):  # type: ignore[no-untyped-def]
+    """A flag for the length of a ``with`` block (tests, benchmarks)."""
+    set_fault(fault, path)
+    try:
+        yield fault
+    finally:
+        clear(fault.target, path)
