@@ -13,7 +13,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
+from reels import faults
 from reels.config import platform
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -56,6 +58,17 @@ def key(*parts: str | int) -> str:
     return key_prefix() + ":".join(str(p) for p in parts)
 
 
+class FaultInjectingConnection(aioredis.Connection):
+    """redis-py's TCP connection with the one choke point of fault injection
+    (:mod:`reels.faults`, target ``redis``): every command and pipeline passes
+    :meth:`send_packed_command`, and an injected fault is the ConnectionError a Redis
+    outage raises there."""
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        await faults.inject("redis", RedisConnectionError)
+        await super().send_packed_command(command, check_health)
+
+
 def redis_client(url: str | None = None, **kwargs: Any) -> aioredis.Redis:
     """An asyncio Redis client (connection-pooled; share one per process).
 
@@ -65,7 +78,10 @@ def redis_client(url: str | None = None, **kwargs: Any) -> aioredis.Redis:
     """
     kwargs.setdefault("health_check_interval", 30)
     kwargs.setdefault("socket_connect_timeout", 5)
-    return aioredis.Redis.from_url(redis_url(url), **kwargs)
+    url = redis_url(url)
+    if url.startswith("redis://"):  # TCP (unix:// and rediss:// keep their own class)
+        kwargs.setdefault("connection_class", FaultInjectingConnection)
+    return aioredis.Redis.from_url(url, **kwargs)
 
 
 # Per-key in-process locks so concurrent misses in one process load once.

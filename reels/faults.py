@@ -28,6 +28,8 @@ storage    every ``LocalObjectStore`` read and write     ``OSError(EIO)``
 disk       ``LocalObjectStore`` writes ("fill a disk     ``OSError(ENOSPC)``
            path": a real full filesystem needs a
            tmpfs or loop mount, i.e. root)
+milvus     ``svc_rank.index.vectors.VectorStore.search`` ``SourceUnavailable`` (no similar
+                                                        recall: FEED_FALLBACK_NO_VECTORS)
 =========  ==========================================  =====================================
 
 A flag: ``delay_ms`` added before the call, ``error_rate`` (0..1) the share of calls
@@ -51,7 +53,7 @@ from pathlib import Path
 
 from reels.config import var_dir
 
-TARGETS = ("triton", "stream", "redis", "storage", "disk")
+TARGETS = ("triton", "stream", "redis", "storage", "disk", "milvus")
 CHECK_INTERVAL_S = 0.5
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import tritonclient.grpc.aio as triton_grpc
 from tritonclient.utils import InferenceServerException
 
-from reels import metrics
+from reels import faults, metrics
 from reels.config import platform
 
 DEFAULT_ADDR = "127.0.0.1:18001"
@@ -113,6 +113,7 @@ class ModelClient:
         strict, and one version of another model that failed to load makes it false
         while this model serves."""
         try:
+            await faults.inject("triton", InferenceServerException)
             return bool(await self._conn().is_model_ready(model, client_timeout=self.timeout))
         except InferenceServerException:
             return False
@@ -125,6 +126,8 @@ class ModelClient:
         started = time.perf_counter()
         for attempt in (1, 2):
             try:
+                # The one choke point for fault injection (reels.faults, target triton).
+                await faults.inject("triton", InferenceServerException)
                 result = await self._conn().infer(
                     model,
                     [tensor],

@@ -36,12 +36,24 @@ from pathlib import Path
 from typing import IO, Protocol, runtime_checkable
 from urllib.parse import unquote, urlparse
 
+from reels import faults
 from reels.config import platform
 
 DEFAULT_READ_CHUNK = 1024 * 1024
 # Internal names (in-progress writes, folders being deleted or replaced) start with
 # this; keys may not, so no key can collide with them and list() can hide them.
 _TMP_PREFIX = ".part-"
+
+
+def _write_fault() -> None:
+    """Fault injection (reels.faults), in the worker thread of every write: ``disk``
+    (a full disk: ENOSPC) and ``storage`` (the store failing: EIO)."""
+    faults.inject_sync("disk", lambda m: OSError(errno.ENOSPC, f"No space left on device ({m})"))
+    faults.inject_sync("storage", lambda m: OSError(errno.EIO, m))
+
+
+def _read_fault() -> None:
+    faults.inject_sync("storage", lambda m: OSError(errno.EIO, m))
 
 
 def default_storage_url() -> str:
@@ -179,6 +191,7 @@ class LocalObjectStore:
         return self.root.joinpath(*prefix.split("/")) if prefix else self.root
 
     def _tmp_file(self, dest: Path) -> tuple[IO[bytes], Path]:
+        _write_fault()
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=dest.parent)
         return os.fdopen(fd, "wb"), Path(name)
@@ -216,6 +229,7 @@ class LocalObjectStore:
         def put() -> int:
             size = os.path.getsize(src)
             if move:
+                _write_fault()
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 try:
                     os.chmod(src, 0o644)
@@ -243,6 +257,7 @@ class LocalObjectStore:
         src = self.path(key)
 
         def get() -> int:
+            _read_fault()
             shutil.copyfile(src, dest)
             return os.path.getsize(dest)
 
@@ -298,7 +313,13 @@ class LocalObjectStore:
             fh.close()
 
     async def get_bytes(self, key: str) -> bytes:
-        return await asyncio.to_thread(self.path(key).read_bytes)
+        path = self.path(key)
+
+        def read() -> bytes:
+            _read_fault()
+            return path.read_bytes()
+
+        return await asyncio.to_thread(read)
 
     async def size(self, key: str) -> int:
         return (await asyncio.to_thread(self.path(key).stat)).st_size

@@ -11,11 +11,14 @@
 #  uploads/s, p50/p95, 5xx, svc_upload peak RSS, every accepted upload checked published;
 #  B=scan: the malware scan (clamd) of a 500 MB upload beside clamscan on the same file;
 #  B=models: each Triton model's p50/p95/p99 and throughput, dynamic batching off/on, beside
-#  the same model.py + onnxruntime in-process on the same inputs).
+#  the same model.py + onnxruntime in-process on the same inputs;
+#  B=chaos: uploads and events through kill -9 of kafka, svc_transcode, svc_stream, redis, a
+#  postgres restart and Triton/trending fault flags on a private mesh; lost (must be 0) and
+#  recovery times beside the same load with no fault).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/datastores.sh start >/dev/null
-for b in ${B:-transcode upload upload-load playback events feed chat live web scan}; do
+for b in ${B:-transcode upload upload-load playback events feed chat live web scan chaos}; do
   echo "=== bench_$b"
   .venv/bin/python "bench/bench_${b//-/_}.py"
 done

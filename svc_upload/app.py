@@ -10,6 +10,7 @@ under the supervisor.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,7 @@ from reels import topics
 from reels.cache import redis_client
 from reels.db.engine import make_engine, make_sessionmaker
 from reels.events import EventProducer, ensure_topics
+from reels.media.probe import probe
 from reels.media_signing import media_signing_key
 from reels.media_urls import EXPIRY_BUCKET_S, UrlSigner
 from reels.outbox import OutboxRelay
@@ -100,6 +102,11 @@ class App(AppBase):
             pool_size=load.db_pool_size,
             max_overflow=load.db_max_overflow,
             pool_timeout=load.db_pool_timeout_s,
+            # Off by default: a ping is one more round trip per session, and under a
+            # burst every round trip holds a pooled connection for an event-loop turn.
+            # A Postgres restart then fails the requests in flight on stale connections
+            # once (503 + Retry-After); the first failure recycles the whole pool.
+            pool_pre_ping=load.db_pre_ping,
         )
         self.sessionmaker = make_sessionmaker(self.engine)
         store = self.store = self.store or open_object_store(platform.storage_url)
@@ -119,6 +126,7 @@ class App(AppBase):
             staging,
             channel,
             self.settings.limits,
+            probe_fn=functools.partial(probe, nice=load.verify_nice),
             scanner=scanner,
             retrier=self.retrier,
             verify_concurrency=load.verify_concurrency,
@@ -156,7 +164,7 @@ class App(AppBase):
             # so a relay in backoff must not take the service out of rotation.
             self.supervisor.add("outbox-relay", self.relay.run, required=False)
         # Not required: a stranded upload (all bytes in, not completed) waits for it.
-        self.supervisor.add("complete-stranded", self.core.run_sweeper, required=False)
+        self.supervisor.add("complete-stranded", lambda: self.core.run_sweeper(), required=False)
         # Not required: held uploads wait in scan_jobs while clamd is away.
         self.supervisor.add("malware-scan-retry", self.retrier.run, required=False)
         if self.settings.recordings:

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from reels import faults
 from reels.embedding_space import NEAR_DUPLICATE_COSINE
 from reels.model_client import VISUAL_EMBEDDING_DIM
 from reels.supervise import report_ready
@@ -278,6 +279,8 @@ class VectorStore:
         index = self.index
         if index is None:
             raise SourceUnavailable("vector index is not open")
+        # Fault injection (reels.faults, target milvus): the feed's trending fallback.
+        await faults.inject("milvus", SourceUnavailable)
         # Milvus Lite has no `not (...)`: `!=` with the literal quoted like filter_eq's.
         expr = (
             filter_eq("creator_id", exclude_creator).replace(" == ", " != ", 1)
