@@ -2,14 +2,27 @@
 
 End to end = RecordEvents over gRPC (JWT auth, per-item validation against the
 catalog) -> Kafka (Tansu, acks=all) -> the analytics sink consumer (batches of up to
-1,000) -> chDB ``video_events`` (+ ``watch_history`` and the Redis counters, which
-the sink writes too). The clock stops when ClickHouse holds every event.
-Baseline = the same rows inserted straight into a table of the same schema with
-clickhouse-connect in 1,000-row blocks, in the same process, in the same run.
+``REELS_SINK_MAX_BATCH``) -> chDB ``video_events`` (+ ``watch_history`` and the Redis
+counters, which the sink writes too). The clock stops when ClickHouse holds every event.
 
-Goals (issue 4): >= 0.5x the raw insert rate and >= 20,000 events/s.
-Everything runs on loopback: a Tansu broker on a free port, a throwaway Postgres
-database, a Redis key prefix of its own, chDB under a temp directory.
+Sink alone = a fresh sink (new consumer group, new Redis prefix, emptied tables) reading
+the very records the first phase left in Kafka: the consumer, decoding, ClickHouse and
+Redis without RecordEvents competing for the process.
+
+Baseline = the same rows inserted straight into a table of the same schema, in the same
+process, in the same run, in blocks of the sink's batch size: with clickhouse-connect's
+row insert (what the sink did before issue 14) and with a columnar insert (the fastest
+raw way we have; the ratio is taken against the faster of the two).
+
+CPU per event (user+sys, the bench process = svc_stream's code and the bench clients;
+the broker = Tansu and, journaled, its journal front) is printed beside the rates: on a
+shared 2-core machine it is steadier than a rate.
+
+Goals (issue 14): >= 0.5x the raw insert rate and >= 20,000 events/s.
+Everything runs on loopback: a Tansu broker on a free port (behind its PostgreSQL
+journal in a throwaway database, as ``make up`` runs it; ``REELS_KAFKA_JOURNAL_URL=off``:
+the bare memory-only broker), a throwaway Postgres database, a Redis key prefix of its
+own, chDB under a temp directory.
 
 Run: .venv/bin/python bench/bench_events.py [--events 100000] [--clients 4]
 """
@@ -19,6 +32,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
+import resource
 import sys
 import tempfile
 import time
@@ -36,7 +51,7 @@ from sqlalchemy import make_url  # noqa: E402
 
 from reels import topics  # noqa: E402
 from reels.analytics import Analytics  # noqa: E402
-from reels.cache import delete_prefix, redis_client  # noqa: E402
+from reels.cache import delete_prefix, redis_client, set_key_prefix  # noqa: E402
 from reels.db.engine import create_database, database_url, drop_database  # noqa: E402
 from reels.db.migrate import migrate  # noqa: E402
 from reels.events import ensure_topics  # noqa: E402
@@ -44,10 +59,10 @@ from reels.server import run_app  # noqa: E402
 from reels_dev.infra.process import free_port  # noqa: E402
 from reels_dev.infra.tansu import tansu_process  # noqa: E402
 from reels_dev.keys import ensure_dev_keys, mint_token  # noqa: E402
+from reels_dev.settings import InfraSettings  # noqa: E402
 
 VIDEOS = 50
 BATCH = 500
-SINK_BATCH = 1000
 TYPES = (
     common_pb2.EventType.EVENT_TYPE_WATCH_START,
     common_pb2.EventType.EVENT_TYPE_PROGRESS_25,
@@ -99,19 +114,107 @@ async def _wait_count(store: Analytics, table: str, expected: int, within: float
         await asyncio.sleep(0.02)
 
 
+def _self_cpu() -> float:
+    """CPU seconds (user + sys) of this process so far, all threads."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _group_cpu(pgid: int) -> float:
+    """CPU seconds (user + sys) of the live processes of process group ``pgid``."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields[2] = pgrp; [11], [12] = utime, stime
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+class Cpu:
+    """CPU spent by this process and by the broker between ``start`` and ``stop``."""
+
+    def __init__(self, broker_pgid: int) -> None:
+        self.broker_pgid = broker_pgid
+        self.bench = self.broker = 0.0
+
+    def start(self) -> None:
+        self._bench, self._broker = _self_cpu(), _group_cpu(self.broker_pgid)
+
+    def stop(self) -> None:
+        self.bench = _self_cpu() - self._bench
+        self.broker = _group_cpu(self.broker_pgid) - self._broker
+
+    def per_event(self, n: int) -> str:
+        return (
+            f"CPU/event: this process {1e6 * self.bench / n:5.0f} us, "
+            f"broker {1e6 * self.broker / n:5.0f} us"
+        )
+
+
+async def _drain(store: Analytics, settings: object, total: int, redis_url: str) -> float:
+    """The sink alone: a fresh group re-reads what phase 1 left in Kafka into emptied
+    tables and a new Redis prefix; returns the seconds until ClickHouse held it all."""
+    from svc_stream.events.counters import Counters
+    from svc_stream.events.sink import SINK_TOPICS, AnalyticsSink, BatchConsumer
+
+    prefix = f"reels-bench-{uuid.uuid4().hex[:8]}:"
+    set_key_prefix(prefix)
+    redis = redis_client(redis_url)
+    try:
+        for table in ("video_events", "watch_history"):
+            await store.command(f"TRUNCATE TABLE {table}")
+        sink = AnalyticsSink(store, Counters(redis))
+        consumer = BatchConsumer(
+            SINK_TOPICS,
+            f"bench.drain.{uuid.uuid4().hex[:6]}",
+            sink.apply,
+            max_batch=settings.sink_max_batch,  # type: ignore[attr-defined]
+            linger_s=settings.sink_linger_s,  # type: ignore[attr-defined]
+            bootstrap=settings.platform.kafka_bootstrap,  # type: ignore[attr-defined]
+        )
+        await consumer.start()
+        await consumer.wait_assigned()
+        started = time.perf_counter()
+        task = asyncio.create_task(consumer.run())
+        try:
+            await _wait_count(store, "video_events", total, 300)
+            return time.perf_counter() - started
+        finally:
+            await consumer.stop()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await delete_prefix(redis, prefix)
+        await redis.aclose()
+        set_key_prefix(None)
+
+
 async def main(total: int, clients: int) -> None:
     from svc_stream.app import build
-    from svc_stream.events.sink import SCHEMA, VIDEO_EVENT_COLUMNS
+    from svc_stream.events.sink import SCHEMA, VIDEO_EVENT_COLUMNS, insert_columns
     from svc_stream.settings import Settings
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-events-"))
     port = free_port()
-    broker = tansu_process(port, log_dir=tmp)
-    await asyncio.to_thread(broker.start)
-    bootstrap = f"127.0.0.1:{port}"
     url = make_url(database_url()).set(database=f"reels_bench_{uuid.uuid4().hex[:10]}")
     url_s = url.render_as_string(hide_password=False)
     await create_database(url_s)
+    journal: str | None = None
+    if InfraSettings.from_env().journal_url() is not None:
+        # The broker's journal in a throwaway database of its own, as the test fixture.
+        journal = url.set(database=f"{url.database}_journal").render_as_string(hide_password=False)
+        await create_database(journal)
+    broker = tansu_process(port, log_dir=tmp, journal_url=journal)
+    await asyncio.to_thread(broker.start)
+    assert broker.proc is not None
+    cpu = Cpu(broker.proc.pid)
+    bootstrap = f"127.0.0.1:{port}"
     prefix = f"reels-bench-{uuid.uuid4().hex[:8]}:"
     dsn = f"chdb://{tmp / 'chdb'}"
     base = Settings.from_env()
@@ -179,50 +282,83 @@ async def main(total: int, clients: int) -> None:
                 reply = await stub.RecordEvents(request, metadata=md, timeout=60)
                 assert reply.accepted_count == len(request.events), reply
 
+        cpu.start()
         started = time.perf_counter()
         await asyncio.gather(*(client(c) for c in range(clients)))
         acked = time.perf_counter() - started
         await _wait_count(sink_store, "video_events", total + 1, 300)
         e2e = time.perf_counter() - started
+        cpu.stop()
+        e2e_cpu = cpu.per_event(total)
         await channel.close()
         await server.stop(1.0)  # the App closes its analytics store: reopen it alone
 
-        # Baseline: the very rows the sink wrote, straight into a same-schema table.
         store = await asyncio.to_thread(Analytics, dsn)
         rows = await store.query_rows(
             f"SELECT {', '.join(VIDEO_EVENT_COLUMNS)} FROM video_events "  # noqa: S608
             "WHERE client_event_id != 'warm'"
         )
         assert len(rows) == total
-        await store.command(SCHEMA[0].replace("video_events", "video_events_raw"))
-        started = time.perf_counter()
-        for i in range(0, len(rows), SINK_BATCH):
-            await store.insert_rows(
-                "video_events_raw", rows[i : i + SINK_BATCH], VIDEO_EVENT_COLUMNS
-            )
-        raw = time.perf_counter() - started
-        await _wait_count(store, "video_events_raw", total, 10)
 
-        e2e_rate, raw_rate = total / e2e, total / raw
+        # Phase 2: the sink alone over the same records (+ the warm-up one).
+        cpu.start()
+        drain = await _drain(store, settings, total + 1, settings.platform.redis_url)
+        cpu.stop()
+        drain_cpu = cpu.per_event(total + 1)
+
+        # Baselines: the very rows the sink wrote, straight into same-schema tables, in
+        # blocks of the sink's batch size.
+        block = settings.sink_max_batch
+        columns = [list(c) for c in zip(*rows, strict=True)]
+        raw: dict[str, float] = {}
+        for name in ("rows", "columns"):
+            table = f"video_events_raw_{name}"
+            await store.command(SCHEMA[0].replace("video_events", table))
+            started = time.perf_counter()
+            for i in range(0, total, block):
+                if name == "rows":
+                    await store.insert_rows(table, rows[i : i + block], VIDEO_EVENT_COLUMNS)
+                else:
+                    part = [c[i : i + block] for c in columns]
+                    await insert_columns(store, table, part, VIDEO_EVENT_COLUMNS)
+            raw[name] = time.perf_counter() - started
+            await _wait_count(store, table, total, 10)
+
+        e2e_rate, drain_rate = total / e2e, (total + 1) / drain
+        raw_rate = total / min(raw.values())
+        mode = "journaled (PostgreSQL)" if journal else "memory-only (REELS_KAFKA_JOURNAL_URL=off)"
         print(f"events: {total} in batches of {BATCH}, {clients} concurrent clients")
+        print(f"broker: Tansu, {mode}; sink batches of up to {block}")
         print(
             f"RecordEvents acked (Kafka acks=all):   {total / acked:10.0f} events/s ({acked:.2f} s)"
         )
-        print(f"end to end into ClickHouse:           {e2e_rate:10.0f} events/s ({e2e:.2f} s)")
         print(
-            f"raw chDB insert, {SINK_BATCH}-row blocks:     {raw_rate:10.0f} events/s ({raw:.2f} s)"
+            f"end to end into ClickHouse:           {e2e_rate:10.0f} events/s ({e2e:.2f} s)"
+            f"  {e2e_cpu}"
         )
         print(
-            f"ratio end-to-end / raw: {e2e_rate / raw_rate:.2f}x "
-            f"(goal >= 0.5x; >= 20,000 events/s: {'met' if e2e_rate >= 20_000 else 'NOT met'})"
+            f"sink alone (Kafka -> CH + Redis):     {drain_rate:10.0f} events/s ({drain:.2f} s)"
+            f"  {drain_cpu}"
+        )
+        for name, seconds in raw.items():
+            print(
+                f"raw chDB insert, {name:7s} {block}-row blocks: "
+                f"{total / seconds:10.0f} events/s ({seconds:.2f} s)"
+            )
+        print(
+            f"ratio end-to-end / raw: {e2e_rate / raw_rate:.2f}x, sink alone / raw: "
+            f"{drain_rate / raw_rate:.2f}x (raw = the faster insert; goal >= 0.5x; "
+            f">= 20,000 events/s: {'met' if e2e_rate >= 20_000 else 'NOT met'})"
         )
     finally:
         if store is not None:
             await store.aclose()
         await delete_prefix(redis, prefix)
         await redis.aclose()
-        await drop_database(url_s)
         await asyncio.to_thread(broker.stop, 5.0)
+        await drop_database(url_s)
+        if journal:
+            await drop_database(journal)
 
 
 if __name__ == "__main__":

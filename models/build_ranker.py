@@ -19,10 +19,11 @@ Needs ``onnx`` and ``onnxruntime`` (not torch).
 
 Versions: ``--out`` writes one version directory (scripts/models.sh: ``ranker/1``).
 ``--publish`` (a re-training) writes the next one, ``ranker/<newest + 1>/``, with the
-newest version's model.py, into a temporary directory renamed into place at the end,
-so Triton never sees half a version; ``python -m reels_dev.models load ranker`` then
-serves it without a restart, and ``rollback ranker --to N`` goes back. build_info.json
-records the version.
+newest version's model.py (which loads the repository's shared ``reels_onnx.py`` from
+the repository root, so nothing else is copied), into a temporary directory renamed
+into place at the end, so Triton never sees half a version;
+``python -m reels_dev.models load ranker`` then serves it without a restart, and
+``rollback ranker --to N`` goes back. build_info.json records the version.
 """
 
 from __future__ import annotations
@@ -104,6 +105,8 @@ def next_version_dir(model_dir: Path) -> tuple[Path, Path]:
     versions = sorted(int(d.name) for d in model_dir.iterdir() if d.name.isdigit() and d.is_dir())
     if not versions:
         sys.exit(f"build_ranker: no version under {model_dir} to publish after")
+    if not (model_dir.parent / "reels_onnx.py").is_file():
+        sys.exit(f"build_ranker: {model_dir.parent} has no reels_onnx.py, which model.py loads")
     final = model_dir / str(versions[-1] + 1)
     tmp = model_dir / f".{final.name}.building"
     shutil.rmtree(tmp, ignore_errors=True)

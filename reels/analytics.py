@@ -115,6 +115,26 @@ class Analytics:
         )
         return int(getattr(summary, "written_rows", 0) or len(rows))
 
+    async def insert_columns(
+        self, table: str, columns: Sequence[Sequence[Any]], column_names: Sequence[str]
+    ) -> int:
+        """Insert one block given column-wise (``columns[i]`` holds the values of
+        ``column_names[i]``, all of one length); returns the row count.
+
+        clickhouse-connect encodes a column in one pass instead of one Python step per
+        cell: ~1.7x less CPU than :meth:`insert_rows` on the same block (measured,
+        docs/DECISIONS.md "Events throughput")."""
+        if not columns or not columns[0]:
+            return 0
+        summary = await self._run(
+            self._client.insert,
+            table,
+            list(columns),
+            column_names=list(column_names),
+            column_oriented=True,
+        )
+        return int(getattr(summary, "written_rows", 0) or len(columns[0]))
+
     async def query_rows(
         self, sql: str, parameters: dict[str, Any] | None = None
     ) -> list[tuple[Any, ...]]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import math
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable

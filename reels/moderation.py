@@ -72,6 +72,12 @@ too long to be an accident:
 
 The spelt-out form (``f.u.c.k``) always needs boundaries and takes no ending.
 
+Matching time is linear in the text's length: runs of one character are cut to
+:data:`RUN_MAX` (3) before matching, and a letter of a term repeats at most
+:data:`REPEAT_MAX` (8) times (a refusal still shows the whole run as typed). Unbounded
+repeats of overlapping leetspeak classes took seconds on 5,000 characters ("k" and
+then "1"s, "@@@..."; :func:`_compact`).
+
 A phrase of several words matches its words in order with anything but letters and
 digits between them, or nothing (``kill   yourself!``, ``kill-yourself``,
 ``#killyourself``), and its first and last words need word boundaries (``*`` marks and
@@ -185,6 +191,10 @@ LEET: dict[str, str] = {
     "t": "t7+",
     "z": "z2",
 }
+# Runs of one character in a text are cut to this many before matching; a letter of a
+# term repeats at most REPEAT_MAX times (both bound the matching time, see _compact).
+RUN_MAX = 3
+REPEAT_MAX = 8
 # Regular English endings the last word of a term may carry (module docstring).
 INFLECTIONS = ("s", "es", "ed", "ing", "ings", "in'", "in\u2019")
 # A one-word term at least this long (folded letters and digits) matches glued into
@@ -219,13 +229,44 @@ def _class(ch: str) -> str:
     return "[" + re.escape(alts) + "]"
 
 
-def _compact(word: str) -> str:
-    """``word`` with leetspeak and repeated letters: ``ass`` is ``[a4@]+[s5$]{2,}``."""
+def _compact(word: str, *, glued_before: bool = False) -> str:
+    """``word`` with leetspeak and repeated letters: ``ass`` is ``[a4@]{1,8}[s5$]{2,8}``.
+
+    Repeats are bounded (:data:`REPEAT_MAX`) and the text's runs of one character are
+    cut to :data:`RUN_MAX` first (:meth:`Blocklist.find`), so matching stays linear in
+    the text: an unbounded ``[i1!|]+[l1|]{2,}`` took seconds on "k" + "1" * 10000.
+    ``glued_before``: the first letter is matched exactly as often as the term has it:
+    letters may precede the term anyway, and a repeat there would retry every start
+    inside a long run of that letter."""
     parts = []
-    for ch, run in groupby(word):
-        n = len(list(run))
-        parts.append(_class(ch) + ("+" if n == 1 else f"{{{n},}}"))
+    for i, (ch, run) in enumerate(groupby(word)):
+        n = min(len(list(run)), RUN_MAX)
+        if i == 0 and glued_before:
+            parts.append(_class(ch) + ("" if n == 1 else f"{{{n}}}"))
+        else:
+            parts.append(_class(ch) + f"{{{n},{REPEAT_MAX}}}")
     return "".join(parts)
+
+
+def _squeezed(canon: str, origin: list[int]) -> tuple[str, list[int], list[int]]:
+    """``canon`` with every run of one character cut to :data:`RUN_MAX`, and for each
+    kept character the first and last index in the typed text it stands for (the last
+    kept one of a run stands for the whole rest of the run)."""
+    chars: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    i = 0
+    while i < len(canon):
+        j = i
+        while j < len(canon) and canon[j] == canon[i]:
+            j += 1
+        keep = min(j - i, RUN_MAX)
+        for k in range(i, i + keep):
+            chars.append(canon[k])
+            starts.append(origin[k])
+            ends.append(origin[j - 1] if k == i + keep - 1 else origin[k])
+        i = j
+    return "".join(chars), starts, ends
 
 
 def _spaced(word: str) -> str:
@@ -237,14 +278,17 @@ def _endings(endings: Iterable[str]) -> str:
     return "(?:" + "|".join("".join(_class(c) for c in e) for e in endings) + ")"
 
 
-def _inflected(word: str) -> str:
+def _inflected(word: str, *, glued_before: bool = False) -> str:
     """``word`` compacted, optionally with a regular ending (:data:`INFLECTIONS`)."""
-    forms = [_compact(word) + _endings(INFLECTIONS) + "?"]
+    whole = _compact(word, glued_before=glued_before)
+    forms = [whole + _endings(INFLECTIONS) + "?"]
     if word.endswith("e") and len(word) > 1:  # kike: kiked, kiking
-        forms[0] = _compact(word) + _endings((*INFLECTIONS, "d")) + "?"
-        forms.append(_compact(word[:-1]) + _endings(("ing", "ings", "in'", "in\u2019")))
+        stem = _compact(word[:-1], glued_before=glued_before)
+        forms[0] = whole + _endings((*INFLECTIONS, "d")) + "?"
+        forms.append(stem + _endings(("ing", "ings", "in'", "in\u2019")))
     if word.endswith("y") and len(word) > 1:  # party: parties, partied
-        forms.append(_compact(word[:-1]) + _endings(("ies", "ied")))
+        stem = _compact(word[:-1], glued_before=glued_before)
+        forms.append(stem + _endings(("ies", "ied")))
     return forms[0] if len(forms) == 1 else "(?:" + "|".join(forms) + ")"
 
 
@@ -256,8 +300,13 @@ def _pattern(words: list[str], *, glued_before: bool, glued_after: bool, exact: 
     no_space_start = bool(_NO_SPACE_CHAR.match(words[0][0]))
     no_space_end = bool(_NO_SPACE_CHAR.match(last[-1]))
     inflect = not exact and not glued_after and not no_space_end
-    parts = [_compact(w) for w in words[:-1]]
-    parts.append(_inflected(last) if inflect else _compact(last))
+    # Glued before: the first letter of the first word exactly (_compact's docstring).
+    lead = [glued_before] + [False] * (len(words) - 1)
+    parts = [_compact(w, glued_before=g) for w, g in zip(words[:-1], lead, strict=False)]
+    if inflect:
+        parts.append(_inflected(last, glued_before=lead[-1]))
+    else:
+        parts.append(_compact(last, glued_before=lead[-1]))
     body = (_GAP if exact else _GLUED_GAP).join(parts)
     before = "" if glued_before or no_space_start else _BEFORE
     after = "" if glued_after or no_space_end else _AFTER
@@ -360,11 +409,11 @@ class Blocklist:
         """Up to ``most`` blocked terms in ``value``, each shown as typed (distinct)."""
         if self._regex is None or not value:
             return []
-        canon, origin = folded(value)
+        canon, starts, ends = _squeezed(*folded(value))
         hits: dict[str, Hit] = {}
         for m in self._regex.finditer(canon):
             start, end = m.span()
-            typed = value[origin[start] : origin[end - 1] + 1]
+            typed = value[starts[start] : ends[end - 1] + 1]
             term = self.terms[int(str(m.lastgroup)[1:])]
             hits.setdefault(typed, Hit(term, typed))
             if len(hits) >= most:

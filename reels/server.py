@@ -21,8 +21,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
-from reels.auth import TokenVerifier
 from reels.admission import Admission
+from reels.auth import TokenVerifier
 from reels.config import AuthConfig, PlatformSettings, ServerSettings
 from reels.interceptors import ReelsServerInterceptor
 from reels.jsonlog import setup_logging

@@ -47,6 +47,7 @@ Redis.)
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -106,73 +107,88 @@ return applied
 """
 
 
-# Watch events. ARGV: ttl, ledger key prefix, then groups per video: counters hash,
-# the video's duration in ms (0 = unknown), the replay allowance, event count E, then
-# E times (event id, session state key, kind, watch_ms, established ms); kind is
+# Watch events. ARGV: ttl, ledger key prefix, the replay allowance, then one JSON
+# array (cjson: a few large arguments cost far less to send than five per event) of
+# groups per video: [counters hash, the video's duration in ms (0 = unknown),
+# [[event id, session state key, kind, watch_ms, established ms], ...]]; kind is
 # 1 (watch_start), 5 (watch_complete) or 0 (progress: watch time only). Events of one
-# session must come in the order they happened (the caller sorts a batch).
+# session must come in the order they happened (the caller sorts a batch). A session's
+# state is read once per call (HMGET), kept in a Lua table while the call's events
+# update it, and written back once (HSET + EXPIRE): the script is atomic, so this is
+# the same as writing it after every event.
 _APPLY_WATCH = """
 local ttl = tonumber(ARGV[1])
 local prefix = ARGV[2]
+local allowance = tonumber(ARGV[3])
+local groups = cjson.decode(ARGV[4])
 local applied = 0
-local i = 3
-local n = #ARGV
-while i <= n do
-  local hash = ARGV[i]
-  local duration = tonumber(ARGV[i + 1])
-  local allowance = tonumber(ARGV[i + 2])
-  local ne = tonumber(ARGV[i + 3])
+local states = {}
+local order = {}
+for _, group in ipairs(groups) do
+  local hash = group[1]
+  local duration = tonumber(group[2])
   local views, plays, completions, watch = 0, 0, 0, 0
-  local e = i + 4
-  for _ = 1, ne do
-    if redis.call('SET', prefix .. ARGV[e], '1', 'NX', 'EX', ttl) then
+  for _, ev in ipairs(group[3]) do
+    if redis.call('SET', prefix .. ev[1], '1', 'NX', 'EX', ttl) then
       applied = applied + 1
-      local session = ARGV[e + 1]
-      local kind = ARGV[e + 2]
-      local at = tonumber(ARGV[e + 4])
-      if not redis.call('HGET', session, 'p') then
+      local key = ev[2]
+      local kind = tonumber(ev[3])
+      local at = tonumber(ev[5])
+      local st = states[key]
+      if st == nil then
+        local v = redis.call('HMGET', key, 'p', 'd', 'c', 'w')
+        if v[1] then
+          st = {p = tonumber(v[1]), d = v[2] == '1', c = tonumber(v[3] or '0'),
+                w = tonumber(v[4] or '0')}
+        end
+      end
+      if st == nil then
         -- The session's first watch event: a view and its first play (a lost
         -- watch_start is inferred from whatever watch event came first).
         views = views + 1
         plays = plays + 1
-        redis.call('HSET', session, 'p', 1, 'd', 0, 'c', 0, 'w', 0)
-      elseif kind == '1' then
-        if redis.call('HGET', session, 'd') == '1'
-            and at >= tonumber(redis.call('HGET', session, 'c') or '0') then
+        st = {p = 1, d = false, c = 0, w = 0}
+      elseif kind == 1 then
+        if st.d and at >= st.c then
           plays = plays + 1
-          redis.call('HINCRBY', session, 'p', 1)
-          redis.call('HSET', session, 'd', 0)
+          st.p = st.p + 1
+          st.d = false
         end
       end
-      if kind == '5' then
-        if redis.call('HGET', session, 'd') ~= '1' then
+      if states[key] == nil then
+        states[key] = st
+        order[#order + 1] = key
+      end
+      if kind == 5 then
+        if not st.d then
           completions = completions + 1
-          redis.call('HSET', session, 'd', 1)
+          st.d = true
         end
-        if at > tonumber(redis.call('HGET', session, 'c') or '0') then
-          redis.call('HSET', session, 'c', at)
+        if at > st.c then
+          st.c = at
         end
       end
-      local add = tonumber(ARGV[e + 3])
+      local add = tonumber(ev[4])
       if duration > 0 then
-        local p = tonumber(redis.call('HGET', session, 'p'))
-        local cap = math.floor(duration * math.max(p, allowance))
-        local counted = tonumber(redis.call('HGET', session, 'w') or '0')
-        add = math.max(0, math.min(add, cap - counted))
+        local cap = math.floor(duration * math.max(st.p, allowance))
+        add = math.max(0, math.min(add, cap - st.w))
       end
       if add > 0 then
-        redis.call('HINCRBY', session, 'w', string.format('%d', add))
+        st.w = st.w + add
         watch = watch + add
       end
-      redis.call('EXPIRE', session, ttl)
     end
-    e = e + 5
   end
   if views ~= 0 then redis.call('HINCRBY', hash, 'views', views) end
   if plays ~= 0 then redis.call('HINCRBY', hash, 'plays', plays) end
   if completions ~= 0 then redis.call('HINCRBY', hash, 'completions', completions) end
   if watch ~= 0 then redis.call('HINCRBY', hash, 'watch_ms', string.format('%d', watch)) end
-  i = e
+end
+for _, key in ipairs(order) do
+  local st = states[key]
+  redis.call('HSET', key, 'p', string.format('%d', st.p), 'd', st.d and '1' or '0',
+             'c', string.format('%d', st.c), 'w', string.format('%d', st.w))
+  redis.call('EXPIRE', key, ttl)
 end
 return applied
 """
@@ -255,30 +271,33 @@ class Counters:
         durations = durations or {}
         if not deltas:
             return 0
-        calls: list[list[str | int]] = []
+        calls: list[list[str | int | bytes]] = []
         prefix = key("counted", "")
+        allowance = repr(float(self.replay_allowance))
+        session_keys: dict[tuple[str, str, str], str] = {}  # one sha256 per session
         for start in range(0, len(deltas), self.chunk):
-            groups: dict[str, list[str | int]] = {}
+            groups: dict[str, list[list[str | int]]] = {}
             for d in deltas[start : start + self.chunk]:
-                args = groups.setdefault(d.video_id, [])
-                args += [
-                    d.event_id,
-                    view_session_key(d.video_id, d.user_id, d.session_id),
-                    d.kind,
-                    d.watch_ms,
-                    d.occurred_ms,
-                ]
-            call: list[str | int] = [LEDGER_TTL_S, prefix]
-            for video_id, args in groups.items():
-                duration_ms = max(0, round(durations.get(video_id, 0.0) * 1000))
-                call += [
-                    video_counters_key(video_id),
-                    duration_ms,
-                    repr(float(self.replay_allowance)),
-                    len(args) // 5,
-                    *args,
-                ]
-            calls.append(call)
+                skey = (d.video_id, d.user_id, d.session_id)
+                session = session_keys.get(skey)
+                if session is None:
+                    session = session_keys[skey] = view_session_key(*skey)
+                events = groups.get(d.video_id)
+                if events is None:
+                    events = groups[d.video_id] = []
+                events.append([d.event_id, session, d.kind, d.watch_ms, d.occurred_ms])
+            payload = json.dumps(
+                [
+                    [
+                        video_counters_key(video_id),
+                        max(0, round(durations.get(video_id, 0.0) * 1000)),
+                        events,
+                    ]
+                    for video_id, events in groups.items()
+                ],
+                separators=(",", ":"),
+            )
+            calls.append([LEDGER_TTL_S, prefix, allowance, payload])
         if len(calls) == 1:
             return int(await self._watch_script(keys=[], args=calls[0]))
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -174,6 +174,9 @@ def device_name(device: int) -> str:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# DateTime64(3)'s range in ClickHouse (1900-01-01 .. 2299-12-31 23:59:59.999), in ms.
+_MIN_MS = -2_208_988_800_000
+_MAX_MS = 10_413_791_999_999
 
 
 def _ts(msg: Any) -> datetime:
@@ -188,11 +191,32 @@ def _ts(msg: Any) -> datetime:
     return _EPOCH + timedelta(seconds=msg.seconds, microseconds=nanos // 1000)
 
 
+def _ms(msg: Any) -> int:
+    """A protobuf Timestamp as epoch milliseconds (DateTime64(3)'s ticks, what the
+    column-oriented insert writes as is: no datetime object per event).
+
+    Raises ValueError for invalid nanos or a time outside DateTime64's range, so a
+    poison record is still skipped by ``Batch.add``.
+    """
+    nanos = msg.nanos
+    if not 0 <= nanos < 1_000_000_000:
+        raise ValueError(f"invalid Timestamp nanos {nanos}")
+    ms = msg.seconds * 1000 + nanos // 1_000_000
+    if not _MIN_MS <= ms <= _MAX_MS:
+        raise ValueError(f"timestamp {msg.seconds}s outside ClickHouse's DateTime64 range")
+    return ms  # type: ignore[no-any-return]
+
+
 class Batch:
-    """Rows and counter deltas decoded from one consumed batch."""
+    """Rows and counter deltas decoded from one consumed batch.
+
+    ``video_event_columns`` holds ``video_events`` column-wise (one list per column of
+    :data:`VIDEO_EVENT_COLUMNS`, times as epoch ms), which is how it is inserted: one
+    column-oriented block per batch, no tuple or datetime per event.
+    """
 
     def __init__(self) -> None:
-        self.video_events: list[tuple[Any, ...]] = []
+        self.video_event_columns: tuple[list[Any], ...] = tuple([] for _ in VIDEO_EVENT_COLUMNS)
         self.engagement: list[tuple[Any, ...]] = []
         self.videos: list[tuple[Any, ...]] = []
         self.embeddings: list[tuple[Any, ...]] = []
@@ -202,6 +226,11 @@ class Batch:
         self._watch: list[tuple[tuple[Any, ...], WatchDelta]] = []
         # (user, video, session) -> watch_history row with the highest version.
         self.history: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+
+    @property
+    def video_events(self) -> list[tuple[Any, ...]]:
+        """``video_events`` rows (tuples in VIDEO_EVENT_COLUMNS order, times in epoch ms)."""
+        return list(zip(*self.video_event_columns, strict=True))
 
     @property
     def watch(self) -> list[WatchDelta]:
@@ -232,57 +261,62 @@ class Batch:
 
     def _video_event(self, event: ReceivedEvent) -> None:
         m = events_pb2.VideoEvent.FromString(event.value)
-        occurred = _ts(m.occurred_at)
-        session = effective_session(m.session_id, m.occurred_at)
-        self.video_events.append(
-            (
-                event.event_id,
-                m.video_id,
-                m.user_id,
-                session,
-                m.client_event_id,
-                m.type,
-                occurred,
-                _ts(m.meta.occurred_at),
-                m.position_seconds,
-                m.watch_seconds,
-                m.rendition,
-                device_name(m.device),
-                m.country,
-            )
-        )
-        if m.type not in WATCH_TYPES:
+        # Read every field once (each protobuf attribute read is a C call + a new object).
+        occurred_at = m.occurred_at
+        occurred_ms = _ms(occurred_at)
+        received_ms = _ms(m.meta.occurred_at)
+        session_id = m.session_id
+        session = session_id or effective_session(session_id, occurred_at)
+        video_id, user_id, kind_type = m.video_id, m.user_id, m.type
+        position, watch_s = m.position_seconds, m.watch_seconds
+        c = self.video_event_columns
+        c[0].append(event.event_id)
+        c[1].append(video_id)
+        c[2].append(user_id)
+        c[3].append(session)
+        c[4].append(m.client_event_id)
+        c[5].append(kind_type)
+        c[6].append(occurred_ms)
+        c[7].append(received_ms)
+        c[8].append(position)
+        c[9].append(watch_s)
+        c[10].append(m.rendition)
+        c[11].append(_DEVICE_NAMES.get(m.device, "unspecified"))
+        c[12].append(m.country)
+        if kind_type not in WATCH_TYPES:
             return  # player-reported like/share/comment: telemetry only (see engagement)
-        completed = m.type == _WATCH_COMPLETE
-        version = (int(completed) << 40) | int(m.position_seconds * 1000)
-        hkey = (m.user_id, m.video_id, session)
+        completed = kind_type == _WATCH_COMPLETE
+        version = (int(completed) << 40) | int(position * 1000)
+        hkey = (user_id, video_id, session)
         old = self.history.get(hkey)
         if old is None or old[-1] < version:
             self.history[hkey] = (
-                m.user_id,
-                m.video_id,
+                user_id,
+                video_id,
                 session,
-                m.position_seconds,
+                position,
                 int(completed),
-                occurred,
+                occurred_ms,
                 version,
             )
         kind = (
-            WATCH_START_KIND if m.type == _WATCH_START else WATCH_COMPLETE_KIND if completed else 0
+            WATCH_START_KIND
+            if kind_type == _WATCH_START
+            else WATCH_COMPLETE_KIND
+            if completed
+            else 0
         )
         # Milliseconds, as ClickHouse stores the time, so both order ties alike.
-        occurred_ms = int(occurred.timestamp() * 1000)
         delta = WatchDelta(
             event.event_id,
-            m.video_id,
-            m.user_id,
+            video_id,
+            user_id,
             session,
             kind,
-            round(m.watch_seconds * 1000),
+            round(watch_s * 1000),
             occurred_ms,
         )
-        order = (occurred_ms, m.position_seconds, m.type, event.event_id)
-        self._watch.append((order, delta))
+        self._watch.append(((occurred_ms, position, kind_type, event.event_id), delta))
 
     def _engagement(self, event: ReceivedEvent) -> None:
         m = events_pb2.EngagementEvent.FromString(event.value)
@@ -394,16 +428,22 @@ class AnalyticsSink:
         inserts = (
             ("videos", batch.videos, VIDEO_COLUMNS),
             ("video_embeddings", batch.embeddings, VIDEO_EMBEDDING_COLUMNS),
-            ("video_events", batch.video_events, VIDEO_EVENT_COLUMNS),
-            ("watch_history", list(batch.history.values()), WATCH_HISTORY_COLUMNS),
             ("engagement_events", batch.engagement, ENGAGEMENT_COLUMNS),
             ("feed_exposures", batch.exposures, EXPOSURE_COLUMNS),
+        )
+        # The high-volume tables go column-oriented (one block each, C-friendly lists).
+        columnar = (
+            ("video_events", batch.video_event_columns, VIDEO_EVENT_COLUMNS),
+            ("watch_history", _transpose(batch.history.values(), 7), WATCH_HISTORY_COLUMNS),
         )
 
         async def clickhouse() -> None:
             for table, rows, columns in inserts:
                 if rows:
                     await self.analytics.insert_rows(table, rows, columns)
+            for table, data, columns in columnar:
+                if data[0]:
+                    await insert_columns(self.analytics, table, data, columns)
 
         jobs = [clickhouse()]
         if batch.deltas:
@@ -417,7 +457,24 @@ class AnalyticsSink:
             if isinstance(result, BaseException):
                 raise result
         self.applied_batches += 1
-        self.rows += len(batch.video_events)
+        self.rows += len(batch.video_event_columns[0])
+
+
+def _transpose(rows: Any, width: int) -> tuple[list[Any], ...]:
+    """Rows (tuples of ``width``) as ``width`` column lists (empty lists for no rows)."""
+    columns = tuple(map(list, zip(*rows, strict=True)))
+    return columns or tuple([] for _ in range(width))
+
+
+async def insert_columns(
+    analytics: Analytics,
+    table: str,
+    columns: Sequence[Sequence[Any]],
+    column_names: Sequence[str],
+) -> None:
+    """Insert one block given column-wise (``columns[i]`` holds ``column_names[i]``):
+    :meth:`reels.analytics.Analytics.insert_columns`."""
+    await analytics.insert_columns(table, columns, column_names)
 
 
 BatchHandler = Callable[[Sequence[ReceivedEvent]], Awaitable[None]]

@@ -7,6 +7,11 @@ explicit model-control mode; the operator (reels_dev/models.py) publishes versio
 there the way ``make models`` or a training run would (a new ``ranker/<N>/``) and
 switches traffic with Triton's load RPC, without restarting Triton or svc_rank.
 The tests run in file order: each starts from the state the previous one left.
+
+svc_rank runs one experiment whose arms both keep the service's ranker (no pinned
+version), so every GetFeed user is exposed once and the exposure event
+(``feed.exposures``, read from svc_rank's outbox) must name the ranker version that
+actually served that user's page, the same as the response's ``scorer``.
 """
 
 from __future__ import annotations
@@ -26,10 +31,13 @@ from typing import TYPE_CHECKING
 import grpc
 import numpy as np
 import pytest
+from reels.v1 import events_pb2
+from sqlalchemy import text
 
 from reels_dev.infra.process import ManagedProcess, free_port
 from reels_dev.infra.triton import MODEL_REPOSITORY, triton_process
 from reels_dev.models import LoadFailed, Operator, failed, main, summarize
+from svc_rank.experiments.exposure import FEED_EXPOSURES
 from tests.integration.test_feed import FeedHarness, open_harness, unit
 from tests.polling import eventually
 
@@ -37,6 +45,22 @@ if TYPE_CHECKING:
     from tests.fixtures.infra import TansuBroker
 
 DIM = 256
+# Both arms keep the service's ranker ("" pin): the event cannot know the version from
+# the arm, only from what Triton answered.
+EXPERIMENT = {
+    "experiments": [
+        {
+            "experiment_id": "ops-served",
+            "phase": 1,
+            "salt": "ops-served/p1",
+            "control": "control",
+            "arms": [
+                {"name": "control", "share_bp": 5000},
+                {"name": "treatment", "share_bp": 5000, "config": {"weights": {"engagement": 0.6}}},
+            ],
+        }
+    ]
+}
 
 
 @dataclass
@@ -75,6 +99,8 @@ def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Triton]:
         repository / "ranker",
         ignore=shutil.ignore_patterns("__pycache__", "[2-9]*"),
     )
+    # Every version's model.py loads the repository's shared onnxruntime set-up.
+    shutil.copy2(MODEL_REPOSITORY / "reels_onnx.py", repository / "reels_onnx.py")
     http, grpc_port, metrics = free_port(), free_port(), free_port()
     proc = triton_process(
         http,
@@ -106,11 +132,15 @@ async def harness(
 ) -> AsyncIterator[FeedHarness]:
     # A generous ranker deadline: this proves there is no gap in serving during a
     # switch, not the 30 ms budget on a shared 2-core CI machine.
+    root = tmp_path_factory.mktemp("feed")
+    (root / "experiments.json").write_text(json.dumps(EXPERIMENT))
+    await kafka.create_topics(FEED_EXPOSURES.name)
     async with open_harness(
         kafka,
-        tmp_path_factory.mktemp("feed"),
+        root,
         triton_addr=triton.addr,
         ranker_timeout_s=2.0,
+        experiments=str(root / "experiments.json"),
     ) as harness:
         rng = np.random.default_rng(13)
         ids = []
@@ -129,13 +159,27 @@ async def harness(
         yield harness
 
 
+async def exposures(harness: FeedHarness) -> dict[str, events_pb2.FeedExposure]:
+    """Every exposure svc_rank wrote to its outbox so far, by user."""
+    assert harness.rank.recorder is not None, "svc_rank runs no experiment"
+    await harness.rank.recorder.drain()  # GetFeed records them in the background
+    async with harness.rank.sessionmaker() as session:
+        rows = await session.execute(
+            text("SELECT payload FROM outbox WHERE topic = :t"), {"t": FEED_EXPOSURES.name}
+        )
+        events = [FEED_EXPOSURES.parse(bytes(r.payload)) for r in rows]
+    assert all(isinstance(e, events_pb2.FeedExposure) for e in events)
+    return {e.user_id: e for e in events}  # type: ignore[union-attr]
+
+
 @dataclass
 class Traffic:
     """GetFeed calls in a loop (each for a new user: every call ranks, none is a cache
-    hit), recording what ranked each response and every failed call."""
+    hit), recording what ranked each response, for which user, and every failed call."""
 
     harness: FeedHarness
     scorers: list[tuple[float, float, str]] = field(default_factory=list)
+    users: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -144,14 +188,16 @@ class Traffic:
         while not self.stop.is_set():
             i += 1
             started = time.monotonic()
+            user = f"ops-{worker}-{i}-{uuid.uuid4().hex[:4]}"
             try:
-                reply = await self.harness.get_feed(f"ops-{worker}-{i}-{uuid.uuid4().hex[:4]}")
+                reply = await self.harness.get_feed(user)
             except grpc.aio.AioRpcError as exc:
                 self.errors.append(f"{exc.code().name}: {exc.details()}")
                 continue
             if not reply.items:
                 self.errors.append("empty feed")
             self.scorers.append((started, time.monotonic(), reply.scorer))
+            self.users[user] = reply.scorer
 
     def count(self, scorer: str, after: float = 0.0) -> int:
         return sum(1 for s, _, name in self.scorers if name == scorer and s >= after)
@@ -203,6 +249,13 @@ async def test_loading_v2_under_feed_traffic_switches_versions_with_no_failed_re
     # ... v1 first, v2 last, and nothing answered by v1 once it was unloaded.
     assert names[0] == "ranker:1" and names[-1] == "ranker:2"
     assert not [s for s, _, name in t.scorers if name == "ranker:1" and s >= switched]
+    # Each user's exposure names the version that served that user's page (the arms
+    # pin none), and the arm that served it.
+    logged = await exposures(harness)
+    assert set(t.users) <= set(logged)
+    served = {u: logged[u].ranker_model_version for u in t.users}
+    assert served == t.users
+    assert {logged[u].arm for u in t.users} == {"control", "treatment"}
 
 
 async def test_rollback_by_version_serves_the_older_version_again(
@@ -210,12 +263,19 @@ async def test_rollback_by_version_serves_the_older_version_again(
 ) -> None:
     states = await asyncio.to_thread(operator.rollback, "ranker", 1)
     assert [s.version for s in states if s.state == "READY"] == ["1"]
-    reply = await harness.get_feed(f"rollback-{uuid.uuid4().hex[:6]}")
+    back = f"rollback-{uuid.uuid4().hex[:6]}"
+    reply = await harness.get_feed(back)
     assert reply.scorer == "ranker:1"
     # and forward again: load without a version serves the newest directory.
     await asyncio.to_thread(operator.load, "ranker")
-    reply = await harness.get_feed(f"forward-{uuid.uuid4().hex[:6]}")
+    forward = f"forward-{uuid.uuid4().hex[:6]}"
+    reply = await harness.get_feed(forward)
     assert reply.scorer == "ranker:2"
+    # The exposure events follow the served version, not the arms' (empty) pin.
+    logged = await exposures(harness)
+    assert logged[back].ranker_model_version == "ranker:1"
+    assert logged[forward].ranker_model_version == "ranker:2"
+    assert logged[back].experiment_id == logged[forward].experiment_id == "ops-served"
 
 
 async def test_a_version_that_fails_to_load_leaves_the_previous_one_serving_and_says_why(

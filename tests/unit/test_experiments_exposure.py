@@ -26,6 +26,18 @@ def test_the_topic_is_svc_ranks_and_keyed_by_user() -> None:
     assert FEED_EXPOSURES.key_field == "user_id"
 
 
+def test_the_event_names_the_scorer_that_served_not_the_arms_pin() -> None:
+    """GetFeed passes its ``scorer``: the version Triton answered with, or rules after a
+    fallback; the arm (which pins "2") stays in ``arm``."""
+    treatment, control = EXP.arm("treatment"), EXP.arm("control")
+    fell_back = build_exposure(EXP, treatment, "u-1", served_at=T0, served="rules")
+    assert (fell_back.arm, fell_back.ranker_model_version) == ("treatment", "rules")
+    latest = build_exposure(EXP, control, "u-2", served_at=T0, served="ranker:3")
+    assert (latest.arm, latest.ranker_model_version) == ("control", "ranker:3")
+    # A caller that does not say what served: the arm's pin, as before.
+    assert build_exposure(EXP, control, "u-3", served_at=T0).ranker_model_version == ""
+
+
 def test_the_event_carries_the_arm_and_a_derived_id() -> None:
     arm = EXP.arm("treatment")
     event = build_exposure(EXP, arm, "user-7", served_at=T0, request_id="req-1")

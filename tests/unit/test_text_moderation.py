@@ -1,6 +1,7 @@
 """Text moderation (reels.moderation): every way of disguising a blocked term is folded,
-innocent words that merely contain one pass (Scunthorpe), phrases match as words in
-order, refusals name the field, and a classifier plugs in after the blocklist.
+inflected and glued forms are found, innocent words that merely contain a short term
+pass (Scunthorpe), phrases match as words in order, refusals name the field, and a
+classifier plugs in after the blocklist.
 
 Tests use the shipped list's neutral test term (``reelsblockedterm``) or a list built
 here, never depend on the offensive entries of the default list."""
@@ -14,6 +15,7 @@ import pytest
 
 from reels import config, errors
 from reels.moderation import (
+    GLUED_MIN_LETTERS,
     Blocklist,
     ModerationError,
     Refusal,
@@ -37,6 +39,9 @@ WORDS = Blocklist.parse(
         "slur: " + TERM,
         "kill yourself  # a phrase, with a trailing comment",
         "死ね",
+        '"cum"  # quoted: exactly this word',
+        "party",
+        "kike",
     ]
 )
 
@@ -98,6 +103,17 @@ def test_a_double_letter_stays_double_and_repeats_only_lengthen() -> None:
     assert found("as") == [] and found("a s") == []
 
 
+def test_long_runs_are_found_and_shown_whole() -> None:
+    """Runs are cut to three characters before matching (linear time); the refusal
+    still shows every repeated letter as typed."""
+    value = "reeeeeeeeeeeelsblockedterrrrrrrrrrrrrrm!!!"
+    assert typed(value) == ["reeeeeeeeeeeelsblockedterrrrrrrrrrrrrrm"]
+    assert typed("ssssssshiiiiiiiit") == ["ssssssshiiiiiiiit"]
+    # Long runs of leetspeak symbols and letters are no term (and no slow path).
+    for value in ("@" * 5000, "$" * 5000, "k" + "1" * 5000, "a" * 5000, "k" + "|1" * 2500):
+        assert found(value) == [], value[:3]
+
+
 # --- Scunthorpe: innocent words are not refused ------------------------------------------
 
 
@@ -116,14 +132,114 @@ def test_a_double_letter_stays_double_and_repeats_only_lengthen() -> None:
         "shitake",  # not a separate word
         "Cockburn",
         "lollipop",
-        "killyourself",  # a phrase is words; glued together is another word
         "kill your selfie",
-        "reelsblockedterms",  # word forms are not guessed
+        "skill yourself",  # a phrase needs boundaries at its ends, however long
+        "killyourselfie",
+        # Endings are regular inflections only, and only where the term ends a word.
+        "cocky",  # -y is not added
+        "cocker spaniel",  # neither is -er
+        "cockatoo and peacock",
+        "sextant",
+        "Middlesex",
+        "classes in assassination",
+        "shitakes",
+        "Matsushita",
+        "lolly",
+        "cumin",  # "cum" is quoted: exactly that word
+        "Cumming and Cummings",
+        "cucumber",
+        "parted",
         "",
     ],
 )
 def test_words_that_merely_contain_a_term_pass(value: str) -> None:
     assert found(value) == []
+
+
+# --- inflected and glued forms (issue 13 follow-up) --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("reelsblockedterms", "reelsblockedterm"),
+        ("reelsblockedterming", "reelsblockedterm"),
+        ("xxreelsblockedtermxx", "reelsblockedterm"),
+        ("#reelsblockedtermlover", "reelsblockedterm"),
+        ("reelsblockedterm's", "reelsblockedterm"),
+        ("reelsblockedterm’s", "reelsblockedterm"),
+        ("#ReelsBl0ckedTermForever", "ReelsBl0ckedTerm"),
+        ("myreels​blockedterm", "reels​blockedterm"),
+    ],
+)
+def test_a_long_term_is_found_inflected_and_glued(value: str, shown: str) -> None:
+    """``reelsblockedterm`` has 16 letters (>= GLUED_MIN_LETTERS): found inside any word,
+    in the shipped list and in a list built here alike."""
+    assert found(value) == [TERM]
+    assert typed(value) == [shown]
+    assert default().refusal("hashtags", value) is not None
+
+
+@pytest.mark.parametrize(
+    ("value", "term", "shown"),
+    [
+        ("shits", "shit", "shits"),
+        ("shitting", "shit", "shitting"),  # the last letter doubled
+        ("sh1tted", "shit", "sh1tted"),
+        ("asses", "ass", "asses"),
+        ("cocks", "cock", "cocks"),
+        ("lolling", "lol", "lolling"),
+        ("lolin' around", "lol", "lolin'"),
+        ("kikes", "kike", "kikes"),
+        ("kiked", "kike", "kiked"),  # -d after a final e
+        ("kiking", "kike", "kiking"),  # the e dropped before -ing
+        ("parties", "party", "parties"),  # y to ies
+        ("partied", "party", "partied"),
+        ("#killyourself", "kill yourself", "killyourself"),  # a phrase glued
+        ("kill yourselfs", "kill yourself", "kill yourselfs"),
+        ("SEXES", "sex", "SEXES"),
+    ],
+)
+def test_a_short_term_is_found_with_regular_endings(value: str, term: str, shown: str) -> None:
+    assert found(value) == [term]
+    assert typed(value) == [shown]
+
+
+def test_a_quoted_term_is_that_word_only() -> None:
+    assert found("cum") == ["cum"] == found("CUM!")
+    assert found("cums") == found("cumming") == found("cumin") == []
+    exact = Blocklist.parse(['"reelsblockedterm"', '"kill yourself"'])
+    assert found("reelsblockedterm", exact) == ["reelsblockedterm"]
+    assert found("reelsblockedterms", exact) == found("xxreelsblockedtermxx", exact) == []
+    assert found("kill-yourself", exact) == ["kill yourself"]
+    assert found("killyourself", exact) == []
+
+
+def test_stars_glue_a_short_term_on_the_marked_side_only() -> None:
+    marked = Blocklist.parse(["*blorp*", "snarf*", "*gronk", "wibble"])
+    assert [(t.text, t.glued_before, t.glued_after) for t in marked.terms] == [
+        ("blorp", True, True),
+        ("snarf", False, True),
+        ("gronk", True, False),
+        ("wibble", False, False),
+    ]
+    for value in ("#blorplover", "xxblorpxx", "megablorp", "bl0rp"):
+        assert found(value, marked) == ["blorp"], value
+    assert found("#snarflover", marked) == ["snarf"]
+    assert found("mysnarf", marked) == []  # not glued at the start
+    assert found("biggronk", marked) == found("biggronks", marked) == ["gronk"]
+    assert found("gronkly", marked) == []  # not glued at the end
+    assert found("wibblewobble", marked) == found("awibble", marked) == []
+    assert found("wibbled", marked) == ["wibble"]
+
+
+def test_the_glue_threshold_counts_folded_letters() -> None:
+    assert GLUED_MIN_LETTERS == 8
+    lengths = Blocklist.parse(["abcdefg", "abcdefgh", "abc defgh"])
+    assert found("xabcdefgx", lengths) == []  # 7 letters: whole words only
+    assert found("xabcdefghx", lengths) == ["abcdefgh"]  # 8 letters: glued
+    assert found("xabcdefghx abcdefg", lengths) == ["abcdefgh", "abcdefg"]
+    assert found("xabc defghx", lengths) == []  # a phrase is never glued by length
 
 
 # --- phrases ---------------------------------------------------------------------------

