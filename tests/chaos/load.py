@@ -89,10 +89,21 @@ class Load:
         meta = _auth(viewer)
         async with grpc.aio.insecure_channel(self.chaos.mesh.addr("stream")) as channel:
             stub = stream_pb2_grpc.StreamServiceStub(channel)
-            while not self._stop.is_set():
+            unanswered: list[stream_pb2.PlayerEvent] = []
+            # Like a player SDK: a batch that got no answer (refused, or the service died
+            # mid-call) is sent again as it is, same client_event_ids, until it is
+            # answered; svc_stream's event ids (user + client_event_id) make the resend
+            # count once even when the first attempt did reach Kafka. The load stops
+            # only once nothing is left unanswered, so "accepted" is exact.
+            give_up_at = float("inf")
+            while not self._stop.is_set() or unanswered:
+                if self._stop.is_set():
+                    give_up_at = min(give_up_at, time.monotonic() + 60)
+                    if time.monotonic() > give_up_at:
+                        break  # never answered again: the invariants will say so
                 now = timestamp_pb2.Timestamp()
                 now.FromDatetime(datetime.now(UTC))
-                batch = [
+                batch = unanswered or [
                     stream_pb2.PlayerEvent(
                         client_event_id=str(uuid.uuid4()),
                         video_id=self.video_id,
@@ -112,8 +123,9 @@ class Load:
                     assert len(got) == reply.accepted_count, reply
                     self.accepted_events |= got
                     ok = reply.accepted_count == len(batch)
+                    unanswered = []
                 except grpc.aio.AioRpcError:
-                    pass  # refused or unanswered: the client retries later, nothing accepted
+                    unanswered = batch  # resent next round
                 self.outcomes.append((time.monotonic(), ok))
                 await asyncio.sleep(self.event_interval_s)
 

@@ -39,7 +39,7 @@ def test_flags_expire_and_unknown_targets_are_refused(var: Path) -> None:
     assert faults.read()["triton"].delay_ms == 10
     assert faults.active("triton") is None  # expired
     with pytest.raises(ValueError, match="unknown fault target"):
-        faults.set_fault(faults.Fault("milvus", error_rate=1.0))
+        faults.set_fault(faults.Fault("mongodb", error_rate=1.0))
     with pytest.raises(ValueError, match="error_rate"):
         faults.set_fault(faults.Fault("redis", error_rate=2.0))
 
