@@ -31,6 +31,12 @@ nested file is ``Heuristics.Limits.Exceeded.*`` (infected), never clean. The
 signatures are the project's own (``safety/signatures/``, README there): the official
 database needs the internet.
 
+After clamd says clean, the container's structure is checked too
+(reels.media.container): a media file with *anything* but zero padding after the end
+of its MP4/MOV, WebM/Matroska or AVI structure is infected as
+``Reels.Polyglot.AppendedData.<Kind>``, with a message saying how many bytes, where,
+and what they look like.
+
 Live-stream recordings (svc_upload.recordings) are our own encoder's output and are
 not scanned.
 """
@@ -43,6 +49,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aioclamd import ClamdAsyncClient, ClamdError
+
+from reels.media.container import appended_data
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +65,7 @@ class Verdict:
     infected: bool = False
     signature: str = ""
     error: str = ""
+    detail: str = ""  # for a person: what was found where (appended-data checks)
 
     @property
     def clean(self) -> bool:
@@ -65,6 +74,8 @@ class Verdict:
     @property
     def reason(self) -> str:
         """What the creator is told for an infected file."""
+        if self.detail:
+            return f"rejected by the malware scan ({self.signature}): {self.detail}"
         return f"rejected by the malware scan ({self.signature})"
 
 
@@ -99,9 +110,21 @@ class MalwareScanner:
         if status == "FOUND":
             return Verdict(infected=True, signature=str(name or "unknown"))
         if status == "OK":
-            return Verdict()
+            return await self._structure(path)
         # "ERROR" (e.g. clamd could not read the file) or an answer for another path.
         return self._unavailable(f"clamd answered {answer!r}")
+
+    async def _structure(self, path: Path) -> Verdict:
+        """After clamd's OK: data appended after the end of the media container
+        (reels.media.container) is infected, whatever it is; ClamAV only knows the
+        payloads it has signatures for."""
+        try:
+            found = await asyncio.to_thread(appended_data, path)
+        except OSError as exc:
+            return self._unavailable(f"reading {path.name} for appended data: {exc}")
+        if found is None:
+            return Verdict()
+        return Verdict(infected=True, signature=found.signature, detail=found.message)
 
     def _unavailable(self, why: str) -> Verdict:
         log.warning("malware scan unavailable", extra={"fields": {"why": why}})
