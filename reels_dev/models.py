@@ -38,6 +38,7 @@ from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException
 
+from reels_dev.infra.triton import repository_models
 from reels_dev.settings import InfraSettings
 
 
@@ -214,6 +215,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_unload = sub.add_parser("unload", help="stop serving a model")
     p_unload.add_argument("model")
     args = ap.parse_args(argv)
+    if args.command != "status":
+        # A name the repository does not have: one line naming the ones it has
+        # (before any Triton call; a config.pbtxt read would end in a traceback).
+        known = repository_models(args.repository)
+        if args.model not in known:
+            print(
+                f"error: unknown model {args.model!r}; known models in {args.repository}: "
+                f"{', '.join(known) or 'none (run scripts/models.sh)'}",
+                file=sys.stderr,
+            )
+            return 2
     op = Operator(args.addr, args.repository)
     try:
         if args.command == "status":

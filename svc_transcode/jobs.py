@@ -566,15 +566,27 @@ async def mark_terminal_failure(
 
 
 async def schedule_retry(
-    session: AsyncSession, job: TranscodeJob, *, error: str, delay_s: float
+    session: AsyncSession,
+    job: TranscodeJob,
+    *,
+    error: str,
+    delay_s: float,
+    count_attempt: bool = True,
+    stage: str = "queued",
 ) -> None:
-    """Back to queued, due after the backoff delay, with the error kept for operators."""
+    """Back to queued, due after the backoff delay, with the error kept for operators.
+
+    ``count_attempt=False`` gives the claim's attempt back (an outage of a model, not
+    a fault of the job: it must never dead-letter it); ``stage`` is what the job row
+    shows while it waits."""
+    extra = {} if count_attempt else {"attempts": func.greatest(TranscodeJob.attempts - 1, 0)}
     await session.execute(
         update(TranscodeJob)
         .where(TranscodeJob.id == job.id)
         .values(
+            **extra,
             state=JobState.QUEUED.value,
-            stage="queued",
+            stage=stage,
             percent=0.0,
             last_error=_clip(error),
             next_attempt_at=func.now() + timedelta(seconds=delay_s),

@@ -14,6 +14,7 @@ retries the job rather than publish a video nobody checked.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,13 +22,31 @@ import numpy as np
 import tritonclient.grpc.aio as triton_grpc
 from tritonclient.utils import InferenceServerException
 
+from reels.model_client import is_model_unavailable, record_inference, served_version
+
 NSFW_MODEL = "nsfw"
 MAX_FRAMES = 16
 DEFAULT_TIMEOUT_S = 20.0
 
 
+# What the creator sees while the model is out (never the address or Triton's words).
+MODEL_OUT_PUBLIC = "moderation model unavailable, retrying"
+
+
 class NsfwUnavailable(Exception):
     """Triton did not answer (down, timed out, bad reply); transient."""
+
+
+class NsfwModelOut(NsfwUnavailable):
+    """An outage of the model, not of this video: Triton unreachable (connection
+    refused, UNAVAILABLE), too slow (deadline), or ``nsfw`` not loaded ("unknown
+    model", "has no available versions"). The worker waits it out with a capped
+    backoff without spending the job's attempts (svc_transcode/worker.py)."""
+
+
+def _is_outage(exc: InferenceServerException) -> bool:
+    status = (exc.status() or "").upper()
+    return "UNAVAILABLE" in status or "DEADLINE" in status or is_model_unavailable(exc)
 
 
 @dataclass(frozen=True)
@@ -88,6 +107,7 @@ class TritonNsfwClassifier:
             triton_grpc.InferRequestedOutput("nsfw_score"),
             triton_grpc.InferRequestedOutput("model_version"),
         ]
+        started = time.perf_counter()
         try:
             result = await asyncio.wait_for(
                 self._conn().infer(
@@ -96,13 +116,22 @@ class TritonNsfwClassifier:
                 self.timeout_s + 1.0,
             )
         except TimeoutError as exc:
-            raise NsfwUnavailable(
+            record_inference(self.model, "", "error", started)
+            raise NsfwModelOut(
                 f"{self.model} at {self.addr}: no answer within {self.timeout_s:.0f}s"
             ) from exc
         except InferenceServerException as exc:
-            raise NsfwUnavailable(f"{self.model} at {self.addr}: {exc.message()}") from exc
+            record_inference(self.model, "", "error", started)
+            kind = NsfwModelOut if _is_outage(exc) else NsfwUnavailable
+            raise kind(f"{self.model} at {self.addr}: {exc.message()}") from exc
+        except OSError as exc:
+            record_inference(self.model, "", "error", started)
+            raise NsfwModelOut(f"{self.model} at {self.addr}: {exc!r}") from exc
         except Exception as exc:  # noqa: BLE001 - grpc errors of any kind: an outage
+            record_inference(self.model, "", "error", started)
             raise NsfwUnavailable(f"{self.model} at {self.addr}: {exc!r}") from exc
+        # deep_model.inference_duration_ms, labelled like the other models' calls.
+        record_inference(self.model, served_version(result), "ok", started)
         scores = result.as_numpy("nsfw_score")
         version = result.as_numpy("model_version")
         if scores is None or scores.shape != (len(frames),) or not np.all(np.isfinite(scores)):

@@ -22,7 +22,11 @@ Failures are routed by kind, never by parsing messages:
 * transient (ffmpeg crash, kill or machine error such as a full disk; storage,
   svc_upload or Triton unavailable; any unexpected error) → retried after an exponential backoff
   (``REELS_TRANSCODE_BACKOFF_MIN_S`` 5 s doubling up to ``REELS_TRANSCODE_BACKOFF_MAX_S``
-  30 s, ±20 % jitter) until ``REELS_TRANSCODE_MAX_ATTEMPTS`` (3), then ``dead_lettered``.
+  30 s, ±20 % jitter) until ``REELS_TRANSCODE_MAX_ATTEMPTS`` (3), then ``dead_lettered``;
+* an NSFW model outage (``nsfw.NsfwModelOut``: unloaded, Triton down or too slow) →
+  back to queued WITHOUT counting the attempt, after a backoff capped by
+  ``model_out_backoff_max_s`` (``_wait_for_model``): it waits for the model, never
+  dead-letters, and the creator never sees Triton's address.
 
 Both terminal failures report FAILED to svc_upload and write the original event to
 ``video.uploaded.dlq`` and a ``video.failed`` event through the outbox, in the same
@@ -71,7 +75,13 @@ from svc_transcode.embeddings import (
     video_text,
 )
 from svc_transcode.models import TranscodeJob
-from svc_transcode.nsfw import NoNsfwClassifier, NsfwClassifier, NsfwUnavailable
+from svc_transcode.nsfw import (
+    MODEL_OUT_PUBLIC,
+    NoNsfwClassifier,
+    NsfwClassifier,
+    NsfwModelOut,
+    NsfwUnavailable,
+)
 from svc_transcode.status import StatusReporter, StatusReportError
 
 log = logging.getLogger(__name__)
@@ -106,6 +116,9 @@ class WorkerConfig:
     embeddings_retry_max_s: float = 600.0
     # NSFW moderation thresholds (svc_transcode/moderation.py).
     nsfw: moderation.Thresholds = field(default_factory=moderation.Thresholds)
+    # NSFW model outage (nsfw.NsfwModelOut): the job waits, attempts untouched, from
+    # backoff_min_s doubling per consecutive outage up to this cap, ±20 %.
+    model_out_backoff_max_s: float = 120.0
 
 
 def backoff_delay(attempt: int, config: WorkerConfig) -> float:
@@ -219,6 +232,8 @@ class TranscodeWorker:
         self._wake = asyncio.Event()
         self._draining = False
         self._depth_at = -QUEUE_DEPTH_EVERY_S
+        self._model_outs = 0
+        """Consecutive NSFW model outages this worker met (its backoff); 0 once it answers."""
 
     # ----------------------------------------------------------------------- loop
 
@@ -416,6 +431,9 @@ class TranscodeWorker:
                 await self._hold(run, video, embedded, sampled, verdict)
             else:
                 await self._succeed(run, video, embedded)
+        except NsfwModelOut as exc:
+            # The model is out, not this video: wait for it without spending attempts.
+            await self._wait_for_model(run, str(exc))
         except Exception as exc:  # noqa: BLE001 - every failure is routed by classify()
             reason, transient = classify(exc)
             log.warning(
@@ -425,7 +443,8 @@ class TranscodeWorker:
                 "transient" if transient else "permanent",
                 _first_line(reason),
             )
-            await self._fail(run, reason, transient=transient)
+            public = MODEL_OUT_PUBLIC if isinstance(exc, NsfwUnavailable) else None
+            await self._fail(run, reason, transient=transient, public=public)
         finally:
             await asyncio.to_thread(shutil.rmtree, work_dir, True)
             if not published:
@@ -446,6 +465,7 @@ class TranscodeWorker:
         """Score the frames (one Triton request) and decide; a rejection raises
         ModerationRejected (permanent), Triton's failure NsfwUnavailable (transient)."""
         scored = await self.classifier.score(sampled)
+        self._model_outs = 0
         times = frames.frame_times(result.duration_s)[: len(sampled)]
         verdict = moderation.verdict_of(scored, times, self.config.nsfw)
         run.moderation = verdict.to_proto()
@@ -605,8 +625,44 @@ class TranscodeWorker:
             verdict.score,
         )
 
-    async def _fail(self, run: _Run, reason: str, *, transient: bool) -> None:
-        """Retry later, or finish as failed / dead-lettered with the events and report."""
+    async def _wait_for_model(self, run: _Run, detail: str) -> None:
+        """Back to queued after a capped backoff, the attempt NOT counted: an NSFW model
+        outage (unloaded, Triton down or too slow) says nothing about this video, and
+        publishing unchecked is not an option (fail closed). The video stays
+        PROCESSING at stage "moderation"; the detail (with Triton's address) goes to the
+        log and the job's last_error for operators, never to the creator."""
+        self._model_outs += 1
+        base = self.config.backoff_min_s * 2 ** min(self._model_outs - 1, 20)
+        cap = max(self.config.backoff_min_s, self.config.model_out_backoff_max_s)
+        delay = max(self.config.backoff_min_s, min(cap, base * random.uniform(0.8, 1.2)))
+        async with self.sessionmaker() as session, session.begin():
+            locked = await jobs.lock_owned(session, run.job_id, self.worker_id)
+            if locked is None:
+                run.lost = True
+                return
+            await jobs.schedule_retry(
+                session,
+                locked,
+                error=f"{MODEL_OUT_PUBLIC}: {detail}",
+                delay_s=delay,
+                count_attempt=False,
+                stage="moderation",
+            )
+        run.outcome = metrics.RETRIED
+        log.warning(
+            "job %s: nsfw model unavailable (%s); waiting %.1fs, attempt not counted",
+            run.job_id,
+            detail,
+            delay,
+        )
+
+    async def _fail(
+        self, run: _Run, reason: str, *, transient: bool, public: str | None = None
+    ) -> None:
+        """Retry later, or finish as failed / dead-lettered with the events and report.
+
+        ``public``: what the creator reads instead of ``reason`` (which may name
+        internal addresses); ``reason`` still goes to the job row and the log."""
         async with self.sessionmaker() as session, session.begin():
             locked = await jobs.lock_owned(session, run.job_id, self.worker_id)
             if locked is None:
@@ -625,10 +681,11 @@ class TranscodeWorker:
                 )
                 return
             permanent = not transient
+            shown = public or _first_line(reason)
             human = (
-                reason
+                (public or reason)
                 if permanent
-                else f"processing failed {locked.attempts} times; last error: {_first_line(reason)}"
+                else f"processing failed {locked.attempts} times; last error: {shown}"
             )
             await self._report_failed(run, human)
             await jobs.mark_terminal_failure(

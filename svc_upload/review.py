@@ -37,7 +37,7 @@ from reels.v1 import common_pb2, events_pb2, upload_pb2
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from reels import errors, topics
+from reels import errors, text, topics
 from reels.auth import MODERATOR_ROLE
 from reels.events import inject_trace_headers, new_event_id
 from reels.outbox import enqueue_message
@@ -300,16 +300,26 @@ class ReviewQueue:
         from svc_upload.videos import snapshot_of  # noqa: PLC0415 - videos imports this module
 
         _require_moderator(roles)
-        reason = " ".join(reason.split())[:MAX_REASON_CHARS]
         if decision not in (upload_pb2.REVIEW_DECISION_APPROVE, upload_pb2.REVIEW_DECISION_REJECT):
+            # Sent but not one we know (UNSPECIFIED, or a number like 7 over JSON).
+            shown = upload_pb2.ReviewDecision.Name(decision) if decision == 0 else str(decision)
             raise errors.InvalidArgument(
-                "decision must be APPROVE or REJECT", [("decision", "required")]
+                f"decision {shown} is not a known decision: use REVIEW_DECISION_APPROVE or "
+                "REVIEW_DECISION_REJECT",
+                [("decision", f"{shown} is not a known decision (APPROVE or REJECT)")],
             )
         approve = decision == upload_pb2.REVIEW_DECISION_APPROVE
-        if not approve and not reason:
-            raise errors.InvalidArgument(
-                "a rejection needs a reason (the creator sees it)", [("reason", "required")]
-            )
+        # The same rules as every stored text (reels.text): invisible-only (spaces,
+        # zero-width, soft hyphen, BOM) is empty; too long is refused, never cut.
+        reason = " ".join(
+            text.normalise_text(
+                reason,
+                field="reason",
+                max_chars=MAX_REASON_CHARS,
+                required=not approve,
+                empty_message="is empty: a rejection needs a reason (the creator sees it)",
+            ).split()
+        )
         try:
             vid = uuid.UUID(video_id)
         except (ValueError, AttributeError, TypeError):

@@ -87,7 +87,7 @@ def video_proto(video: Video) -> upload_pb2.Video:
         preview_key=video.preview_key or "",
         storyboard_key=video.storyboard_key or "",
         master_playlist_key=video.master_playlist_key or "",
-        failure_reason=video.failure_reason or "",
+        **_reason_fields(video.status, video.failure_reason or ""),
     )
     if video.duration_s is not None:
         out.duration.FromNanoseconds(int(video.duration_s * 1e9))
@@ -100,12 +100,27 @@ def video_proto(video: Video) -> upload_pb2.Video:
     return out
 
 
+def held_message(request: upload_pb2.UpdateVideoStatusRequest) -> str:
+    """What the creator of a video held for review reads (its status_message)."""
+    if request.HasField("moderation"):
+        score = request.moderation.score
+        return f"held for review: the automatic content check was not sure (score {score:.2f})"
+    return "held for review: a moderator will look at it"
+
+
+def _reason_fields(status: str, stored: str) -> dict[str, str]:
+    """The stored reason as failure_reason (FAILED) or status_message (IN_REVIEW)."""
+    if status == VideoStatus.IN_REVIEW.value:
+        return {"failure_reason": "", "status_message": stored}
+    return {"failure_reason": stored, "status_message": ""}
+
+
 def status_fields(snap: StatusSnapshot) -> dict[str, object]:
     """Keyword arguments shared by GetVideoStatusResponse and WatchVideoStatusResponse."""
     return {
         "video_id": snap.video_id,
         "status": STATUS_TO_PROTO[snap.status],
-        "failure_reason": snap.failure_reason,
+        **_reason_fields(snap.status, snap.failure_reason),
         "stage": snap.stage,
         "percent": snap.percent,
         "updated_at": _ts(snap.updated()),
@@ -246,6 +261,10 @@ class VideoBook:
                 video.status = target.value
                 video.stage = request.stage or "in_review"
                 video.published_at = None
+                # The creator's "why" (status_message); kept in the failure_reason
+                # column, which is free while IN_REVIEW (approval clears it, a
+                # rejection overwrites it).
+                video.failure_reason = held_message(request)
             elif changed and target == VideoStatus.FAILED:
                 video.status = target.value
                 video.failure_reason = request.failure_reason.strip()

@@ -65,7 +65,7 @@ async def _settled(http: aiohttp.ClientSession, front: str, video_id: str, user:
 
 
 async def _decide(
-    http: aiohttp.ClientSession, front: str, video_id: str, user: str, *roles: str, **body: str
+    http: aiohttp.ClientSession, front: str, video_id: str, user: str, *roles: str, **body: object
 ) -> tuple[int, dict]:
     async with http.post(
         f"{front}/api/v1/moderation/reviews/{video_id}:decide",
@@ -91,6 +91,18 @@ async def test_moderators_list_held_videos_with_signed_frames_and_decide_through
             seen = await _settled(http, front, video_id, creator)
             assert seen["status"] == "VIDEO_STATUS_IN_REVIEW", seen
             assert seen["stage"] == "in_review"
+            # The creator is told why (and only the creator: others get 404 for it).
+            assert seen["statusMessage"].startswith(
+                "held for review: the automatic content check was not sure (score "
+            ), seen
+            assert not seen.get("failureReason"), seen
+        async with http.get(f"{front}/api/v1/reels/{to_approve}", headers=_auth(creator)) as resp:
+            own = await _json(resp)
+        assert resp.status == 200 and own["video"]["statusMessage"].startswith(
+            "held for review:"
+        ), own
+        async with http.get(f"{front}/api/v1/reels/{to_approve}", headers=_auth("someone")) as resp:
+            assert resp.status == 404, await resp.text()
         async with http.get(
             f"{front}/api/v1/reels/{to_approve}/playback", headers=_auth(creator)
         ) as resp:
@@ -157,6 +169,25 @@ async def test_moderators_list_held_videos_with_signed_frames_and_decide_through
             status, answer = await _decide(http, front, video_id, MODERATOR, "moderator", **body)
             assert status == expected, (video_id, body, answer)
             assert answer["message"], answer
+        # Invisible-only reasons are empty; too long is refused (never cut); a decision
+        # value that was sent but is unknown is named as such, not as "required".
+        bad = [
+            (
+                {"decision": "REVIEW_DECISION_REJECT", "reason": "   \u200b\n\t \u00ad\ufeff"},
+                "a rejection needs a reason",
+            ),
+            ({"decision": "REVIEW_DECISION_REJECT", "reason": "x" * 200_000}, "1000 characters"),
+            ({"decision": "REVIEW_DECISION_REJECT", "reason": "x" * 1001}, "1000 characters"),
+            ({"decision": 7, "reason": "why"}, "not a known decision"),
+            ({"decision": "REVIEW_DECISION_UNSPECIFIED", "reason": "why"}, "not a known decision"),
+        ]
+        for body, says in bad:
+            status, answer = await _decide(http, front, to_reject, MODERATOR, "moderator", **body)
+            assert status == 400 and says in answer["message"], (body, answer)
+            assert "required" not in answer["message"], answer
+        assert (await _status(http, front, to_reject, creator))["status"] == (
+            "VIDEO_STATUS_IN_REVIEW"
+        )
 
         # Approve: published at once in svc_upload; playable once svc_transcode has
         # released the kept video.published and svc_stream has indexed it.

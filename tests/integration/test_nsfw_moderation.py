@@ -45,13 +45,14 @@ from reels_dev.keys import mint_token
 from svc_transcode import jobs, review_consumer
 from svc_transcode.frames import sample_frames
 from svc_transcode.moderation import Thresholds
-from svc_transcode.nsfw import TritonNsfwClassifier
+from svc_transcode.nsfw import MODEL_OUT_PUBLIC, NsfwModelOut, TritonNsfwClassifier
 from svc_transcode.status import ServiceCredentials, UploadStatusReporter
 from svc_upload.app import App as UploadApp
 from svc_upload.models import Video
 from svc_upload.settings import Settings as UploadSettings
 from tests.integration.test_transcode_worker import Service, transcode_service, wait_state
 from tests.media import make_clip
+from tests.polling import eventually
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -288,6 +289,11 @@ async def test_transcode_publishes_holds_or_rejects_around_the_measured_nsfw_sco
     assert job.state == "succeeded" and job.stage == jobs.IN_REVIEW, job.last_error
     status = await _status(stack, held, creator)
     assert status.status == common_pb2.VIDEO_STATUS_IN_REVIEW and status.stage == "in_review"
+    # The creator reads why (breaker item 9); failure_reason stays for FAILED.
+    assert status.status_message == (
+        f"held for review: the automatic content check was not sure (score {score:.2f})"
+    ), status
+    assert status.failure_reason == ""
     [auto] = _moderated(await stack.events(topics.VIDEO_MODERATED, held))
     assert auto.decision == common_pb2.VIDEO_MODERATION_DECISION_HOLD
     assert not await stack.events(topics.VIDEO_PUBLISHED, held)  # in no feed
@@ -451,3 +457,46 @@ async def test_review_queue_moderators_approve_into_feeds_or_reject_with_a_reaso
             metadata=moderator,
         )
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_a_model_outage_waits_for_the_model_without_spending_attempts(
+    stack: Stack, classifier: TritonNsfwClassifier, triton_addr: str, clip: Path
+) -> None:
+    """Breaker item 2: ``nsfw`` not loaded (or Triton unreachable) must not dead-letter
+    the job; the creator sees PROCESSING without internal addresses, and the video
+    publishes once the model answers again."""
+    sampled = await sample_frames(clip, 1.0)
+    unloaded = TritonNsfwClassifier(triton_addr, timeout_s=10.0, model="nsfw_not_loaded")
+    refused = TritonNsfwClassifier(f"127.0.0.1:{free_port()}", timeout_s=5.0)
+    try:
+        for out in (unloaded, refused):
+            with pytest.raises(NsfwModelOut):
+                await out.score(sampled)
+        worker = stack.transcode.app.worker
+        assert worker is not None
+        stack.use(unloaded, Thresholds())
+        worker.config = dataclasses.replace(worker.config, model_out_backoff_max_s=0.5)
+        creator = "creator-outage"
+        video_id = await stack.submit(clip, creator)
+        # More outages than max_attempts (3): still not dead-lettered.
+        await eventually(lambda: _outs(worker, 5), 120, "five model outages in a row")
+        job = await stack.transcode.job(video_id)
+        assert job.state in ("queued", "running"), job.state
+        assert job.attempts <= 1 and MODEL_OUT_PUBLIC in (job.last_error or "")
+        seen = await _status(stack, video_id, creator)
+        assert seen.status == common_pb2.VIDEO_STATUS_PROCESSING
+        assert "127.0.0.1" not in seen.failure_reason and not seen.failure_reason
+        # The model is back: the same job publishes.
+        stack.use(classifier, Thresholds())
+        done = await wait_state(stack.transcode, video_id, "succeeded", "failed",
+                                "dead_lettered", within=90)  # fmt: skip
+        assert done.state == "succeeded", done.last_error
+        seen = await _status(stack, video_id, creator)
+        assert seen.status == common_pb2.VIDEO_STATUS_PUBLISHED
+    finally:
+        await unloaded.close()
+        await refused.close()
+
+
+async def _outs(worker: object, n: int) -> bool:
+    return getattr(worker, "_model_outs", 0) >= n

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import pytest
 from tritonclient.utils import InferenceServerException
 
 from reels import embedding_space
@@ -20,6 +21,7 @@ from reels_dev.models import (
     repository_config,
     summarize,
 )
+from reels_dev.models import main as models_main
 from svc_transcode.embeddings import vectors_of
 
 
@@ -92,3 +94,18 @@ def test_a_video_records_the_model_versions_that_embedded_it() -> None:
     assert vectors_of(frames, text).model_version == embedding_space.MODEL_VERSION
     out = vectors_of(frames, text, visual_version="2", text_version="1")
     assert out.model_version == "visual_embedding@2+text_embedding@1+rp256s1729w50"
+
+
+def test_an_unknown_model_name_is_one_line_naming_the_known_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "ranker" / "1").mkdir(parents=True)
+    (tmp_path / "ranker" / "config.pbtxt").write_text('name: "ranker"\n')
+    for command in (["load", "nosuchmodel"], ["unload", "nosuchmodel"],
+                    ["rollback", "nosuchmodel", "--to", "1"]):  # fmt: skip
+        # No Triton at this address: the name is refused before any call.
+        code = models_main(["--addr", "127.0.0.1:1", "--repository", str(tmp_path), *command])
+        err = capsys.readouterr().err
+        assert code == 2
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        assert "unknown model 'nosuchmodel'" in err and "known models" in err and "ranker" in err

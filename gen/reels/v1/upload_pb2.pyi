@@ -93,6 +93,7 @@ class Video(_message.Message):
     PUBLISHED_AT_FIELD_NUMBER: _builtins.int
     MASTER_PLAYLIST_KEY_FIELD_NUMBER: _builtins.int
     FAILURE_REASON_FIELD_NUMBER: _builtins.int
+    STATUS_MESSAGE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     creator_id: _builtins.str
     title: _builtins.str
@@ -110,6 +111,11 @@ class Video(_message.Message):
     """Object-storage key of the HLS master playlist."""
     failure_reason: _builtins.str
     """Set when status is FAILED."""
+    status_message: _builtins.str
+    """Why the video is in its status, for its creator (only the creator can read a
+    video that is not published): set while IN_REVIEW ("held for review: the
+    automatic content check was not sure (score 0.43)"); empty otherwise.
+    """
     @_builtins.property
     def hashtags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -142,10 +148,11 @@ class Video(_message.Message):
         published_at: _timestamp_pb2.Timestamp | None = ...,
         master_playlist_key: _builtins.str = ...,
         failure_reason: _builtins.str = ...,
+        status_message: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "duration", b"duration", "published_at", b"published_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_attribution", b"audio_attribution", "content_type", b"content_type", "created_at", b"created_at", "creator_id", b"creator_id", "description", b"description", "duration", b"duration", "failure_reason", b"failure_reason", "hashtags", b"hashtags", "height", b"height", "id", b"id", "master_playlist_key", b"master_playlist_key", "preview_key", b"preview_key", "published_at", b"published_at", "renditions", b"renditions", "status", b"status", "storyboard_key", b"storyboard_key", "thumbnail_key", b"thumbnail_key", "title", b"title", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_attribution", b"audio_attribution", "content_type", b"content_type", "created_at", b"created_at", "creator_id", b"creator_id", "description", b"description", "duration", b"duration", "failure_reason", b"failure_reason", "hashtags", b"hashtags", "height", b"height", "id", b"id", "master_playlist_key", b"master_playlist_key", "preview_key", b"preview_key", "published_at", b"published_at", "renditions", b"renditions", "status", b"status", "status_message", b"status_message", "storyboard_key", b"storyboard_key", "thumbnail_key", b"thumbnail_key", "title", b"title", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -578,6 +585,7 @@ class GetVideoStatusResponse(_message.Message):
     STAGE_FIELD_NUMBER: _builtins.int
     PERCENT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    STATUS_MESSAGE_FIELD_NUMBER: _builtins.int
     video_id: _builtins.str
     status: _common_pb2.VideoStatus.ValueType
     failure_reason: _builtins.str
@@ -586,6 +594,10 @@ class GetVideoStatusResponse(_message.Message):
     """Current processing stage, e.g. "probe", "transcode", "thumbnails", "publish"."""
     percent: _builtins.float
     """Progress of processing, 0..100."""
+    status_message: _builtins.str
+    """Why the video is in its status, for its creator: set while IN_REVIEW
+    ("held for review: ..."); empty otherwise. Same as Video.status_message.
+    """
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -597,10 +609,11 @@ class GetVideoStatusResponse(_message.Message):
         stage: _builtins.str = ...,
         percent: _builtins.float = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        status_message: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["failure_reason", b"failure_reason", "percent", b"percent", "stage", b"stage", "status", b"status", "updated_at", b"updated_at", "video_id", b"video_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["failure_reason", b"failure_reason", "percent", b"percent", "stage", b"stage", "status", b"status", "status_message", b"status_message", "updated_at", b"updated_at", "video_id", b"video_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -635,11 +648,16 @@ class WatchVideoStatusResponse(_message.Message):
     STAGE_FIELD_NUMBER: _builtins.int
     PERCENT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    STATUS_MESSAGE_FIELD_NUMBER: _builtins.int
     video_id: _builtins.str
     status: _common_pb2.VideoStatus.ValueType
     failure_reason: _builtins.str
     stage: _builtins.str
     percent: _builtins.float
+    status_message: _builtins.str
+    """Why the video is in its status, for its creator: set while IN_REVIEW
+    ("held for review: ..."); empty otherwise. Same as Video.status_message.
+    """
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -651,10 +669,11 @@ class WatchVideoStatusResponse(_message.Message):
         stage: _builtins.str = ...,
         percent: _builtins.float = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        status_message: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["failure_reason", b"failure_reason", "percent", b"percent", "stage", b"stage", "status", b"status", "updated_at", b"updated_at", "video_id", b"video_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["failure_reason", b"failure_reason", "percent", b"percent", "stage", b"stage", "status", b"status", "status_message", b"status_message", "updated_at", b"updated_at", "video_id", b"video_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
