@@ -28,7 +28,9 @@ character at a time (:func:`fold`), so a match can be shown as the user typed it
   letters NFKD does not decompose (``ł ø đ ı``...).
 - **Look-alike letters** (homoglyphs) of Cyrillic and Greek become the Latin letter
   they are drawn as (``а е о р с х і ѕ`` and ``Α Β Ε Η Κ Μ Ν Ο Ρ Τ Χ``...; a subset of
-  UTS #39's confusables.txt, the letters spoofers use).
+  UTS #39's confusables.txt, the letters spoofers use), and **small capitals**
+  (``ʀᴇᴇʟꜱ`` is ``reels``): every character Unicode names "LATIN LETTER SMALL CAPITAL
+  X" (:func:`_small_capitals`; no confusables table ships with Python or the project).
 
 A term then matches when its words appear as **whole words** of the folded text
 (nothing before or after them that is a letter or digit), which is what avoids the
@@ -71,6 +73,15 @@ too long to be an accident:
   refuse "manslaughter").
 
 The spelt-out form (``f.u.c.k``) always needs boundaries and takes no ending.
+
+**Split words.** A word of at least :data:`GLUED_MIN_LETTERS` letters (a one-word term,
+or a word of a phrase) also matches with up to :data:`SPLIT_GAP_MAX` separators
+(anything but letters, digits and leetspeak symbols) between any two of its letters:
+``reels blocked term``, ``REELS_BLOCKED_TERM``, ``R33LS-BL0CK3D-T3RM``, ``kill your
+self``; its glue and boundaries stay as above. A shorter word is never split: "wet back"
+is not ``wetback*``, "of Uckfield" not ``*fuck*``, "a glass hole" not ``*asshole*``;
+the list names a short split form as a phrase (``kill ur self`` matches "kill urself").
+A final ``-lf`` also takes ``-lves`` (``kill yourself``: "kill yourselves").
 
 Matching time is linear in the text's length: runs of one character are cut to
 :data:`RUN_MAX` (3) before matching, and a letter of a term repeats at most
@@ -140,7 +151,32 @@ _LOWER_LOOKALIKES = {
     # Latin without a decomposition
     "ı": "i", "ł": "l", "ø": "o", "đ": "d", "ħ": "h", "ŧ": "t", "ɑ": "a", "ɡ": "g",
     "ɩ": "i", "æ": "ae", "œ": "oe",
+    # Greek small capitals drawn like Latin letters (ᴦ as in Г, ᴨ as in п)
+    "ᴦ": "r", "ᴨ": "n", "ᴩ": "p",
 }  # fmt: skip
+# Small capital letters (IPA, phonetic extensions, Latin Extended-D/E/G: ʀ ᴇ ʟ ʙ ᴏ ᴄ ᴋ
+# ᴅ ᴛ ᴍ ꜱ ꜰ ...) are drawn as their capital letter: every character Unicode names "LATIN
+# LETTER SMALL CAPITAL X" (also "BARRED X", "X WITH ...") is x. Turned, reversed and
+# inverted forms are not (they look like no letter). NFKC already maps the modifier
+# forms (ᶦ ᶫ ᶰ) to these.
+_SMALL_CAPITAL_NAME = re.compile(
+    r"LATIN (?:LETTER SMALL CAPITAL|SMALL CAPITAL LETTER) (?:BARRED )?([A-Z]{1,2})(?: WITH .*)?"
+)
+_SMALL_CAPITAL_BLOCKS = ((0x0250, 0x02B0), (0x1D00, 0x1DC0), (0x2C60, 0x2C80),
+                         (0xA720, 0xA800), (0xAB30, 0xAB70), (0x1DF00, 0x1E000))  # fmt: skip
+
+
+def _small_capitals() -> dict[str, str]:
+    table: dict[str, str] = {}
+    for start, end in _SMALL_CAPITAL_BLOCKS:
+        for cp in range(start, end):
+            found = _SMALL_CAPITAL_NAME.fullmatch(unicodedata.name(chr(cp), ""))
+            if found:
+                table[chr(cp)] = found.group(1).lower()
+    return table
+
+
+_LOWER_LOOKALIKES.update(_small_capitals())
 
 
 def _ignorable(ch: str) -> bool:
@@ -219,6 +255,13 @@ _AFTER = f"(?!{_WORD_CHAR})"
 _GAP = r"[\W_]+"
 _GLUED_GAP = r"[\W_]*"
 _SEP = "[" + re.escape(SEPARATORS) + "]+"
+# Between two letters of a long word split into parts ("reels blocked term",
+# "REELS_BLOCKED_TERM", "r33ls-bl0ck3d-t3rm"): up to SPLIT_GAP_MAX characters that are
+# neither letters, digits nor leetspeak symbols (the classes stay disjoint, so matching
+# stays linear).
+SPLIT_GAP_MAX = 8
+_LEET_SYMBOLS = "".join(sorted({c for alts in LEET.values() for c in alts if not c.isalnum()}))
+_SPLIT_GAP = f"(?:[^\\w{re.escape(_LEET_SYMBOLS)}]|_){{0,{SPLIT_GAP_MAX}}}"
 _TERM_WORDS = re.compile(r"[\W_]+")
 
 
@@ -229,7 +272,7 @@ def _class(ch: str) -> str:
     return "[" + re.escape(alts) + "]"
 
 
-def _compact(word: str, *, glued_before: bool = False) -> str:
+def _compact(word: str, *, glued_before: bool = False, split: bool = False) -> str:
     """``word`` with leetspeak and repeated letters: ``ass`` is ``[a4@]{1,8}[s5$]{2,8}``.
 
     Repeats are bounded (:data:`REPEAT_MAX`) and the text's runs of one character are
@@ -237,7 +280,8 @@ def _compact(word: str, *, glued_before: bool = False) -> str:
     the text: an unbounded ``[i1!|]+[l1|]{2,}`` took seconds on "k" + "1" * 10000.
     ``glued_before``: the first letter is matched exactly as often as the term has it:
     letters may precede the term anyway, and a repeat there would retry every start
-    inside a long run of that letter."""
+    inside a long run of that letter. ``split``: a few separators may stand between any
+    two letters (:data:`SPLIT_GAP_MAX`; a word of GLUED_MIN_LETTERS or more)."""
     parts = []
     for i, (ch, run) in enumerate(groupby(word)):
         n = min(len(list(run)), RUN_MAX)
@@ -245,7 +289,7 @@ def _compact(word: str, *, glued_before: bool = False) -> str:
             parts.append(_class(ch) + ("" if n == 1 else f"{{{n}}}"))
         else:
             parts.append(_class(ch) + f"{{{n},{REPEAT_MAX}}}")
-    return "".join(parts)
+    return (_SPLIT_GAP if split else "").join(parts)
 
 
 def _squeezed(canon: str, origin: list[int]) -> tuple[str, list[int], list[int]]:
@@ -278,17 +322,20 @@ def _endings(endings: Iterable[str]) -> str:
     return "(?:" + "|".join("".join(_class(c) for c in e) for e in endings) + ")"
 
 
-def _inflected(word: str, *, glued_before: bool = False) -> str:
+def _inflected(word: str, *, glued_before: bool = False, split: bool = False) -> str:
     """``word`` compacted, optionally with a regular ending (:data:`INFLECTIONS`)."""
-    whole = _compact(word, glued_before=glued_before)
+    whole = _compact(word, glued_before=glued_before, split=split)
     forms = [whole + _endings(INFLECTIONS) + "?"]
     if word.endswith("e") and len(word) > 1:  # kike: kiked, kiking
-        stem = _compact(word[:-1], glued_before=glued_before)
+        stem = _compact(word[:-1], glued_before=glued_before, split=split)
         forms[0] = whole + _endings((*INFLECTIONS, "d")) + "?"
         forms.append(stem + _endings(("ing", "ings", "in'", "in\u2019")))
     if word.endswith("y") and len(word) > 1:  # party: parties, partied
-        stem = _compact(word[:-1], glued_before=glued_before)
+        stem = _compact(word[:-1], glued_before=glued_before, split=split)
         forms.append(stem + _endings(("ies", "ied")))
+    if word.endswith("lf") and len(word) > 2:  # yourself: yourselves, wolf: wolves
+        stem = _compact(word[:-1], glued_before=glued_before, split=split)
+        forms.append(stem + _endings(("ves",)))
     return forms[0] if len(forms) == 1 else "(?:" + "|".join(forms) + ")"
 
 
@@ -302,11 +349,16 @@ def _pattern(words: list[str], *, glued_before: bool, glued_after: bool, exact: 
     inflect = not exact and not glued_after and not no_space_end
     # Glued before: the first letter of the first word exactly (_compact's docstring).
     lead = [glued_before] + [False] * (len(words) - 1)
-    parts = [_compact(w, glued_before=g) for w, g in zip(words[:-1], lead, strict=False)]
+    # A long word may be split by separators between any two of its letters.
+    split = [not exact and len(w) >= GLUED_MIN_LETTERS for w in words]
+    parts = [
+        _compact(w, glued_before=g, split=p)
+        for w, g, p in zip(words[:-1], lead, split, strict=False)
+    ]
     if inflect:
-        parts.append(_inflected(last, glued_before=lead[-1]))
+        parts.append(_inflected(last, glued_before=lead[-1], split=split[-1]))
     else:
-        parts.append(_compact(last, glued_before=lead[-1]))
+        parts.append(_compact(last, glued_before=lead[-1], split=split[-1]))
     body = (_GAP if exact else _GLUED_GAP).join(parts)
     before = "" if glued_before or no_space_start else _BEFORE
     after = "" if glued_after or no_space_end else _AFTER

@@ -74,20 +74,23 @@ def file_stem(filename: str) -> str:
     return stem.strip().strip(".").strip()
 
 
-def _title(violations: list[tuple[str, str]], meta: NewUpload, limits: UploadLimits) -> str:
-    """The title: as typed; when that is empty, or only invisible characters (the same
-    thing, ``reels.text`` rule 5), the file name's stem cut to the title limit; else
-    :data:`UNTITLED`. A title with refused characters is named, never replaced; so is
-    a stem with them (the title would be made of them)."""
+def _title(
+    violations: list[tuple[str, str]], meta: NewUpload, limits: UploadLimits
+) -> tuple[str, bool]:
+    """The title, and whether it was taken from the file name: as typed; when that is
+    empty, or only invisible characters (the same thing, ``reels.text`` rule 5), the
+    file name's stem cut to the title limit; else :data:`UNTITLED`. A title with refused
+    characters is named, never replaced; so is a stem with them (the title would be made
+    of them)."""
     try:
         title = text.normalise_text(
             meta.title, field="title", max_chars=limits.title_max, required=False
         )
     except text.TextError as exc:
         violations.extend(exc.violations)
-        return meta.title
+        return meta.title, False
     if title:
-        return title
+        return title, False
     stem = file_stem(meta.filename)
     try:
         stem = text.normalise_text(
@@ -95,8 +98,9 @@ def _title(violations: list[tuple[str, str]], meta: NewUpload, limits: UploadLim
         )
     except text.TextError as exc:
         violations.extend(exc.violations)
-        return meta.title
-    return text.truncate(stem, limits.title_max) or UNTITLED
+        return meta.title, False
+    title = text.truncate(stem, limits.title_max)
+    return (title, True) if title else (UNTITLED, False)
 
 
 def _field(violations: list[tuple[str, str]], value: str, field: str, **rules: object) -> str:
@@ -113,25 +117,38 @@ def _hashtags_as_typed(raw: list[str] | str) -> str:
     return unicodedata.normalize("NFC", raw if isinstance(raw, str) else " ".join(raw))
 
 
-def _moderate(violations: list[tuple[str, str]], texts: dict[str, str]) -> None:
+# How a refusal names a title that the client did not type (taken from the file name).
+FROM_NAME_LABEL = "title (taken from the file name)"
+_EDIT = "; edit it and try again"
+
+
+def _moderate(
+    violations: list[tuple[str, str]], texts: dict[str, str], *, title_from_name: bool = False
+) -> None:
     """The blocklist (``reels.moderation``) on each normalised text whose field has no
-    problem yet; a refusal is added to ``violations``."""
+    problem yet; a refusal is added to ``violations``. A title taken from the file name
+    says how to fix it (``contains a blocked term ("..."); type a title or rename the
+    file``) and the message labels it :data:`FROM_NAME_LABEL`."""
     bad = {field for field, _ in violations}
     for field, value in texts.items():
         if field not in bad and (found := moderation.refusal(field, value)):
-            violations.append((found.field, found.reason))
+            reason = found.reason
+            if field == "title" and title_from_name:
+                reason = reason.removesuffix(_EDIT) + "; type a title or rename the file"
+            violations.append((found.field, reason))
 
 
 async def review(meta: NewUpload) -> None:
     """The text classifier (``REELS_TEXT_CLASSIFIER``, if any) on a validated upload's
-    title, description and hashtags; INVALID_ARGUMENT naming each refused field. The
-    blocklist already ran in :func:`validate`; call this right after it, where the
-    caller is async."""
+    title, description, hashtags and audio attribution; INVALID_ARGUMENT naming each
+    refused field. The blocklist already ran in :func:`validate`; call this right after
+    it, where the caller is async."""
     await moderation.classify(
         {
             "title": meta.title,
             "description": meta.description,
             "hashtags": " ".join(f"#{tag}" for tag in meta.hashtags),
+            "audio_attribution": meta.audio_attribution,
         }
     )
 
@@ -142,13 +159,15 @@ def validate(meta: NewUpload, limits: UploadLimits) -> NewUpload:
     Every text goes through ``reels.text`` (NFC, control characters refused, invisible
     text is empty, lengths in characters after normalising); an empty title falls back
     to the file name's stem, then to :data:`UNTITLED` (:func:`_title`); hashtags are
-    stored as their casefolded keys, distinct. Then title, description and hashtags pass
-    the blocklist of ``reels.moderation`` (whole words, after folding case, accents,
-    leetspeak, look-alike letters...). All field problems are reported together
-    (BadRequest violations) so a form can mark every wrong field at once.
+    stored as their casefolded keys, distinct. Then title, description, hashtags and
+    audio attribution (shown publicly) pass the blocklist of ``reels.moderation`` (whole
+    words, after folding case, accents, leetspeak, look-alike letters...). All field
+    problems are reported together (BadRequest violations) so a form can mark every
+    wrong field at once. A blocked title taken from the file name is shown as
+    :data:`FROM_NAME_LABEL`.
     """
     violations: list[tuple[str, str]] = []
-    title = _title(violations, meta, limits)
+    title, from_name = _title(violations, meta, limits)
     description = _field(
         violations,
         meta.description,
@@ -176,15 +195,26 @@ def validate(meta: NewUpload, limits: UploadLimits) -> NewUpload:
     mime_type = _field(
         violations, meta.mime_type, "mime_type", max_chars=MIME_TYPE_MAX, required=False
     )
-    _moderate(violations, {"title": title, "description": description, "hashtags": tags_text})
+    _moderate(
+        violations,
+        {
+            "title": title,
+            "description": description,
+            "hashtags": tags_text,
+            "audio_attribution": audio,
+        },
+        title_from_name=from_name,
+    )
     if meta.declared_size <= 0:
         violations.append(("declared_size_bytes", "must be greater than 0"))
     sha = meta.sha256_hex.lower() if meta.sha256_hex else None
     if sha is not None and not SHA256_HEX.match(sha):
         violations.append(("sha256_hex", "must be 64 hex digits"))
     if violations:
+        label = {"title": FROM_NAME_LABEL} if from_name else {}
         raise errors.InvalidArgument(
-            "invalid upload metadata: " + "; ".join(f"{f}: {d}" for f, d in violations),
+            "invalid upload metadata: "
+            + "; ".join(f"{label.get(f, f)}: {d}" for f, d in violations),
             violations,
         )
     if meta.declared_size > limits.max_bytes:

@@ -65,13 +65,13 @@ def message_text(value: str, max_chars: int) -> str:
         max_chars=max_chars,
         empty_message="is empty (nothing visible is left after normalisation)",
     )
-    return text_moderation.check("text", text, label="message")
+    return text_moderation.check("text", text)
 
 
 async def review_message(text: str) -> None:
     """The text classifier (``REELS_TEXT_CLASSIFIER``, if any) on a chat text that
     :func:`message_text` let through; INVALID_ARGUMENT naming ``text``."""
-    await text_moderation.classify({"text": text}, labels={"text": "message"})
+    await text_moderation.classify({"text": text})
 
 
 def client_message_id(value: str) -> str:

@@ -383,7 +383,7 @@ async def test_a_message_with_a_blocked_term_is_refused_naming_the_text(
         await harness.send(0, "cursing", sid, "well r33lsbl0ckedterm!!")
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert info.value.details() == (
-        'message: contains a blocked term (test: "r33lsbl0ckedterm"); edit it and try again'
+        'text: contains a blocked term (test: "r33lsbl0ckedterm"); edit it and try again'
     )
     (bad,) = errors.from_rpc_error(info.value)
     assert [v.field for v in bad.field_violations] == ["text"]  # type: ignore[attr-defined]

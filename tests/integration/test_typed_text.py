@@ -336,6 +336,7 @@ BLOCKED_SHOWN = "Réels\\u200bbl0ckedTerm"  # as typed, the invisible character 
         ("title", f"My {BLOCKED} clip"),
         ("description", f"line one\n{BLOCKED}!"),
         ("hashtags", ["#fun", f"#{BLOCKED}"]),
+        ("audio_attribution", f"Song by {BLOCKED}"),  # shown publicly too
     ],
 )
 async def test_a_blocked_term_over_grpc_is_invalid_argument_naming_the_field(
@@ -344,6 +345,28 @@ async def test_a_blocked_term_over_grpc_is_invalid_argument_naming_the_field(
     err = await _create_fails(svc, **{field: value})
     assert _violated(err) == {field}
     assert f'{field}: contains a blocked term (test: "{BLOCKED_SHOWN}")' in (err.details() or "")
+
+
+async def test_a_blocked_title_taken_from_the_file_name_says_so(svc: Service) -> None:
+    err = await _create_fails(svc, title="", filename="C:\\clips\\reels_blocked_term.mp4")
+    assert _violated(err) == {"title"}
+    assert (err.details() or "").endswith(
+        'title (taken from the file name): contains a blocked term (test: "reels_blocked_term");'
+        " type a title or rename the file"
+    ), err.details()
+
+
+async def test_a_split_blocked_audio_attribution_over_tus_is_400(svc: Service) -> None:
+    response = await asyncio.to_thread(
+        _tus_post,
+        svc,
+        user(),
+        title="fine",
+        audio_attribution="R33LS-BL0CK3D-T3RM",
+        filename="a.mp4",
+    )
+    assert response.status_code == 400, response.text
+    assert [v["field"] for v in response.json()["field_violations"]] == ["audio_attribution"]
 
 
 async def test_innocent_words_containing_blocked_ones_are_stored(svc: Service) -> None:

@@ -239,7 +239,86 @@ def test_the_glue_threshold_counts_folded_letters() -> None:
     assert found("xabcdefgx", lengths) == []  # 7 letters: whole words only
     assert found("xabcdefghx", lengths) == ["abcdefgh"]  # 8 letters: glued
     assert found("xabcdefghx abcdefg", lengths) == ["abcdefgh", "abcdefg"]
-    assert found("xabc defghx", lengths) == []  # a phrase is never glued by length
+    phrase = Blocklist.parse(["abc defgh"])
+    assert found("xabc defghx", phrase) == []  # a phrase is never glued by length
+    assert found("xabc defghx", lengths) == ["abcdefgh"]  # but the 8 letters split are
+
+
+# --- split words, small capitals, plurals (issue 13, breaker item 7) -------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "REELS_BLOCKED_TERM",
+        "reels blocked term",
+        "reels.blocked.term",
+        "reels-blocked-term",
+        "R33LS-BL0CK3D-T3RM",
+        "Reels_Blocked_Term",
+        "reelsBLOCKEDterm",
+        "my #reels_blocked_term video",
+        "reels / blocked / term",
+        "ʀeelsblockedterm",  # U+0280 small capital R
+        "ʀᴇᴇʟsʙʟᴏᴄᴋᴇᴅᴛᴇʀᴍ",  # small capitals
+        "ʀᴇᴇʟꜱ ʙʟᴏᴄᴋᴇᴅ ᴛᴇʀᴍ",
+    ],
+)
+def test_a_long_term_split_into_words_or_in_small_capitals_is_found(value: str) -> None:
+    """A word of GLUED_MIN_LETTERS or more letters may be split by a few separators
+    between any two letters; small capitals fold to their letters."""
+    assert found(value) == [TERM], value
+    assert default().refusal("title", value) is not None
+
+
+def test_small_capitals_fold_to_their_letters() -> None:
+    assert "".join(fold(c) for c in "ʀᴇʟʙᴏᴄᴋᴅᴛᴍꜱꜰɪɴʜᴀᴜᴠᴡᴢᴘɢʏᴊꞯ") == "relbockdtmsfinhauvwzpgyjq"
+    assert fold("Ʀ") == "r" and fold("ᶦ") == "i"  # capital YR, modifier small capital I
+
+
+@pytest.mark.parametrize(
+    "value", ["kill yourselves", "KILL YOURSELVES!", "kill your self", "kill your selves"]
+)
+def test_plural_and_split_forms_of_a_phrase_are_found(value: str) -> None:
+    """-lf takes -lves (an inflection rule, not a list line); "yourself" has 8 letters
+    so it may be split."""
+    assert found(value) == ["kill yourself"]
+    assert default().refusal("text", value) is not None
+
+
+@pytest.mark.parametrize("value", ["kill urself", "kill ur self", "killurself"])
+def test_the_shipped_list_names_the_short_split_form(value: str) -> None:
+    assert default().refusal("text", value) is not None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Scunthorpe",
+        "cocktail",
+        "skill yourself",
+        "skill yourselves",
+        "kill your selfie",
+        "assassin",
+        "cumin",
+        "Penistone",
+        "shitake",
+        "analysis",
+        "cocky",
+        "Middlesex",
+        "therapist",
+        "the rapist",  # no "rapist" term in the shipped list; stays a separate word
+        "my wet back hurts",  # short terms are never split: `wetback*`
+        "a trip of Uckfield",  # "of Uckfield" holds f-uck across words: `*fuck*`
+        "a glass hole",  # `*asshole*` glued, but short terms are not split
+        "reels blocked",
+        "blocked term",
+        "reels, blocked and banned terms",
+        "Sussex, Essex and Wessex",
+    ],
+)
+def test_innocent_words_pass_the_shipped_list(value: str) -> None:
+    assert default().refusal("title", value) is None
 
 
 # --- phrases ---------------------------------------------------------------------------
