@@ -19,7 +19,15 @@ per second (clients / wall time of the level), p50/p95 latency, the answers by s
 levels, every accepted upload is checked published (``videos.status``), bounded by
 ``--publish-timeout``; the time until the last one published is printed.
 
-Run: .venv/bin/python bench/bench_upload_load.py [--levels 100,500,1000]
+Where svc_upload's time goes, per level: its CPU seconds, its checks' (ffprobe/ffmpeg,
+reaped children) and svc_transcode's, and database transactions per upload
+(``pg_stat_database``). ``--profile`` also runs ``py-spy record`` on svc_upload (``pip
+install py-spy``) and prints the frames with the most samples; the raw profile is kept.
+``--env NAME=VALUE`` passes a setting to the services (compare a pool size or wait);
+``--skip-publish`` leaves out the wait for every upload to publish (svc_transcode runs
+one job at a time, ~2 s a clip here, so 1,600 uploads take most of an hour).
+
+Run: .venv/bin/python bench/bench_upload_load.py [--levels 100,500,1000] [--profile]
 Needs PostgreSQL and Redis (``make setup``); starts everything else itself.
 """
 
@@ -29,7 +37,9 @@ import argparse
 import asyncio
 import os
 import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,7 +55,7 @@ from sqlalchemy import func, select  # noqa: E402
 from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 from sqlalchemy.pool import NullPool  # noqa: E402
 
-from bench.bench_upload import reset_peak, vm_kb  # noqa: E402
+from bench.bench_upload import cpu_s, reset_peak, vm_kb  # noqa: E402
 from reels.config import DEFAULT_PORTS  # noqa: E402
 from reels.db.engine import create_database, database_url, drop_database  # noqa: E402
 from reels.db.migrate import migrate  # noqa: E402
@@ -93,6 +103,73 @@ async def start_sink(port: int, root: Path) -> web.AppRunner:
     return runner
 
 
+def children_cpu_s(pid: int) -> float:
+    """CPU seconds of ``pid``'s reaped children (ffprobe/ffmpeg runs, transcodes)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+
+async def xacts(engine: object, name: str) -> int:
+    """Transactions committed + rolled back in database ``name`` so far (pg_stat_database)."""
+    from sqlalchemy import text
+
+    async with engine.connect() as conn:  # type: ignore[attr-defined]
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = :name"
+                ),
+                {"name": name},
+            )
+        ).one()
+    return int(row[0])
+
+
+def start_profile(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
+    """``py-spy record`` of ``pid`` (collapsed stacks, GIL-holding samples only) until
+    stopped; None when py-spy is not installed (``pip install py-spy``)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).exists():
+        print("  (py-spy not installed: no profile)", flush=True)
+        return None
+    return subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--rate", "100", "--format", "raw",
+         "--nonblocking", "--output", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def summarize_profile(path: Path, top: int = 25) -> None:
+    """Print the frames with the most samples (self and inclusive) from a raw profile."""
+    if not path.exists():
+        return
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        n = int(count)
+        total += n
+        own[frames[-1]] += n
+        for frame in set(frames):
+            inclusive[frame] += n
+    print(f"  profile {path}: {total} samples; most self time:", flush=True)
+    for frame, n in own.most_common(top):
+        print(f"    {100 * n / max(1, total):5.1f}%  {frame[:150]}")
+    print("  most inclusive time (project code):")
+    ours = [
+        (f, n)
+        for f, n in inclusive.most_common()
+        if "svc_upload/" in f or "(reels/" in f or "/reels/" in f
+    ]
+    for frame, n in ours[:top]:
+        print(f"    {100 * n / max(1, total):5.1f}%  {frame[:150]}")
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -109,6 +186,21 @@ def describe(outcomes: list[UploadOutcome]) -> str:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--levels", default="100,500,1000", help="concurrent clients per level")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy record svc_upload during its levels; print where its CPU went",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra setting for the services (repeatable), e.g. REELS_UPLOAD_VERIFY_WAIT_S=0",
+    )
+    parser.add_argument(
+        "--skip-publish", action="store_true", help="do not wait for the uploads to publish"
+    )
     parser.add_argument(
         "--publish-timeout", type=float, default=0.0, help="s (0: 3 s per upload + 120 s)"
     )
@@ -149,6 +241,7 @@ async def main() -> None:
             "REELS_OTEL_FILE": str(work / "spans.jsonl"),
             **{f"REELS_{n.upper()}_PORT": str(p) for n, p in ports.items()},
             **{f"REELS_{n.upper()}_ADDR": f"127.0.0.1:{p}" for n, p in ports.items()},
+            **dict(item.split("=", 1) for item in args.env),
         }
         for name in ("upload", "transcode"):
             port = ports[name]
@@ -185,6 +278,10 @@ async def main() -> None:
             procs.append(envoy)
             fronts[target] = settings.listen_port
         upload_pid = procs[0].proc.pid  # type: ignore[union-attr]
+        # Kept after the run (speedscope / flamegraph input): printed where.
+        profiles = Path(tempfile.mkdtemp(prefix="bench-upload-load-profiles-"))
+        transcode_pid = procs[1].proc.pid  # type: ignore[union-attr]
+        db_name = db.rsplit("/", 1)[1]
         engine = create_async_engine(db, poolclass=NullPool)
 
         print(
@@ -206,11 +303,39 @@ async def main() -> None:
             ):
                 url = f"http://127.0.0.1:{port}{TUS_PATH}"
                 tokens = [mint_token(f"load-{level}-{target[:4]}-{i}") for i in range(level)]
+                spy = None
                 if target == "svc_upload":
                     reset_peak(upload_pid)
+                    before = (
+                        cpu_s(upload_pid),
+                        children_cpu_s(upload_pid),
+                        cpu_s(transcode_pid) + children_cpu_s(transcode_pid),
+                        await xacts(engine, db_name),
+                    )
+                    if args.profile:
+                        spy = start_profile(upload_pid, profiles / f"profile-{level}.txt")
                 started = time.perf_counter()
                 outcomes = await tus_upload_many(url, tokens, body, timeout_s=900)
                 wall = time.perf_counter() - started
+                if target == "svc_upload":
+                    after = (
+                        cpu_s(upload_pid),
+                        children_cpu_s(upload_pid),
+                        cpu_s(transcode_pid) + children_cpu_s(transcode_pid),
+                        await xacts(engine, db_name),
+                    )
+                    used = [b - a for a, b in zip(before, after, strict=True)]
+                    print(
+                        f"  during the level ({wall:.1f} s): svc_upload {used[0]:.1f} CPU s, "
+                        f"its checks (ffprobe/ffmpeg) {used[1]:.1f} CPU s, svc_transcode "
+                        f"{used[2]:.1f} CPU s; {used[3]:.0f} database transactions "
+                        f"({used[3] / level:.1f} per upload)",
+                        flush=True,
+                    )
+                    if spy is not None:
+                        spy.send_signal(signal.SIGINT)
+                        await asyncio.to_thread(spy.wait, 30)
+                        summarize_profile(profiles / f"profile-{level}.txt")
                 ok = [o for o in outcomes if o.status == 204]
                 lat = sorted(o.seconds for o in ok)
                 n5xx = sum(1 for o in outcomes if o.status >= 500 or o.status == 0)
@@ -231,7 +356,7 @@ async def main() -> None:
                 rows.append(row)
                 print(row, flush=True)
 
-        budget = args.publish_timeout or 3.0 * len(accepted) + 120
+        budget = 0.0 if args.skip_publish else args.publish_timeout or 3.0 * len(accepted) + 120
         print(f"\nwaiting for {len(accepted)} accepted uploads to publish (<= {budget:.0f} s) ...")
         started = time.perf_counter()
         counts: Counter[str] = Counter()

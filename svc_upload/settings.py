@@ -44,15 +44,26 @@ class LoadSettings(FromEnv):
         "REELS_UPLOAD_DB_POOL_TIMEOUT_S",
         "longest wait for a free connection; past it the request is 503 + Retry-After (s)",
     )
+    db_pre_ping: bool = setting(
+        False,
+        "REELS_UPLOAD_DB_PRE_PING",
+        "test each pooled connection before use (one more round trip per request)",
+    )
     verify_concurrency: int = setting(
         0,
         "REELS_UPLOAD_VERIFY_CONCURRENCY",
         "completed uploads checked at once (scan + ffprobe/decode; 0: one per CPU core)",
     )
+    verify_nice: int = setting(
+        10,
+        "REELS_UPLOAD_VERIFY_NICE",
+        "CPU niceness of those checks' ffprobe/ffmpeg (0-19; request handling goes first)",
+    )
     verify_wait_s: float = setting(
         10.0,
         "REELS_UPLOAD_VERIFY_WAIT_S",
-        "longest the completing tus PATCH waits for those checks; then 204, verdict in status (s)",
+        "longest the completing tus PATCH waits for those checks (none while they queue); "
+        "then 204, verdict in status (s)",
     )
     io_threads: int = setting(
         32, "REELS_UPLOAD_IO_THREADS", "threads for staged-file writes, fsync and hashing"

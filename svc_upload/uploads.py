@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
@@ -27,7 +28,7 @@ import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 from google.rpc import error_details_pb2
 from reels.v1 import events_pb2
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from reels import errors, topics
@@ -59,6 +60,8 @@ log = logging.getLogger(__name__)
 PRODUCER = "svc_upload"
 # A long tus PATCH commits its offset this often, so a dropped connection loses little.
 COMMIT_EVERY_BYTES = 16 * 1024 * 1024
+# A body up to this size (tus.WRITE_PIECE) is read whole and stored in one thread call.
+SMALL_BODY = 1024 * 1024
 
 CONTENT_TYPES = {
     1: "original",
@@ -148,6 +151,19 @@ def _view(upload: Upload) -> UploadView:
     )
 
 
+def autocommit_sessions(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions on the same engine (and pool) in autocommit: one statement costs one
+    round trip instead of three (BEGIN, the statement, COMMIT or ROLLBACK). Under a
+    burst, a pooled connection is held for an event-loop turn per round trip, so round
+    trips bound the requests a second (docs/DECISIONS.md, "Uploads under load")."""
+    engine = sessionmaker.kw["bind"]
+    return async_sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+    )
+
+
 def original_key(video_id: str, filename: str, mime_type: str) -> str:
     """``originals/<id>/original<ext>``: the extension from the name, else the mime type."""
     match = re.search(r"(\.[A-Za-z0-9]{1,8})$", filename or "")
@@ -213,6 +229,10 @@ class UploadCore:
         verify_concurrency: int = 0,
     ) -> None:
         self.sessionmaker = sessionmaker
+        self.autocommit = autocommit_sessions(sessionmaker)
+        """Sessions for work that is one statement (a read of a row, the offset's
+        compare-and-set): no BEGIN and COMMIT/ROLLBACK round trips. Work of several
+        statements goes through :attr:`sessionmaker`, in a transaction."""
         self.store = store
         self.staging = staging
         self.channel = channel
@@ -226,7 +246,8 @@ class UploadCore:
         # processes) are CPU work; run at once for every upload of a burst, they thrash
         # the cores (the event loop, Postgres and Envoy starve with them). A bounded
         # number run, the rest wait here (no database connection held) in FIFO order.
-        self.verify_slots = asyncio.Semaphore(verify_concurrency or os.cpu_count() or 1)
+        self.verify_concurrency = verify_concurrency or os.cpu_count() or 1
+        self.verify_slots = asyncio.Semaphore(self.verify_concurrency)
         # complete() runs started by complete_within, by upload id (one per upload).
         self._completing: dict[str, asyncio.Task[Completed]] = {}
 
@@ -256,8 +277,13 @@ class UploadCore:
                     "try again after midnight UTC",
                     retry_after_seconds=seconds_until_utc_midnight(),
                 )
-            session.add(
-                Video(
+            # Both rows in one statement (the video in a data-modifying CTE; the
+            # foreign key is checked at the statement's end): one round trip, and no
+            # ORM flush, on the path every upload takes.
+            expires_at = self.limits.expires_at()
+            new_video = (
+                insert(Video.__table__)
+                .values(
                     id=video_id,
                     creator_id=user,
                     title=meta.title,
@@ -271,22 +297,27 @@ class UploadCore:
                     filename=meta.filename or None,
                     mime_type=meta.mime_type or None,
                 )
+                .cte("new_video")
             )
-            await session.flush()
-            upload = Upload(
-                id=upload_id,
-                video_id=video_id,
-                creator_id=user,
-                declared_size=meta.declared_size,
-                received_bytes=0,
-                state=UploadState.OPEN,
-                expires_at=self.limits.expires_at(),
-                expected_sha256=meta.sha256_hex,
-                filename=meta.filename or None,
-                mime_type=meta.mime_type or None,
+            await session.execute(
+                insert(Upload.__table__)
+                .values(
+                    id=upload_id,
+                    video_id=video_id,
+                    creator_id=user,
+                    declared_size=meta.declared_size,
+                    received_bytes=0,
+                    state=UploadState.OPEN,
+                    expires_at=expires_at,
+                    expected_sha256=meta.sha256_hex,
+                    filename=meta.filename or None,
+                    mime_type=meta.mime_type or None,
+                )
+                .add_cte(new_video)
             )
-            session.add(upload)
-        return _view(upload)
+        return UploadView(
+            str(upload_id), str(video_id), 0, meta.declared_size, UploadState.OPEN, expires_at
+        )
 
     # -- read -----------------------------------------------------------------------
 
@@ -298,8 +329,27 @@ class UploadCore:
             raise errors.NotFound("upload", upload_id)
         return upload
 
+    async def _load_with_video(
+        self, session: AsyncSession, user: str, upload_id: str
+    ) -> tuple[Upload, Video]:
+        """The caller's upload and its video, in one query (as :meth:`_load`)."""
+        uid = parse_uuid(upload_id, "upload")
+        row = (
+            await session.execute(
+                select(Upload, Video)
+                .join(Video, Video.id == Upload.video_id)
+                .where(Upload.id == uid)
+            )
+        ).first()
+        if row is None:
+            raise errors.NotFound("upload", upload_id)
+        upload, video = row
+        if upload.creator_id != user or upload.state == UploadState.TERMINATED:
+            raise errors.NotFound("upload", upload_id)
+        return upload, video
+
     async def get(self, user: str, upload_id: str) -> UploadView:
-        async with self.sessionmaker() as session:
+        async with self.autocommit() as session:
             return _view(await self._load(session, user, upload_id))
 
     def _require_open(self, upload: Upload) -> None:
@@ -324,7 +374,7 @@ class UploadCore:
         declared size.
         """
         async with self.locks.hold(upload_id):
-            async with self.sessionmaker() as session:
+            async with self.autocommit() as session:
                 upload = await self._load(session, user, upload_id)
             self._require_open(upload)
             current, size = upload.received_bytes, upload.declared_size
@@ -360,21 +410,51 @@ class UploadCore:
         length: int | None = None,
         checksum: tuple[str, bytes] | None = None,
     ) -> int:
-        """Append a body streamed in pieces (tus PATCH) at exactly the current offset.
+        """:meth:`receive_stream`'s new offset."""
+        view = await self.receive_stream(
+            user, upload_id, offset, pieces, length=length, checksum=checksum
+        )
+        return view.offset
+
+    async def receive_stream(
+        self,
+        user: str,
+        upload_id: str,
+        offset: int,
+        pieces: AsyncIterator[bytes | bytearray | memoryview],
+        *,
+        length: int | None = None,
+        checksum: tuple[str, bytes] | None = None,
+        admit: Callable[[UploadView], None] | None = None,
+    ) -> UploadView:
+        """Append a body streamed in pieces (tus PATCH) at exactly the current offset;
+        returns the upload as it is after the body (the new offset committed), so the
+        caller needs no second read. ``admit`` is called with the upload as loaded,
+        under its lock and before anything else is checked or written; what it raises
+        is the answer (tus: 410 for an expired upload, the completed-upload rules).
+
+        A body of at most one piece (:data:`SMALL_BODY`, its length known) is read
+        whole, then written, hashed and fdatasynced in one worker-thread call
+        (:meth:`StagingArea.append_durably`) instead of four.
 
         Without a checksum the offset is committed every 16 MB and when the body
         ends or breaks, so a dropped connection keeps what arrived (tus core). With
         a checksum the whole body is one unit: kept only when it matches.
         """
         async with self.locks.hold(upload_id):
-            async with self.sessionmaker() as session:
+            async with self.autocommit() as session:
                 upload = await self._load(session, user, upload_id)
+            if admit is not None:
+                admit(_view(upload))
             self._require_open(upload)
             current, size = upload.received_bytes, upload.declared_size
             if offset != current:
                 raise OffsetMismatch(current, offset)
             if length is not None and offset + length > size:
                 raise OutOfRange(f"body ends at {offset + length}, past the declared size {size}")
+            if length is not None and length <= SMALL_BODY:
+                written = await self._receive_small(upload, pieces, checksum)
+                return dataclasses.replace(_view(upload), offset=written)
             piece_hash = hashlib.new(checksum[0]) if checksum else None
             writer = await self.staging.open_at(upload_id, current).open()
             committed = current
@@ -457,14 +537,49 @@ class UploadCore:
                         with contextlib.suppress(BaseException):
                             await asyncio.shield(leftover)
                 await writer.close()
-            return writer.offset
+            return dataclasses.replace(_view(upload), offset=writer.offset)
+
+    async def _receive_small(
+        self,
+        upload: Upload,
+        pieces: AsyncIterator[bytes | bytearray | memoryview],
+        checksum: tuple[str, bytes] | None,
+    ) -> int:
+        """A body of at most :data:`SMALL_BODY` bytes: read whole, then one durable
+        append and the offset. Same rules as the streamed path: without a checksum what
+        arrived before a break is kept; with one, the body is kept only when it matches.
+        Returns the new offset."""
+        current, size = upload.received_bytes, upload.declared_size
+        data = bytearray()
+        failure: Exception | None = None
+        try:
+            async for piece in pieces:
+                if current + len(data) + len(piece) > size:
+                    raise OutOfRange(f"the body runs past the declared size {size}")
+                data += piece
+        except Exception as exc:  # noqa: BLE001 - re-raised below, after keeping what arrived
+            failure = exc
+        if checksum is not None:
+            if failure is not None:
+                raise failure
+            if hashlib.new(checksum[0], data).digest() != checksum[1]:
+                raise ChecksumMismatch(
+                    f"Upload-Checksum ({checksum[0]}) does not match the body; "
+                    f"resend from offset {current}"
+                )
+        if data:
+            writer = await self.staging.append_durably(str(upload.id), current, data)
+            await self._commit_offset(upload.id, current, writer.snapshot())
+        if failure is not None:
+            raise failure
+        return current + len(data)
 
     async def _commit_offset(self, upload_id: uuid.UUID, old: int, running: RunningHash) -> None:
         """Compare-and-set the offset: only the writer that started at ``old`` may move it.
 
         ``running`` is the hash at the new offset; the bytes up to it are durable.
         """
-        async with self.sessionmaker() as session, session.begin():
+        async with self.autocommit() as session:  # one UPDATE: atomic on its own
             result = await session.execute(
                 update(Upload)
                 .where(
@@ -487,10 +602,8 @@ class UploadCore:
     async def complete(self, user: str, upload_id: str) -> Completed:
         """Verify and hand over to transcoding; a second call returns the first result."""
         async with self.locks.hold(upload_id, wait_s=120):
-            async with self.sessionmaker() as session:
-                upload = await self._load(session, user, upload_id)
-                video = await session.get(Video, upload.video_id)
-            assert video is not None
+            async with self.autocommit() as session:
+                upload, video = await self._load_with_video(session, user, upload_id)
             if upload.state == UploadState.COMPLETED:
                 return Completed(str(video.id), video.status)
             self._require_open(upload)
@@ -531,7 +644,9 @@ class UploadCore:
                 raise
 
     async def complete_within(self, user: str, upload_id: str, wait_s: float) -> Completed | None:
-        """``complete`` in a task of its own, waited for at most ``wait_s`` seconds.
+        """``complete`` in a task of its own, waited for at most ``wait_s`` seconds, and
+        not at all while completions queue for the check slots (:meth:`checks_queued`):
+        in a burst the answer does not wait for checks that can.
 
         Returns its result (or raises its error, e.g. INVALID_ARGUMENT for an unusable
         video) when it ends in time; None when it is still queued or checking. The
@@ -546,8 +661,15 @@ class UploadCore:
             task = asyncio.create_task(self.complete(user, upload_id), name=f"complete:{upload_id}")
             self._completing[upload_id] = task
             task.add_done_callback(lambda t: self._completed(upload_id, t))
+        if self.checks_queued():
+            wait_s = 0.0  # a burst: the checks would queue behind others'; answer now
         done, _ = await asyncio.wait({task}, timeout=max(0.0, wait_s))
         return task.result() if done else None
+
+    def checks_queued(self) -> bool:
+        """True when more completions are in flight than there are check slots, so a
+        new one's checks would wait behind others' (a burst of completing uploads)."""
+        return len(self._completing) > self.verify_concurrency
 
     def _completed(self, upload_id: str, task: asyncio.Task[Completed]) -> None:
         self._completing.pop(upload_id, None)
@@ -562,7 +684,7 @@ class UploadCore:
         stopped, or a dependency failed, after the last PATCH was answered). Returns how
         many were started."""
         cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
-        async with self.sessionmaker() as session:
+        async with self.autocommit() as session:
             rows = (
                 await session.execute(
                     select(Upload.id, Upload.creator_id)
