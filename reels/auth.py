@@ -11,6 +11,7 @@ import contextvars
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,11 +61,25 @@ class Principal:
 
 
 class TokenVerifier:
-    """Checks RS256 signature, issuer, audience and expiry of bearer tokens."""
+    """Checks RS256 signature, issuer, audience and expiry of bearer tokens.
 
-    def __init__(self, config: AuthConfig | None = None) -> None:
+    A token that verified is remembered (up to ``cache_size`` tokens, least recently
+    used out first) until its ``exp`` (+ the same 5 s leeway): a client sends the same
+    token on every call (a tus upload: POST, then PATCHes), and an RS256 verification
+    costs ~0.1 ms of CPU, ~5 % of svc_upload's request path under load (py-spy,
+    docs/DECISIONS.md "Uploads under load"). Only successes are kept; an expired
+    token is refused exactly as without the cache.
+    """
+
+    LEEWAY_S = 5
+
+    def __init__(self, config: AuthConfig | None = None, *, cache_size: int = 4096) -> None:
         self.config = config or AuthConfig()
         self._public_key: bytes | None = None
+        self.cache_size = cache_size
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._cache_lock = threading.Lock()  # svc_chat also verifies from threads
+        self._clock = time.time
 
     def _key(self) -> bytes:
         if self._public_key is None:
@@ -80,15 +95,34 @@ class TokenVerifier:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise AuthError("authorization header must be 'Bearer <jwt>'")
+        token = token.strip()
+        with self._cache_lock:
+            hit = self._verified.get(token)
+            if hit is not None:
+                principal, valid_until = hit
+                if self._clock() <= valid_until:
+                    self._verified.move_to_end(token)
+                    return principal
+                del self._verified[token]  # expired: decode says so, with its message
+        principal = self._decode(token)
+        exp = principal.claims.get("exp")
+        if isinstance(exp, (int, float)) and self.cache_size > 0:
+            with self._cache_lock:
+                self._verified[token] = (principal, float(exp) + self.LEEWAY_S)
+                while len(self._verified) > self.cache_size:
+                    self._verified.popitem(last=False)
+        return principal
+
+    def _decode(self, token: str) -> Principal:
         try:
             claims = jwt.decode(
-                token.strip(),
+                token,
                 self._key(),
                 algorithms=["RS256"],
                 audience=self.config.audience,
                 issuer=self.config.issuer,
                 options={"require": ["exp", "sub", "iss", "aud"]},
-                leeway=5,
+                leeway=self.LEEWAY_S,
             )
         except jwt.ExpiredSignatureError as exc:
             raise AuthError("token expired: get a new one") from exc
