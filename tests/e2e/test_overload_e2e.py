@@ -26,10 +26,9 @@ from reels import errors
 from reels.admission import Admission
 from reels.config import AuthConfig
 from reels.server import RunningServer, start_server
-from reels_dev.infra.envoy import EnvoySettings, envoy_process
-from reels_dev.infra.process import free_port
+from reels_dev.infra.envoy import EnvoySettings
 from reels_dev.keys import ensure_dev_keys, mint_token
-from tests.fixtures.mesh import Mesh
+from tests.fixtures.mesh import Mesh, _envoy
 from tests.polling import eventually
 
 
@@ -68,18 +67,8 @@ async def test_a_saturated_service_answers_429_with_retry_after_through_envoy(
     mesh: Mesh, one_slot_rank: tuple[RunningServer, _HeldTrending], tmp_path: Path
 ) -> None:
     running, servicer = one_slot_rank
-    settings = EnvoySettings(
-        listen_port=free_port(),
-        admin_port=free_port(),
-        service_ports={**mesh.ports, "rank": running.port},
-        media_port=mesh.backends.media_port or free_port(),
-        upload_http_port=mesh.upload_http_port,
-        chat_ws_port=mesh.chat_ws_port or free_port(),
-        otlp_port=mesh.otlp_port,
-    )
-    proc = envoy_process(
-        settings, name="envoy-overload", log_dir=tmp_path, config_path=tmp_path / "envoy.yaml"
-    )
+    proc = _envoy(mesh, "envoy-overload", tmp_path, service_ports={"rank": running.port})
+    settings: EnvoySettings = proc.settings  # type: ignore[attr-defined]
     base = f"http://127.0.0.1:{settings.listen_port}"
     headers = {"authorization": f"Bearer {mint_token('overload-e2e')}"}
     with proc:
