@@ -238,7 +238,12 @@ async def main(total: int, clients: int) -> None:
     try:
         await migrate(url_s)
         await ensure_topics(
-            [topics.VIDEO_EVENTS, topics.ENGAGEMENT_EVENTS, topics.VIDEO_PUBLISHED],
+            [
+                topics.VIDEO_EVENT_BATCHES,
+                topics.VIDEO_EVENTS,
+                topics.ENGAGEMENT_EVENTS,
+                topics.VIDEO_PUBLISHED,
+            ],
             bootstrap=bootstrap,
         )
         app = build(settings)

@@ -56,6 +56,9 @@ tracer = trace.get_tracer("reels.events")
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 EVENT_ID_HEADER = "event-id"
+# How many events a batch record (``video.event-batches``) holds: consumers size their
+# batches by events, not records, without decoding the payload.
+EVENT_COUNT_HEADER = "event-count"
 TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
 _PARTITIONER = DefaultPartitioner()  # aiokafka's default: murmur2(key) over all partitions
 

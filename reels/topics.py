@@ -105,6 +105,7 @@ VIDEO_FAILED = _of(events_pb2.VideoFailed)
 VIDEO_REJECTED = _of(events_pb2.VideoRejected)
 VIDEO_MODERATED = _of(events_pb2.VideoModerated)
 VIDEO_EVENTS = _of(events_pb2.VideoEvent)
+VIDEO_EVENT_BATCHES = _of(events_pb2.VideoEventBatch)
 ENGAGEMENT_EVENTS = _of(events_pb2.EngagementEvent)
 STREAMS_EVENTS = _of(events_pb2.StreamLifecycleEvent)
 STREAMS_CHAT = _of(events_pb2.ChatMessageEvent)
@@ -121,6 +122,7 @@ __all__ = [
     "STREAMS_RECORDINGS",
     "Topic",
     "VIDEO_EVENTS",
+    "VIDEO_EVENT_BATCHES",
     "VIDEO_FAILED",
     "VIDEO_PUBLISHED",
     "VIDEO_REJECTED",

@@ -57,7 +57,12 @@ from svc_rank.server import ArmChooser, FeedService
 from svc_rank.settings import Settings
 from svc_rank.stream_client import StreamClient
 
-CONSUMED = (topics.VIDEO_PUBLISHED, topics.ENGAGEMENT_EVENTS, topics.VIDEO_EVENTS)
+CONSUMED = (
+    topics.VIDEO_PUBLISHED,
+    topics.ENGAGEMENT_EVENTS,
+    topics.VIDEO_EVENT_BATCHES,
+    topics.VIDEO_EVENTS,
+)
 
 
 @dataclass

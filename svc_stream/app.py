@@ -24,7 +24,8 @@ logged):
   batch) while the broker is away, which is its documented contract.
 * ``analytics-sink`` — opens the analytics store (chDB allows one process per path,
   so another holder only delays it), creates the schema and consumes
-  ``video.events``, ``engagement.events`` and ``video.published`` into ClickHouse and
+  ``video.event-batches`` (and the older one-event-per-record ``video.events``),
+  ``engagement.events`` and ``video.published`` into ClickHouse and
   the Redis counters. Not required: analytics RPCs answer UNAVAILABLE until the store
   is open and events wait in Kafka meanwhile; nothing is lost.
 * ``trending`` — recomputes the trending set every ``trending_interval_s`` once the
@@ -80,6 +81,7 @@ from svc_stream.settings import Settings
 
 # Every topic svc_stream produces or consumes (created before first use).
 TOPICS = (
+    topics.VIDEO_EVENT_BATCHES,
     topics.VIDEO_EVENTS,
     topics.ENGAGEMENT_EVENTS,
     topics.VIDEO_PUBLISHED,

@@ -57,7 +57,9 @@ class Settings(FromEnv):
         "watch time may reach this many times the duration (looping playback)",
     )
     sink_max_batch: int = setting(
-        5000, "REELS_SINK_MAX_BATCH", "records the analytics sink applies in one batch"
+        5000,
+        "REELS_SINK_MAX_BATCH",
+        "events the analytics sink applies in one batch (a batch record counts its events)",
     )
     sink_linger_s: float = setting(
         0.2, "REELS_SINK_LINGER_S", "how long the analytics sink gathers a batch (s)"

@@ -1,4 +1,7 @@
-"""The ``video.events`` consumer: user vectors, affinity, hashtags, region, watched ids.
+"""The player-event consumer: user vectors, affinity, hashtags, region, watched ids.
+
+It reads ``video.event-batches`` (RecordEvents' records, one per call) and the older
+one-event-per-record ``video.events``.
 
 Group ``svc_rank.index.watches``. Every record is applied to Redis exactly once by
 its event id (:func:`svc_rank.index.user_state.apply_watch`: a ledger key in the same
@@ -36,11 +39,24 @@ class WatchIndexer:
         self.active_consumer: EventConsumer | None = None
 
     async def handle(self, event: ReceivedEvent) -> None:
+        """One record: a ``video.event-batches`` record (its items in order, each by its
+        own event id) or a single ``video.events`` record (by the record's id)."""
         try:
-            message = topics.VIDEO_EVENTS.parse(event.value)
+            if event.topic == topics.VIDEO_EVENT_BATCHES.name:
+                batch = topics.VIDEO_EVENT_BATCHES.parse(event.value)
+                items = [
+                    (m.meta.event_id or f"{event.event_id}#{n}", m)
+                    for n, m in enumerate(batch.events)
+                ]
+            else:
+                items = [(event.event_id, topics.VIDEO_EVENTS.parse(event.value))]
         except Exception:  # noqa: BLE001 - a poison record must not wedge the partition
-            log.error("watches: undecodable video.events %s; skipped", event.event_id)
+            log.error("watches: undecodable %s record %s; skipped", event.topic, event.event_id)
             return
+        for event_id, message in items:
+            await self._apply(event_id, message)
+
+    async def _apply(self, event_id: str, message: Any) -> None:
         if not message.user_id or not message.video_id:
             return
         occurred = (
@@ -50,7 +66,7 @@ class WatchIndexer:
         applied = await apply_watch(
             self.redis,
             WatchUpdate(
-                event_id=event.event_id,
+                event_id=event_id,
                 user_id=message.user_id,
                 video_id=message.video_id,
                 video=video,
@@ -66,4 +82,6 @@ class WatchIndexer:
         self.applied += int(applied)
 
     def consumer(self, **kwargs: Any) -> EventConsumer:
-        return EventConsumer([topics.VIDEO_EVENTS], CONSUMER_GROUP, self.handle, **kwargs)
+        return EventConsumer(
+            [topics.VIDEO_EVENT_BATCHES, topics.VIDEO_EVENTS], CONSUMER_GROUP, self.handle, **kwargs
+        )

@@ -12,10 +12,14 @@ that fails half-way through a batch can leave part of it recorded until the clie
 retry completes it; Kafka transactions would close that window but Tansu does not
 support them, and the retry contract makes the end state exact either way.)
 
+Accepted events go to Kafka as one ``VideoEventBatch`` record per call (topic
+``video.event-batches``, keyed by user), each item with its own event id: the
+record is acknowledged whole or not at all, which is the contract above.
+
 The time an event is counted at is established here, not trusted from the client:
 ``occurred_at + (receive time - the batch's sent_at)`` when the client sends
 ``sent_at``, else ``occurred_at`` as it is (see ``validation.establish_time``). The
-``VideoEvent`` on Kafka carries that established time.
+``VideoEvent`` item on Kafka carries that established time.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from google.protobuf import timestamp_pb2
 from reels.v1 import events_pb2, stream_pb2
 
 from reels import errors, topics
-from reels.events import EVENT_ID_HEADER, OutgoingEvent, inject_trace_headers
+from reels.events import EVENT_COUNT_HEADER, EVENT_ID_HEADER, OutgoingEvent, inject_trace_headers
 from reels.metrics import record_player_event
 from svc_stream.caller import require_user
 from svc_stream.events.producer import Producer
@@ -35,6 +39,7 @@ from svc_stream.events.validation import (
     DEFAULT_LIMITS,
     MAX_BATCH,
     EventLimits,
+    batch_event_id,
     event_id_for,
     validate_batch,
 )
@@ -74,26 +79,33 @@ class EventsRpcs:
             sent_at=request.sent_at if request.HasField("sent_at") else None,
         )
         headers = inject_trace_headers()
-        outgoing = []
-        # Built once per request and copied into each event (copying the trace-context
-        # map in C is much cheaper than filling it from Python for every event).
-        meta = events_pb2.EventMeta(
-            occurred_at=received, trace_context=headers, producer="svc_stream"
+        # One Kafka record per call (topic video.event-batches): the broker, the
+        # producer and every consumer handle one record instead of one per event, and
+        # consumers decode the items in bulk. Each item carries its own event id; the
+        # receive time and trace context are the batch's (events.proto).
+        batch = events_pb2.VideoEventBatch(
+            meta=events_pb2.EventMeta(
+                occurred_at=received, trace_context=headers, producer="svc_stream"
+            ),
+            user_id=user,
         )
+        items = batch.events
+        event_ids = []
         for verdict in verdicts:
             if not verdict.accepted or verdict.duplicate:
                 continue
             item = request.events[verdict.index]
             event_id = event_id_for(user, item.client_event_id)
-            message = events_pb2.VideoEvent(
-                meta=meta,
+            event_ids.append(event_id)
+            nanos = verdict.occurred_at_nanos
+            items.add(
+                meta=events_pb2.EventMeta(event_id=event_id),
                 user_id=user,
                 client_event_id=item.client_event_id,
                 video_id=item.video_id,
                 type=item.type,
                 occurred_at=timestamp_pb2.Timestamp(
-                    seconds=verdict.occurred_at_nanos // 1_000_000_000,
-                    nanos=verdict.occurred_at_nanos % 1_000_000_000,
+                    seconds=nanos // 1_000_000_000, nanos=nanos % 1_000_000_000
                 ),
                 position_seconds=item.position_seconds,
                 watch_seconds=item.watch_seconds,
@@ -102,13 +114,19 @@ class EventsRpcs:
                 country=item.country.upper(),
                 session_id=item.session_id,
             )
-            message.meta.event_id = event_id
+        outgoing = []
+        if event_ids:
+            batch.meta.event_id = batch_event_id(event_ids)
             outgoing.append(
                 OutgoingEvent(
-                    topics.VIDEO_EVENTS,
-                    item.video_id,
-                    message.SerializeToString(),
-                    {**headers, EVENT_ID_HEADER: event_id},
+                    topics.VIDEO_EVENT_BATCHES,
+                    user,
+                    batch.SerializeToString(),
+                    {
+                        **headers,
+                        EVENT_ID_HEADER: batch.meta.event_id,
+                        EVENT_COUNT_HEADER: str(len(event_ids)),
+                    },
                 )
             )
         await self.producer.publish(outgoing)

@@ -356,6 +356,58 @@ async def test_trending_follows_the_time_decayed_score(stream: StreamHarness) ->
     assert got.likes == 1
 
 
+async def test_a_call_is_one_batch_record_holding_its_accepted_events(
+    stream: StreamHarness,
+) -> None:
+    """RecordEvents writes one ``video.event-batches`` record per call (issue 14): keyed by
+    the user, its ``event-count`` header = the accepted events sent, each item with its
+    own deterministic event id; rejected items and in-batch repeats are not in it."""
+    from aiokafka import AIOKafkaConsumer
+
+    from reels import topics
+    from svc_stream.events.validation import event_id_for
+
+    creator, video, user = _id("creator"), _id("vid"), _id("viewer")
+    await stream.publish_video(video, creator, 10.0)
+    good = player_event("one-1", video, START, session="s")
+    repeat = player_event("one-1", video, START, session="s")
+    unknown = player_event("one-2", _id("no-such-video"), START, session="s")
+    done = player_event("one-3", video, DONE, position=10.0, watch=10.0, session="s")
+    reply = await stream.call(
+        "RecordEvents", stream_pb2.RecordEventsRequest(events=[good, repeat, unknown, done]), user
+    )
+    assert [r.accepted for r in reply.results] == [True, True, False, True]
+    consumer = AIOKafkaConsumer(
+        topics.VIDEO_EVENT_BATCHES.name,
+        bootstrap_servers=stream.kafka.bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    try:
+        mine = []
+        deadline = time.monotonic() + 20
+        while not mine and time.monotonic() < deadline:
+            fetched = await consumer.getmany(timeout_ms=500)
+            for records in fetched.values():
+                mine += [r for r in records if r.key == user.encode()]
+    finally:
+        await consumer.stop()
+    assert len(mine) == 1, "one call must be one record"
+    record = mine[0]
+    headers = {k: v.decode() for k, v in record.headers}
+    assert headers["event-count"] == "2"
+    batch = topics.VIDEO_EVENT_BATCHES.parse(record.value)
+    assert batch.user_id == user
+    assert [e.client_event_id for e in batch.events] == ["one-1", "one-3"]
+    assert [e.meta.event_id for e in batch.events] == [
+        event_id_for(user, "one-1"),
+        event_id_for(user, "one-3"),
+    ]
+    assert headers["event-id"] == batch.meta.event_id
+
+
 async def test_broker_down_is_unavailable_and_a_retry_records_the_batch_exactly_once(
     stream: StreamHarness,
 ) -> None:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from google.protobuf import timestamp_pb2
-from reels.v1 import common_pb2, stream_pb2
+from reels.v1 import common_pb2, events_pb2, stream_pb2
 
 from svc_stream.events import validation
 from svc_stream.playback.catalog import MediaKeys, PublishedVideo
@@ -537,7 +537,12 @@ def test_record_events_answers_a_nul_in_one_video_id_per_item_and_records_the_re
         reply = asyncio.run(EventsRpcs(catalog, producer).RecordEvents(request, None))  # type: ignore[arg-type]
     finally:
         current_user.reset(token)
-    assert reply.accepted_count == 3 == len(producer.sent)
+    assert reply.accepted_count == 3
+    # One batch record (video.event-batches) holding the three accepted events.
+    (record,) = producer.sent
+    assert record.headers["event-count"] == "3"
+    sent = events_pb2.VideoEventBatch.FromString(record.payload).events
+    assert [e.client_event_id for e in sent] == [events[i].client_event_id for i in (0, 2, 5)]
     assert [r.accepted for r in reply.results] == [True, False, True, False, False, True]
     assert reply.results[3].reason.startswith("video_id contains a control")
     assert reply.results[1].reason == "session_id longer than 128 characters"

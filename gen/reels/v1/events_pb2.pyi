@@ -550,8 +550,11 @@ Global___VideoModerated: _TypeAlias = VideoModerated  # noqa: Y015
 
 @_typing.final
 class VideoEvent(_message.Message):
-    """Topic `video.events`, key video_id. Producer: svc_stream (RecordEvents);
-    one per accepted player event. Fields mirror reels.v1.PlayerEvent.
+    """Topic `video.events`, key video_id: one record per player event. Written by
+    svc_stream before issue 14; still consumed (svc_stream's analytics sink,
+    svc_rank's watch indexer), so records an older svc_stream wrote are counted.
+    Also the item of VideoEventBatch, whose items carry their own meta.event_id.
+    Fields mirror reels.v1.PlayerEvent.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -611,6 +614,44 @@ class VideoEvent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VideoEvent: _TypeAlias = VideoEvent  # noqa: Y015
+
+@_typing.final
+class VideoEventBatch(_message.Message):
+    """Topic `video.event-batches`, key user_id. Producer: svc_stream (RecordEvents):
+    one record per RecordEvents call, holding every event of it that was accepted
+    (1..500), so brokers and consumers handle one record, not one per event, and
+    consumers decode the items in bulk (issue 14). meta.event_id identifies the
+    record (derived from its items' ids, so a retried call writes the same one);
+    each item's meta.event_id is that event's own idempotency key, and only
+    meta.event_id is set in an item's meta (the receive time and trace context
+    are the batch's). Keyed by user: one user's events stay in order on one
+    partition.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    @_builtins.property
+    def meta(self) -> Global___EventMeta: ...
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___VideoEvent]: ...
+    def __init__(
+        self,
+        *,
+        meta: Global___EventMeta | None = ...,
+        user_id: _builtins.str = ...,
+        events: _abc.Iterable[Global___VideoEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "meta", b"meta", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VideoEventBatch: _TypeAlias = VideoEventBatch  # noqa: Y015
 
 @_typing.final
 class EngagementEvent(_message.Message):
