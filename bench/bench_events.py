@@ -14,7 +14,9 @@ process, in the same run, in blocks of the sink's batch size: with clickhouse-co
 row insert (what the sink did before issue 14) and with a columnar insert (the fastest
 raw way we have; the ratio is taken against the faster of the two).
 
-CPU per event (user+sys, the bench process = svc_stream's code and the bench clients;
+The clients (``--clients`` concurrent callers, batches of 500) run in a process of
+their own, as players do, so the bench process is svc_stream alone. CPU per event
+(user+sys; this process = svc_stream's code: RecordEvents, the producer and the sink;
 the broker = Tansu and, journaled, its journal front) is printed beside the rates: on a
 shared 2-core machine it is steadier than a rate.
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import multiprocessing
 import os
 import resource
 import sys
@@ -40,6 +43,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gen"))
@@ -101,6 +105,38 @@ def _batches(total: int, clients: int) -> list[list[stream_pb2.RecordEventsReque
         per_client[client].append(stream_pb2.RecordEventsRequest(events=events))
         n += len(events)
     return per_client
+
+
+def _client_process(port: int, total: int, clients: int, pipe: Any) -> None:
+    """The bench's players, in a process of their own: ``clients`` concurrent callers
+    of RecordEvents over one channel; sends "ready", waits for "go", then sends the
+    seconds until every call was answered OK (or the error as a string)."""
+
+    async def run() -> float:
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        stub = stream_pb2_grpc.StreamServiceStub(channel)
+        plan = _batches(total, clients)
+        tokens = [mint_token(f"bench-user-{c}") for c in range(clients)]
+        await channel.channel_ready()
+
+        async def client(c: int) -> None:
+            md = (("authorization", f"Bearer {tokens[c]}"),)
+            for request in plan[c]:
+                reply = await stub.RecordEvents(request, metadata=md, timeout=60)
+                assert reply.accepted_count == len(request.events), reply
+
+        pipe.send("ready")
+        await asyncio.to_thread(pipe.recv)
+        started = time.perf_counter()
+        await asyncio.gather(*(client(c) for c in range(clients)))
+        seconds = time.perf_counter() - started
+        await channel.close()
+        return seconds
+
+    try:
+        pipe.send(asyncio.run(run()))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which exits
+        pipe.send(repr(exc))
 
 
 async def _wait_count(store: Analytics, table: str, expected: int, within: float) -> None:
@@ -278,19 +314,23 @@ async def main(total: int, clients: int) -> None:
         await stub.RecordEvents(warm, metadata=(("authorization", f"Bearer {mint_token('warm')}"),))
         await _wait_count(sink_store, "video_events", 1, 30)
 
-        plan = _batches(total, clients)
-        tokens = [mint_token(f"bench-user-{c}") for c in range(clients)]
-
-        async def client(c: int) -> None:
-            md = (("authorization", f"Bearer {tokens[c]}"),)
-            for request in plan[c]:
-                reply = await stub.RecordEvents(request, metadata=md, timeout=60)
-                assert reply.accepted_count == len(request.events), reply
-
+        # The clients run in a process of their own (as players do, elsewhere): this
+        # process's CPU is then svc_stream's alone. It builds the same plan, connects,
+        # and is released by the pipe once connected; it answers the acked seconds.
+        ctx = multiprocessing.get_context("spawn")
+        here, there = ctx.Pipe()
+        load = ctx.Process(target=_client_process, args=(server.port, total, clients, there))
+        load.start()
+        if not await asyncio.to_thread(here.poll, 120):
+            raise SystemExit("the client process did not get ready")
+        here.recv()
         cpu.start()
         started = time.perf_counter()
-        await asyncio.gather(*(client(c) for c in range(clients)))
-        acked = time.perf_counter() - started
+        here.send("go")
+        acked = await asyncio.to_thread(here.recv)
+        await asyncio.to_thread(load.join, 30)
+        if not isinstance(acked, float):
+            raise SystemExit(f"the client process failed: {acked}")
         await _wait_count(sink_store, "video_events", total + 1, 300)
         e2e = time.perf_counter() - started
         cpu.stop()
