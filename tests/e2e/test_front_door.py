@@ -230,8 +230,15 @@ async def test_json_through_envoy_reaches_each_service(
                 assert resp.status == 200, body
                 assert a_before_b([i["videoId"] for i in body["items"]])
                 (item_a,) = [i for i in body["items"] if i["videoId"] == VID_A]
-                assert item_a["reason"] == "FEED_REASON_TRENDING"
-                assert item_a["explanation"] == "Trending now"
+                # A is recalled by trending; when exploration recalls it too, it may
+                # fill a slot reserved for exploration (svc_rank/filter/mixer.py) and
+                # then says so. Either way the JSON names the enum and explains it.
+                explained = {
+                    "FEED_REASON_TRENDING": "Trending now",
+                    "FEED_REASON_EXPLORATION": "Something different to try",
+                }
+                assert item_a["reason"] in explained, item_a
+                assert item_a["explanation"] == explained[item_a["reason"]], item_a
             else:
                 code = expected_code(service)
                 assert resp.status == HTTP_STATUS[code], body

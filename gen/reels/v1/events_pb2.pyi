@@ -550,11 +550,11 @@ Global___VideoModerated: _TypeAlias = VideoModerated  # noqa: Y015
 
 @_typing.final
 class VideoEvent(_message.Message):
-    """Topic `video.events`, key video_id: one record per player event. Written by
-    svc_stream before issue 14; still consumed (svc_stream's analytics sink,
-    svc_rank's watch indexer), so records an older svc_stream wrote are counted.
-    Also the item of VideoEventBatch, whose items carry their own meta.event_id.
-    Fields mirror reels.v1.PlayerEvent.
+    """Topic `video.events`, key video_id: one record per player event, as svc_stream
+    (its producer) wrote them before issue 14; it now writes video.event-batches.
+    Still consumed (svc_stream's analytics sink, svc_rank's watch indexer), so
+    records an older svc_stream wrote are counted. Also the item of VideoEventBatch,
+    whose items carry their own meta.event_id. Fields mirror reels.v1.PlayerEvent.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
