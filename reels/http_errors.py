@@ -11,9 +11,10 @@ the same rules, so an error means the same thing whichever door a client came in
   ``retry_after_seconds`` becomes ``Retry-After``;
 * a database DataError (a value the database refused: NUL in a string, a number out of
   range) is 400 INVALID_ARGUMENT, as ``reels.interceptors.data_error`` words it;
-* a dependency outage (database, Redis, Kafka, a connection or a timeout: the
-  interceptor's ``TRANSIENT_ERRORS``, plus an endpoint's own ``outages=``) is
-  503 + ``Retry-After``: the client should retry, which a 500 would not tell it;
+* a dependency outage (database, Redis, Kafka, a connection or a timeout, a storage
+  OSError such as ENOSPC or EIO: the interceptor's ``is_transient``, plus an endpoint's
+  own ``outages=``) is 503 + ``Retry-After``: the client should retry, which a 500
+  would not tell it;
 * anything else is 500 with a reference id; the stack trace stays in our log.
 
 Bodies are JSON ``{"code": "NOT_FOUND", "message": ..., "field_violations": [...]}``.
@@ -31,7 +32,7 @@ import grpc
 from aiohttp import web
 
 from reels import errors
-from reels.interceptors import TRANSIENT_ERRORS, data_error
+from reels.interceptors import data_error, is_transient
 
 log = logging.getLogger("reels.http")
 
@@ -88,7 +89,7 @@ def _retry_after(seconds: float) -> dict[str, str]:
 
 def is_outage(exc: BaseException, outages: tuple[type[BaseException], ...] = ()) -> bool:
     """True when ``exc`` means a dependency is down rather than the request is wrong."""
-    return isinstance(exc, (*TRANSIENT_ERRORS, *outages))
+    return is_transient(exc) or isinstance(exc, outages)
 
 
 def http_error(

@@ -8,6 +8,7 @@ and every exception, whatever the RPC shape, leaves as a gRPC status.
 from __future__ import annotations
 
 import asyncio
+import errno
 import inspect
 import logging
 import math
@@ -52,6 +53,24 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
 )
+
+# The errnos of a storage outage: the object store's or staging area's filesystem (or
+# the volume behind it) failing, full or read-only. The disk is a dependency like the
+# database: UNAVAILABLE + RetryInfo (HTTP 503 + Retry-After), never INTERNAL. Other
+# OSErrors (a missing file, a permission) are our bugs and stay INTERNAL.
+STORAGE_OUTAGE_ERRNOS = frozenset(
+    {errno.EIO, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EAGAIN, errno.ESTALE}
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when ``exc`` means a dependency is down or full rather than the request is
+    wrong or the code is: :data:`TRANSIENT_ERRORS`, or an OSError whose errno is a
+    storage outage (:data:`STORAGE_OUTAGE_ERRNOS`: EIO, ENOSPC, EDQUOT, EROFS...)."""
+    if isinstance(exc, TRANSIENT_ERRORS):
+        return True
+    return isinstance(exc, OSError) and exc.errno in STORAGE_OUTAGE_ERRNOS
+
 
 # The database refused a value the request carried (a NUL in a string, a number out of
 # range, a malformed date...): the request is wrong, not the server. INVALID_ARGUMENT.
@@ -185,8 +204,8 @@ async def _fail(context: grpc.aio.ServicerContext, exc: BaseException, method: s
             log.error("rpc failed", extra={"fields": {"method": method}}, exc_info=exc)
         elif code == grpc.StatusCode.UNAVAILABLE and exc.__cause__ is not None:
             log.warning("rpc unavailable: %r", exc.__cause__, extra={"fields": {"method": method}})
-    elif isinstance(exc, TRANSIENT_ERRORS):
-        # A dependency (database, cache, broker) is down: the client should retry,
+    elif is_transient(exc):
+        # A dependency (database, cache, broker, storage) is down: the client should retry,
         # which INTERNAL would not tell it. The cause stays in our log.
         log.warning("dependency unavailable: %r", exc, extra={"fields": {"method": method}})
         retry = errors.Unavailable(

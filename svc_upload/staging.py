@@ -32,6 +32,19 @@ T = TypeVar("T")
 READ_PIECE = 1024 * 1024
 
 
+class StagedBytesMissing(FileNotFoundError):
+    """The staged file of an upload is gone or shorter than the bytes the database says
+    were received (``expected``): the process stopped between handing the file to the
+    store and committing that (see ``Uploads.complete``), or the staging directory was
+    emptied. Not a client error; :class:`svc_upload.uploads.Uploads` decides what to do."""
+
+    def __init__(self, upload_id: str, expected: int, found: int) -> None:
+        super().__init__(f"staged bytes of upload {upload_id}: {found} of {expected}")
+        self.upload_id = upload_id
+        self.expected = expected
+        self.found = found
+
+
 @dataclass
 class RunningHash:
     """sha256 of the first ``offset`` bytes of a staged file."""
@@ -91,11 +104,15 @@ class StagingArea:
             hasher = hashlib.sha256()
             remaining = offset
             if remaining:
-                with open(path, "rb") as fh:
+                try:
+                    fh = open(path, "rb")  # noqa: SIM115 - closed by the with below
+                except FileNotFoundError as exc:
+                    raise StagedBytesMissing(upload_id, offset, 0) from exc
+                with fh:
                     while remaining:
                         piece = fh.read(min(READ_PIECE * 4, remaining))
                         if not piece:
-                            raise FileNotFoundError(f"staged file {path} is shorter than {offset}")
+                            raise StagedBytesMissing(upload_id, offset, offset - remaining)
                         hasher.update(piece)
                         remaining -= len(piece)
             return RunningHash(offset, hasher)

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NoReturn
 
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
@@ -51,7 +52,7 @@ from svc_upload.models import ScanJob, Upload, Video, VideoStatus
 from svc_upload.scan import STAGE as SCAN_STAGE
 from svc_upload.scan import MalwareScanner, Verdict
 from svc_upload.scan_jobs import ScanRetrier
-from svc_upload.staging import RunningHash, StagingArea
+from svc_upload.staging import RunningHash, StagedBytesMissing, StagingArea
 from svc_upload.status import StatusChannel, check_transition
 from svc_upload.videos import snapshot_of
 
@@ -396,7 +397,10 @@ class UploadCore:
             if not data:
                 return current, size
             # Write, hash and fdatasync in one worker-thread call; then the offset.
-            writer = await self.staging.append_durably(upload_id, current, data)
+            try:
+                writer = await self.staging.append_durably(upload_id, current, data)
+            except StagedBytesMissing:
+                await self._lost(upload)
             await self._commit_offset(upload.id, current, writer.snapshot())
             return writer.offset, size
 
@@ -456,7 +460,10 @@ class UploadCore:
                 written = await self._receive_small(upload, pieces, checksum)
                 return dataclasses.replace(_view(upload), offset=written)
             piece_hash = hashlib.new(checksum[0]) if checksum else None
-            writer = await self.staging.open_at(upload_id, current).open()
+            try:
+                writer = await self.staging.open_at(upload_id, current).open()
+            except StagedBytesMissing:
+                await self._lost(upload)
             committed = current
             # One piece is written and hashed in a worker thread while the next one is
             # read from the network; a piece counts (moves writer.offset) once written.
@@ -568,7 +575,10 @@ class UploadCore:
                     f"resend from offset {current}"
                 )
         if data:
-            writer = await self.staging.append_durably(str(upload.id), current, data)
+            try:
+                writer = await self.staging.append_durably(str(upload.id), current, data)
+            except StagedBytesMissing:
+                await self._lost(upload)
             await self._commit_offset(upload.id, current, writer.snapshot())
         if failure is not None:
             raise failure
@@ -612,7 +622,13 @@ class UploadCore:
                     f"upload incomplete: {upload.received_bytes} of {upload.declared_size} "
                     f"bytes received; resume at offset {upload.received_bytes}"
                 )
-            running = await self.staging.running_hash(upload_id, upload.received_bytes)
+            try:
+                running = await self.staging.running_hash(upload_id, upload.received_bytes)
+            except StagedBytesMissing:
+                # Every byte was received, but the staged file is gone: a crash between
+                # publishing it to the store and the hand-over commit. Stage it again.
+                await self._restage(upload, video)
+                running = await self.staging.running_hash(upload_id, upload.received_bytes)
             sha = running.hasher.hexdigest()
             if upload.expected_sha256 and upload.expected_sha256 != sha:
                 reason = f"sha256 mismatch: declared {upload.expected_sha256}, received {sha}"
@@ -635,13 +651,57 @@ class UploadCore:
             if info is None:  # infected: refused before the probe looked at it
                 await self._reject(upload, video, verdict)
                 raise errors.InvalidArgument(verdict.reason, [("file", verdict.reason)])
-            key = original_key(str(video.id), upload.filename or "", upload.mime_type or "")
+            key, _ = self._stored_keys(upload, video)
             await self.staging.publish(upload_id, self.store, key)
             try:
                 return await self._hand_over(upload, sha, key, info, held=verdict)
             except BaseException:
                 await asyncio.shield(self.staging.restore(upload_id, self.store, key))
                 raise
+
+    async def _lost(self, upload: Upload) -> NoReturn:
+        """The staged bytes of an open, unfinished upload are gone (the staging directory
+        was emptied): nothing can be appended to what is not there. The upload fails
+        with a reason that says to upload again (FAILED_PRECONDITION: tus 409), instead
+        of an internal error on every retry."""
+        reason = "the server lost this upload's received bytes; upload the file again"
+        await self._fail(upload, reason)
+        raise errors.FailedPrecondition(reason)
+
+    def _stored_keys(self, upload: Upload, video: Video) -> tuple[str, str]:
+        """Where ``complete`` puts an upload's bytes: its original's key, and the
+        quarantine key an infected one goes to."""
+        key = original_key(str(video.id), upload.filename or "", upload.mime_type or "")
+        return key, scan_jobs.quarantine_key(key)
+
+    async def _restage(self, upload: Upload, video: Video) -> None:
+        """Put back the staged file of an open upload whose every byte was received but
+        whose staged file is gone (the caller holds the upload's lock).
+
+        ``complete`` moves the staged file into the store (``originals/`` or, infected,
+        the quarantine) and then commits; a process killed in between (kill -9, power
+        loss) leaves the upload open, its bytes in the store and nothing staged. Found
+        there, the file is staged again and ``complete`` runs as it would have (checks,
+        hand-over), so the accepted upload is published. Found nowhere (the staging
+        directory was emptied), the upload cannot be finished: it fails with a reason
+        that tells the creator to upload again (FAILED_PRECONDITION: tus 409), rather
+        than an internal error on every retry.
+        """
+        for key in self._stored_keys(upload, video):
+            if await self.store.exists(key):
+                log.warning(
+                    "upload %s: staged file missing, its bytes are in the store at %s "
+                    "(a stop between publish and hand-over); staging them again",
+                    upload.id,
+                    key,
+                )
+                await self.staging.restore(str(upload.id), self.store, key)
+                return
+        reason = (
+            "the server lost this upload's bytes before it could check them; upload the file again"
+        )
+        await self._fail(upload, reason)
+        raise errors.FailedPrecondition(reason)
 
     async def complete_within(self, user: str, upload_id: str, wait_s: float) -> Completed | None:
         """``complete`` in a task of its own, waited for at most ``wait_s`` seconds, and
@@ -700,12 +760,28 @@ class UploadCore:
             ).all()
         started = 0
         for upload_id, creator in rows:
-            # Only the instance that staged the bytes (a local staging dir) can finish it.
+            # The instance that staged the bytes (a local staging dir) finishes it; so
+            # does any instance when they are already in the store (a stop between
+            # publish and hand-over: ``complete`` stages them again, see _restage).
             staged = await self.staging.offload(self.staging.path(str(upload_id)).exists)
+            if not staged:
+                staged = await self._published_but_open(upload_id)
             if staged and str(upload_id) not in self._completing:
                 await self.complete_within(creator, str(upload_id), 0.0)
                 started += 1
         return started
+
+    async def _published_but_open(self, upload_id: uuid.UUID) -> bool:
+        """True when an open upload's bytes are in the store (original or quarantine)."""
+        async with self.autocommit() as session:
+            upload = await session.get(Upload, upload_id)
+            video = await session.get(Video, upload.video_id) if upload else None
+        if upload is None or video is None:
+            return False
+        for key in self._stored_keys(upload, video):
+            if await self.store.exists(key):
+                return True
+        return False
 
     async def run_sweeper(self, interval_s: float = 30.0) -> None:
         """:meth:`sweep_stranded` every ``interval_s`` seconds (a supervised task)."""

@@ -28,7 +28,7 @@ from reels.v1 import chat_pb2
 
 from reels import errors
 from reels.auth import current_token, current_user
-from reels.interceptors import TRANSIENT_ERRORS
+from reels.interceptors import is_transient
 from reels.text import TextError, normalise_text
 from svc_chat.chat import notices
 from svc_chat.chat.moderation import retry_after_of
@@ -81,7 +81,7 @@ def send_result(client_message_id: str, exc: BaseException) -> chat_pb2.ChatSend
     """A refused send as the ``sent`` frame of a Chat call."""
     if isinstance(exc, errors.ReelsError):
         code, message = exc.code, exc.message
-    elif isinstance(exc, TRANSIENT_ERRORS):
+    elif is_transient(exc):
         code, message = grpc.StatusCode.UNAVAILABLE, "the chat store is unavailable, retry shortly"
     else:
         code, message = grpc.StatusCode.INTERNAL, "internal error; the operators have the details"

@@ -889,3 +889,161 @@ async def test_tus_answers_503_with_retry_after_when_the_database_is_down(
         assert head.status_code == 503 and "Retry-After" in head.headers
     finally:
         await app.stop()
+
+
+# -- a stop at the worst moment, a lost staging area, a failing store (issue 14 breaker) --
+
+
+async def _all_bytes_in(svc: Service, who: str, path: Path) -> tuple[str, str, str]:
+    """An upload through tus with every byte received but not completed, as a process
+    killed right after the last PATCH leaves it: (upload URL, upload id, video id)."""
+    size = size_of(path)
+    meta = "filename " + base64.b64encode(b"clip.mp4").decode()
+    post = await asyncio.to_thread(
+        requests.post,
+        svc.tus_url,
+        headers={**tus_headers(who), "Upload-Length": str(size), "Upload-Metadata": meta},
+        timeout=30,
+    )
+    assert post.status_code == 201, post.text
+    url = post.headers["Location"]
+    if url.startswith("/"):
+        url = f"http://127.0.0.1:{svc.app.http_port}{url}"
+    upload_id = url.rstrip("/").rsplit("/", 1)[1]
+    async with grpc.aio.insecure_channel(svc.addr) as ch:
+        await send_all(stub(ch), who, upload_id, await asyncio.to_thread(path.read_bytes))
+    head = await asyncio.to_thread(requests.head, url, headers=tus_headers(who), timeout=30)
+    assert head.headers["Upload-Offset"] == str(size)
+    return url, upload_id, head.headers["Reels-Video-Id"]
+
+
+def _empty_patch(url: str, who: str, offset: int, token: str = "") -> requests.Response:
+    headers = {
+        **tus_headers(who),
+        **({"Authorization": f"Bearer {token}"} if token else {}),
+        "Content-Type": "application/offset+octet-stream",
+        "Upload-Offset": str(offset),
+    }
+    return requests.patch(url, headers=headers, data=b"", timeout=60)
+
+
+async def _published_but_not_handed_over(svc: Service, upload_id: str, video_id: str) -> str:
+    """What ``complete`` does just before its hand-over commit: the staged file moved
+    into the store. A kill -9 at that moment leaves exactly this behind."""
+    from svc_upload.uploads import original_key
+
+    key = original_key(video_id, "clip.mp4", "video/mp4")
+    await svc.app.core.staging.publish(upload_id, svc.store, key)
+    assert not svc.app.core.staging.path(upload_id).exists()
+    assert await svc.store.exists(key)
+    return key
+
+
+async def test_a_stop_between_storing_the_original_and_its_hand_over_is_finished_on_resume(
+    svc: Service, clips: MediaFactory
+) -> None:
+    """The client's resume (an empty PATCH at the end, what tus clients send) completes
+    the upload instead of a 500 on every retry; the original ends where it belongs."""
+    path, who = await clips.get("portrait"), user()
+    url, upload_id, video_id = await _all_bytes_in(svc, who, path)
+    key = await _published_but_not_handed_over(svc, upload_id, video_id)
+    size = path.stat().st_size
+    resp = await asyncio.to_thread(_empty_patch, url, who, size)
+    assert resp.status_code == 204, resp.text
+    assert await svc.scalar("SELECT status FROM videos WHERE id = :v", v=video_id) == "processing"
+    assert await svc.scalar("SELECT state FROM uploads WHERE id = :u", u=upload_id) == "completed"
+    assert await svc.scalar("SELECT original_key FROM videos WHERE id = :v", v=video_id) == key
+    assert sha256(svc.store.path(key)) == sha256(path)
+    assert not svc.app.core.staging.path(upload_id).exists()
+
+
+async def test_the_sweeper_finishes_an_upload_stopped_before_its_hand_over(
+    svc: Service, clips: MediaFactory
+) -> None:
+    """Nobody resumes: the sweeper (every 30 s under make up) completes it, so an upload
+    answered 204 is published even though its process died at the worst moment."""
+    path, who = await clips.get("portrait"), user()
+    _, upload_id, video_id = await _all_bytes_in(svc, who, path)
+    await _published_but_not_handed_over(svc, upload_id, video_id)
+    async with svc.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE uploads SET updated_at = now() - interval '5 minutes' WHERE id = :u"),
+            {"u": upload_id},
+        )
+    assert await svc.app.core.sweep_stranded(older_than_s=60) >= 1
+    for _ in range(300):
+        status = await svc.scalar("SELECT status FROM videos WHERE id = :v", v=video_id)
+        if status != "uploading":
+            break
+        await asyncio.sleep(0.1)
+    assert status == "processing"
+
+
+async def test_lost_staged_bytes_fail_the_upload_with_a_reason_not_a_500(
+    svc: Service, clips: MediaFactory
+) -> None:
+    """The staging directory emptied under an unfinished upload: nothing can be appended
+    to bytes that are gone. 409 (tus) saying to upload again, the video failed with
+    the reason; never an internal error on every retry."""
+    path, who = await clips.get("portrait"), user()
+    data = await asyncio.to_thread(path.read_bytes)
+    size = len(data)
+    meta = "filename " + base64.b64encode(b"clip.mp4").decode()
+    post = await asyncio.to_thread(
+        requests.post,
+        svc.tus_url,
+        headers={**tus_headers(who), "Upload-Length": str(size), "Upload-Metadata": meta},
+        timeout=30,
+    )
+    url = post.headers["Location"]
+    if url.startswith("/"):
+        url = f"http://127.0.0.1:{svc.app.http_port}{url}"
+    upload_id = url.rstrip("/").rsplit("/", 1)[1]
+    headers = {**tus_headers(who), "Content-Type": "application/offset+octet-stream"}
+    half = size // 2
+    first = await asyncio.to_thread(
+        requests.patch, url, headers={**headers, "Upload-Offset": "0"}, data=data[:half]
+    )
+    assert first.status_code == 204, first.text
+    svc.app.core.staging.path(upload_id).unlink()
+    svc.app.core.staging.forget_hash(upload_id)
+    rest = await asyncio.to_thread(
+        requests.patch, url, headers={**headers, "Upload-Offset": str(half)}, data=data[half:]
+    )
+    assert rest.status_code == 409, rest.text
+    assert "upload the file again" in rest.json()["message"]
+    video_id = await svc.scalar("SELECT video_id FROM uploads WHERE id = :u", u=upload_id)
+    row = await svc.scalar(
+        "SELECT status || ': ' || failure_reason FROM videos WHERE id = :v", v=video_id
+    )
+    assert row == "failed: the server lost this upload's received bytes; upload the file again"
+
+
+@pytest.mark.parametrize("target", ["disk", "storage"])
+async def test_a_failing_store_makes_the_completing_patch_a_503_and_a_retry_completes_it(
+    svc: Service, clips: MediaFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str
+) -> None:
+    """A full disk (ENOSPC) or a failing store (EIO) when the original is stored: 503 +
+    Retry-After (a dependency outage, not our bug and not the client's), the bytes kept;
+    once the store works again the client's retry completes the upload."""
+    from reels import faults
+
+    path, who = await clips.get("portrait"), user()
+    url, upload_id, video_id = await _all_bytes_in(svc, who, path)
+    size = path.stat().st_size
+    token = mint_token(who)  # before the flags' var dir moves (dev keys live in var/)
+    monkeypatch.setenv("REELS_VAR_DIR", str(tmp_path))
+    monkeypatch.setattr(faults, "_flags", faults._Flags())
+    faults.set_fault(faults.Fault(target, error_rate=1.0))
+    try:
+        resp = await asyncio.to_thread(_empty_patch, url, who, size, token)
+        assert resp.status_code == 503, resp.text
+        assert int(resp.headers["Retry-After"]) >= 1
+        assert resp.json()["code"] == "UNAVAILABLE"
+        assert svc.app.core.staging.path(upload_id).exists()  # nothing lost
+    finally:
+        faults.clear(target)
+    await asyncio.sleep(faults.CHECK_INTERVAL_S + 0.1)
+    resp = await asyncio.to_thread(_empty_patch, url, who, size, token)
+    assert resp.status_code == 204, resp.text
+    assert await svc.scalar("SELECT status FROM videos WHERE id = :v", v=video_id) == "processing"
