@@ -32,8 +32,14 @@ milvus     ``svc_rank.index.vectors.VectorStore.search`` ``SourceUnavailable`` (
                                                         recall: FEED_FALLBACK_NO_VECTORS)
 =========  ==========================================  =====================================
 
-A flag: ``delay_ms`` added before the call, ``error_rate`` (0..1) the share of calls
-that fail, ``expires_at`` (epoch seconds, 0: never) after which it is ignored.
+A flag: ``delay_ms`` added before the call (0..:data:`MAX_DELAY_MS`, one minute),
+``error_rate`` (0..1) the share of calls that fail, ``expires_at`` (epoch seconds, 0:
+never) after which it is ignored. :func:`set_fault` refuses anything outside those ranges
+(and NaN/inf); :func:`read` clamps a hand-edited file into them (NaN reads as 0), so no
+process ever sleeps longer than a minute on a flag. A delay is slept in slices that end
+when the next look at the file is due, so a ``clear`` (or the flag's expiry) cuts a call's
+wait short within about :data:`CHECK_INTERVAL_S`; a changed delay applies to calls already
+waiting (measured from the start of each call's wait).
 Killing or pausing a whole component is not a flag: ``python -m reels_dev.faults kill
 NAME`` / ``pause`` / ``resume`` (supervisor under ``make up``, the fixture's process in
 tests).
@@ -44,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import random
 import time
@@ -55,6 +62,11 @@ from reels.config import var_dir
 
 TARGETS = ("triton", "stream", "redis", "storage", "disk", "milvus")
 CHECK_INTERVAL_S = 0.5
+# The most a flag may add to one call. Longer than every request timeout on the mesh's
+# paths (Envoy's media route 30 s, the services' 10 s drain grace), so "slower than the
+# caller waits" is reachable; a longer wait is a hang, which ``pause`` (SIGSTOP) models.
+MAX_DELAY_MS = 60_000
+_MIN_SLICE_S = 0.01  # a sleeping call never spins faster than this
 
 
 @dataclass(frozen=True)
@@ -75,14 +87,45 @@ def faults_path() -> Path:
     return var_dir() / "run" / "faults.json"
 
 
+def _number(value: object) -> float:
+    """A JSON number as a float, NaN as 0; ValueError for anything else (a string, a list)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"not a number: {value!r}")
+    return 0.0 if math.isnan(value) else float(value)
+
+
+def _clamped(target: str, value: object) -> Fault | None:
+    """A flag from the file held to the ranges :func:`set_fault` enforces (a hand-edited file
+    may say anything): delay 0..MAX_DELAY_MS, error rate 0..1, NaN as 0. None for an entry
+    that is not an object of numbers."""
+    if not isinstance(value, dict):
+        return None
+    try:
+        delay = _number(value.get("delay_ms", 0))
+        rate = _number(value.get("error_rate", 0.0))
+        expires = _number(value.get("expires_at", 0.0))
+    except ValueError:
+        return None
+    return Fault(
+        target,
+        int(min(max(delay, 0.0), MAX_DELAY_MS)),
+        min(max(rate, 0.0), 1.0),
+        expires,
+    )
+
+
 def read(path: Path | None = None) -> dict[str, Fault]:
-    """Every flag in the file (expired ones included); {} when there is no file or it is
-    unreadable (a half-written file never breaks a service: writes are atomic anyway)."""
+    """Every flag in the file (expired ones included), clamped to the allowed ranges; {}
+    when there is no file or it is unreadable (a half-written file never breaks a service:
+    writes are atomic anyway). An entry that is not an object of numbers is skipped."""
     try:
         raw = json.loads((path or faults_path()).read_text())
-        return {name: Fault(**value) for name, value in raw.items() if name in TARGETS}
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError):
         return {}
+    if not isinstance(raw, dict):
+        return {}
+    out = {name: _clamped(name, value) for name, value in raw.items() if name in TARGETS}
+    return {name: fault for name, fault in out.items() if fault is not None}
 
 
 def _write(faults: dict[str, Fault], path: Path | None = None) -> None:
@@ -93,13 +136,26 @@ def _write(faults: dict[str, Fault], path: Path | None = None) -> None:
     os.replace(tmp, path)
 
 
-def set_fault(fault: Fault, path: Path | None = None) -> None:
-    """Add or replace the flag for ``fault.target``. Raises ValueError for an unknown
-    target, a negative delay or an error rate outside 0..1."""
+def check(fault: Fault) -> None:
+    """Raise ValueError, naming the allowed range, for an unknown target, a delay outside
+    0..MAX_DELAY_MS ms, an error rate outside 0..1, or a NaN/infinite number."""
     if fault.target not in TARGETS:
         raise ValueError(f"unknown fault target {fault.target!r}: one of {', '.join(TARGETS)}")
-    if fault.delay_ms < 0 or not 0.0 <= fault.error_rate <= 1.0:
-        raise ValueError("delay_ms must be >= 0 and error_rate within 0..1")
+    if not (
+        isinstance(fault.delay_ms, int | float)
+        and math.isfinite(fault.delay_ms)
+        and 0 <= fault.delay_ms <= MAX_DELAY_MS
+    ):
+        raise ValueError(f"delay_ms must be within 0..{MAX_DELAY_MS} ms, got {fault.delay_ms!r}")
+    if not (isinstance(fault.error_rate, int | float) and 0.0 <= fault.error_rate <= 1.0):
+        raise ValueError(f"error_rate must be within 0..1, got {fault.error_rate!r}")
+    if not (isinstance(fault.expires_at, int | float) and math.isfinite(fault.expires_at)):
+        raise ValueError(f"expires_at must be finite epoch seconds, got {fault.expires_at!r}")
+
+
+def set_fault(fault: Fault, path: Path | None = None) -> None:
+    """Add or replace the flag for ``fault.target``; ValueError as :func:`check` says."""
+    check(fault)
     faults = read(path)
     faults[fault.target] = fault
     _write(faults, path)
@@ -149,26 +205,44 @@ def _fails(fault: Fault) -> bool:
     return fault.error_rate >= 1.0 or (fault.error_rate > 0 and random.random() < fault.error_rate)
 
 
-async def inject(target: str, error: Callable[[str], BaseException]) -> None:
-    """At a choke point, before the real call: wait the flag's delay, then raise
-    ``error(message)`` for the flag's share of calls. Does nothing without a flag."""
+def _next_wait(target: str, started: float) -> tuple[Fault | None, float]:
+    """(the flag now, seconds to sleep next; 0: the wait is over). A slice ends when this
+    process's next look at the file is due (or at the flag's expiry), so a cleared flag
+    (None) ends the wait within about CHECK_INTERVAL_S, an expired one at once."""
     fault = active(target)
-    if fault is None:
-        return
-    if fault.delay_ms:
-        await asyncio.sleep(fault.delay_ms / 1000)
-    if _fails(fault):
+    if fault is None or not fault.delay_ms:
+        return fault, 0.0
+    now = time.monotonic()
+    left = started + fault.delay_ms / 1000 - now
+    if left <= 0:
+        return fault, 0.0
+    next_look = _flags.checked + CHECK_INTERVAL_S - now
+    if fault.expires_at:  # wake at the expiry itself, not at the next look after it
+        next_look = min(next_look, fault.expires_at - time.time())
+    return fault, min(left, max(next_look, _MIN_SLICE_S))
+
+
+async def inject(target: str, error: Callable[[str], BaseException]) -> None:
+    """At a choke point, before the real call: wait the flag's delay (cut short when the
+    flag is cleared or expires), then raise ``error(message)`` for the flag's share of
+    calls. Does nothing without a flag."""
+    started = time.monotonic()
+    fault, wait = _next_wait(target, started)
+    while wait > 0:
+        await asyncio.sleep(wait)
+        fault, wait = _next_wait(target, started)
+    if fault is not None and _fails(fault):
         raise error(f"fault injected: {target} unavailable (python -m reels_dev.faults clear)")
 
 
 def inject_sync(target: str, error: Callable[[str], BaseException]) -> None:
     """:func:`inject` for code that runs in a worker thread (file I/O)."""
-    fault = active(target)
-    if fault is None:
-        return
-    if fault.delay_ms:
-        time.sleep(fault.delay_ms / 1000)
-    if _fails(fault):
+    started = time.monotonic()
+    fault, wait = _next_wait(target, started)
+    while wait > 0:
+        time.sleep(wait)
+        fault, wait = _next_wait(target, started)
+    if fault is not None and _fails(fault):
         raise error(f"fault injected: {target} (python -m reels_dev.faults clear)")
 
 

@@ -49,3 +49,53 @@ async def test_injected_error_is_the_dependencys_own(var: Path) -> None:
     with pytest.raises(ConnectionError, match="fault injected: stream"):
         await faults.inject("stream", ConnectionError)
     await faults.inject("triton", ConnectionError)  # no flag: nothing happens
+
+
+def test_out_of_range_flags_are_refused_naming_the_range(var: Path) -> None:
+    for bad in (
+        faults.Fault("redis", delay_ms=faults.MAX_DELAY_MS + 1),
+        faults.Fault("redis", delay_ms=-1),
+        faults.Fault("redis", delay_ms=float("inf")),  # type: ignore[arg-type]
+        faults.Fault("redis", error_rate=float("nan")),
+        faults.Fault("redis", expires_at=float("nan")),
+    ):
+        with pytest.raises(ValueError, match=r"within 0\.\.|finite"):
+            faults.set_fault(bad)
+    assert faults.read() == {}
+
+
+def test_a_hand_edited_file_is_clamped_to_the_same_bounds(var: Path) -> None:
+    (var / "run").mkdir()
+    faults.faults_path().write_text(
+        '{"redis": {"delay_ms": 99999999999999999999, "error_rate": -2},'
+        ' "triton": {"delay_ms": NaN, "error_rate": Infinity},'
+        ' "stream": {"delay_ms": "slow"}, "disk": {"error_rate": 1}}'
+    )
+    assert faults.read() == {
+        "redis": faults.Fault("redis", faults.MAX_DELAY_MS, 0.0),
+        "triton": faults.Fault("triton", 0, 1.0),
+        "disk": faults.Fault("disk", 0, 1.0),  # one bad entry ("stream") loses no other
+    }
+
+
+async def test_a_call_sleeping_on_a_delay_wakes_when_the_flag_is_cleared(var: Path) -> None:
+    faults.set_fault(faults.Fault("redis", delay_ms=faults.MAX_DELAY_MS))
+    started = time.monotonic()
+    call = asyncio.create_task(faults.inject("redis", ConnectionError))
+    await asyncio.sleep(0.2)
+    assert not call.done()  # the delay holds the call
+    faults.clear("redis")
+    cleared = time.monotonic()
+    await asyncio.wait_for(call, 2 * faults.CHECK_INTERVAL_S + 0.5)  # not the 60 s
+    woke = time.monotonic()
+    assert woke - cleared <= faults.CHECK_INTERVAL_S + 0.25, woke - cleared
+    assert woke - started < 1.5
+
+
+async def test_a_sync_delay_ends_at_the_flags_expiry(var: Path) -> None:
+    expires = time.time() + 0.3
+    faults.set_fault(faults.Fault("storage", delay_ms=faults.MAX_DELAY_MS, expires_at=expires))
+    started = time.monotonic()
+    await asyncio.to_thread(faults.inject_sync, "storage", lambda m: OSError(errno.EIO, m))
+    took = time.monotonic() - started
+    assert 0.25 <= took <= 0.3 + 0.25, took  # at the expiry, not at the next look
