@@ -17,6 +17,17 @@ that finds no build slot within ``REELS_RANK_BUILD_WAIT_MS`` serves a page of th
 * never stored as the user's list: their next page builds a personalized list again
   as soon as there is capacity (the cursor names a list id nobody caches).
 
+The same stale list is what GetFeed serves when a **dependency is down** and the
+list it built for the user came out empty (Redis down: no user state, and trending
+is svc_stream's Redis too; what is left may have nothing for this user). An empty
+page with ``has_more`` false reads as "end of feed" to a client, so instead: a page
+of the stale list, filtered the same way (what Redis cannot tell, served history
+and see-fewer, is left unfiltered), flagged ``FEED_FALLBACK_OVERLOAD`` plus the
+outage's own flag (``FEED_FALLBACK_UNCACHED`` for Redis), its items explained as
+shown "while your feed is unavailable" (:data:`OUTAGE_EXPLANATION`). With no stale
+list at all (a fresh process whose dependencies were down from the start) GetFeed
+answers UNAVAILABLE with RetryInfo rather than an empty page.
+
 Cached lists (the hit path) are never degraded. The stale list is refreshed in the
 background once it is older than its TTL, by one task per region; an older list is
 served meanwhile, and a failed refresh keeps the old one. Only when no stale list
@@ -45,6 +56,9 @@ from svc_rank.stream_client import StreamClient
 log = logging.getLogger(__name__)
 
 EXPLANATION = "Trending now (shown while your feed is busy)"
+OUTAGE_EXPLANATION = "Trending now (shown while your feed is unavailable)"
+SEEN_BEFORE_EXPLANATION = "Seen before: shown while your feed is busy"
+SEEN_BEFORE_OUTAGE_EXPLANATION = "Seen before: shown while your feed is unavailable"
 # After a failed first refresh, callers go straight to waiting for a build slot for
 # this long (s) rather than each trying svc_stream again.
 RETRY_AFTER_FAILURE_S = 1.0
@@ -176,16 +190,21 @@ def for_user(
     served: set[str] | frozenset[str],
     hidden_creators: set[str] | frozenset[str],
     want: int,
+    outage: bool = False,
 ) -> list[ListItem]:
     """The stale list as one user may see it: unseen eligible items first, then (only
     when fewer than ``want`` are left) eligible items served before, flagged
-    ``FEED_REASON_SEEN_BEFORE``."""
+    ``FEED_REASON_SEEN_BEFORE``. ``outage``: served because a dependency is down,
+    not for lack of capacity; the explanations say so."""
     by_id = {i.video_id: i for i in items}
     cands = [Candidate(i.video_id) for i in items]
     unseen = eligible(
         cands, catalog, user_id=user_id, served=served, hidden_creators=hidden_creators
     )
     out = [by_id[c.video_id] for c in unseen]
+    if outage:
+        for item in out:
+            item.explanation = OUTAGE_EXPLANATION
     if len(out) < want:
         seen = eligible(
             cands, catalog, user_id=user_id, served=frozenset(), hidden_creators=hidden_creators
@@ -196,6 +215,6 @@ def for_user(
                 continue
             item = by_id[c.video_id]
             item.reason = rank_pb2.FEED_REASON_SEEN_BEFORE
-            item.explanation = "Seen before: shown while your feed is busy"
+            item.explanation = SEEN_BEFORE_OUTAGE_EXPLANATION if outage else SEEN_BEFORE_EXPLANATION
             out.append(item)
     return out

@@ -21,6 +21,12 @@ by rebuilding the list with the same seed (the same list while the inputs stay t
 same). svc_stream down: the rest of the user's last list, or trending read from
 Redis. The response names every fallback used; none of them is an error to the
 client while any source answers.
+
+A dependency down and the list built for the user empty all the same (nothing left
+to rank for them): never an empty page with ``has_more`` false (a client reads that
+as the end of the feed). A page of the stale trending list (svc_rank/overload.py)
+flagged FEED_FALLBACK_OVERLOAD (+ UNCACHED when Redis is down), or, when no stale
+list was ever made, UNAVAILABLE with RetryInfo (``OUTAGE_RETRY_AFTER_S``).
 """
 
 from __future__ import annotations
@@ -67,6 +73,10 @@ SIGN_MARGIN = 5
 """A new list signs its first two pages plus this many (room for unplayable items) on
 the request path; each later page served signs the one after it in the background
 (``_sign_ahead``), and a page reached before that is signed when it is served."""
+OUTAGE_RETRY_AFTER_S = 1.0
+"""RetryInfo of the UNAVAILABLE GetFeed answers when a dependency is down and there
+is neither a list nor a stale list to serve (s): the stale list's first refresh is
+retried after ``overload.RETRY_AFTER_FAILURE_S`` (1 s), so sooner is pointless."""
 
 ArmChooser = Callable[[str, str | None], tuple[str, RankingParams | None]]
 """(user, forced arm or None) → (arm name, its ranking params; None = defaults).
@@ -309,6 +319,13 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
             items = items + await self._seen_before(
                 user, {i.video_id for i in items}, offset + limit - len(items)
             )
+        if not items and (built.redis_down or built.stream_down):
+            # A dependency is down and nothing is left to rank for this user: an empty
+            # page would read as "end of feed". The stale trending list instead, or
+            # UNAVAILABLE + RetryInfo when none was ever made (svc_rank/overload.py).
+            return await self._outage_list(
+                user, region, offset + limit, redis_down=built.redis_down
+            )
         lst = feed_cache.CachedList(list_id, items, sorted(fallbacks), built.scorer, experiment)
         if cache and items:
             try:
@@ -323,9 +340,30 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
                 lst.fallbacks = sorted({*lst.fallbacks, rank_pb2.FEED_FALLBACK_UNCACHED})
         return lst
 
-    async def _stale_list(self, user: str, region: str, want: int) -> feed_cache.CachedList | None:
+    async def _outage_list(
+        self, user: str, region: str, want: int, *, redis_down: bool
+    ) -> feed_cache.CachedList:
+        """The stale list for ``user`` when the list built for them came out empty
+        because a dependency is down: flagged FEED_FALLBACK_OVERLOAD (plus UNCACHED
+        for Redis). Raises UNAVAILABLE with RetryInfo (``OUTAGE_RETRY_AFTER_S``) when
+        no stale list was ever made or none of it is left for this user."""
+        stale = await self._stale_list(user, region, want, outage=True)
+        if stale is None or not stale.items:
+            down = "Redis" if redis_down else "svc_stream"
+            raise errors.Unavailable(
+                f"the feed cannot be built while {down} is unavailable, retry shortly",
+                OUTAGE_RETRY_AFTER_S,
+            )
+        if redis_down:
+            stale.fallbacks = sorted({*stale.fallbacks, rank_pb2.FEED_FALLBACK_UNCACHED})
+        return stale
+
+    async def _stale_list(
+        self, user: str, region: str, want: int, *, outage: bool = False
+    ) -> feed_cache.CachedList | None:
         """The overload list for ``user`` (svc_rank/overload.py), never cached as theirs;
-        None when no stale list could be made. Flagged FEED_FALLBACK_OVERLOAD."""
+        None when no stale list could be made. Flagged FEED_FALLBACK_OVERLOAD.
+        ``outage``: served because a dependency is down (the explanations say so)."""
         items = await self.stale.items(region)
         if items is None:
             return None
@@ -336,7 +374,13 @@ class FeedService(rank_pb2_grpc.FeedServiceServicer):
             served, hidden = set(), set()
         catalog = await self.pipeline.catalog.get_many([i.video_id for i in items])
         mine = overload.for_user(
-            items, catalog, user_id=user, served=served, hidden_creators=hidden, want=want
+            items,
+            catalog,
+            user_id=user,
+            served=served,
+            hidden_creators=hidden,
+            want=want,
+            outage=outage,
         )
         return feed_cache.CachedList(
             secrets.token_hex(8), mine, [rank_pb2.FEED_FALLBACK_OVERLOAD], "stale"
