@@ -894,10 +894,8 @@ async def test_tus_answers_503_with_retry_after_when_the_database_is_down(
 # -- a stop at the worst moment, a lost staging area, a failing store (issue 14 breaker) --
 
 
-async def _all_bytes_in(svc: Service, who: str, path: Path) -> tuple[str, str, str]:
-    """An upload through tus with every byte received but not completed, as a process
-    killed right after the last PATCH leaves it: (upload URL, upload id, video id)."""
-    size = size_of(path)
+async def _tus_create(svc: Service, who: str, size: int) -> tuple[str, str]:
+    """tus creation of a ``size``-byte clip.mp4 for ``who``: (upload URL, upload id)."""
     meta = "filename " + base64.b64encode(b"clip.mp4").decode()
     post = await asyncio.to_thread(
         requests.post,
@@ -909,7 +907,14 @@ async def _all_bytes_in(svc: Service, who: str, path: Path) -> tuple[str, str, s
     url = post.headers["Location"]
     if url.startswith("/"):
         url = f"http://127.0.0.1:{svc.app.http_port}{url}"
-    upload_id = url.rstrip("/").rsplit("/", 1)[1]
+    return url, url.rstrip("/").rsplit("/", 1)[1]
+
+
+async def _all_bytes_in(svc: Service, who: str, path: Path) -> tuple[str, str, str]:
+    """An upload through tus with every byte received but not completed, as a process
+    killed right after the last PATCH leaves it: (upload URL, upload id, video id)."""
+    size = size_of(path)
+    url, upload_id = await _tus_create(svc, who, size)
     async with grpc.aio.insecure_channel(svc.addr) as ch:
         await send_all(stub(ch), who, upload_id, await asyncio.to_thread(path.read_bytes))
     head = await asyncio.to_thread(requests.head, url, headers=tus_headers(who), timeout=30)
@@ -988,17 +993,7 @@ async def test_lost_staged_bytes_fail_the_upload_with_a_reason_not_a_500(
     path, who = await clips.get("portrait"), user()
     data = await asyncio.to_thread(path.read_bytes)
     size = len(data)
-    meta = "filename " + base64.b64encode(b"clip.mp4").decode()
-    post = await asyncio.to_thread(
-        requests.post,
-        svc.tus_url,
-        headers={**tus_headers(who), "Upload-Length": str(size), "Upload-Metadata": meta},
-        timeout=30,
-    )
-    url = post.headers["Location"]
-    if url.startswith("/"):
-        url = f"http://127.0.0.1:{svc.app.http_port}{url}"
-    upload_id = url.rstrip("/").rsplit("/", 1)[1]
+    url, upload_id = await _tus_create(svc, who, size)
     headers = {**tus_headers(who), "Content-Type": "application/offset+octet-stream"}
     half = size // 2
     first = await asyncio.to_thread(
