@@ -38,6 +38,12 @@ Why this order:
 * gRPC paths (`/reels.v1.X/`, reflection) take gRPC content types only; a plain HTTP
   request there is a 415 that points at the JSON API under /api/v1/, not the 503 of the
   service resetting a stream it cannot read.
+* A service that cannot be reached (refused, reset, no healthy host) is 503 UNAVAILABLE,
+  one that does not answer a unary RPC within its route's timeout (RPC_TIMEOUT_S,
+  SLOW_RPC_TIMEOUTS_S; streaming RPCs have none) is 504 DEADLINE_EXCEEDED, both with
+  Retry-After and a RetryInfo (LOCAL_REPLIES); a unary request over its limit
+  (MAX_MESSAGE_BYTES, BODY_LIMITS) is 413 RESOURCE_EXHAUSTED without, before the
+  service sees it.
 * The access log's `method` is the client's (the transcoder turns every JSON call into a
   POST and keeps the original in x-envoy-original-method).
 
@@ -136,6 +142,11 @@ class LocalReply:
     # google.rpc.RetryInfo of `rate_limit_fill_seconds` (as a service's would).
     message: str | None = None
     retry: bool = False
+    # Seconds for Retry-After and the RetryInfo (None: `rate_limit_fill_seconds`).
+    retry_after_s: int | None = None
+    # Also answer a native gRPC / gRPC-web caller: trailers-only, `grpc-status` ``code``,
+    # grpc-message ``message`` (the JSON form then goes to the other callers only).
+    grpc: bool = False
 
 
 _TRANSCODE = "response.code_details"
@@ -154,6 +165,35 @@ RETRY_INFO_TYPE = "type.googleapis.com/google.rpc.RetryInfo"
 RATE_LIMITED_MESSAGE = (
     "too many requests: this user (or, without a token, this IP address) is over its "
     "budget for this kind of request; retry after the seconds in Retry-After"
+)
+# What Envoy answers itself when a service cannot be reached (UPSTREAM_FAILURE) or
+# does not answer in time (UPSTREAM_TIMEOUT). `response.code_details` tells them from a
+# service's own 503/504, which is "via_upstream" (and already has its JSON body and
+# Retry-After through the transcoder). Response flags: UF and URX (connection refused or
+# failed: "upstream_reset_before_response_started{connection_failure...}"), UC/UR/LR
+# (the connection or stream reset before the response started: "...{connection_
+# termination}", "{remote_reset}", "{local_reset}"), UO (a circuit breaker full:
+# "...{overflow}"), UH ("no_healthy_upstream"); UT (the route's timeout, RPC_TIMEOUT_S)
+# is "response_timeout".
+UPSTREAM_FAILURE = (
+    f'{_TRANSCODE}.startsWith("upstream_reset_before_response_started") || '
+    f'{_TRANSCODE} == "no_healthy_upstream"'
+)
+UPSTREAM_TIMEOUT = f'{_TRANSCODE} == "response_timeout"'
+# Retry-After of both: Envoy health-checks each service every 2 s (_cluster), so a
+# restarted service is routed to again within one interval; sooner learns nothing new.
+UPSTREAM_RETRY_AFTER_S = 2
+UPSTREAM_FAILURE_MESSAGE = (
+    "%UPSTREAM_CLUSTER% unavailable: the front door could not reach it "
+    "(%RESPONSE_CODE_DETAILS%); retry after the seconds in Retry-After"
+)
+UPSTREAM_TIMEOUT_MESSAGE = (
+    "%UPSTREAM_CLUSTER% did not answer within the front door's timeout for this call; "
+    "retry after the seconds in Retry-After"
+)
+BODY_TOO_LARGE_MESSAGE = (
+    "the request body is larger than this call takes: send less (RecordEvents: at most "
+    "500 events per batch); the same request will not succeed on a retry"
 )
 LOCAL_REPLIES = (
     # jwt_authn's refusals ("Jwt is missing", "Jwt is expired", "Audiences in Jwt are not
@@ -224,6 +264,42 @@ LOCAL_REPLIES = (
         'xds.route_name in ["not_found", "api_not_found"]',
         code=5,
     ),
+    # A unary RPC's request over its limit (MAX_MESSAGE_BYTES, BODY_LIMITS): 413 and
+    # RESOURCE_EXHAUSTED, as for the transcoder's buffer above (gRPC's own answer to a
+    # message over its limit), and no RetryInfo or Retry-After: the client must send
+    # less, not again. (The service's own refusal was a 429 without Retry-After, which
+    # clients that retry on 429 repeated forever.)
+    LocalReply(
+        "body_too_large",
+        f'{_TRANSCODE} == "request_payload_too_large"',
+        code=8,
+        message=BODY_TOO_LARGE_MESSAGE,
+        grpc=True,
+    ),
+    # A service that is down, restarting or refusing connections: 503 UNAVAILABLE with
+    # a RetryInfo, as a service says when its own dependency is down (not Envoy's
+    # text/plain "upstream connect error or disconnect/reset before headers").
+    LocalReply(
+        "upstream_unavailable",
+        UPSTREAM_FAILURE,
+        code=14,
+        message=UPSTREAM_FAILURE_MESSAGE,
+        retry=True,
+        retry_after_s=UPSTREAM_RETRY_AFTER_S,
+        grpc=True,
+    ),
+    # A service that took longer than the route's timeout (RPC_TIMEOUT_S), a hung one
+    # included: 504 DEADLINE_EXCEEDED (gRPC callers: DEADLINE_EXCEEDED, not the
+    # UNAVAILABLE Envoy maps a 504 to), with a RetryInfo.
+    LocalReply(
+        "upstream_timeout",
+        UPSTREAM_TIMEOUT,
+        code=4,
+        message=UPSTREAM_TIMEOUT_MESSAGE,
+        retry=True,
+        retry_after_s=UPSTREAM_RETRY_AFTER_S,
+        grpc=True,
+    ),
 )
 
 
@@ -259,6 +335,83 @@ ANONYMOUS = "-"  # the `user` of a request without a verified token
 # A client cannot name itself: this header is dropped from every request before
 # jwt_authn, which sets it again from a verified token (claim_to_headers).
 USER_HEADER = "x-reels-user"
+
+
+# How long the front door waits for a service's answer to one unary RPC (the route's
+# timeout: from the end of the request to the end of the response), in seconds. Past
+# it the caller gets 504 DEADLINE_EXCEEDED with Retry-After (LOCAL_REPLIES) instead of
+# waiting forever on a hung service. 15 s (Envoy's own default): above what a healthy
+# service takes at worst, its admission wait (1 s, reels.admission, ServerSettings) plus
+# its dependency deadlines (at most 5 s each: media store, Kafka acks, Redis subscribe,
+# UpdateVideoStatus; 2 s for trending), two of them one after the other.
+# A client's `grpc-timeout` is not applied here (route max_stream_duration would): with
+# max_stream_duration set Envoy ignores the route timeout and counts from the request's
+# first byte, so a 4 MiB UploadChunk on a slow uplink would be cut. The header still
+# reaches the service, whose gRPC server ends the call at that deadline itself.
+RPC_TIMEOUT_S = 15
+# Unary RPCs that wait on longer work by design, (service, method) -> seconds:
+SLOW_RPC_TIMEOUTS_S: dict[tuple[str, str], int] = {
+    # svc_rank's query behind it has a 30 s deadline (experiment_results_timeout_s).
+    ("rank", "GetExperimentResults"): 35,
+    # Verify a whole upload before answering: the upload's lock (up to 120 s), the
+    # malware scan (REELS_MALWARE_SCAN_TIMEOUT_S, 120 s), then ffprobe and two decodes.
+    ("upload", "CompleteUpload"): 300,
+    ("upload", "CreateVideo"): 300,
+}
+
+
+# The largest request body the front door passes to a service's unary RPC, in bytes of
+# the gRPC message (a JSON call's after transcoding), checked before the service sees
+# it: past it the answer is 413 (RESOURCE_EXHAUSTED, no Retry-After: sending it again
+# cannot help). By default the services' own limit (grpc.max_receive_message_length,
+# reels/server.py: 16 MiB, plus the 5-byte gRPC frame header), which answered a 429
+# with no Retry-After (clients that retry on 429 looped). Streaming RPCs are not
+# buffered and have none here (the service's limit is per message).
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024 + 5
+# Tighter for RPCs whose largest valid request is far smaller, (service, method) -> bytes:
+BODY_LIMITS: dict[tuple[str, str], int] = {
+    # 500 events (MAX_BATCH) with every field at its longest (svc_stream/events/
+    # validation.py) are 203,015 bytes (305 KB as JSON); 1 MiB leaves room for a batch
+    # whose items are rejected one by one (too long, bad ids) without sinking it.
+    ("stream", "RecordEvents"): 1024 * 1024,
+}
+# envoy.filters.http.buffer: off for the virtual host, on for the unary RPC routes. (A
+# filter `disabled` in the chain cannot be turned on by a route that the transcoder
+# picks: the chain is built for the route of the untranscoded path.)
+BODY_LIMIT_FILTER = "reels.body_limit"
+
+
+def streaming_rpcs(full_name: str) -> list[str]:
+    """The methods of service ``full_name`` that stream either way (proto/reels/v1).
+
+    Their routes have no timeout (a status watch or chat subscription stays open as long
+    as the client wants; UploadVideo streams a whole video in)."""
+    import importlib
+
+    from google.protobuf import descriptor_pool
+
+    for module in ("upload", "transcode", "rank", "stream", "chat"):
+        importlib.import_module(f"reels.v1.{module}_pb2")
+    service = descriptor_pool.Default().FindServiceByName(full_name)
+    return [m.name for m in service.methods if m.client_streaming or m.server_streaming]
+
+
+def _body_limit(max_bytes: int | None) -> dict[str, Any]:
+    """typed_per_filter_config of BODY_LIMIT_FILTER: a limit, or None: off."""
+    limit: dict[str, Any] = {"disabled": True}
+    if max_bytes is not None:
+        limit = {"buffer": {"max_request_bytes": max_bytes}}
+    per_route = _typed("envoy.extensions.filters.http.buffer.v3.BufferPerRoute", **limit)
+    return {BODY_LIMIT_FILTER: per_route}
+
+
+def rpc_class(service: str, method: str) -> str:
+    """The rate-limit class of ``service``'s RPC ``method`` (RPC_CLASSES, then the
+    service's own class); "" names no method: the service's own class."""
+    for cls, methods in RPC_CLASSES.get(service, ()):
+        if method and re.fullmatch(methods, method):
+            return cls
+    return SERVICE_CLASS.get(service, "writes")
 
 
 def _rate_class(cls: str) -> dict[str, Any]:
@@ -400,13 +553,39 @@ def local_reply_mappers(settings: EnvoySettings, expose_headers: str) -> list[di
         _header("access-control-expose-headers", expose_headers),
     ]
     mappers: list[dict[str, Any]] = []
+
+    def pair(when: str, rewrite: dict[str, Any]) -> None:
+        mappers.append(
+            {
+                "filter": _cel(f"({when}) && {allowed}"),
+                **rewrite,
+                "headers_to_add": rewrite["headers_to_add"] + cors_headers,
+            }
+        )
+        mappers.append({"filter": _cel(when), **rewrite})
+
     for reply in LOCAL_REPLIES:
+        delay = reply.retry_after_s or settings.rate_limit_fill_seconds
         details: list[dict[str, Any]] = []
         if reply.retry:
-            details.append({"@type": RETRY_INFO_TYPE, "retryDelay": retry_delay(settings)})
+            details.append({"@type": RETRY_INFO_TYPE, "retryDelay": f"{delay}s"})
         headers = [_header("grpc-status", str(reply.code))]
         if reply.retry:
-            headers.append(_header("retry-after", str(settings.rate_limit_fill_seconds)))
+            headers.append(_header("retry-after", str(delay)))
+        if reply.grpc:
+            # A gRPC caller: trailers-only, grpc-status and grpc-message (the text below);
+            # retry-after reaches it as trailing metadata.
+            pair(
+                f"({reply.when}) && !{_NOT_GRPC_CALLER}",
+                {
+                    "headers_to_add": headers,
+                    "body_format_override": {
+                        "text_format_source": {
+                            "inline_string": reply.message or "%LOCAL_REPLY_BODY%"
+                        }
+                    },
+                },
+            )
         rewrite: dict[str, Any] = {
             "headers_to_add": headers,
             "body_format_override": {
@@ -420,19 +599,14 @@ def local_reply_mappers(settings: EnvoySettings, expose_headers: str) -> list[di
         }
         if reply.status is not None:
             rewrite["status_code"] = reply.status
-        mappers.append(
-            {
-                "filter": _cel(f"({reply.when}) && {allowed}"),
-                **rewrite,
-                "headers_to_add": rewrite["headers_to_add"] + cors_headers,
-            }
-        )
-        mappers.append({"filter": _cel(reply.when), **rewrite})
+        pair(reply.when, rewrite)
     # The limiter's answer to a gRPC or gRPC-web caller (RESOURCE_EXHAUSTED, its
     # grpc-status-details-bin from the filter): grpc-message is the same message as the
     # google.rpc.Status's, which clients (grpcio-status) check. Not Envoy's own
     # "local_rate_limited".
-    grpc_rate_limited = {"body_format_override": {"text_format": RATE_LIMITED_MESSAGE}}
+    grpc_rate_limited = {
+        "body_format_override": {"text_format_source": {"inline_string": RATE_LIMITED_MESSAGE}}
+    }
     when = f'{_TRANSCODE} == "local_rate_limited"'
     mappers.append(
         {
@@ -480,6 +654,8 @@ class EnvoySettings:
     cors_origins: list[str] = field(default_factory=lambda: list(DEFAULT_CORS_ORIGINS))
     # The built web client served at / (web_app.py); None, or not built: / answers 503.
     web_dist: Path | None = WEB_DIST
+    # The unary RPCs' route timeout, seconds (RPC_TIMEOUT_S; tests shorten it).
+    rpc_timeout_s: float = RPC_TIMEOUT_S
 
 
 def _typed(type_name: str, **config: Any) -> dict[str, Any]:
@@ -752,23 +928,43 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
             }
         )
     for key, full_name in SERVICE_NAMES.items():
-        # One route per rate-limit class of the service's RPCs (RATE_LIMIT_CLASSES),
-        # the first that matches wins: its upload RPCs, its reads, the rest.
+        # First a route of its own for each RPC whose timeout is not RPC_TIMEOUT_S: the
+        # streaming ones (none: they stay open) and SLOW_RPC_TIMEOUTS_S; each in the
+        # rate-limit class its name gives (rpc_class). Then one route per class of the
+        # service's RPCs (RATE_LIMIT_CLASSES), the first that matches wins: its upload
+        # RPCs, its reads, the rest.
+        streams = streaming_rpcs(full_name)
+        own = {method: 0.0 for method in streams}
+        own |= {m: t for (svc, m), t in SLOW_RPC_TIMEOUTS_S.items() if svc == key}
+        own |= {m: settings.rpc_timeout_s for (svc, m) in BODY_LIMITS if svc == key}
         service_routes = [
-            (f"{key}_{cls}", {"safe_regex": {"regex": f"/{re.escape(full_name)}/{methods}"}}, cls)
+            (f"{key}_{method}", {"path": f"/{full_name}/{method}"}, rpc_class(key, method), t)
+            for method, t in own.items()
+        ]
+        service_routes += [
+            (
+                f"{key}_{cls}",
+                {"safe_regex": {"regex": f"/{re.escape(full_name)}/{methods}"}},
+                cls,
+                settings.rpc_timeout_s,
+            )
             for cls, methods in RPC_CLASSES.get(key, ())
         ]
-        service_routes.append((key, {"prefix": f"/{full_name}/"}, SERVICE_CLASS.get(key, "writes")))
-        for name, path_match, cls in service_routes:
-            routes.append(
-                {
-                    "name": name,
-                    "match": {**path_match, "headers": [is_grpc]},
-                    # 0s: streaming RPCs (status watch, chat subscribe) stay open.
-                    "route": {"cluster": f"svc_{key}", "timeout": "0s"},
-                    **_rate_class(cls),
-                }
-            )
+        service_routes.append(
+            (key, {"prefix": f"/{full_name}/"}, rpc_class(key, ""), settings.rpc_timeout_s)
+        )
+        for name, path_match, cls, timeout_s in service_routes:
+            route = {
+                "name": name,
+                "match": {**path_match, "headers": [is_grpc]},
+                "route": {"cluster": f"svc_{key}", "timeout": f"{timeout_s:g}s"},
+                **_rate_class(cls),
+            }
+            method = path_match.get("path", "").rsplit("/", 1)[-1]
+            if method not in streams:
+                limit = BODY_LIMITS.get((key, method), MAX_MESSAGE_BYTES)
+                route["typed_per_filter_config"] = _body_limit(limit)
+            routes.append(route)
     routes.append(
         {
             # A plain HTTP request (curl, a browser's address bar) on a gRPC path: the
@@ -796,7 +992,14 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
         "name": "not_found",
         "match": {"prefix": "/"},
         "direct_response": {"status": 404, "body": {"inline_string": "no such API route"}},
-        "typed_per_filter_config": {LOG_AS_RPC: log_as_rpc},
+        # No token needed to learn that nothing is here (a missing web asset such as
+        # /assets/x.js is a 404, not a 401); the answer carries no data.
+        "typed_per_filter_config": {
+            LOG_AS_RPC: log_as_rpc,
+            JWT_FILTER: _typed(
+                "envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig", disabled=True
+            ),
+        },
     }
     # The web client (GET/HEAD, no JWT): its files, then index.html for app paths.
     routes.extend(web_app_routes(settings.web_dist, {**not_found, "name": "api_not_found"}))
@@ -939,6 +1142,15 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
         *access_filters,  # user header strip, CORS, JWT, rate limit: on the transcoded route
         keep_grpc_status,
         {
+            # Off but on the unary RPC routes (_body_limit): buffers the request and
+            # answers 413 past the route's limit (MAX_MESSAGE_BYTES, BODY_LIMITS).
+            "name": BODY_LIMIT_FILTER,
+            "typed_config": _typed(
+                "envoy.extensions.filters.http.buffer.v3.Buffer",
+                max_request_bytes=MAX_MESSAGE_BYTES,
+            ),
+        },
+        {
             # Does nothing but on the routes that configure it (log_as_rpc).
             "name": LOG_AS_RPC,
             "typed_config": _typed(
@@ -1018,7 +1230,10 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
                     "name": "reels",
                     "domains": ["*"],
                     "routes": routes,
-                    "typed_per_filter_config": {"envoy.filters.http.cors": cors_policy},
+                    "typed_per_filter_config": {
+                        "envoy.filters.http.cors": cors_policy,
+                        **_body_limit(None),
+                    },
                 }
             ],
         },

@@ -34,8 +34,9 @@ NO_CACHE = "no-cache"
 NOT_BUILT_MESSAGE = "web app not built: run make setup (it builds web/dist), then restart Envoy"
 # An app route: `/`, or segments without a dot (a file name has one), optional final `/`.
 APP_PATHS = r"/(?:[^/.]+(?:/[^/.]+)*/?)?"
-# Under /api: never the app (an unknown API path is the API's 404, not index.html).
-API_PATHS = r"/api(?:/.*)?"
+# Under /api (any case: /API/V1/... too): never the app (an unknown API path is the
+# API's 404, not index.html).
+API_PATHS = r"(?i)/api(?:/.*)?"
 # A fixed table (not `mimetypes`, which reads the machine's /etc/mime.types): the
 # rendered config is the same everywhere.
 CONTENT_TYPES = {

@@ -236,8 +236,9 @@ async def test_over_the_transcoders_buffer_is_413_or_a_per_item_rejection(
     If the body arrives in big enough pieces, the request is refused: 413 with
     RESOURCE_EXHAUSTED (gRPC's answer to a message over its limit; the one local reply
     whose HTTP status is not its code's mapping, 429), and all four places agree. If it
-    streams through, RecordEvents rejects that item alone for its length and does not
-    echo the id back (it used to, and the answer then overflowed the buffer: a 500)."""
+    streams through the transcoder, the request is over RecordEvents' body limit
+    (BODY_LIMITS, 1 MiB): the same 413. (Before that limit, RecordEvents rejected that
+    item alone for its length without echoing the id back.)"""
     settings, log = logged_envoy
     data = _events({"clientEventId": "x" * (1 << 20), "videoId": "v-1"})
     status, body, trace_id, headers = await _call(
@@ -246,7 +247,8 @@ async def test_over_the_transcoders_buffer_is_413_or_a_per_item_rejection(
     if status == 413:
         code, http_status = grpc.StatusCode.RESOURCE_EXHAUSTED, 413
         await _agree(log, trace_id, "POST", status, body, headers, code, http_status)
-        assert "buffer" in body["message"], body
+        # The transcoder's buffer, or RecordEvents' body limit (BODY_LIMITS, 1 MiB).
+        assert "buffer" in body["message"] or "send less" in body["message"], body
         return
     assert status == 200, (status, body)
     assert body["acceptedCount"] == 0, body
