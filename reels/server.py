@@ -71,6 +71,13 @@ class RunningServer:
 
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 
+# How many arrived calls gRPC core holds for the aio server before it refuses more
+# (calls, per server): 4 x what Envoy sends one service at once (GRPC_LIMITS.max_requests,
+# 4,096, reels_dev/infra/envoy.py), so every call Envoy forwards reaches admission
+# control (reels.admission: served, or 429 + Retry-After) instead of being refused by
+# core as CANCELLED (HTTP 499, no Retry-After).
+PENDING_CALLS = 16 * 1024
+
 
 def contract_service_names() -> list[str]:
     """Every service in the contracts (gen/reels/v1), each module imported so that
@@ -156,6 +163,15 @@ async def start_server(
                 # our headers.
                 "grpc.max_metadata_size": 256 * 1024,
                 "grpc.absolute_max_metadata_size": 256 * 1024,
+                # Calls that arrived but that the aio server has not yet taken from
+                # gRPC core (it takes one at a time, as its event loop gets to it).
+                # Past core's default backlog (1,000 soft, 3,000 hard) core refuses new
+                # calls as CANCELLED with no details: HTTP 499 through Envoy, not the
+                # admission control's 429 + Retry-After (reels.admission), which can
+                # only answer a call it is handed. PENDING_CALLS is above what Envoy
+                # sends one service at once (GRPC_LIMITS.max_requests, 4,096).
+                "grpc.server.max_pending_requests": PENDING_CALLS,
+                "grpc.server.max_pending_requests_hard_limit": PENDING_CALLS,
                 **dict(options),
             }.items()
         ),
