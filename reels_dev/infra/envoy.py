@@ -212,10 +212,14 @@ LOCAL_REPLIES = (
     # Request body over the transcoder's buffer (the connection's buffer limit): 413 says
     # it plainly; RESOURCE_EXHAUSTED is what gRPC answers for a message over its limit.
     # The one kind whose HTTP status is not the transcoder's mapping of its code (429).
+    # Same message as body_too_large below: which of the two limits a large body meets
+    # first depends on how it arrives (seen: a 20 MB batch on a loaded machine), and the
+    # client must do the same in both cases.
     LocalReply(
         "request_too_large",
         f'{_TRANSCODE} == "grpc_json_transcode_failure{{request_buffer_size_limit_reached}}"',
         code=8,
+        message=BODY_TOO_LARGE_MESSAGE,
     ),
     # The service's answer could not be turned into JSON (Envoy: 502 / 500): ours.
     LocalReply(
