@@ -119,15 +119,20 @@ def _error_rate(text: str) -> float:
     return value
 
 
+MAX_FOR_S = 7 * 86400
+"""The longest ``--for`` (s): a week; a flag meant to stay is set without ``--for``."""
+
+
 def _seconds(text: str) -> float:
     """argparse type of --for: seconds until the flag expires, finite and > 0."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and value > 0):
+    if not (math.isfinite(value) and 0 < value <= MAX_FOR_S):
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a duration: must be > 0 seconds (leave --for out: no expiry)"
+            f"{text!r} is not a duration: must be > 0 and <= {MAX_FOR_S} seconds (a week; "
+            "leave --for out: no expiry)"
         )
     return value
 
@@ -159,6 +164,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     if args.cmd == "set":
+        if args.delay_ms == 0 and args.error_rate == 0.0:
+            parser.error("set with neither --delay-ms nor --error-rate does nothing; give one")
         expires = time.time() + args.seconds if args.seconds is not None else 0.0
         try:
             faults.set_fault(faults.Fault(args.target, args.delay_ms, args.error_rate, expires))

@@ -192,8 +192,8 @@ UPSTREAM_TIMEOUT_MESSAGE = (
     "retry after the seconds in Retry-After"
 )
 BODY_TOO_LARGE_MESSAGE = (
-    "the request body is larger than this call takes: send less (RecordEvents: at most "
-    "500 events per batch); the same request will not succeed on a retry"
+    "the request body is larger than this call takes (16 MiB; RecordEvents 1 MiB, at most "
+    "500 events per batch): send less; the same request will not succeed on a retry"
 )
 LOCAL_REPLIES = (
     # jwt_authn's refusals ("Jwt is missing", "Jwt is expired", "Audiences in Jwt are not

@@ -42,7 +42,7 @@ def cli(var: Path, *argv: str) -> subprocess.CompletedProcess[str]:
         (["--delay-ms", "99999999999999999999"], "--delay-ms: 99999999999999999999 ms"),
         (["--delay-ms", "-5"], "--delay-ms: -5 ms is out of range (allowed: 0..60000 ms"),
         (["--error-rate", "nan"], "--error-rate: 'nan' is not a share of calls (allowed: 0..1)"),
-        (["--for", "-10"], "--for: '-10' is not a duration: must be > 0 seconds"),
+        (["--for", "-10"], "--for: '-10' is not a duration: must be > 0 and <= 604800 seconds"),
     ],
 )
 def test_out_of_range_flag_is_refused_with_the_range_and_nothing_written(
@@ -64,9 +64,13 @@ def test_out_of_range_flag_is_refused_with_the_range_and_nothing_written(
         (["--error-rate", "1.5"], "allowed: 0..1"),
         (["--error-rate", "-0.1"], "allowed: 0..1"),
         (["--error-rate", "inf"], "allowed: 0..1"),
-        (["--for", "0"], "must be > 0 seconds"),
-        (["--for", "nan"], "must be > 0 seconds"),
-        (["--for", "inf"], "must be > 0 seconds"),
+        (["--for", "0"], "must be > 0 and <="),
+        (["--for", "nan"], "must be > 0 and <="),
+        (["--for", "inf"], "must be > 0 and <="),
+        (["--for", "1e300", "--error-rate", "1"], "must be > 0 and <="),
+        (["--for", "604801", "--error-rate", "1"], "must be > 0 and <="),
+        ([], "does nothing"),
+        (["--delay-ms", "0", "--error-rate", "0"], "does nothing"),
     ],
 )
 def test_every_bound_is_checked_by_the_parser(
