@@ -77,6 +77,10 @@ REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 # control (reels.admission: served, or 429 + Retry-After) instead of being refused by
 # core as CANCELLED (HTTP 499, no Retry-After).
 PENDING_CALLS = 16 * 1024
+# The largest request message a service takes (bytes, grpc.max_receive_message_length);
+# Envoy refuses a larger unary body with 413 before it gets here (reels_dev/infra/envoy.py
+# MAX_MESSAGE_BYTES).
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 def contract_service_names() -> list[str]:
@@ -154,7 +158,7 @@ async def start_server(
         interceptors=[*server_interceptors(), interceptor],
         options=list(
             {
-                "grpc.max_receive_message_length": 16 * 1024 * 1024,
+                "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
                 "grpc.so_reuseport": 0,
                 # Above Envoy's request-header limit (75 KiB, the tus metadata): an
                 # oversized path or id reaches the service, which says what is wrong

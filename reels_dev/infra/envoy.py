@@ -74,6 +74,7 @@ from reels.config import (
     load,
     var_dir,
 )
+from reels.server import MAX_MESSAGE_BYTES as SERVICE_MAX_MESSAGE_BYTES
 from reels_dev.infra.process import REPO_ROOT, ManagedProcess, port_open
 from reels_dev.infra.web_app import (
     MAX_FILE_BYTES,
@@ -82,6 +83,7 @@ from reels_dev.infra.web_app import (
     built_files,
     web_app_routes,
 )
+from svc_stream.events.validation import MAX_BATCH
 from svc_upload.tus_limits import request_headers_kb
 
 DESCRIPTOR = REPO_ROOT / "gen" / "reels.pb"
@@ -191,9 +193,26 @@ UPSTREAM_TIMEOUT_MESSAGE = (
     "%UPSTREAM_CLUSTER% did not answer within the front door's timeout for this call; "
     "retry after the seconds in Retry-After"
 )
+# The largest request body the front door passes to a service's unary RPC, in bytes of
+# the gRPC message (a JSON call's after transcoding), checked before the service sees
+# it: past it the answer is 413 (RESOURCE_EXHAUSTED, no Retry-After: sending it again
+# cannot help). By default the services' own limit (grpc.max_receive_message_length,
+# reels.server.MAX_MESSAGE_BYTES, plus the 5-byte gRPC frame header), which answered a 429
+# with no Retry-After (clients that retry on 429 looped). Streaming RPCs are not
+# buffered and have none here (the service's limit is per message).
+MAX_MESSAGE_BYTES = SERVICE_MAX_MESSAGE_BYTES + 5
+# Tighter for RPCs whose largest valid request is far smaller, (service, method) -> bytes:
+BODY_LIMITS: dict[tuple[str, str], int] = {
+    # 500 events (MAX_BATCH) with every field at its longest (svc_stream/events/
+    # validation.py) are 203,015 bytes (305 KB as JSON); 1 MiB leaves room for a batch
+    # whose items are rejected one by one (too long, bad ids) without sinking it.
+    ("stream", "RecordEvents"): 1024 * 1024,
+}
 BODY_TOO_LARGE_MESSAGE = (
-    "the request body is larger than this call takes (16 MiB; RecordEvents 1 MiB, at most "
-    "500 events per batch): send less; the same request will not succeed on a retry"
+    "the request body is larger than this call takes "
+    f"({SERVICE_MAX_MESSAGE_BYTES >> 20} MiB; RecordEvents "
+    f"{BODY_LIMITS[('stream', 'RecordEvents')] >> 20} MiB, at most {MAX_BATCH} events per "
+    "batch): send less; the same request will not succeed on a retry"
 )
 LOCAL_REPLIES = (
     # jwt_authn's refusals ("Jwt is missing", "Jwt is expired", "Audiences in Jwt are not
@@ -364,21 +383,6 @@ SLOW_RPC_TIMEOUTS_S: dict[tuple[str, str], int] = {
 }
 
 
-# The largest request body the front door passes to a service's unary RPC, in bytes of
-# the gRPC message (a JSON call's after transcoding), checked before the service sees
-# it: past it the answer is 413 (RESOURCE_EXHAUSTED, no Retry-After: sending it again
-# cannot help). By default the services' own limit (grpc.max_receive_message_length,
-# reels/server.py: 16 MiB, plus the 5-byte gRPC frame header), which answered a 429
-# with no Retry-After (clients that retry on 429 looped). Streaming RPCs are not
-# buffered and have none here (the service's limit is per message).
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024 + 5
-# Tighter for RPCs whose largest valid request is far smaller, (service, method) -> bytes:
-BODY_LIMITS: dict[tuple[str, str], int] = {
-    # 500 events (MAX_BATCH) with every field at its longest (svc_stream/events/
-    # validation.py) are 203,015 bytes (305 KB as JSON); 1 MiB leaves room for a batch
-    # whose items are rejected one by one (too long, bad ids) without sinking it.
-    ("stream", "RecordEvents"): 1024 * 1024,
-}
 # envoy.filters.http.buffer: off for the virtual host, on for the unary RPC routes. (A
 # filter `disabled` in the chain cannot be turned on by a route that the transcoder
 # picks: the chain is built for the route of the untranscoded path.)
